@@ -1,0 +1,226 @@
+//! `hookline`: run the product locally, mint development tokens, check bot
+//! definitions.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use hookline_core::api::{self, AppState, Settings};
+use hookline_core::config::{self, DEMO_BOT, DEMO_BOT_FILE, Purpose, Registry, Severity};
+use hookline_core::store::{DynamoStore, MemoryStore, Store};
+use hookline_core::{bootstrap, devtoken, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "hookline",
+    version,
+    about = "Webhook channel for virtual assistants"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every endpoint from one process (in-memory state unless --table).
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        addr: SocketAddr,
+        /// Bot definition file or directory [default: the built-in demo bot]
+        #[arg(long, env = "HOOKLINE_BOTS")]
+        bots: Option<PathBuf>,
+        /// Keep state in this DynamoDB table instead of memory.
+        #[arg(long, env = "HOOKLINE_TABLE")]
+        table: Option<String>,
+        /// A local DynamoDB-compatible endpoint, e.g. http://127.0.0.1:8000
+        #[arg(long, requires = "table")]
+        dynamodb_endpoint: Option<String>,
+        /// Create the table if it does not exist.
+        #[arg(long, requires = "table")]
+        create_table: bool,
+    },
+    /// Print a signed JWT for calling a bot locally.
+    Token {
+        #[arg(long)]
+        bot: String,
+        #[arg(long)]
+        user: String,
+        /// clientId of the app to sign as [default: the bot's first app]
+        #[arg(long)]
+        app: Option<String>,
+        /// Bot definition file or directory [default: the built-in demo bot]
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Private key (PEM) for RS256/RS512 apps.
+        #[arg(long)]
+        private_key: Option<PathBuf>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: i64,
+    },
+    /// Check bot definition files; reports every problem with file, line and path.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of the bot definition format.
+    Schema,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Serve {
+            addr,
+            bots,
+            table,
+            dynamodb_endpoint,
+            create_table,
+        } => report(serve(addr, bots, table, dynamodb_endpoint, create_table).await),
+        Command::Token {
+            bot,
+            user,
+            app,
+            config,
+            private_key,
+            ttl,
+        } => report(token(
+            &bot,
+            &user,
+            app.as_deref(),
+            config.as_deref(),
+            private_key.as_deref(),
+            ttl,
+        )),
+        Command::Validate { files } => validate(&files),
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&config::json_schema()).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn report(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("hookline: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_registry(path: Option<&Path>) -> Result<Registry, String> {
+    match path {
+        Some(path) => Registry::load(path, Purpose::Local),
+        None => Registry::from_sources(&[(DEMO_BOT_FILE.into(), DEMO_BOT.into())], Purpose::Local),
+    }
+    .map_err(|e| format!("bot definitions are not valid:\n{e}"))
+}
+
+async fn serve(
+    addr: SocketAddr,
+    bots: Option<PathBuf>,
+    table: Option<String>,
+    dynamodb_endpoint: Option<String>,
+    create_table: bool,
+) -> Result<(), String> {
+    telemetry::init();
+    let registry = load_registry(bots.as_deref())?;
+    let (store, storage): (Arc<dyn Store>, String) = match table {
+        Some(table) => {
+            let client = bootstrap::dynamodb_client(dynamodb_endpoint.as_deref()).await;
+            let store = DynamoStore::new(client, &table);
+            if create_table {
+                store.create_table().await.map_err(|e| e.to_string())?;
+            }
+            (Arc::new(store), format!("DynamoDB table {table}"))
+        }
+        None => (Arc::new(MemoryStore::new()), "in memory".into()),
+    };
+    let first_bot = registry
+        .bots()
+        .map(|b| b.def.clone())
+        .min_by(|a, b| a.id.cmp(&b.id));
+    let state = AppState::new(registry, store, Settings::from_env()?);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+
+    println!("Hookline is listening on http://{addr} (state: {storage})");
+    if let Some(bot) = first_bot {
+        println!("Talk to {} ({}):\n", bot.name, bot.id);
+        match devtoken::sign(&bot, None, "demo-user", 24 * 3600, None) {
+            Ok(token) => println!(
+                "curl -s http://{addr}/chatbot/v2/webhook/{id} \\\n  -H 'Authorization: bearer {token}' \\\n  -H 'Content-Type: application/json' \\\n  -d '{{\"message\":{{\"type\":\"text\",\"val\":\"hello\"}},\"from\":{{\"id\":\"demo-user\"}}}}'\n",
+                id = bot.id
+            ),
+            Err(e) => println!("(no ready token: {e}; see `hookline token --help`)\n"),
+        }
+    }
+    axum::serve(listener, api::app(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn token(
+    bot_id: &str,
+    user: &str,
+    app: Option<&str>,
+    config: Option<&Path>,
+    private_key: Option<&Path>,
+    ttl: i64,
+) -> Result<(), String> {
+    let registry = load_registry(config)?;
+    let bot = registry
+        .get(bot_id)
+        .ok_or_else(|| format!("no bot {bot_id} in the definitions"))?;
+    let pem = private_key
+        .map(|path| std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display())))
+        .transpose()?;
+    println!(
+        "{}",
+        devtoken::sign(&bot.def, app, user, ttl, pem.as_deref())?
+    );
+    Ok(())
+}
+
+fn validate(files: &[PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for file in files {
+        let name = file.display().to_string();
+        let source = match std::fs::read_to_string(file) {
+            Ok(source) => source,
+            Err(e) => {
+                eprintln!("{name}: error: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        let (_, diagnostics) = config::check(&name, &source, Purpose::Validate, &|v| {
+            std::env::var(v).ok()
+        });
+        for diagnostic in &diagnostics {
+            eprintln!("{diagnostic}");
+        }
+        if diagnostics.iter().any(|d| d.severity == Severity::Error) {
+            failed = true;
+        } else {
+            println!("{name}: ok");
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

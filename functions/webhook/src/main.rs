@@ -1,0 +1,11 @@
+//! Lambda: the Webhook channel message ingress (v1, v2, botmeta) behind API
+//! Gateway's HTTP API. State is built once per cold start.
+
+use hookline_core::{api, bootstrap, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    telemetry::init();
+    let state = bootstrap::lambda_state().await?;
+    lambda_http::run(api::webhook_router(state)).await
+}

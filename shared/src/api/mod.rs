@@ -1,0 +1,132 @@
+//! HTTP API: one axum Router per endpoint family, the error envelope, trace
+//! ids, CORS and limits. The Lambda functions and `hookline serve` serve these
+//! same routers.
+
+mod envelope;
+mod inbound;
+mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use http::{HeaderName, HeaderValue, Method, header};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::config::Registry;
+use crate::error::Error;
+use crate::store::Store;
+use crate::turn::Turns;
+
+pub use envelope::TraceId;
+
+pub const TRACE_HEADER: &str = "x-trace-id";
+
+/// Limits and switches read from the environment at start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Largest accepted request body (HOOKLINE_MAX_BODY_BYTES, default 64 KiB).
+    pub max_body_bytes: usize,
+    /// Synchronous answer deadline (HOOKLINE_SYNC_DEADLINE_MS, default 15 s as in the spec).
+    pub sync_deadline: Duration,
+    /// Origins browsers may call from (HOOKLINE_CORS_ORIGINS, comma separated, `*` for any).
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            sync_deadline: Duration::from_secs(15),
+            cors_origins: vec!["*".into()],
+        }
+    }
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, String> {
+        let mut settings = Settings::default();
+        let number = |name: &str| -> Result<Option<u64>, String> {
+            std::env::var(name)
+                .ok()
+                .map(|v| {
+                    v.trim()
+                        .parse()
+                        .map_err(|_| format!("{name} must be a whole number, got {v:?}"))
+                })
+                .transpose()
+        };
+        if let Some(bytes) = number("HOOKLINE_MAX_BODY_BYTES")? {
+            settings.max_body_bytes = bytes as usize;
+        }
+        if let Some(ms) = number("HOOKLINE_SYNC_DEADLINE_MS")? {
+            settings.sync_deadline = Duration::from_millis(ms);
+        }
+        if let Ok(origins) = std::env::var("HOOKLINE_CORS_ORIGINS") {
+            settings.cors_origins = origins
+                .split(',')
+                .map(|o| o.trim().to_string())
+                .filter(|o| !o.is_empty())
+                .collect();
+        }
+        Ok(settings)
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub turns: Arc<Turns>,
+    pub settings: Arc<Settings>,
+}
+
+impl AppState {
+    pub fn new(registry: Registry, store: Arc<dyn Store>, settings: Settings) -> Self {
+        Self {
+            registry: Arc::new(registry),
+            turns: Arc::new(Turns::new(store)),
+            settings: Arc::new(settings),
+        }
+    }
+}
+
+/// The message ingress family: v1 and v2 webhooks and bot metadata.
+pub fn webhook_router(state: AppState) -> Router {
+    with_layers(webhook::router(state.clone()), &state.settings)
+}
+
+/// Every endpoint family, for the single local process.
+pub fn app(state: AppState) -> Router {
+    webhook_router(state)
+}
+
+/// Error envelope, trace ids, panic safety net and CORS around a family.
+fn with_layers(router: Router, settings: &Settings) -> Router {
+    router
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(Error::Internal("handler panicked".into()))
+        }))
+        .layer(axum::middleware::from_fn(envelope::trace_and_envelope))
+        .layer(cors(settings))
+}
+
+fn cors(settings: &Settings) -> CorsLayer {
+    let origins = if settings.cors_origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            settings
+                .cors_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        )
+    };
+    CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .expose_headers([HeaderName::from_static(TRACE_HEADER)])
+        .max_age(Duration::from_secs(600))
+}

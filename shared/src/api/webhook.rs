@@ -1,0 +1,287 @@
+//! The Webhook channel endpoints (v1 and v2, with and without hookInstance)
+//! and GET /api/botmeta.
+
+use std::sync::Arc;
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use bytes::Bytes;
+use chrono::Utc;
+use http::{HeaderMap, header};
+use serde_json::Value;
+
+use super::inbound::{self, Inbound};
+use super::{AppState, TraceId};
+use crate::auth;
+use crate::config::{Bot, WebhookVersion};
+use crate::engine::Input;
+use crate::error::{Error, Result};
+use crate::ids;
+use crate::protocol::{BotMeta, V1Response, V2Response, VERSION_V2};
+use crate::turn::{TurnReply, TurnRequest};
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/chatbot/hooks/{bot_id}", post(v1))
+        .route(
+            "/chatbot/hooks/{bot_id}/hookInstance/{instance_id}",
+            post(v1_instance),
+        )
+        .route("/chatbot/v2/webhook/{stream_id}", post(v2))
+        .route(
+            "/chatbot/v2/webhook/{stream_id}/hookInstance/{instance_id}",
+            post(v2_instance),
+        )
+        .route("/api/botmeta/{stream_id}", get(botmeta))
+        .with_state(state)
+}
+
+/// One request to a webhook URL.
+struct Call {
+    version: WebhookVersion,
+    bot_id: String,
+    instance_id: Option<String>,
+    trace_id: String,
+    headers: HeaderMap,
+    body: Body,
+}
+
+async fn v1(
+    State(state): State<AppState>,
+    Path(bot_id): Path<String>,
+    Extension(TraceId(trace_id)): Extension<TraceId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let version = WebhookVersion::V1;
+    handle(
+        state,
+        Call {
+            version,
+            bot_id,
+            instance_id: None,
+            trace_id,
+            headers,
+            body,
+        },
+    )
+    .await
+}
+
+async fn v1_instance(
+    State(state): State<AppState>,
+    Path((bot_id, instance_id)): Path<(String, String)>,
+    Extension(TraceId(trace_id)): Extension<TraceId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let (version, instance_id) = (WebhookVersion::V1, Some(instance_id));
+    handle(
+        state,
+        Call {
+            version,
+            bot_id,
+            instance_id,
+            trace_id,
+            headers,
+            body,
+        },
+    )
+    .await
+}
+
+async fn v2(
+    State(state): State<AppState>,
+    Path(bot_id): Path<String>,
+    Extension(TraceId(trace_id)): Extension<TraceId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let version = WebhookVersion::V2;
+    handle(
+        state,
+        Call {
+            version,
+            bot_id,
+            instance_id: None,
+            trace_id,
+            headers,
+            body,
+        },
+    )
+    .await
+}
+
+async fn v2_instance(
+    State(state): State<AppState>,
+    Path((bot_id, instance_id)): Path<(String, String)>,
+    Extension(TraceId(trace_id)): Extension<TraceId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let (version, instance_id) = (WebhookVersion::V2, Some(instance_id));
+    handle(
+        state,
+        Call {
+            version,
+            bot_id,
+            instance_id,
+            trace_id,
+            headers,
+            body,
+        },
+    )
+    .await
+}
+
+fn find_bot(state: &AppState, bot_id: &str) -> Result<Arc<Bot>> {
+    state
+        .registry
+        .get(bot_id)
+        .cloned()
+        .ok_or_else(|| Error::NotFound(format!("no bot {bot_id}")))
+}
+
+async fn handle(state: AppState, call: Call) -> Result<Response> {
+    let bot = find_bot(&state, &call.bot_id)?;
+    let instance = bot
+        .instance(call.version, call.instance_id.as_deref())
+        .ok_or_else(|| {
+            Error::NotFound("no Webhook channel instance of this version at this URL".into())
+        })?;
+    require_json(&call.headers)?;
+    let body = read_body(call.body, &call.headers, state.settings.max_body_bytes).await?;
+    let token = auth::bearer_token(&call.headers)?;
+    let caller = auth::authenticate(&bot, &instance.apps, token, Utc::now().timestamp())?;
+    let inbound = match call.version {
+        WebhookVersion::V1 => inbound::parse_v1(&body)?,
+        WebhookVersion::V2 => inbound::parse_v2(&body)?,
+    };
+    if let Some(language) = inbound
+        .language
+        .as_deref()
+        .filter(|l| !bot.supports_language(l))
+    {
+        return Err(Error::InvalidPayload(format!(
+            "interactiveLanguage {language:?} is not one of the bot's languages"
+        )));
+    }
+    let user_id = auth::resolve_user(&caller, inbound.from_id.as_deref())?
+        .unwrap_or_else(ids::anonymous_user_id);
+
+    let request = turn_request(&bot, user_id.clone(), call.trace_id, inbound);
+    let deadline = state.settings.sync_deadline;
+    let reply = tokio::time::timeout(deadline, state.turns.run(request))
+        .await
+        .map_err(|_| Error::Timeout(deadline))??;
+    Ok(match call.version {
+        WebhookVersion::V1 => Json(v1_response(reply)).into_response(),
+        WebhookVersion::V2 => Json(v2_response(&bot, user_id, reply)).into_response(),
+    })
+}
+
+fn turn_request(
+    bot: &Arc<Bot>,
+    user_id: String,
+    trace_id: String,
+    inbound: Inbound,
+) -> TurnRequest {
+    let Inbound {
+        new_session,
+        user_info,
+        event,
+        payload,
+        tags,
+        language,
+        ..
+    } = inbound;
+    TurnRequest {
+        bot: bot.clone(),
+        user_id,
+        new_session,
+        input: Input {
+            event,
+            message: payload,
+            language,
+            session_tags: tags.session_level_tags,
+        },
+        user_info,
+        user_tags: tags.user_level_tags,
+        message_tags: tags.message_level_tags,
+        trace_id,
+    }
+}
+
+fn v2_response(bot: &Bot, user_id: String, reply: TurnReply) -> V2Response {
+    V2Response {
+        to: user_id,
+        from: bot.id().to_string(),
+        data: reply.messages,
+        version: VERSION_V2,
+        end_of_task: reply.completion.is_some(),
+        completion: reply.completion,
+    }
+}
+
+/// v1 `text`: a string for one message, an array for several.
+fn v1_response(reply: TurnReply) -> V1Response {
+    let mut texts: Vec<Value> = reply.messages.into_iter().map(|m| m.val).collect();
+    let text = match texts.len() {
+        1 => texts.remove(0),
+        _ => Value::Array(texts),
+    };
+    V1Response {
+        text,
+        end_of_task: reply.completion.is_some(),
+        completion: reply.completion,
+    }
+}
+
+fn require_json(headers: &HeaderMap) -> Result<()> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(Error::UnsupportedMediaType)
+    }
+}
+
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(Error::PayloadTooLarge { limit });
+    }
+    to_bytes(body, limit)
+        .await
+        .map_err(|_| Error::PayloadTooLarge { limit })
+}
+
+/// Display metadata that Kore's client SDKs fetch before the first message.
+async fn botmeta(
+    State(state): State<AppState>,
+    Path(bot_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<BotMeta>> {
+    let bot = find_bot(&state, &bot_id)?;
+    let apps: Vec<String> = bot.def.apps.iter().map(|a| a.client_id.clone()).collect();
+    auth::authenticate(
+        &bot,
+        &apps,
+        auth::bearer_token(&headers)?,
+        Utc::now().timestamp(),
+    )?;
+    Ok(Json(BotMeta {
+        name: bot.def.name.clone(),
+        icon: bot.def.icon.clone(),
+    }))
+}

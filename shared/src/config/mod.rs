@@ -1,0 +1,301 @@
+//! Bot definitions: loaded from YAML, validated once, compiled for serving.
+
+mod model;
+mod validate;
+mod yaml;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use jsonwebtoken::DecodingKey;
+
+pub use model::*;
+
+use crate::engine::matcher::{Matcher, Strength, Utterance};
+
+/// The demo bot, built in so `hookline serve` works from anywhere.
+pub const DEMO_BOT: &str = include_str!("../../../examples/demo-bot.yaml");
+pub const DEMO_BOT_FILE: &str = "examples/demo-bot.yaml";
+
+/// JSON Schema of the bot definition format (published as docs/bot-definition.schema.json).
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(BotDefinition)).unwrap_or_default()
+}
+
+/// What the definitions are loaded for; decides how strict secrets are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `hookline validate`: literal secrets and unset variables are warnings.
+    Validate,
+    /// `hookline serve`: literal secrets allowed, variables must be set.
+    Local,
+    /// The Lambda functions: secrets only from the environment.
+    Deployed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One problem in a definition file, with where it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    pub file: String,
+    pub line: Option<usize>,
+    pub path: String,
+    pub severity: Severity,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let severity = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        write!(f, ": {severity}")?;
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Diagnostics of a failed load; Display lists them one per line.
+#[derive(Debug)]
+pub struct LoadError(pub Vec<Diagnostic>);
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in &self.0 {
+            writeln!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// A client app ready to verify tokens.
+pub struct AppKey {
+    pub client_id: String,
+    pub algorithm: jsonwebtoken::Algorithm,
+    pub key: DecodingKey,
+    pub allow_anonymous: bool,
+}
+
+/// A validated bot, compiled for serving.
+pub struct Bot {
+    pub def: BotDefinition,
+    apps: HashMap<String, AppKey>,
+    matchers: Vec<Matcher>,
+}
+
+impl Bot {
+    pub fn id(&self) -> &str {
+        &self.def.id
+    }
+
+    /// The instance named in the URL, or the first instance of that version.
+    pub fn instance(&self, version: WebhookVersion, id: Option<&str>) -> Option<&Instance> {
+        self.def
+            .instances
+            .iter()
+            .filter(|i| i.version == version)
+            .find(|i| id.is_none_or(|id| i.id == id))
+    }
+
+    pub fn app(&self, client_id: &str) -> Option<&AppKey> {
+        self.apps.get(client_id)
+    }
+
+    pub fn task(&self, id: &str) -> Option<&Task> {
+        self.def.tasks.iter().find(|t| t.id == id)
+    }
+
+    pub fn supports_language(&self, language: &str) -> bool {
+        language == self.def.languages.default
+            || self.def.languages.supported.iter().any(|l| l == language)
+    }
+
+    /// The task whose triggers match best; ties go to the task listed first.
+    pub fn best_task(&self, utterance: &Utterance) -> Option<&Task> {
+        let mut best: Option<(Strength, usize)> = None;
+        for (i, matcher) in self.matchers.iter().enumerate() {
+            if let Some(strength) = matcher.strength(utterance)
+                && best.is_none_or(|(b, _)| strength > b)
+            {
+                best = Some((strength, i));
+            }
+        }
+        best.map(|(_, i)| &self.def.tasks[i])
+    }
+
+    pub fn is_cancel(&self, utterance: &Utterance) -> bool {
+        self.def.cancel.phrases.iter().any(|p| utterance.is(p))
+    }
+
+    /// The text in `language`, else in the bot's default language, else any.
+    pub fn localize<'t>(&self, text: &'t Text, language: &str) -> &'t str {
+        match text {
+            Text::Plain(s) => s,
+            Text::PerLanguage(map) => map
+                .get(language)
+                .or_else(|| map.get(&self.def.languages.default))
+                .or_else(|| map.values().next())
+                .map_or("", String::as_str),
+        }
+    }
+}
+
+/// Every bot being served, by id.
+#[derive(Default)]
+pub struct Registry {
+    bots: HashMap<String, Arc<Bot>>,
+}
+
+impl Registry {
+    pub fn get(&self, bot_id: &str) -> Option<&Arc<Bot>> {
+        self.bots.get(bot_id)
+    }
+
+    pub fn bots(&self) -> impl Iterator<Item = &Arc<Bot>> {
+        self.bots.values()
+    }
+
+    /// Loads every `.yaml`/`.yml` file at `path` (a file or a directory).
+    pub fn load(path: &Path, purpose: Purpose) -> Result<Self, LoadError> {
+        let files = definition_files(path)
+            .map_err(|e| LoadError(vec![diagnostic(&path.display().to_string(), e.to_string())]))?;
+        let mut sources = Vec::new();
+        for file in files {
+            let name = file.display().to_string();
+            let source = std::fs::read_to_string(&file)
+                .map_err(|e| LoadError(vec![diagnostic(&name, e.to_string())]))?;
+            sources.push((name, source));
+        }
+        Self::from_sources(&sources, purpose)
+    }
+
+    /// Builds a registry from (file name, YAML) pairs; fails on any error.
+    pub fn from_sources(sources: &[(String, String)], purpose: Purpose) -> Result<Self, LoadError> {
+        let mut registry = Registry::default();
+        let mut errors = Vec::new();
+        for (file, source) in sources {
+            let (bot, diagnostics) = check(file, source, purpose, &|name| std::env::var(name).ok());
+            errors.extend(
+                diagnostics
+                    .into_iter()
+                    .filter(|d| d.severity == Severity::Error),
+            );
+            if let Some(bot) = bot {
+                if registry.bots.contains_key(bot.id()) {
+                    errors.push(diagnostic(
+                        file,
+                        format!("bot id {} is defined twice", bot.id()),
+                    ));
+                } else {
+                    registry.bots.insert(bot.id().to_string(), Arc::new(bot));
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(registry)
+        } else {
+            Err(LoadError(errors))
+        }
+    }
+}
+
+fn diagnostic(file: &str, message: String) -> Diagnostic {
+    Diagnostic {
+        file: file.to_string(),
+        line: None,
+        path: String::new(),
+        severity: Severity::Error,
+        message,
+    }
+}
+
+fn definition_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Parses and validates one definition. Returns the compiled bot when there is
+/// no error, and every diagnostic found (errors and warnings) with its line.
+pub fn check(
+    file: &str,
+    source: &str,
+    purpose: Purpose,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> (Option<Bot>, Vec<Diagnostic>) {
+    let at = |path: String, line: Option<usize>, severity, message| Diagnostic {
+        file: file.to_string(),
+        line,
+        path,
+        severity,
+        message,
+    };
+    let document = match yaml::parse(source) {
+        Ok(document) => document,
+        Err(e) => {
+            let d = at(String::new(), Some(e.line), Severity::Error, e.message);
+            return (None, vec![d]);
+        }
+    };
+    let def: BotDefinition = match serde_path_to_error::deserialize(&document.value) {
+        Ok(def) => def,
+        Err(e) => {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            let line = document.line_of(&path).or(Some(1));
+            return (
+                None,
+                vec![at(path, line, Severity::Error, e.into_inner().to_string())],
+            );
+        }
+    };
+    let outcome = validate::validate(&def, purpose, env);
+    let diagnostics: Vec<Diagnostic> = outcome
+        .problems
+        .into_iter()
+        .map(|p| {
+            at(
+                p.path.clone(),
+                document.line_of(&p.path),
+                p.severity,
+                p.message,
+            )
+        })
+        .collect();
+    let failed = diagnostics.iter().any(|d| d.severity == Severity::Error);
+    if failed || purpose == Purpose::Validate {
+        return (None, diagnostics);
+    }
+    let bot = Bot {
+        apps: outcome
+            .apps
+            .into_iter()
+            .map(|a| (a.client_id.clone(), a))
+            .collect(),
+        matchers: outcome.matchers,
+        def,
+    };
+    (Some(bot), diagnostics)
+}

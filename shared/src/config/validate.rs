@@ -1,0 +1,459 @@
+//! Semantic checks of a parsed bot definition, and compilation of the parts
+//! that can fail (keys, patterns).
+
+use std::collections::{BTreeMap, HashSet};
+
+use jsonwebtoken::DecodingKey;
+use regex::Regex;
+
+use super::model::*;
+use super::{AppKey, Purpose, Severity};
+use crate::engine::matcher::Matcher;
+use crate::engine::template;
+
+pub struct Problem {
+    pub path: String,
+    pub severity: Severity,
+    pub message: String,
+}
+
+pub struct Outcome {
+    pub problems: Vec<Problem>,
+    pub apps: Vec<AppKey>,
+    pub matchers: Vec<Matcher>,
+}
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.push(path, Severity::Error, message);
+    }
+    fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.push(path, Severity::Warning, message);
+    }
+    fn push(&mut self, path: impl Into<String>, severity: Severity, message: impl Into<String>) {
+        self.0.push(Problem {
+            path: path.into(),
+            severity,
+            message: message.into(),
+        });
+    }
+}
+
+fn id_pattern(prefix: &str) -> Regex {
+    Regex::new(&format!("^{prefix}[A-Za-z0-9_-]{{1,96}}$")).expect("static pattern")
+}
+
+pub fn validate(
+    def: &BotDefinition,
+    purpose: Purpose,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Outcome {
+    let mut p = Problems::default();
+    if !id_pattern("st-").is_match(&def.id) {
+        p.error(
+            "id",
+            "must look like st-NAME (letters, digits, '-' and '_', at most 99 characters)",
+        );
+    }
+    if def.name.trim().is_empty() {
+        p.error("name", "must not be empty");
+    }
+    let languages = languages(def, &mut p);
+    let apps = apps(def, purpose, env, &mut p);
+    instances(def, &mut p);
+
+    let task_ids: HashSet<&str> = def.tasks.iter().map(|t| t.id.as_str()).collect();
+    if task_ids.len() != def.tasks.len() {
+        p.error("tasks", "task ids must be unique");
+    }
+    if let Some(welcome) = &def.welcome
+        && !task_ids.contains(welcome.as_str())
+    {
+        p.error("welcome", format!("no task has id {welcome:?}"));
+    }
+    if let Some(text) = &def.fallback {
+        check_text("fallback", text, &languages, &mut p);
+    }
+    if let Some(text) = &def.cancel.message {
+        check_text("cancel.message", text, &languages, &mut p);
+    }
+    let matchers = def
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, task)| task_checks(&format!("tasks[{i}]"), task, &languages, &mut p))
+        .collect();
+    Outcome {
+        problems: p.0,
+        apps,
+        matchers,
+    }
+}
+
+fn languages(def: &BotDefinition, p: &mut Problems) -> Vec<String> {
+    let mut all = vec![def.languages.default.clone()];
+    all.extend(def.languages.supported.iter().cloned());
+    for (i, language) in all.iter().enumerate() {
+        let valid = !language.is_empty()
+            && language.len() <= 16
+            && language
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid {
+            let path = if i == 0 {
+                "languages.default".into()
+            } else {
+                format!("languages.supported[{}]", i - 1)
+            };
+            p.error(path, format!("{language:?} is not a language code"));
+        }
+    }
+    all.sort();
+    all.dedup();
+    all
+}
+
+fn apps(
+    def: &BotDefinition,
+    purpose: Purpose,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems,
+) -> Vec<AppKey> {
+    if def.apps.is_empty() {
+        p.error("apps", "at least one app is needed to call the bot");
+    }
+    let mut seen = HashSet::new();
+    let mut keys = Vec::new();
+    for (i, app) in def.apps.iter().enumerate() {
+        let path = format!("apps[{i}]");
+        if app.client_id.trim().is_empty() {
+            p.error(format!("{path}.clientId"), "must not be empty");
+        }
+        if !seen.insert(app.client_id.as_str()) {
+            p.error(
+                format!("{path}.clientId"),
+                format!("clientId {} is used twice", app.client_id),
+            );
+        }
+        let hmac_bytes = match app.algorithm {
+            Algorithm::HS256 => Some(32),
+            Algorithm::HS512 => Some(64),
+            Algorithm::RS256 | Algorithm::RS512 => None,
+        };
+        let (field, source, other) = match hmac_bytes {
+            Some(_) => ("secret", &app.secret, ("publicKey", &app.public_key)),
+            None => ("publicKey", &app.public_key, ("secret", &app.secret)),
+        };
+        if other.1.is_some() {
+            p.error(
+                format!("{path}.{}", other.0),
+                format!("not used with {:?}", app.algorithm),
+            );
+        }
+        let Some(source) = source else {
+            p.error(
+                format!("{path}.{field}"),
+                format!("{:?} needs a {field}", app.algorithm),
+            );
+            continue;
+        };
+        let field_path = format!("{path}.{field}");
+        let Some(material) = resolve(source, field, &field_path, purpose, env, p) else {
+            continue;
+        };
+        let key = match hmac_bytes {
+            Some(min) if material.len() < min => {
+                p.error(
+                    field_path,
+                    format!(
+                        "{:?} secrets must be at least {min} bytes (RFC 7518); this one has {}",
+                        app.algorithm,
+                        material.len()
+                    ),
+                );
+                continue;
+            }
+            Some(_) => DecodingKey::from_secret(material.as_bytes()),
+            None => match DecodingKey::from_rsa_pem(material.as_bytes()) {
+                Ok(key) => key,
+                Err(e) => {
+                    p.error(
+                        field_path,
+                        format!("not an RSA public key in PEM form: {e}"),
+                    );
+                    continue;
+                }
+            },
+        };
+        keys.push(AppKey {
+            client_id: app.client_id.clone(),
+            algorithm: app.algorithm.into(),
+            key,
+            allow_anonymous: app.allow_anonymous,
+        });
+    }
+    keys
+}
+
+/// The key material, or None (with a problem recorded when that is an error).
+fn resolve(
+    source: &SecretSource,
+    field: &str,
+    path: &str,
+    purpose: Purpose,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems,
+) -> Option<String> {
+    match source {
+        SecretSource::Env { env: name } => {
+            match env(name) {
+                Some(value) => Some(value),
+                None if purpose == Purpose::Validate => {
+                    p.warn(path, format!("environment variable {name} is not set here; it must be where the bot runs"));
+                    None
+                }
+                None => {
+                    p.error(path, format!("environment variable {name} is not set"));
+                    None
+                }
+            }
+        }
+        // A public key is not a secret: a literal one is fine anywhere.
+        SecretSource::Literal { value } if field == "publicKey" => Some(value.clone()),
+        SecretSource::Literal { value } => match purpose {
+            Purpose::Deployed => {
+                p.error(
+                    path,
+                    "literal secrets are for local development only: use {env: VARIABLE}",
+                );
+                None
+            }
+            Purpose::Validate => {
+                p.warn(path, "literal secret: for local development only; deployments must use {env: VARIABLE}");
+                Some(value.clone())
+            }
+            Purpose::Local => Some(value.clone()),
+        },
+    }
+}
+
+fn instances(def: &BotDefinition, p: &mut Problems) {
+    if def.instances.is_empty() {
+        p.error(
+            "instances",
+            "at least one Webhook channel instance is needed",
+        );
+    }
+    let instance_id = id_pattern("");
+    let app_ids: HashSet<&str> = def.apps.iter().map(|a| a.client_id.as_str()).collect();
+    let mut seen = HashSet::new();
+    for (i, instance) in def.instances.iter().enumerate() {
+        let path = format!("instances[{i}]");
+        if !instance_id.is_match(&instance.id) {
+            p.error(
+                format!("{path}.id"),
+                "letters, digits, '-' and '_' only, at most 96",
+            );
+        }
+        if !seen.insert(instance.id.as_str()) {
+            p.error(
+                format!("{path}.id"),
+                format!("instance id {} is used twice", instance.id),
+            );
+        }
+        if instance.apps.is_empty() {
+            p.error(
+                format!("{path}.apps"),
+                "name at least one app that may call this instance",
+            );
+        }
+        for (j, app) in instance.apps.iter().enumerate() {
+            if !app_ids.contains(app.as_str()) {
+                p.error(
+                    format!("{path}.apps[{j}]"),
+                    format!("no app has clientId {app:?}"),
+                );
+            }
+        }
+        if let Some(url) = &instance.post_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            p.error(format!("{path}.postUrl"), "must be an http(s) URL");
+        }
+        if instance.mode == Mode::Async {
+            p.error(
+                format!("{path}.mode"),
+                "asynchronous delivery to a POST_URL is not available in this version",
+            );
+        }
+    }
+}
+
+fn task_checks(path: &str, task: &Task, languages: &[String], p: &mut Problems) -> Matcher {
+    if !id_pattern("").is_match(&task.id) {
+        p.error(
+            format!("{path}.id"),
+            "letters, digits, '-' and '_' only, at most 96",
+        );
+    }
+    if !task.nodes.contains_key(&task.start) {
+        p.error(
+            format!("{path}.start"),
+            format!("no node {:?} in this task", task.start),
+        );
+    }
+    let field_name = Regex::new("^[A-Za-z_][A-Za-z0-9_]{0,63}$").expect("static pattern");
+    for (name, node) in &task.nodes {
+        let node_path = format!("{path}.nodes.{name}");
+        let next = match node {
+            Node::Message(m) => {
+                if m.text.is_some() != m.messages.is_empty() {
+                    p.error(&node_path, "give either text or messages");
+                }
+                for (i, text) in m.text.iter().chain(&m.messages).enumerate() {
+                    let text_path = match m.text {
+                        Some(_) => format!("{node_path}.text"),
+                        None => format!("{node_path}.messages[{i}]"),
+                    };
+                    check_text(&text_path, text, languages, p);
+                }
+                &m.next
+            }
+            Node::Question(q) => {
+                check_text(&format!("{node_path}.prompt"), &q.prompt, languages, p);
+                if let Some(text) = &q.retry_prompt {
+                    check_text(&format!("{node_path}.retryPrompt"), text, languages, p);
+                }
+                if q.field == "session" || !field_name.is_match(&q.field) {
+                    p.error(
+                        format!("{node_path}.field"),
+                        "a name of letters, digits and '_' (not 'session')",
+                    );
+                }
+                match (q.entity == Entity::Choice, q.choices.is_empty()) {
+                    (true, true) => p.error(
+                        format!("{node_path}.choices"),
+                        "a choice question needs choices",
+                    ),
+                    (false, false) => p.warn(
+                        format!("{node_path}.choices"),
+                        "only used with entity: choice",
+                    ),
+                    _ => {}
+                }
+                for (i, choice) in q.choices.iter().enumerate() {
+                    if let Some(label) = &choice.label {
+                        check_text(
+                            &format!("{node_path}.choices[{i}].label"),
+                            label,
+                            languages,
+                            p,
+                        );
+                    }
+                }
+                &q.next
+            }
+        };
+        if let Some(next) = next
+            && !task.nodes.contains_key(next)
+        {
+            p.error(
+                format!("{node_path}.next"),
+                format!("no node {next:?} in this task"),
+            );
+        }
+    }
+    check_loops(path, task, p);
+    if task
+        .triggers
+        .phrases
+        .iter()
+        .chain(&task.triggers.keywords)
+        .any(|t| t.trim().is_empty())
+    {
+        p.error(
+            format!("{path}.triggers"),
+            "phrases and keywords must not be empty",
+        );
+    }
+    match Matcher::compile(&task.triggers) {
+        Ok(matcher) => matcher,
+        Err((i, message)) => {
+            p.error(
+                format!("{path}.triggers.patterns[{i}]"),
+                format!("invalid regular expression: {message}"),
+            );
+            Matcher::default()
+        }
+    }
+}
+
+/// A chain of message nodes that comes back on itself would never wait for
+/// the user; report it instead of cutting it short at run time.
+fn check_loops(path: &str, task: &Task, p: &mut Problems) {
+    let next_message = |id: &str| match task.nodes.get(id) {
+        Some(Node::Message(m)) => m.next.clone(),
+        _ => None,
+    };
+    for start in task.nodes.keys() {
+        let mut seen = HashSet::from([start.clone()]);
+        let mut current = next_message(start);
+        while let Some(id) = current {
+            if !matches!(task.nodes.get(&id), Some(Node::Message(_))) {
+                break;
+            }
+            if &id == start {
+                p.error(
+                    format!("{path}.nodes.{start}"),
+                    "message nodes loop back here without a question in between",
+                );
+                return;
+            }
+            if !seen.insert(id.clone()) {
+                break;
+            }
+            current = next_message(&id);
+        }
+    }
+}
+
+fn check_text(path: &str, text: &Text, languages: &[String], p: &mut Problems) {
+    let mut check_template = |path: String, s: &str| {
+        if let Err(e) = template::check(s) {
+            p.error(path, e);
+        }
+    };
+    match text {
+        Text::Plain(s) => check_template(path.to_string(), s),
+        Text::PerLanguage(map) => {
+            check_per_language(path, map, languages, p);
+            for (language, s) in map {
+                if let Err(e) = template::check(s) {
+                    p.error(format!("{path}.{language}"), e);
+                }
+            }
+        }
+    }
+}
+
+fn check_per_language(
+    path: &str,
+    map: &BTreeMap<String, String>,
+    languages: &[String],
+    p: &mut Problems,
+) {
+    for language in map.keys() {
+        if !languages.contains(language) {
+            p.error(
+                format!("{path}.{language}"),
+                format!("{language} is not one of the bot's languages"),
+            );
+        }
+    }
+    if map.is_empty() {
+        p.error(path, "give the text in at least one language");
+    }
+}

@@ -1,0 +1,214 @@
+//! YAML to JSON values, remembering the line of every path so that errors can
+//! say where they are (`tasks[0].nodes.ask.next`, line 42).
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Number, Value};
+use yaml_rust2::Yaml;
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+/// A parsed document and the 1-based line of each path in it.
+pub struct Document {
+    pub value: Value,
+    pub lines: HashMap<String, usize>,
+}
+
+impl Document {
+    /// The line of `path`, or of its nearest ancestor that has one.
+    pub fn line_of(&self, path: &str) -> Option<usize> {
+        let mut path = path;
+        loop {
+            if let Some(line) = self.lines.get(path) {
+                return Some(*line);
+            }
+            let cut = path.rfind(['.', '['])?;
+            path = &path[..cut];
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct YamlError {
+    pub line: usize,
+    pub message: String,
+}
+
+pub fn parse(source: &str) -> Result<Document, YamlError> {
+    let mut builder = Builder::default();
+    Parser::new_from_str(source)
+        .load(&mut builder, false)
+        .map_err(|e| YamlError {
+            line: e.marker().line(),
+            message: e.info().to_string(),
+        })?;
+    if let Some(message) = builder.error {
+        return Err(message);
+    }
+    Ok(Document {
+        value: builder.root.unwrap_or(Value::Null),
+        lines: builder.lines,
+    })
+}
+
+enum Frame {
+    Seq {
+        path: String,
+        items: Vec<Value>,
+        anchor: usize,
+    },
+    Map {
+        path: String,
+        entries: Map<String, Value>,
+        key: Option<String>,
+        anchor: usize,
+    },
+}
+
+#[derive(Default)]
+struct Builder {
+    stack: Vec<Frame>,
+    root: Option<Value>,
+    anchors: HashMap<usize, Value>,
+    lines: HashMap<String, usize>,
+    error: Option<YamlError>,
+}
+
+impl Builder {
+    /// Path of the value about to be placed in the innermost container, or
+    /// None when the next scalar is a mapping key.
+    fn next_path(&self) -> Option<String> {
+        match self.stack.last() {
+            None => Some(String::new()),
+            Some(Frame::Seq { path, items, .. }) => Some(format!("{path}[{}]", items.len())),
+            Some(Frame::Map { key: None, .. }) => None,
+            Some(Frame::Map {
+                path, key: Some(k), ..
+            }) if path.is_empty() => Some(k.clone()),
+            Some(Frame::Map {
+                path, key: Some(k), ..
+            }) => Some(format!("{path}.{k}")),
+        }
+    }
+
+    fn place(&mut self, value: Value, anchor: usize) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, value.clone());
+        }
+        match self.stack.last_mut() {
+            None => self.root = Some(value),
+            Some(Frame::Seq { items, .. }) => items.push(value),
+            Some(Frame::Map { entries, key, .. }) => match key.take() {
+                Some(k) => {
+                    entries.insert(k, value);
+                }
+                None => match value {
+                    Value::String(k) => *key = Some(k),
+                    Value::Number(n) => *key = Some(n.to_string()),
+                    Value::Bool(b) => *key = Some(b.to_string()),
+                    _ => {
+                        // Complex keys cannot become JSON; report instead of guessing.
+                        self.error.get_or_insert(YamlError {
+                            line: 0,
+                            message: "mapping keys must be plain scalars".into(),
+                        });
+                    }
+                },
+            },
+        }
+    }
+}
+
+fn scalar(text: String, style: TScalarStyle) -> Value {
+    if style != TScalarStyle::Plain {
+        return Value::String(text);
+    }
+    match Yaml::from_str(&text) {
+        Yaml::Integer(i) => Value::Number(i.into()),
+        Yaml::Real(r) => r
+            .parse::<f64>()
+            .ok()
+            .and_then(Number::from_f64)
+            .map_or(Value::String(text), Value::Number),
+        Yaml::Boolean(b) => Value::Bool(b),
+        Yaml::Null => Value::Null,
+        _ => Value::String(text),
+    }
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, event: Event, mark: Marker) {
+        let path = self.next_path();
+        if let (None, Event::Scalar(key, ..), Some(Frame::Map { path: parent, .. })) =
+            (&path, &event, self.stack.last())
+        {
+            // A key: its line is where the entry is, even if the value starts below.
+            let key_path = if parent.is_empty() {
+                key.clone()
+            } else {
+                format!("{parent}.{key}")
+            };
+            self.lines.entry(key_path).or_insert(mark.line());
+        }
+        if let Some(p) = &path
+            && !matches!(event, Event::SequenceEnd | Event::MappingEnd)
+        {
+            self.lines.entry(p.clone()).or_insert(mark.line());
+        }
+        match event {
+            Event::Scalar(text, style, anchor, _) => self.place(scalar(text, style), anchor),
+            Event::Alias(id) => {
+                let value = self.anchors.get(&id).cloned().unwrap_or(Value::Null);
+                self.place(value, 0);
+            }
+            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
+                path: path.unwrap_or_default(),
+                items: Vec::new(),
+                anchor,
+            }),
+            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
+                path: path.unwrap_or_default(),
+                entries: Map::new(),
+                key: None,
+                anchor,
+            }),
+            Event::SequenceEnd => {
+                if let Some(Frame::Seq { items, anchor, .. }) = self.stack.pop() {
+                    self.place(Value::Array(items), anchor);
+                }
+            }
+            Event::MappingEnd => {
+                if let Some(Frame::Map {
+                    entries, anchor, ..
+                }) = self.stack.pop()
+                {
+                    self.place(Value::Object(entries), anchor);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_and_lines() {
+        let doc = parse("a: 1\nb:\n  - x\n  - 'yes'\n  - true\nc: &k {d: 2.5}\ne: *k\n").unwrap();
+        assert_eq!(
+            doc.value,
+            serde_json::json!({"a": 1, "b": ["x", "yes", true], "c": {"d": 2.5}, "e": {"d": 2.5}})
+        );
+        assert_eq!(doc.lines["a"], 1);
+        assert_eq!(doc.lines["b[1]"], 4);
+        assert_eq!(doc.line_of("c.d.missing"), Some(6));
+    }
+
+    #[test]
+    fn syntax_error_has_line() {
+        let err = parse("a: 1\nb: [unclosed\n").err().unwrap();
+        assert!(err.line >= 2, "{err:?}");
+    }
+}

@@ -1,0 +1,36 @@
+//! The one error type of the core. `api` maps it to the wire envelope.
+
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request body or its fields break the protocol (400).
+    #[error("invalid request payload: {0}")]
+    InvalidPayload(String),
+    /// Missing, malformed or rejected credentials (401).
+    #[error("invalid access token: {0}")]
+    Unauthorized(String),
+    /// Unknown bot, instance or route (404).
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("request body larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("content type must be application/json")]
+    UnsupportedMediaType,
+    /// The synchronous deadline passed before the turn was committed (504).
+    #[error("turn did not complete within {0:?}")]
+    Timeout(Duration),
+    /// Another writer changed the conversation first; the turn is retried.
+    #[error("conversation was modified concurrently")]
+    Conflict,
+    /// The backing store failed or is unreachable (503).
+    #[error("storage unavailable: {0}")]
+    Storage(String),
+    /// A bug: never caused by request content alone (500).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,23 @@
+//! Identifiers handed to clients: random, URL-safe, unguessable.
+
+use uuid::Uuid;
+
+/// `ms-<uuid>`: unique per bot (random 122 bits), URL-safe.
+pub fn message_id() -> String {
+    format!("ms-{}", Uuid::new_v4())
+}
+
+/// Trace id returned in `_t`, the `x-trace-id` header and every log line.
+pub fn trace_id() -> String {
+    format!("tr-{}", Uuid::new_v4().simple())
+}
+
+/// Identifier of one conversation session.
+pub fn session_id() -> String {
+    format!("se-{}", Uuid::new_v4().simple())
+}
+
+/// User id given to an anonymous caller that sent neither from.id nor a userIdentity.
+pub fn anonymous_user_id() -> String {
+    format!("anonymous-{}", Uuid::new_v4().simple())
+}

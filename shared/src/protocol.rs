@@ -1,0 +1,199 @@
+//! Wire types of the Webhook channel, v1 and v2 (spec: kore-webhook-channel.md).
+//!
+//! Serde only. Unknown fields are tolerated everywhere, as clients send extras;
+//! a field of the wrong type fails deserialization and becomes a 400.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub const VERSION_V2: &str = "v2";
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SessionOptions {
+    #[serde(default)]
+    pub new: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct From {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub user_info: Option<Map<String, Value>>,
+}
+
+/// A name/value meta tag; entries with an empty name are ignored.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Tag {
+    pub name: String,
+    #[serde(default)]
+    pub value: Value,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetaTags {
+    #[serde(default)]
+    pub user_level_tags: Vec<Tag>,
+    #[serde(default)]
+    pub session_level_tags: Vec<Tag>,
+    #[serde(default)]
+    pub message_level_tags: Vec<Tag>,
+}
+
+/// `{"url": ...}` or `{"fileId", "fileType", "fileName"}`; other keys are kept.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+}
+
+/// The spec types mergeIdentity as a string "true"/"false" but its sample sends a boolean.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Flag {
+    Bool(bool),
+    Text(String),
+}
+
+/// Fields common to v1 and v2 requests besides `message`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Envelope {
+    #[serde(default)]
+    pub session: Option<SessionOptions>,
+    #[serde(default)]
+    pub from: Option<From>,
+    /// Ignored: the bot is named by the URL.
+    #[serde(default)]
+    pub to: Option<Value>,
+    #[serde(default)]
+    pub meta_tags: Option<MetaTags>,
+    #[serde(default)]
+    pub merge_identity: Option<Flag>,
+    #[serde(default)]
+    pub preferred_channel_for_response: Option<String>,
+    #[serde(default)]
+    pub custom_data: Option<Map<String, Value>>,
+    #[serde(default, alias = "InteractiveLanguage")]
+    pub interactive_language: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct V1Message {
+    pub text: String,
+    #[serde(default)]
+    pub attachments: Option<Vec<Attachment>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct V1Request {
+    pub message: V1Message,
+    #[serde(flatten)]
+    pub envelope: Envelope,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum V2MessageType {
+    Text,
+    Template,
+    Event,
+    FormData,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct V2Message {
+    #[serde(rename = "type")]
+    pub kind: V2MessageType,
+    pub val: Value,
+    #[serde(default)]
+    pub attachments: Option<Vec<Attachment>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct V2Request {
+    pub message: V2Message,
+    #[serde(flatten)]
+    pub envelope: Envelope,
+}
+
+/// One bot message in `data` (v2). Event answers carry eventType and description.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct V2Data {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub val: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub created_on: String,
+    pub message_id: String,
+}
+
+/// How a task ended in this turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskCompletion {
+    pub end_reason: String,
+    pub completed_task_id: String,
+    pub completed_task_name: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct V2Response {
+    pub to: String,
+    pub from: String,
+    pub data: Vec<V2Data>,
+    #[serde(rename = "_v")]
+    pub version: &'static str,
+    pub end_of_task: bool,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub completion: Option<TaskCompletion>,
+}
+
+/// v1 answer: `text` is a string for one message, an array for several.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct V1Response {
+    pub text: Value,
+    pub end_of_task: bool,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub completion: Option<TaskCompletion>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorItem {
+    pub msg: String,
+    pub code: u16,
+    /// What exactly was wrong; an addition to the spec's envelope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorEnvelope {
+    pub errors: Vec<ErrorItem>,
+    #[serde(rename = "_v")]
+    pub version: String,
+    #[serde(rename = "_t")]
+    pub trace_id: String,
+}
+
+/// GET /api/botmeta/{streamId}
+#[derive(Debug, Serialize)]
+pub struct BotMeta {
+    pub name: String,
+    pub icon: Option<String>,
+}

@@ -1,0 +1,103 @@
+//! Conversation state and the conversation log, as stored.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::protocol::Tag;
+
+/// Identifies one user's conversation with one bot (tenant isolation: every
+/// read and write is keyed by both).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConversationKey {
+    pub bot_id: String,
+    pub user_id: String,
+}
+
+impl ConversationKey {
+    pub fn new(bot_id: impl Into<String>, user_id: impl Into<String>) -> Self {
+        Self {
+            bot_id: bot_id.into(),
+            user_id: user_id.into(),
+        }
+    }
+
+    /// DynamoDB partition key: `BOT#{bot}#USER#{user}`. Bot ids contain no `#`.
+    pub fn partition_key(&self) -> String {
+        format!("BOT#{}#USER#{}", self.bot_id, self.user_id)
+    }
+}
+
+/// Everything kept per user and bot. It outlives sessions: the `seq` counter
+/// must keep growing for as long as log entries exist, and user-level tags and
+/// profile survive the end of a session.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Conversation {
+    /// Optimistic-concurrency version; 0 means never stored.
+    #[serde(default)]
+    pub version: u64,
+    /// The seq the next log entry gets.
+    #[serde(default)]
+    pub next_seq: u64,
+    #[serde(default)]
+    pub user_info: Map<String, Value>,
+    #[serde(default)]
+    pub user_tags: Vec<Tag>,
+    #[serde(default)]
+    pub session: Option<Session>,
+}
+
+/// One conversation session: ends on SESSION_CLOSURE, `session.new`, or after
+/// the bot's idle timeout.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    pub id: String,
+    /// Unix milliseconds.
+    pub started_at: i64,
+    pub last_active_at: i64,
+    pub language: String,
+    #[serde(default)]
+    pub task: Option<ActiveTask>,
+    /// Values collected by the flows (question answers, later service results).
+    #[serde(default)]
+    pub context: Map<String, Value>,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    /// The full last request message, with customData.
+    #[serde(default)]
+    pub last_message: Value,
+}
+
+/// Where the session stands inside a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveTask {
+    pub task_id: String,
+    /// The question node waiting for the user's answer.
+    pub node_id: String,
+    #[serde(default)]
+    pub retries: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    In,
+    Out,
+}
+
+/// One message in or out of a conversation, numbered by `seq`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEntry {
+    pub seq: u64,
+    pub direction: Direction,
+    pub message_id: String,
+    pub trace_id: String,
+    pub created_on: String,
+    pub session_id: Option<String>,
+    /// In: the request's message object (with customData and message tags).
+    /// Out: the message as sent in v2 `data`.
+    pub body: Value,
+}

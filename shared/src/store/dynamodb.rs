@@ -1,0 +1,251 @@
+//! DynamoDB store: one table, `pk`/`sk` keys, TTL on `expiresAt`.
+//!
+//! | item         | pk                       | sk               |
+//! |--------------|--------------------------|------------------|
+//! | conversation | `BOT#{bot}#USER#{user}`  | `SESSION`        |
+//! | log entry    | `BOT#{bot}#USER#{user}`  | `MSG#{seq:012}`  |
+//!
+//! A turn is one consistent GetItem and one TransactWriteItems: the
+//! conversation put is conditioned on its version, each log put on the entry
+//! not existing, so concurrent writers never lose or duplicate a message.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put,
+    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
+};
+
+use super::{Store, TurnWrite};
+use crate::error::{Error, Result};
+use crate::session::{Conversation, ConversationKey, LogEntry};
+
+const SESSION_SK: &str = "SESSION";
+type Item = HashMap<String, AttributeValue>;
+
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn storage<E: std::error::Error + 'static>(operation: &str, e: E) -> Error {
+    Error::Storage(format!("DynamoDB {operation}: {}", DisplayErrorContext(e)))
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn log_sk(seq: u64) -> String {
+    format!("MSG#{seq:012}")
+}
+
+fn json_attr<T: serde::de::DeserializeOwned>(item: &Item, name: &str) -> Result<T> {
+    let text = item
+        .get(name)
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| Error::Storage(format!("item has no {name} attribute")))?;
+    serde_json::from_str(text).map_err(|e| Error::Storage(format!("unreadable {name}: {e}")))
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Creates the table (on-demand, TTL on expiresAt) if it does not exist.
+    pub async fn create_table(&self) -> Result<()> {
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute("pk")?)
+            .attribute_definitions(attribute("sk")?)
+            .key_schema(key("pk", KeyType::Hash)?)
+            .key_schema(key("sk", KeyType::Range)?)
+            .send()
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(e) if e.code() == Some("ResourceInUseException") => return Ok(()),
+            Err(e) => return Err(storage("CreateTable", e)),
+        }
+        let ttl = TimeToLiveSpecification::builder()
+            .enabled(true)
+            .attribute_name("expiresAt")
+            .build()
+            .map_err(|e| storage("UpdateTimeToLive", e))?;
+        self.client
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(ttl)
+            .send()
+            .await
+            .map_err(|e| storage("UpdateTimeToLive", e))?;
+        Ok(())
+    }
+
+    fn put(
+        &self,
+        item: Item,
+        condition: &str,
+        values: Option<(&str, AttributeValue)>,
+    ) -> Result<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_values(
+                values.map(|(k, v)| HashMap::from([(k.to_string(), v)])),
+            )
+            .build()
+            .map_err(|e| storage("TransactWriteItems", e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+}
+
+fn attribute(name: &str) -> Result<AttributeDefinition> {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .map_err(|e| storage("CreateTable", e))
+}
+
+fn key(name: &str, kind: KeyType) -> Result<KeySchemaElement> {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()
+        .map_err(|e| storage("CreateTable", e))
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(key.partition_key()))
+            .key("sk", s(SESSION_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| storage("GetItem", e))?;
+        let Some(item) = output.item else {
+            return Ok(None);
+        };
+        let mut conversation: Conversation = json_attr(&item, "conversation")?;
+        conversation.version = item
+            .get("version")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Error::Storage("conversation item has no version".into()))?;
+        Ok(Some(conversation))
+    }
+
+    async fn save_turn(&self, key: &ConversationKey, write: TurnWrite<'_>) -> Result<()> {
+        let pk = key.partition_key();
+        let body = serde_json::to_string(write.conversation)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let conversation = HashMap::from([
+            ("pk".to_string(), s(&pk)),
+            ("sk".to_string(), s(SESSION_SK)),
+            ("version".to_string(), n(write.expected_version + 1)),
+            ("nextSeq".to_string(), n(write.conversation.next_seq)),
+            ("expiresAt".to_string(), n(write.expires_at)),
+            ("conversation".to_string(), s(body)),
+        ]);
+        let mut items = vec![if write.expected_version == 0 {
+            self.put(conversation, "attribute_not_exists(pk)", None)?
+        } else {
+            self.put(
+                conversation,
+                "version = :v",
+                Some((":v", n(write.expected_version))),
+            )?
+        }];
+        for entry in write.log {
+            let body = serde_json::to_string(entry).map_err(|e| Error::Internal(e.to_string()))?;
+            let item = HashMap::from([
+                ("pk".to_string(), s(&pk)),
+                ("sk".to_string(), s(log_sk(entry.seq))),
+                ("seq".to_string(), n(entry.seq)),
+                ("expiresAt".to_string(), n(write.expires_at)),
+                ("entry".to_string(), s(body)),
+            ]);
+            items.push(self.put(item, "attribute_not_exists(pk)", None)?);
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) => match e.into_err() {
+                TransactWriteItemsError::TransactionCanceledException(cancelled)
+                    if cancelled.cancellation_reasons().iter().any(|r| {
+                        matches!(
+                            r.code(),
+                            Some("ConditionalCheckFailed" | "TransactionConflict")
+                        )
+                    }) =>
+                {
+                    Err(Error::Conflict)
+                }
+                other => Err(storage("TransactWriteItems", other)),
+            },
+            Err(e) => Err(storage("TransactWriteItems", e)),
+        }
+    }
+
+    async fn read_log(
+        &self,
+        key: &ConversationKey,
+        after_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<LogEntry>> {
+        let from = after_seq.map_or(0, |s| s + 1);
+        let mut entries = Vec::new();
+        let mut start_key = None;
+        while entries.len() < limit {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                .expression_attribute_values(":pk", s(key.partition_key()))
+                .expression_attribute_values(":from", s(log_sk(from)))
+                .expression_attribute_values(":to", s(log_sk(999_999_999_999)))
+                .consistent_read(true)
+                .limit(i32::try_from(limit - entries.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(|e| storage("Query", e))?;
+            for item in page.items() {
+                entries.push(json_attr(item, "entry")?);
+            }
+            start_key = page.last_evaluated_key;
+            if start_key.is_none() {
+                break;
+            }
+        }
+        Ok(entries)
+    }
+}

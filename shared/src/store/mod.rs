@@ -1,0 +1,43 @@
+//! Conversation storage: sessions with optimistic concurrency and the
+//! conversation log, written together in one conditional write.
+
+mod dynamodb;
+mod memory;
+
+use async_trait::async_trait;
+
+pub use dynamodb::DynamoStore;
+pub use memory::MemoryStore;
+
+use crate::error::Result;
+use crate::session::{Conversation, ConversationKey, LogEntry};
+
+/// One turn's write: the conversation as it is after the turn and the log
+/// entries the turn added.
+pub struct TurnWrite<'a> {
+    pub conversation: &'a Conversation,
+    /// The version read before the turn (0: the conversation did not exist).
+    /// The write fails with `Error::Conflict` if it changed meanwhile.
+    pub expected_version: u64,
+    pub log: &'a [LogEntry],
+    /// Unix seconds after which the items may be deleted.
+    pub expires_at: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// The conversation, with the version it was stored under.
+    async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>>;
+
+    /// Stores the conversation (as `expected_version + 1`) and appends the log
+    /// entries, all or nothing.
+    async fn save_turn(&self, key: &ConversationKey, write: TurnWrite<'_>) -> Result<()>;
+
+    /// Log entries with seq greater than `after_seq`, oldest first.
+    async fn read_log(
+        &self,
+        key: &ConversationKey,
+        after_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<LogEntry>>;
+}
