@@ -1,1 +1,233 @@
+//! Test harness: a served router on a loopback port over either store, a
+//! DynamoDB store on the emulator started by the test command, and tokens
+//! signed independently of the product's own code.
 
+use std::sync::Arc;
+
+use hookline_core::api::{self, AppState, Settings};
+use hookline_core::config::{DEMO_BOT, Purpose, Registry};
+use hookline_core::store::{DynamoStore, MemoryStore, Store};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::{Value, json};
+
+pub const TEST_BOT: &str = "st-test-bot";
+pub const OTHER_BOT: &str = "st-other-bot";
+pub const HS256_SECRET: &str = "test-hs256-secret-0123456789-abcdef";
+pub const HS512_SECRET: &str =
+    "test-hs512-secret-0123456789-abcdefghijklmnopqrstuvwxyz-0123456789-ABCDEF";
+pub const ANON_SECRET: &str = "test-anonymous-secret-0123456789-abcdef";
+pub const RESTRICTED_SECRET: &str = "test-restricted-secret-0123456789-abcdef";
+pub const OTHER_BOT_SECRET: &str = "other-bot-secret-0123456789-abcdefghij";
+pub const OTHER_ONLY_SECRET: &str = "other-bot-only-secret-0123456789-abcdef";
+pub const CLIENT_RSA_PRIVATE: &str = include_str!("../fixtures/keys/client-rsa.pem");
+pub const OTHER_RSA_PRIVATE: &str = include_str!("../fixtures/keys/other-rsa.pem");
+
+pub fn registry() -> Registry {
+    let sources = [
+        (
+            "test-bot.yaml",
+            include_str!("../fixtures/bots/test-bot.yaml"),
+        ),
+        (
+            "other-bot.yaml",
+            include_str!("../fixtures/bots/other-bot.yaml"),
+        ),
+        ("demo-bot.yaml", DEMO_BOT),
+    ]
+    .map(|(name, source)| (name.to_string(), source.to_string()));
+    Registry::from_sources(&sources, Purpose::Local).expect("test bots are valid")
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Memory,
+    DynamoDb,
+}
+
+/// The emulator's endpoint, set by the test command.
+pub fn dynamodb_endpoint() -> String {
+    std::env::var("HOOKLINE_TEST_DYNAMODB_ENDPOINT").expect(
+        "HOOKLINE_TEST_DYNAMODB_ENDPOINT is not set: run the tests with scripts/test, which starts the DynamoDB emulator",
+    )
+}
+
+pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
+    hookline_core::bootstrap::dynamodb_client(Some(&dynamodb_endpoint())).await
+}
+
+/// A DynamoDB store on a fresh table of its own.
+pub async fn dynamo_store(client: aws_sdk_dynamodb::Client) -> (DynamoStore, String) {
+    let table = format!("hookline-test-{}", uuid::Uuid::new_v4().simple());
+    let store = DynamoStore::new(client, &table);
+    store
+        .create_table()
+        .await
+        .expect("create table on the emulator");
+    (store, table)
+}
+
+pub async fn store(backend: Backend) -> Arc<dyn Store> {
+    match backend {
+        Backend::Memory => Arc::new(MemoryStore::new()),
+        Backend::DynamoDb => Arc::new(dynamo_store(dynamodb_client().await).await.0),
+    }
+}
+
+/// The product's router served on a loopback port.
+pub struct Server {
+    pub base: String,
+    pub store: Arc<dyn Store>,
+    http: reqwest::Client,
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// `data[].val` of a v2 answer, as strings.
+    pub fn texts(&self) -> Vec<String> {
+        self.body["data"]
+            .as_array()
+            .map(|data| {
+                data.iter()
+                    .map(|d| d["val"].as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The error envelope's msg, after checking the envelope's shape.
+    pub fn error_msg(&self) -> String {
+        assert_eq!(self.body["_v"], "v2", "envelope: {}", self.body);
+        assert!(
+            self.body["_t"].as_str().is_some_and(|t| !t.is_empty()),
+            "trace id: {}",
+            self.body
+        );
+        assert_eq!(
+            self.body["errors"][0]["code"], self.status,
+            "code: {}",
+            self.body
+        );
+        self.body["errors"][0]["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+impl Server {
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(store(backend).await, Settings::default()).await
+    }
+
+    pub async fn start_with(store: Arc<dyn Store>, settings: Settings) -> Self {
+        let state = AppState::new(registry(), store.clone(), settings);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let base = format!("http://{}", listener.local_addr().expect("local addr"));
+        tokio::spawn(async move { axum::serve(listener, api::app(state)).await });
+        Self {
+            base,
+            store,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base))
+    }
+
+    pub async fn send(builder: reqwest::RequestBuilder) -> Reply {
+        let response = builder.send().await.expect("request reaches the server");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body");
+        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!(
+                "status {status}: body is not JSON: {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// POST a JSON body with a bearer token.
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> Reply {
+        Self::send(
+            self.request(reqwest::Method::POST, path)
+                .header("Authorization", format!("bearer {token}"))
+                .json(body),
+        )
+        .await
+    }
+
+    /// A v2 text message from `user` to the test bot's first v2 instance.
+    pub async fn say(&self, user: &str, text: &str) -> Reply {
+        let body = json!({"message": {"type": "text", "val": text}, "from": {"id": user}});
+        self.post(&v2_path(TEST_BOT), &hs256_token(user), &body)
+            .await
+    }
+}
+
+pub fn v2_path(bot: &str) -> String {
+    format!("/chatbot/v2/webhook/{bot}")
+}
+
+pub fn v1_path(bot: &str) -> String {
+    format!("/chatbot/hooks/{bot}")
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+pub fn sign_hs(algorithm: Algorithm, secret: &str, claims: &Value) -> String {
+    encode(
+        &Header::new(algorithm),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign")
+}
+
+pub fn sign_rs(algorithm: Algorithm, private_pem: &str, claims: &Value) -> String {
+    let key = EncodingKey::from_rsa_pem(private_pem.as_bytes()).expect("test key");
+    encode(&Header::new(algorithm), claims, &key).expect("sign")
+}
+
+pub fn claims(app: &str, user: &str) -> Value {
+    json!({"appId": app, "sub": "4711", "userIdentity": user, "iat": now(), "exp": now() + 600})
+}
+
+/// A token of the test bot's HS256 app for `user`.
+pub fn hs256_token(user: &str) -> String {
+    sign_hs(Algorithm::HS256, HS256_SECRET, &claims("cs-hs256", user))
+}
+
+/// Generates a `#[tokio::test]` per store for each async fn taking a Backend.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::Backend::Memory).await })*
+        }
+        mod dynamodb {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::Backend::DynamoDb).await })*
+        }
+    };
+}
