@@ -1,0 +1,352 @@
+//! Bad input gets a clear answer in the error envelope, never a panic or a
+//! bare 500; CORS headers are on answers and errors alike.
+
+use hookline_core::api::Settings;
+use hookline_tests::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+async fn post_raw(server: &Server, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Reply {
+    let mut request = server
+        .request(Method::POST, path)
+        .header("Authorization", format!("bearer {}", hs256_token("u1")))
+        .body(body);
+    if let Some(content_type) = content_type {
+        request = request.header("Content-Type", content_type);
+    }
+    Server::send(request).await
+}
+
+#[tokio::test]
+async fn invalid_payloads_are_400() {
+    let server = Server::start(Backend::Memory).await;
+    let v2 = v2_path(TEST_BOT);
+    let v1 = format!("{}/hookInstance/voice", v1_path(TEST_BOT));
+    let cases: Vec<(&str, &str, Value)> = vec![
+        ("v2: no message", &v2, json!({"from": {"id": "u1"}})),
+        (
+            "v2: message not an object",
+            &v2,
+            json!({"message": "hi", "from": {"id": "u1"}}),
+        ),
+        (
+            "v2: no type",
+            &v2,
+            json!({"message": {"val": "hi"}, "from": {"id": "u1"}}),
+        ),
+        (
+            "v2: unknown type",
+            &v2,
+            json!({"message": {"type": "audio", "val": "hi"}, "from": {"id": "u1"}}),
+        ),
+        (
+            "v2: no val",
+            &v2,
+            json!({"message": {"type": "text"}, "from": {"id": "u1"}}),
+        ),
+        (
+            "v2: text val not a string",
+            &v2,
+            json!({"message": {"type": "text", "val": 42}, "from": {"id": "u1"}}),
+        ),
+        (
+            "v2: blank text",
+            &v2,
+            json!({"message": {"type": "text", "val": "  "}, "from": {"id": "u1"}}),
+        ),
+        (
+            "v2: template val a string",
+            &v2,
+            json!({"message": {"type": "template", "val": "x"}, "from": {"id": "u1"}}),
+        ),
+        (
+            "v2: formData val a string",
+            &v2,
+            json!({"message": {"type": "formData", "val": "x"}, "from": {"id": "u1"}}),
+        ),
+        (
+            "v2: unknown event",
+            &v2,
+            json!({"message": {"type": "event", "val": "ON_DISCONNECT"}, "from": {"id": "u1"}}),
+        ),
+        (
+            "v2: attachments on an event",
+            &v2,
+            json!({"message": {"type": "event", "val": "ON_CONNECT", "attachments": [{"url": "https://x.io/a.png"}]}, "from": {"id": "u1"}}),
+        ),
+        (
+            "v2: attachment without url or fileId",
+            &v2,
+            json!({"message": {"type": "text", "val": "see", "attachments": [{"fileName": "a"}]}, "from": {"id": "u1"}}),
+        ),
+        (
+            "v2: attachment url not http",
+            &v2,
+            json!({"message": {"type": "text", "val": "see", "attachments": [{"url": "file:///etc/passwd"}]}, "from": {"id": "u1"}}),
+        ),
+        (
+            "v2: attachments not an array",
+            &v2,
+            json!({"message": {"type": "text", "val": "see", "attachments": {"url": "https://x.io"}}, "from": {"id": "u1"}}),
+        ),
+        (
+            "v2: from.id a number",
+            &v2,
+            json!({"message": {"type": "text", "val": "hi"}, "from": {"id": 7}}),
+        ),
+        (
+            "v2: session.new a string",
+            &v2,
+            json!({"session": {"new": "yes"}, "message": {"type": "text", "val": "hi"}, "from": {"id": "u1"}}),
+        ),
+        (
+            "v2: customData not an object",
+            &v2,
+            json!({"message": {"type": "text", "val": "hi"}, "from": {"id": "u1"}, "customData": [1]}),
+        ),
+        (
+            "v2: metaTags wrong shape",
+            &v2,
+            json!({"message": {"type": "text", "val": "hi"}, "from": {"id": "u1"}, "metaTags": {"userLevelTags": "vip"}}),
+        ),
+        (
+            "v2: mergeIdentity not a flag",
+            &v2,
+            json!({"message": {"type": "text", "val": "hi"}, "from": {"id": "u1"}, "mergeIdentity": "maybe"}),
+        ),
+        (
+            "v2: unsupported language",
+            &v2,
+            json!({"message": {"type": "text", "val": "hi"}, "from": {"id": "u1"}, "interactiveLanguage": "de"}),
+        ),
+        (
+            "v2: from.id too long",
+            &v2,
+            json!({"message": {"type": "text", "val": "hi"}, "from": {"id": "u".repeat(300)}}),
+        ),
+        (
+            "v1: no text",
+            &v1,
+            json!({"message": {}, "from": {"id": "u1"}}),
+        ),
+        (
+            "v1: text not a string",
+            &v1,
+            json!({"message": {"text": ["a"]}, "from": {"id": "u1"}}),
+        ),
+        (
+            "v1: attachment without url or fileId",
+            &v1,
+            json!({"message": {"text": "a", "attachments": [{}]}, "from": {"id": "u1"}}),
+        ),
+    ];
+    for (case, path, body) in cases {
+        let token = if case.contains("too long") {
+            hs256_token(&"u".repeat(300))
+        } else {
+            hs256_token("u1")
+        };
+        let reply = server.post(path, &token, &body).await;
+        assert_eq!(reply.status, 400, "{case}: {}", reply.body);
+        assert_eq!(reply.error_msg(), "Invalid Request Payload", "{case}");
+        assert!(
+            reply.body["errors"][0]["detail"].is_string(),
+            "{case}: says what is wrong"
+        );
+    }
+    for (case, bytes) in [
+        ("not JSON", &b"{\"message\":"[..]),
+        ("JSON array", b"[1,2]"),
+        ("empty", b""),
+    ] {
+        let reply = post_raw(&server, &v2, Some("application/json"), bytes.to_vec()).await;
+        assert_eq!(reply.status, 400, "{case}: {}", reply.body);
+        assert_eq!(reply.error_msg(), "Invalid Request Payload");
+    }
+}
+
+#[tokio::test]
+async fn unknown_fields_are_ignored() {
+    let server = Server::start(Backend::Memory).await;
+    let body = json!({"message": {"type": "text", "val": "hello", "extra": 1}, "from": {"id": "u1", "nick": "x"}, "whatever": {"a": 1}});
+    let reply = server
+        .post(&v2_path(TEST_BOT), &hs256_token("u1"), &body)
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn unknown_bot_or_instance_is_404() {
+    let server = Server::start(Backend::Memory).await;
+    let body = json!({"message": {"type": "text", "val": "hi"}, "from": {"id": "u1"}});
+    for path in [
+        v2_path("st-missing"),
+        format!("{}/hookInstance/nope", v2_path(TEST_BOT)),
+        // A v1 instance is not reachable through the v2 URL, and the reverse.
+        format!("{}/hookInstance/voice", v2_path(TEST_BOT)),
+        format!("{}/hookInstance/main", v1_path(TEST_BOT)),
+        "/chatbot/v3/webhook/st-test-bot".into(),
+    ] {
+        let reply = server.post(&path, &hs256_token("u1"), &body).await;
+        assert_eq!(reply.status, 404, "{path}: {}", reply.body);
+        assert_eq!(reply.error_msg(), "Resource not found");
+    }
+}
+
+#[tokio::test]
+async fn wrong_method_is_405() {
+    let server = Server::start(Backend::Memory).await;
+    for method in [Method::GET, Method::PUT, Method::DELETE] {
+        let reply = Server::send(server.request(method.clone(), &v2_path(TEST_BOT))).await;
+        assert_eq!(reply.status, 405, "{method}");
+        assert_eq!(reply.error_msg(), "Method not allowed");
+    }
+}
+
+#[tokio::test]
+async fn oversized_body_is_413() {
+    let settings = Settings {
+        max_body_bytes: 1024,
+        ..Settings::default()
+    };
+    let server = Server::start_with(store(Backend::Memory).await, settings).await;
+    let body = json!({"message": {"type": "text", "val": "x".repeat(2000)}, "from": {"id": "u1"}});
+    let reply = server
+        .post(&v2_path(TEST_BOT), &hs256_token("u1"), &body)
+        .await;
+    assert_eq!(reply.status, 413, "{}", reply.body);
+    assert_eq!(reply.error_msg(), "Request payload too large");
+
+    // Without a Content-Length (chunked), the limit holds too.
+    let chunks = futures_stream(serde_json::to_vec(&body).unwrap());
+    let request = server
+        .request(Method::POST, &v2_path(TEST_BOT))
+        .header("Authorization", format!("bearer {}", hs256_token("u1")))
+        .header("Content-Type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks));
+    let reply = Server::send(request).await;
+    assert_eq!(reply.status, 413, "{}", reply.body);
+}
+
+fn futures_stream(
+    bytes: Vec<u8>,
+) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        bytes.chunks(256).map(|c| Ok(c.to_vec())).collect();
+    tokio_stream::iter(chunks)
+}
+
+#[tokio::test]
+async fn wrong_content_type_is_415() {
+    let server = Server::start(Backend::Memory).await;
+    let body = br#"{"message":{"type":"text","val":"hi"},"from":{"id":"u1"}}"#.to_vec();
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let reply = post_raw(&server, &v2_path(TEST_BOT), content_type, body.clone()).await;
+        assert_eq!(reply.status, 415, "{content_type:?}");
+        assert_eq!(reply.error_msg(), "Unsupported Media Type");
+    }
+    let reply = post_raw(
+        &server,
+        &v2_path(TEST_BOT),
+        Some("application/json; charset=utf-8"),
+        body,
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test]
+async fn every_response_has_a_trace_id_and_cors_headers() {
+    let server = Server::start(Backend::Memory).await;
+    let ok = Server::send(
+        server
+            .request(Method::POST, &v2_path(TEST_BOT))
+            .header("Origin", "https://chat.example.com")
+            .header("Authorization", format!("bearer {}", hs256_token("u1")))
+            .json(&json!({"message": {"type": "text", "val": "hi"}, "from": {"id": "u1"}})),
+    )
+    .await;
+    let error = Server::send(
+        server
+            .request(Method::POST, &v2_path(TEST_BOT))
+            .header("Origin", "https://chat.example.com")
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!((ok.status, error.status), (200, 401));
+    for reply in [&ok, &error] {
+        assert!(
+            reply.headers["x-trace-id"]
+                .to_str()
+                .unwrap()
+                .starts_with("tr-")
+        );
+        assert_eq!(reply.headers["access-control-allow-origin"], "*");
+    }
+    assert_eq!(
+        error.body["_t"],
+        error.headers["x-trace-id"].to_str().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn cors_preflight_with_configured_origins() {
+    let settings = Settings {
+        cors_origins: vec!["https://chat.example.com".into()],
+        ..Settings::default()
+    };
+    let server = Server::start_with(store(Backend::Memory).await, settings).await;
+    let preflight = |origin: &'static str, path: String, method: &'static str| {
+        server
+            .request(Method::OPTIONS, &path)
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", method)
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization,content-type",
+            )
+            .send()
+    };
+    // Kore's SDKs send Authorization and Content-Type on GETs too.
+    for (path, method) in [
+        (v2_path(TEST_BOT), "POST"),
+        (format!("/api/botmeta/{TEST_BOT}"), "GET"),
+    ] {
+        let response = preflight("https://chat.example.com", path, method)
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        let headers = response.headers();
+        assert_eq!(
+            headers["access-control-allow-origin"],
+            "https://chat.example.com"
+        );
+        let allowed = headers["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .to_lowercase();
+        assert!(
+            allowed.contains("authorization") && allowed.contains("content-type"),
+            "{allowed}"
+        );
+        assert!(
+            headers["access-control-allow-methods"]
+                .to_str()
+                .unwrap()
+                .contains(method)
+        );
+    }
+    let response = preflight("https://evil.example.net", v2_path(TEST_BOT), "POST")
+        .await
+        .unwrap();
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
