@@ -84,7 +84,13 @@ impl Turns {
             };
             match self.store.save_turn(&key, write).await {
                 Ok(()) => return Ok(reply),
-                Err(Error::Conflict) => backoff(attempt).await,
+                Err(Error::Conflict) => {
+                    tracing::debug!(
+                        attempt,
+                        "conversation written concurrently; retrying the turn"
+                    );
+                    backoff(attempt).await
+                }
                 Err(e) => return Err(e),
             }
         }

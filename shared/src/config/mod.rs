@@ -175,6 +175,13 @@ impl Registry {
     pub fn load(path: &Path, purpose: Purpose) -> Result<Self, LoadError> {
         let files = definition_files(path)
             .map_err(|e| LoadError(vec![diagnostic(&path.display().to_string(), e.to_string())]))?;
+        if files.is_empty() {
+            let message = "no bot definition files (.yaml, .yml) here".to_string();
+            return Err(LoadError(vec![diagnostic(
+                &path.display().to_string(),
+                message,
+            )]));
+        }
         let mut sources = Vec::new();
         for file in files {
             let name = file.display().to_string();
@@ -272,7 +279,7 @@ pub fn check(
         }
     };
     let outcome = validate::validate(&def, purpose, env);
-    let diagnostics: Vec<Diagnostic> = outcome
+    let mut diagnostics: Vec<Diagnostic> = outcome
         .problems
         .into_iter()
         .map(|p| {
@@ -284,6 +291,7 @@ pub fn check(
             )
         })
         .collect();
+    diagnostics.sort_by_key(|d| d.line);
     let failed = diagnostics.iter().any(|d| d.severity == Severity::Error);
     if failed || purpose == Purpose::Validate {
         return (None, diagnostics);
@@ -298,4 +306,105 @@ pub fn check(
         def,
     };
     (Some(bot), diagnostics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOT: &str = r#"
+id: st-unit
+name: Unit
+apps:
+  - clientId: cs-1
+    algorithm: HS256
+    secret: SECRET
+instances:
+  - id: main
+    version: v2
+    apps: [cs-1]
+tasks:
+  - id: loop
+    name: loop
+    start: a
+    nodes:
+      a: { type: message, text: "a", next: b }
+      b: { type: message, text: "b", next: a }
+"#;
+
+    fn run(secret: &str, purpose: Purpose, env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+        let source = BOT.replace("SECRET", secret);
+        let (_, diagnostics) = check("unit.yaml", &source, purpose, env);
+        diagnostics.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn deployed_functions_take_secrets_only_from_the_environment() {
+        let literal = r#"{ value: "0123456789abcdef0123456789abcdef" }"#;
+        let env = |_: &str| None;
+        let deployed = run(literal, Purpose::Deployed, &env);
+        assert!(
+            deployed.iter().any(|d| d
+                .contains("error: apps[0].secret: literal secrets are for local development only")),
+            "{deployed:?}"
+        );
+        let local = run(literal, Purpose::Local, &env);
+        assert!(!local.iter().any(|d| d.contains("secret")), "{local:?}");
+
+        let from_env = "{ env: UNIT_SECRET }";
+        let missing = run(from_env, Purpose::Deployed, &env);
+        assert!(
+            missing.iter().any(|d| d
+                .contains("error: apps[0].secret: environment variable UNIT_SECRET is not set")),
+            "{missing:?}"
+        );
+        let set = |_: &str| Some("0123456789abcdef0123456789abcdef".to_string());
+        assert!(
+            !run(from_env, Purpose::Deployed, &set)
+                .iter()
+                .any(|d| d.contains("secret"))
+        );
+    }
+
+    #[test]
+    fn message_loops_are_reported() {
+        let diagnostics = run(
+            r#"{ value: "0123456789abcdef0123456789abcdef" }"#,
+            Purpose::Local,
+            &|_| None,
+        );
+        assert!(
+            diagnostics.iter().any(|d| d.starts_with(
+                "unit.yaml:17: error: tasks[0].nodes.a: message nodes loop back here"
+            )),
+            "{diagnostics:?}"
+        );
+    }
+
+    #[test]
+    fn the_demo_bot_loads_for_local_serving() {
+        let registry =
+            Registry::from_sources(&[(DEMO_BOT_FILE.into(), DEMO_BOT.into())], Purpose::Local)
+                .unwrap();
+        let bot = registry.get("st-hookline-demo").unwrap();
+        assert_eq!(
+            bot.instance(WebhookVersion::V2, None).unwrap().id,
+            "webchat"
+        );
+        assert_eq!(bot.instance(WebhookVersion::V1, None).unwrap().id, "ivr");
+        assert!(bot.instance(WebhookVersion::V1, Some("webchat")).is_none());
+        // Twice the same bot id is an error.
+        let twice = [
+            (DEMO_BOT_FILE.to_string(), DEMO_BOT.to_string()),
+            ("copy.yaml".into(), DEMO_BOT.into()),
+        ];
+        let error = Registry::from_sources(&twice, Purpose::Local)
+            .err()
+            .unwrap();
+        assert!(
+            error
+                .to_string()
+                .contains("bot id st-hookline-demo is defined twice")
+        );
+    }
 }

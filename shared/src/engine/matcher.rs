@@ -83,7 +83,12 @@ pub fn compile_pattern(pattern: &str) -> Result<Regex, String> {
         .case_insensitive(true)
         .size_limit(1 << 20)
         .build()
-        .map_err(|e| e.to_string())
+        .map_err(|e| {
+            // regex's message draws the pattern over several lines; keep the cause.
+            let message = e.to_string();
+            let cause = message.lines().last().unwrap_or_default();
+            cause.trim_start_matches("error: ").to_string()
+        })
 }
 
 /// A user message, prepared once per turn for matching.

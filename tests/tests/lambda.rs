@@ -1,0 +1,86 @@
+//! The ingress Lambda's router driven by API Gateway HTTP API (payload 2.0)
+//! events, parsed by lambda_http exactly as the Lambda runtime would.
+
+use std::sync::Arc;
+
+use hookline_core::api::{self, AppState, Settings};
+use hookline_core::store::MemoryStore;
+use hookline_tests::{hs256_token, registry};
+use http::StatusCode;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+async fn invoke(fixture: &str) -> (StatusCode, http::HeaderMap, Value) {
+    let event = fixture.replace("__TOKEN__", &hs256_token("lambda-user"));
+    let request = lambda_http::request::from_str(&event).expect("API Gateway event");
+    let state = AppState::new(
+        registry(),
+        Arc::new(MemoryStore::new()),
+        Settings::default(),
+    );
+    let response = api::webhook_router(state)
+        .oneshot(request)
+        .await
+        .expect("infallible");
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    (parts.status, parts.headers, body)
+}
+
+#[tokio::test]
+async fn v2_message_event() {
+    let (status, headers, body) = invoke(include_str!("../fixtures/apigw/v2-message.json")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["to"], "lambda-user");
+    assert_eq!(
+        body["data"][0]["val"],
+        "You have $45,000 in your Salary account."
+    );
+    assert_eq!(body["completedTaskName"], "show balance");
+    assert!(headers.contains_key("x-trace-id"));
+}
+
+#[tokio::test]
+async fn v1_instance_event_with_base64_body() {
+    let (status, _, body) = invoke(include_str!("../fixtures/apigw/v1-instance-base64.json")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"text": "Your name?", "endOfTask": false}));
+}
+
+#[tokio::test]
+async fn botmeta_event() {
+    let (status, _, body) = invoke(include_str!("../fixtures/apigw/botmeta.json")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["name"], "Test Bot");
+}
+
+#[tokio::test]
+async fn preflight_event() {
+    let (status, headers, _) = invoke(include_str!("../fixtures/apigw/preflight.json")).await;
+    assert!(status.is_success(), "{status}");
+    assert_eq!(headers["access-control-allow-origin"], "*");
+}
+
+#[tokio::test]
+async fn unauthenticated_event_gets_the_envelope() {
+    let fixture = include_str!("../fixtures/apigw/v2-message.json")
+        .replace("bearer __TOKEN__", "bearer nope");
+    let event = lambda_http::request::from_str(&fixture).unwrap();
+    let state = AppState::new(
+        registry(),
+        Arc::new(MemoryStore::new()),
+        Settings::default(),
+    );
+    let response = api::webhook_router(state).oneshot(event).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["errors"][0]["msg"], "Invalid Access token");
+}
