@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use hookline_core::api::Settings;
 use hookline_core::session::{ConversationKey, Direction};
-use hookline_core::store::{DynamoStore, Store};
+use hookline_core::store::DynamoStore;
 use hookline_tests::*;
 
 /// Records the operation (X-Amz-Target) of every request the client sends.
