@@ -1,0 +1,130 @@
+//! `hookline serve` as a newcomer runs it: the printed curl works, and every
+//! log line of a request is JSON carrying the request's trace id.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Served {
+    child: Child,
+    addr: String,
+    token: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn serve(extra: &[&str]) -> Served {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookline"))
+        .args(["serve", "--addr", &addr])
+        .args(extra)
+        .env("HOOKLINE_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start hookline serve");
+    let mut token = None;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.trim().strip_prefix("-H 'Authorization: bearer ") {
+            token = Some(rest.trim_end_matches(['\'', ' ', '\\']).to_string());
+            break;
+        }
+    }
+    Served {
+        child,
+        addr,
+        token: token.expect("serve prints a curl with a token"),
+    }
+}
+
+/// One HTTP/1.1 exchange; returns the status line, the headers and the body.
+fn post(addr: &str, path: &str, token: &str, body: &str) -> (String, String, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let (status, headers) = head.split_once("\r\n").unwrap();
+    (status.to_string(), headers.to_lowercase(), body.to_string())
+}
+
+const HELLO: &str = r#"{"message":{"type":"text","val":"hello"},"from":{"id":"demo-user"}}"#;
+
+fn check_conversation(served: &mut Served) {
+    let (status, headers, body) = post(
+        &served.addr,
+        "/chatbot/v2/webhook/st-hookline-demo",
+        &served.token,
+        HELLO,
+    );
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply["data"][0]["val"], "Hello, how can I help you?");
+    let trace_id = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("x-trace-id: "))
+        .expect("trace id header")
+        .to_string();
+
+    served.child.kill().unwrap();
+    let mut logs = String::new();
+    served
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("log line is not JSON: {l}")))
+        .collect();
+    let of_request: Vec<_> = lines
+        .iter()
+        .filter(|l| l["span"]["trace_id"] == trace_id.as_str())
+        .collect();
+    assert!(
+        !of_request.is_empty(),
+        "no log line carries {trace_id}: {logs}"
+    );
+    assert!(of_request.iter().any(|l| l["status"] == 200), "{logs}");
+}
+
+#[test]
+fn the_printed_curl_gets_a_bot_reply_in_memory() {
+    let mut served = serve(&[]);
+    check_conversation(&mut served);
+}
+
+#[test]
+fn serve_on_dynamodb_creates_its_table() {
+    let endpoint = std::env::var("HOOKLINE_TEST_DYNAMODB_ENDPOINT")
+        .expect("HOOKLINE_TEST_DYNAMODB_ENDPOINT is not set: run the tests with scripts/test");
+    let table = format!("hookline-serve-{}", std::process::id());
+    let mut served = serve(&[
+        "--table",
+        &table,
+        "--dynamodb-endpoint",
+        &endpoint,
+        "--create-table",
+    ]);
+    check_conversation(&mut served);
+}
