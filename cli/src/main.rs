@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use hookline_core::api::{self, AppState, Settings};
-use hookline_core::config::{self, DEMO_BOT, DEMO_BOT_FILE, Purpose, Registry, Severity};
+use hookline_core::config::{self, DEMO_BOT, DEMO_BOT_FILE, Loaded, Purpose, Registry, Severity};
 use hookline_core::store::{DynamoStore, MemoryStore, Store};
 use hookline_core::{bootstrap, devtoken, telemetry};
 
@@ -61,10 +61,10 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl: i64,
     },
-    /// Check bot definition files; reports every problem with file, line and path.
+    /// Check bot definition files and directories; reports every problem with file, line and path.
     Validate {
         #[arg(required = true)]
-        files: Vec<PathBuf>,
+        paths: Vec<PathBuf>,
     },
     /// Print the JSON Schema of the bot definition format.
     Schema,
@@ -95,7 +95,7 @@ async fn main() -> ExitCode {
             private_key.as_deref(),
             ttl,
         )),
-        Command::Validate { files } => validate(&files),
+        Command::Validate { paths } => validate(&paths),
         Command::Schema => {
             println!(
                 "{}",
@@ -194,31 +194,25 @@ fn token(
     Ok(())
 }
 
-fn validate(files: &[PathBuf]) -> ExitCode {
-    let mut failed = false;
-    for file in files {
-        let name = file.display().to_string();
-        let source = match std::fs::read_to_string(file) {
-            Ok(source) => source,
-            Err(e) => {
-                eprintln!("{name}: error: {e}");
-                failed = true;
-                continue;
-            }
-        };
-        let (_, diagnostics) = config::check(&name, &source, Purpose::Validate, &|v| {
-            std::env::var(v).ok()
-        });
-        for diagnostic in &diagnostics {
-            eprintln!("{diagnostic}");
-        }
-        if diagnostics.iter().any(|d| d.severity == Severity::Error) {
-            failed = true;
-        } else {
-            println!("{name}: ok");
-        }
+fn validate(paths: &[PathBuf]) -> ExitCode {
+    let loaded = Loaded::from_paths(paths, Purpose::Validate);
+    for diagnostic in &loaded.diagnostics {
+        eprintln!("{diagnostic}");
     }
-    if failed {
+    let failed = |file: &str| {
+        loaded
+            .diagnostics
+            .iter()
+            .any(|d| d.file == file && d.severity == Severity::Error)
+    };
+    for file in loaded.files.iter().filter(|f| !failed(f)) {
+        println!("{file}: ok");
+    }
+    if loaded
+        .diagnostics
+        .iter()
+        .any(|d| d.severity == Severity::Error)
+    {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

@@ -109,3 +109,48 @@ fn token_prints_a_jwt_for_the_demo_bot() {
     assert!(!ok);
     assert!(stderr.contains("no bot st-nope"), "{stderr}");
 }
+
+#[test]
+fn validates_directories_and_catches_a_bot_defined_twice() {
+    let dir = std::env::temp_dir().join(format!("hookline-validate-dir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let demo = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/demo-bot.yaml"
+    ))
+    .unwrap();
+    std::fs::write(dir.join("a.yaml"), &demo).unwrap();
+    std::fs::write(dir.join("b.yml"), &demo).unwrap();
+    std::fs::write(dir.join("notes.txt"), "not a definition").unwrap();
+    let (ok, _, stderr) = hookline(&["validate", dir.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("b.yml: error: bot id st-hookline-demo is defined twice"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("notes.txt"), "{stderr}");
+}
+
+#[test]
+fn secrets_take_exactly_one_form() {
+    let dir = std::env::temp_dir().join(format!("hookline-validate-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let demo = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/demo-bot.yaml"
+    ))
+    .unwrap();
+    let both = demo.replace(
+        r#"secret: { value: "hookline-demo-secret-for-local-development-only" }"#,
+        r#"secret: { env: SOME_VAR, value: "hookline-demo-secret-for-local-development-only" }"#,
+    );
+    assert_ne!(both, demo);
+    let file = dir.join("both.yaml");
+    std::fs::write(&file, both).unwrap();
+    let (ok, _, stderr) = hookline(&["validate", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(": error: apps[0].secret: { env: VARIABLE_NAME } or { value: \"...\" }"),
+        "{stderr}"
+    );
+}

@@ -1,7 +1,11 @@
 //! Bad input gets a clear answer in the error envelope, never a panic or a
 //! bare 500; CORS headers are on answers and errors alike.
 
+use std::sync::Arc;
+
 use hookline_core::api::Settings;
+use hookline_core::session::{Conversation, ConversationKey, LogEntry};
+use hookline_core::store::{Store, TurnWrite};
 use hookline_tests::*;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -348,5 +352,73 @@ async fn cors_preflight_with_configured_origins() {
             .headers()
             .get("access-control-allow-origin")
             .is_none()
+    );
+}
+
+/// The memory store, slowed down: drives the synchronous deadline.
+struct SlowStore {
+    inner: hookline_core::store::MemoryStore,
+    delay: std::time::Duration,
+}
+
+#[async_trait::async_trait]
+impl hookline_core::store::Store for SlowStore {
+    async fn load(
+        &self,
+        key: &ConversationKey,
+    ) -> hookline_core::error::Result<Option<Conversation>> {
+        self.inner.load(key).await
+    }
+
+    async fn save_turn(
+        &self,
+        key: &ConversationKey,
+        write: TurnWrite<'_>,
+    ) -> hookline_core::error::Result<()> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.save_turn(key, write).await
+    }
+
+    async fn read_log(
+        &self,
+        key: &ConversationKey,
+        after_seq: Option<u64>,
+        limit: usize,
+    ) -> hookline_core::error::Result<Vec<LogEntry>> {
+        self.inner.read_log(key, after_seq, limit).await
+    }
+}
+
+#[tokio::test]
+async fn past_the_sync_deadline_the_answer_is_504_and_nothing_is_half_written() {
+    let store = Arc::new(SlowStore {
+        inner: hookline_core::store::MemoryStore::new(),
+        delay: std::time::Duration::from_millis(500),
+    });
+    let settings = Settings {
+        sync_deadline: std::time::Duration::from_millis(100),
+        ..Settings::default()
+    };
+    let server = Server::start_with(store.clone(), settings).await;
+    let reply = server.say("slow", "sign up").await;
+    assert_eq!(reply.status, 504, "{}", reply.body);
+    assert_eq!(reply.error_msg(), "The request has been timed-out");
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let key = ConversationKey::new(TEST_BOT, "slow");
+    assert!(store.read_log(&key, None, 10).await.unwrap().is_empty());
+    assert!(store.load(&key).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn an_unreachable_store_is_503() {
+    let client = hookline_core::bootstrap::dynamodb_client(Some("http://127.0.0.1:9")).await;
+    let store = Arc::new(hookline_core::store::DynamoStore::new(client, "absent"));
+    let server = Server::start_with(store, Settings::default()).await;
+    let reply = server.say("u1", "hello").await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.error_msg(), "Service temporarily unavailable");
+    assert!(
+        reply.body["errors"][0].get("detail").is_none(),
+        "server-side causes stay in the logs"
     );
 }

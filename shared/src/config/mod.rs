@@ -173,51 +173,89 @@ impl Registry {
 
     /// Loads every `.yaml`/`.yml` file at `path` (a file or a directory).
     pub fn load(path: &Path, purpose: Purpose) -> Result<Self, LoadError> {
-        let files = definition_files(path)
-            .map_err(|e| LoadError(vec![diagnostic(&path.display().to_string(), e.to_string())]))?;
-        if files.is_empty() {
-            let message = "no bot definition files (.yaml, .yml) here".to_string();
-            return Err(LoadError(vec![diagnostic(
-                &path.display().to_string(),
-                message,
-            )]));
-        }
-        let mut sources = Vec::new();
-        for file in files {
-            let name = file.display().to_string();
-            let source = std::fs::read_to_string(&file)
-                .map_err(|e| LoadError(vec![diagnostic(&name, e.to_string())]))?;
-            sources.push((name, source));
-        }
-        Self::from_sources(&sources, purpose)
+        Self::or_errors(Loaded::from_paths(&[path.to_path_buf()], purpose))
     }
 
     /// Builds a registry from (file name, YAML) pairs; fails on any error.
     pub fn from_sources(sources: &[(String, String)], purpose: Purpose) -> Result<Self, LoadError> {
-        let mut registry = Registry::default();
-        let mut errors = Vec::new();
-        for (file, source) in sources {
-            let (bot, diagnostics) = check(file, source, purpose, &|name| std::env::var(name).ok());
-            errors.extend(
-                diagnostics
-                    .into_iter()
-                    .filter(|d| d.severity == Severity::Error),
-            );
-            if let Some(bot) = bot {
-                if registry.bots.contains_key(bot.id()) {
-                    errors.push(diagnostic(
-                        file,
-                        format!("bot id {} is defined twice", bot.id()),
-                    ));
-                } else {
-                    registry.bots.insert(bot.id().to_string(), Arc::new(bot));
-                }
-            }
-        }
+        Self::or_errors(Loaded::from_sources(sources, purpose))
+    }
+
+    fn or_errors(loaded: Loaded) -> Result<Self, LoadError> {
+        let errors: Vec<Diagnostic> = loaded
+            .diagnostics
+            .into_iter()
+            .filter(|d| d.severity == Severity::Error)
+            .collect();
         if errors.is_empty() {
-            Ok(registry)
+            Ok(loaded.registry)
         } else {
             Err(LoadError(errors))
+        }
+    }
+}
+
+/// The outcome of reading a set of definitions: the bots that are valid, the
+/// files read, and every diagnostic (errors and warnings) in file order.
+pub struct Loaded {
+    pub registry: Registry,
+    pub files: Vec<String>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    /// Reads files and directories (their `.yaml`/`.yml` files).
+    pub fn from_paths(paths: &[PathBuf], purpose: Purpose) -> Self {
+        let mut sources = Vec::new();
+        let mut diagnostics = Vec::new();
+        for path in paths {
+            let name = path.display().to_string();
+            match definition_files(path) {
+                Ok(files) if files.is_empty() => {
+                    diagnostics.push(diagnostic(
+                        &name,
+                        "no bot definition files (.yaml, .yml) here".into(),
+                    ));
+                }
+                Ok(files) => {
+                    for file in files {
+                        let name = file.display().to_string();
+                        match std::fs::read_to_string(&file) {
+                            Ok(source) => sources.push((name, source)),
+                            Err(e) => diagnostics.push(diagnostic(&name, e.to_string())),
+                        }
+                    }
+                }
+                Err(e) => diagnostics.push(diagnostic(&name, e.to_string())),
+            }
+        }
+        let mut loaded = Self::from_sources(&sources, purpose);
+        diagnostics.append(&mut loaded.diagnostics);
+        loaded.diagnostics = diagnostics;
+        loaded
+    }
+
+    pub fn from_sources(sources: &[(String, String)], purpose: Purpose) -> Self {
+        let mut registry = Registry::default();
+        let mut diagnostics = Vec::new();
+        for (file, source) in sources {
+            let (bot, found) = check(file, source, purpose, &|name| std::env::var(name).ok());
+            diagnostics.extend(found);
+            let Some(bot) = bot else { continue };
+            if registry.bots.contains_key(bot.id()) {
+                diagnostics.push(diagnostic(
+                    file,
+                    format!("bot id {} is defined twice", bot.id()),
+                ));
+            } else {
+                registry.bots.insert(bot.id().to_string(), Arc::new(bot));
+            }
+        }
+        let files = sources.iter().map(|(file, _)| file.clone()).collect();
+        Self {
+            registry,
+            files,
+            diagnostics,
         }
     }
 }
@@ -246,6 +284,7 @@ fn definition_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// Parses and validates one definition. Returns the compiled bot when there is
 /// no error, and every diagnostic found (errors and warnings) with its line.
+/// For [`Purpose::Validate`], apps whose keys are not available here are left out.
 pub fn check(
     file: &str,
     source: &str,
@@ -292,8 +331,7 @@ pub fn check(
         })
         .collect();
     diagnostics.sort_by_key(|d| d.line);
-    let failed = diagnostics.iter().any(|d| d.severity == Severity::Error);
-    if failed || purpose == Purpose::Validate {
+    if diagnostics.iter().any(|d| d.severity == Severity::Error) {
         return (None, diagnostics);
     }
     let bot = Bot {
@@ -379,6 +417,27 @@ tasks:
             )),
             "{diagnostics:?}"
         );
+    }
+
+    #[test]
+    fn long_runs_of_messages_are_reported() {
+        let many = format!("[{}]", vec!["\"m\""; 50].join(", "));
+        let source = BOT
+            .replace("SECRET", r#"{ value: "0123456789abcdef0123456789abcdef" }"#)
+            .replace(
+                r#"text: "a", next: b"#,
+                &format!("messages: {many}, next: b"),
+            )
+            .replace(r#"text: "b", next: a"#, &format!("messages: {many}"));
+        let (_, diagnostics) = check("unit.yaml", &source, Purpose::Local, &|_| None);
+        let text: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+        assert!(
+            text.iter().any(
+                |d| d.contains("tasks[0].nodes.a: 100 messages in a row from here; at most 80")
+            ),
+            "{text:?}"
+        );
+        assert!(!text.iter().any(|d| d.contains("nodes.b:")), "{text:?}");
     }
 
     #[test]

@@ -117,7 +117,11 @@ impl From<Algorithm> for jsonwebtoken::Algorithm {
 /// Where a secret comes from: an environment variable (deployments) or a
 /// literal value (local development only; `hookline validate` warns).
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    deny_unknown_fields,
+    expecting = "{ env: VARIABLE_NAME } or { value: \"...\" }"
+)]
 pub enum SecretSource {
     Env {
         /// Name of the environment variable holding the value.
@@ -177,7 +181,7 @@ pub struct Instance {
     #[serde(default = "default_true")]
     pub polling: bool,
     /// Asynchronous mode: where bot messages are delivered.
-    #[serde(default, rename = "postUrl", alias = "POST_URL")]
+    #[serde(default)]
     pub post_url: Option<String>,
     /// clientIds of the apps allowed to call this instance.
     pub apps: Vec<String>,
@@ -223,7 +227,7 @@ fn default_cancel_phrases() -> Vec<String> {
 /// hold `{{...}}` templates (context.FIELD, user.firstName, tags.session.NAME,
 /// context.session.BotUserSession.lastMessage.customData.KEY, ...).
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "a text, or a map from language code to text")]
 pub enum Text {
     Plain(String),
     PerLanguage(BTreeMap<String, String>),

@@ -8,7 +8,8 @@ use regex::Regex;
 
 use super::model::*;
 use super::{AppKey, Purpose, Severity};
-use crate::engine::matcher::Matcher;
+use crate::engine::MAX_MESSAGES_IN_A_ROW;
+use crate::engine::matcher::{Matcher, words};
 use crate::engine::template;
 
 pub struct Problem {
@@ -61,6 +62,20 @@ pub fn validate(
     if def.name.trim().is_empty() {
         p.error("name", "must not be empty");
     }
+    if def.session.idle_timeout_minutes == 0 {
+        p.error("session.idleTimeoutMinutes", "must be at least 1");
+    }
+    if def.session.retention_days == 0 {
+        p.error("session.retentionDays", "must be at least 1");
+    }
+    for (i, phrase) in def.cancel.phrases.iter().enumerate() {
+        if words(phrase).is_empty() {
+            p.error(
+                format!("cancel.phrases[{i}]"),
+                "has no words, so it can never match",
+            );
+        }
+    }
     let languages = languages(def, &mut p);
     let apps = apps(def, purpose, env, &mut p);
     instances(def, &mut p);
@@ -84,7 +99,10 @@ pub fn validate(
         .tasks
         .iter()
         .enumerate()
-        .map(|(i, task)| task_checks(&format!("tasks[{i}]"), task, &languages, &mut p))
+        .map(|(i, task)| {
+            let welcome = def.welcome.as_deref();
+            task_checks(&format!("tasks[{i}]"), task, welcome, &languages, &mut p)
+        })
         .collect();
     Outcome {
         problems: p.0,
@@ -292,7 +310,13 @@ fn instances(def: &BotDefinition, p: &mut Problems) {
     }
 }
 
-fn task_checks(path: &str, task: &Task, languages: &[String], p: &mut Problems) -> Matcher {
+fn task_checks(
+    path: &str,
+    task: &Task,
+    welcome: Option<&str>,
+    languages: &[String],
+    p: &mut Problems,
+) -> Matcher {
     if !id_pattern("").is_match(&task.id) {
         p.error(
             format!("{path}.id"),
@@ -313,12 +337,11 @@ fn task_checks(path: &str, task: &Task, languages: &[String], p: &mut Problems) 
                 if m.text.is_some() != m.messages.is_empty() {
                     p.error(&node_path, "give either text or messages");
                 }
-                for (i, text) in m.text.iter().chain(&m.messages).enumerate() {
-                    let text_path = match m.text {
-                        Some(_) => format!("{node_path}.text"),
-                        None => format!("{node_path}.messages[{i}]"),
-                    };
-                    check_text(&text_path, text, languages, p);
+                if let Some(text) = &m.text {
+                    check_text(&format!("{node_path}.text"), text, languages, p);
+                }
+                for (i, text) in m.messages.iter().enumerate() {
+                    check_text(&format!("{node_path}.messages[{i}]"), text, languages, p);
                 }
                 &m.next
             }
@@ -366,17 +389,27 @@ fn task_checks(path: &str, task: &Task, languages: &[String], p: &mut Problems) 
             );
         }
     }
-    check_loops(path, task, p);
-    if task
-        .triggers
-        .phrases
-        .iter()
-        .chain(&task.triggers.keywords)
-        .any(|t| t.trim().is_empty())
-    {
-        p.error(
+    check_runs(path, task, p);
+    let triggers = &task.triggers;
+    for (kind, list) in [
+        ("phrases", &triggers.phrases),
+        ("keywords", &triggers.keywords),
+    ] {
+        for (i, trigger) in list.iter().enumerate() {
+            if words(trigger).is_empty() {
+                p.error(
+                    format!("{path}.triggers.{kind}[{i}]"),
+                    "has no words, so it can never match",
+                );
+            }
+        }
+    }
+    let untriggered =
+        triggers.phrases.is_empty() && triggers.keywords.is_empty() && triggers.patterns.is_empty();
+    if untriggered && welcome != Some(task.id.as_str()) {
+        p.warn(
             format!("{path}.triggers"),
-            "phrases and keywords must not be empty",
+            "no triggers and not the welcome task: this task never runs",
         );
     }
     match Matcher::compile(&task.triggers) {
@@ -391,31 +424,33 @@ fn task_checks(path: &str, task: &Task, languages: &[String], p: &mut Problems) 
     }
 }
 
-/// A chain of message nodes that comes back on itself would never wait for
-/// the user; report it instead of cutting it short at run time.
-fn check_loops(path: &str, task: &Task, p: &mut Problems) {
-    let next_message = |id: &str| match task.nodes.get(id) {
-        Some(Node::Message(m)) => m.next.clone(),
-        _ => None,
-    };
-    for start in task.nodes.keys() {
-        let mut seen = HashSet::from([start.clone()]);
-        let mut current = next_message(start);
-        while let Some(id) = current {
-            if !matches!(task.nodes.get(&id), Some(Node::Message(_))) {
-                break;
-            }
-            if &id == start {
-                p.error(
-                    format!("{path}.nodes.{start}"),
-                    "message nodes loop back here without a question in between",
-                );
+/// Checks every run of consecutive message nodes: it must reach a question or
+/// the end of the task (a loop would never wait for the user), and send at
+/// most [`MAX_MESSAGES_IN_A_ROW`] messages, so a turn fits one store write.
+fn check_runs(path: &str, task: &Task, p: &mut Problems) {
+    for (start, node) in &task.nodes {
+        let Node::Message(first) = node else { continue };
+        let mut messages = first.text.iter().count() + first.messages.len();
+        let mut seen = HashSet::from([start.as_str()]);
+        let mut next = first.next.as_deref();
+        while let Some(Node::Message(m)) = next.and_then(|id| task.nodes.get(id)) {
+            let id = next.unwrap_or_default();
+            if id == start {
+                let message = "message nodes loop back here without a question in between";
+                p.error(format!("{path}.nodes.{start}"), message);
                 return;
             }
-            if !seen.insert(id.clone()) {
+            if !seen.insert(id) {
                 break;
             }
-            current = next_message(&id);
+            messages += m.text.iter().count() + m.messages.len();
+            next = m.next.as_deref();
+        }
+        if messages > MAX_MESSAGES_IN_A_ROW {
+            let message = format!(
+                "{messages} messages in a row from here; at most {MAX_MESSAGES_IN_A_ROW} before a question"
+            );
+            p.error(format!("{path}.nodes.{start}"), message);
         }
     }
 }

@@ -139,9 +139,22 @@ fn scalar(text: String, style: TScalarStyle) -> Value {
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, event: Event, mark: Marker) {
         let path = self.next_path();
-        if let (None, Event::Scalar(key, ..), Some(Frame::Map { path: parent, .. })) =
-            (&path, &event, self.stack.last())
+        if let (
+            None,
+            Event::Scalar(key, ..),
+            Some(Frame::Map {
+                path: parent,
+                entries,
+                ..
+            }),
+        ) = (&path, &event, self.stack.last())
         {
+            if entries.contains_key(key) && self.error.is_none() {
+                self.error = Some(YamlError {
+                    line: mark.line(),
+                    message: format!("duplicate key {key:?}"),
+                });
+            }
             // A key: its line is where the entry is, even if the value starts below.
             let key_path = if parent.is_empty() {
                 key.clone()
@@ -204,6 +217,12 @@ mod tests {
         assert_eq!(doc.lines["a"], 1);
         assert_eq!(doc.lines["b[1]"], 4);
         assert_eq!(doc.line_of("c.d.missing"), Some(6));
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors() {
+        let err = parse("nodes:\n  a: 1\n  b: 2\n  a: 3\n").err().unwrap();
+        assert_eq!((err.line, err.message.as_str()), (4, "duplicate key \"a\""));
     }
 
     #[test]

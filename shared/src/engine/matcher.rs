@@ -8,10 +8,11 @@ use crate::config::Triggers;
 
 /// Lowercase, accents removed: "Élan Café" -> "elan cafe".
 pub fn fold(text: &str) -> String {
-    text.nfd()
-        .filter(|c| !is_combining_mark(*c))
-        .collect::<String>()
-        .to_lowercase()
+    strip_accents(text).to_lowercase()
+}
+
+fn strip_accents(text: &str) -> String {
+    text.nfd().filter(|c| !is_combining_mark(*c)).collect()
 }
 
 /// Folded words, punctuation dropped: "Check my balance, please!" -> [check, my, balance, please].
@@ -76,10 +77,14 @@ impl Matcher {
     }
 }
 
-/// Patterns are matched against folded text, so they are folded too, and
-/// compiled case-insensitive with a size bound (user-supplied input).
+/// Patterns are matched against folded text: their accents are removed too
+/// (not their case, which escapes like `\D` depend on), and they are compiled
+/// case-insensitive with a size bound (user-supplied input).
 pub fn compile_pattern(pattern: &str) -> Result<Regex, String> {
-    RegexBuilder::new(&fold(pattern))
+    if pattern.is_empty() {
+        return Err("an empty pattern would match every message".into());
+    }
+    RegexBuilder::new(&strip_accents(pattern))
         .case_insensitive(true)
         .size_limit(1 << 20)
         .build()
@@ -159,5 +164,12 @@ mod tests {
             Some(Strength::Pattern)
         );
         assert!(compile_pattern("(unclosed").is_err());
+        assert!(compile_pattern("").is_err());
+        let letters = matcher(&[], &[], &[r"^\D{3}x$"]);
+        assert_eq!(
+            letters.strength(&Utterance::new("ABCX")),
+            Some(Strength::Pattern)
+        );
+        assert_eq!(letters.strength(&Utterance::new("123x")), None);
     }
 }

@@ -15,6 +15,9 @@ use matcher::Utterance;
 
 /// Guards against flows that loop without waiting for the user.
 const MAX_STEPS_PER_TURN: usize = 100;
+/// Validation's bound on consecutive messages; with the cancel, re-prompt and
+/// question messages of a turn it keeps a turn's log within one store write.
+pub const MAX_MESSAGES_IN_A_ROW: usize = 80;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum UserEvent {
