@@ -13,10 +13,13 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The server, and the request its ready-made curl command makes.
 struct Served {
     child: Child,
     addr: String,
+    path: String,
     token: String,
+    body: String,
 }
 
 impl Drop for Served {
@@ -35,18 +38,31 @@ fn serve(extra: &[&str]) -> Served {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start hookline serve");
-    let mut token = None;
+    let (mut path, mut token, mut body) = (None, None, None);
+    let unquote = |s: &str| {
+        s.trim_end_matches([' ', '\\'])
+            .trim_end_matches('\'')
+            .to_string()
+    };
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
-        if let Some(rest) = line.trim().strip_prefix("-H 'Authorization: bearer ") {
-            token = Some(rest.trim_end_matches(['\'', ' ', '\\']).to_string());
+        let line = line.trim();
+        if let Some(url) = line.strip_prefix("curl -s http://") {
+            path = url.split_once('/').map(|(_, p)| format!("/{}", unquote(p)));
+        } else if let Some(rest) = line.strip_prefix("-H 'Authorization: bearer ") {
+            token = Some(unquote(rest));
+        } else if let Some(rest) = line.strip_prefix("-d '") {
+            body = Some(unquote(rest));
             break;
         }
     }
+    let printed = |part: Option<String>| part.expect("serve prints a complete curl command");
     Served {
         child,
         addr,
-        token: token.expect("serve prints a curl with a token"),
+        path: printed(path),
+        token: printed(token),
+        body: printed(body),
     }
 }
 
@@ -66,15 +82,9 @@ fn post(addr: &str, path: &str, token: &str, body: &str) -> (String, String, Str
     (status.to_string(), headers.to_lowercase(), body.to_string())
 }
 
-const HELLO: &str = r#"{"message":{"type":"text","val":"hello"},"from":{"id":"demo-user"}}"#;
-
 fn check_conversation(served: &mut Served) {
-    let (status, headers, body) = post(
-        &served.addr,
-        "/chatbot/v2/webhook/st-hookline-demo",
-        &served.token,
-        HELLO,
-    );
+    assert_eq!(served.path, "/chatbot/v2/webhook/st-hookline-demo");
+    let (status, headers, body) = post(&served.addr, &served.path, &served.token, &served.body);
     assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
     let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(reply["data"][0]["val"], "Hello, how can I help you?");

@@ -3,8 +3,10 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_config::BehaviorVersion;
+use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{Credentials, Region};
 
 use crate::api::{AppState, Settings};
@@ -15,7 +17,14 @@ use crate::store::DynamoStore;
 /// AWS_ENDPOINT_URL). With `endpoint`, talks to a local DynamoDB-compatible
 /// server and falls back to dummy credentials and us-east-1 when none are set.
 pub async fn dynamodb_client(endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
-    let mut loader = aws_config::defaults(BehaviorVersion::v2026_01_12());
+    // Bounded calls: a turn's write, once started, is awaited (never abandoned
+    // at the sync deadline), so it must not be able to hang.
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_attempt_timeout(Duration::from_secs(4))
+        .operation_timeout(Duration::from_secs(10))
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::v2026_01_12()).timeout_config(timeouts);
     if let Some(endpoint) = endpoint {
         loader = loader.endpoint_url(endpoint);
         if std::env::var_os("AWS_REGION").is_none()

@@ -33,8 +33,9 @@ impl ConversationKey {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Conversation {
-    /// Optimistic-concurrency version; 0 means never stored.
-    #[serde(default)]
+    /// Optimistic-concurrency version; 0 means never stored. Kept by the
+    /// store beside the serialized conversation, not inside it.
+    #[serde(skip)]
     pub version: u64,
     /// The seq the next log entry gets.
     #[serde(default)]
@@ -76,8 +77,6 @@ pub struct ActiveTask {
     pub task_id: String,
     /// The question node waiting for the user's answer.
     pub node_id: String,
-    #[serde(default)]
-    pub retries: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,7 +96,7 @@ pub struct LogEntry {
     pub trace_id: String,
     pub created_on: String,
     pub session_id: Option<String>,
-    /// In: the request's message object (with customData and message tags).
+    /// In: `{"request": <the request body>, "messageLevelTags": [...]}`.
     /// Out: the message as sent in v2 `data`.
     pub body: Value,
 }

@@ -11,6 +11,7 @@ use chrono::{SecondsFormat, Utc};
 use rand::Rng;
 use serde_json::{Map, Value, json};
 use tokio::sync::{Mutex, MutexGuard};
+use tokio::time::{Instant, timeout_at};
 
 use crate::config::Bot;
 use crate::engine::{self, Input, Output, TurnContext, merge_tags};
@@ -20,8 +21,9 @@ use crate::protocol::{Tag, TaskCompletion, V2Data};
 use crate::session::{Conversation, ConversationKey, Direction, LogEntry};
 use crate::store::{Store, TurnWrite};
 
-/// Attempts before a turn gives up on a conversation under heavy contention.
-const MAX_ATTEMPTS: u32 = 30;
+/// A conversation item stays well under DynamoDB's 400 KB item limit.
+const MAX_CONVERSATION_BYTES: usize = 300 * 1024;
+const MAX_USER_KEYS: usize = 100;
 const LOCK_STRIPES: usize = 1024;
 
 pub struct TurnRequest {
@@ -33,6 +35,8 @@ pub struct TurnRequest {
     pub user_tags: Vec<Tag>,
     pub message_tags: Vec<Tag>,
     pub trace_id: String,
+    /// When the request arrived; reported in timeouts.
+    pub started: Instant,
 }
 
 #[derive(Debug)]
@@ -57,10 +61,6 @@ impl Turns {
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
     async fn lock(&self, key: &ConversationKey) -> MutexGuard<'_, ()> {
         let mut hasher = DefaultHasher::new();
         key.hash(&mut hasher);
@@ -69,46 +69,62 @@ impl Turns {
             .await
     }
 
-    pub async fn run(&self, request: TurnRequest) -> Result<TurnReply> {
+    /// Runs the turn, answering `Error::Timeout` if it cannot be committed by
+    /// `deadline`. A write that has started is always awaited: the client is
+    /// never told "timed out" about a turn that was saved.
+    pub async fn run(&self, request: TurnRequest, deadline: Instant) -> Result<TurnReply> {
+        let limit = deadline.saturating_duration_since(request.started);
+        let timed_out = |_| Error::Timeout(limit);
         let key = ConversationKey::new(request.bot.id(), &request.user_id);
-        let _serialised = self.lock(&key).await;
-        for attempt in 0..MAX_ATTEMPTS {
-            let stored = self.store.load(&key).await?;
-            let (reply, conversation, log) = prepare(&request, stored.clone().unwrap_or_default());
+        let _serialised = timeout_at(deadline, self.lock(&key))
+            .await
+            .map_err(timed_out)?;
+        let mut attempt = 0;
+        loop {
+            let stored = timeout_at(deadline, self.store.load(&key))
+                .await
+                .map_err(timed_out)??;
+            let (reply, conversation, log) = prepare(&request, stored.clone().unwrap_or_default())?;
+            let retention = i64::from(request.bot.def.session.retention_days) * 86_400;
             let write = TurnWrite {
                 conversation: &conversation,
                 expected_version: stored.map_or(0, |c| c.version),
                 log: &log,
-                expires_at: Utc::now().timestamp()
-                    + i64::from(request.bot.def.session.retention_days) * 86_400,
+                expires_at: Utc::now().timestamp() + retention,
             };
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout(limit));
+            }
             match self.store.save_turn(&key, write).await {
-                Ok(()) => return Ok(reply),
                 Err(Error::Conflict) => {
                     tracing::debug!(
                         attempt,
                         "conversation written concurrently; retrying the turn"
                     );
-                    backoff(attempt).await
+                    timeout_at(deadline, backoff(attempt))
+                        .await
+                        .map_err(timed_out)?;
+                    attempt += 1;
                 }
-                Err(e) => return Err(e),
+                outcome => return outcome.map(|()| reply),
             }
         }
-        Err(Error::Storage("conversation too contended to write".into()))
     }
 }
 
+/// Exponential backoff with full jitter, capped low: contention is between a
+/// handful of writers of one conversation, and the deadline bounds the total.
 async fn backoff(attempt: u32) {
-    let cap = (5u64 << attempt.min(6)).min(250);
-    let jitter = rand::rng().random_range(0..=cap);
-    tokio::time::sleep(Duration::from_millis(cap / 2 + jitter)).await;
+    let cap = (10u64 << attempt.min(5)).min(200);
+    let wait = rand::rng().random_range(cap / 4..=cap);
+    tokio::time::sleep(Duration::from_millis(wait)).await;
 }
 
 /// The pure part of a turn: the reply, the new conversation and its log entries.
 fn prepare(
     request: &TurnRequest,
     mut conversation: Conversation,
-) -> (TurnReply, Conversation, Vec<LogEntry>) {
+) -> Result<(TurnReply, Conversation, Vec<LogEntry>)> {
     let bot = &request.bot;
     let now = Utc::now();
     let now_ms = now.timestamp_millis();
@@ -125,6 +141,14 @@ fn prepare(
         }
     }
     merge_tags(&mut conversation.user_tags, request.user_tags.clone());
+    // User-level data outlives sessions: bound it so no one can grow it forever.
+    if conversation.user_info.len() > MAX_USER_KEYS || conversation.user_tags.len() > MAX_USER_KEYS
+    {
+        let detail = format!(
+            "a user keeps at most {MAX_USER_KEYS} userInfo keys and {MAX_USER_KEYS} user-level tags"
+        );
+        return Err(Error::InvalidPayload(detail));
+    }
     let mut user = conversation.user_info.clone();
     user.insert("id".into(), Value::String(request.user_id.clone()));
     let ctx = TurnContext {
@@ -150,7 +174,7 @@ fn prepare(
             body,
         }
     };
-    let mut inbound = json!({"message": request.input.message});
+    let mut inbound = json!({"request": request.input.message});
     if !request.message_tags.is_empty() {
         inbound["messageLevelTags"] = json!(request.message_tags);
     }
@@ -166,11 +190,17 @@ fn prepare(
     }
     conversation.next_seq = seq;
     conversation.session = turn.session;
+    let size = serde_json::to_vec(&conversation).map_or(usize::MAX, |json| json.len());
+    if size > MAX_CONVERSATION_BYTES {
+        let detail =
+            "the conversation's state has grown too large; start a new session (session.new)";
+        return Err(Error::InvalidPayload(detail.into()));
+    }
     let reply = TurnReply {
         messages,
         completion: turn.completion,
     };
-    (reply, conversation, log)
+    Ok((reply, conversation, log))
 }
 
 fn data(output: Output, created_on: &str) -> V2Data {

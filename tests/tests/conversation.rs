@@ -108,19 +108,40 @@ async fn cancel_interrupt_and_fallback(backend: Backend) {
 
 async fn interruption_is_reported_while_the_new_task_waits(backend: Backend) {
     let server = Server::start(backend).await;
-    server.say("carol", "ping 1").await;
     server.say("carol", "sign up").await;
     server.say("carol", "Carol").await;
-    // Re-triggering the same task answers the question instead.
+    let reply = server.say("carol", "I have feedback").await;
+    assert_eq!(reply.texts(), ["How would you rate us, 1 to 5?"]);
     assert_eq!(
-        server.say("carol", "sign up").await.texts(),
-        ["That is not an email address.", "Your email?"]
+        (
+            &reply.body["endOfTask"],
+            &reply.body["endReason"],
+            &reply.body["completedTaskId"],
+            &reply.body["completedTaskName"]
+        ),
+        (
+            &json!(true),
+            &json!("Interrupted"),
+            &json!("signup"),
+            &json!("sign up")
+        )
     );
-    let reply = server.say("carol", "registration please").await;
+    // The new task runs on; the old one is gone.
+    let reply = server.say("carol", "5").await;
+    assert_eq!(reply.texts(), ["Thanks for rating us 5."]);
+    assert_eq!(reply.body["completedTaskId"], "feedback");
+}
+
+async fn the_same_task_s_trigger_answers_its_question(backend: Backend) {
+    let server = Server::start(backend).await;
+    server.say("cleo", "sign up").await;
+    server.say("cleo", "Cleo").await;
+    let reply = server.say("cleo", "sign up").await;
     assert_eq!(
         reply.texts(),
         ["That is not an email address.", "Your email?"]
     );
+    assert_eq!(reply.body["endOfTask"], false);
 }
 
 async fn new_session_and_idle_timeout_end_the_task(backend: Backend) {
@@ -143,7 +164,6 @@ async fn new_session_and_idle_timeout_end_the_task(backend: Backend) {
             task: Some(ActiveTask {
                 task_id: "signup".into(),
                 node_id: "ask_name".into(),
-                retries: 0,
             }),
             ..Session::default()
         }),
@@ -260,7 +280,7 @@ async fn every_message_is_logged_in_order(backend: Backend) {
     let directions: Vec<Direction> = log.iter().map(|e| e.direction).collect();
     use Direction::{In, Out};
     assert_eq!(directions, [In, Out, In, Out, Out]);
-    assert_eq!(log[2].body["message"]["message"]["val"], "balance");
+    assert_eq!(log[2].body["request"]["message"]["val"], "balance");
     // What was answered is what was logged, with the same messageIds.
     assert_eq!(
         log[3].message_id,
@@ -303,7 +323,7 @@ async fn fifty_concurrent_messages_from_one_user(backend: Backend) {
         .iter()
         .filter(|e| e.direction == Direction::In)
         .map(|e| {
-            e.body["message"]["message"]["val"]
+            e.body["request"]["message"]["val"]
                 .as_str()
                 .unwrap()
                 .to_string()
@@ -319,7 +339,7 @@ async fn fifty_concurrent_messages_from_one_user(backend: Backend) {
             pair[1].body["val"].as_str().unwrap(),
             format!(
                 "pong {}",
-                pair[0].body["message"]["message"]["val"].as_str().unwrap()
+                pair[0].body["request"]["message"]["val"].as_str().unwrap()
             )
         );
     }
@@ -366,6 +386,7 @@ on_both_stores!(
     questions_validate_save_and_template,
     cancel_interrupt_and_fallback,
     interruption_is_reported_while_the_new_task_waits,
+    the_same_task_s_trigger_answers_its_question,
     new_session_and_idle_timeout_end_the_task,
     tags_user_info_and_custom_data,
     v1_conversation_on_an_instance,

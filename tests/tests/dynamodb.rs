@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use hookline_core::api::Settings;
 use hookline_core::session::{ConversationKey, Direction};
-use hookline_core::store::DynamoStore;
+use hookline_core::store::{DynamoStore, Store, TurnWrite};
 use hookline_tests::*;
 
 /// Records the operation (X-Amz-Target) of every request the client sends.
@@ -113,11 +113,17 @@ async fn items_are_keyed_by_bot_and_user_and_expire() {
             "SESSION"
         ]
     );
-    let thirty_days = 30 * 86_400;
+    // Log entries expire after the retention (30 days); the conversation item
+    // a day later, so its seq counter outlives them.
     for item in items.items() {
+        let days = if item["sk"].as_s().unwrap() == "SESSION" {
+            31
+        } else {
+            30
+        };
         let expires: i64 = item["expiresAt"].as_n().unwrap().parse().unwrap();
         assert!(
-            (expires - (now() + thirty_days)).abs() < 120,
+            (expires - (now() + days * 86_400)).abs() < 120,
             "expiresAt {expires}"
         );
     }
@@ -140,23 +146,24 @@ async fn creating_an_existing_table_is_fine() {
         .unwrap();
 }
 
-/// Two processes (as two Lambda instances would be) serve the same user at
-/// once: the version condition makes one retry, and nothing is lost.
+/// Several processes (as Lambda instances would be) serve the same user at
+/// once: the version condition makes the losers retry, and nothing is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_processes_writing_one_conversation_lose_nothing() {
+async fn many_processes_writing_one_conversation_lose_nothing() {
+    const PROCESSES: usize = 8;
+    const MESSAGES: usize = 48;
     let client = dynamodb_client().await;
-    let (store, table) = dynamo_store(client.clone()).await;
-    let a = Arc::new(Server::start_with(Arc::new(store), Settings::default()).await);
-    let b = Arc::new(
-        Server::start_with(
-            Arc::new(DynamoStore::new(client, &table)),
-            Settings::default(),
-        )
-        .await,
-    );
-    let tasks: Vec<_> = (0..40)
+    let (_, table) = dynamo_store(client.clone()).await;
+    let mut servers = Vec::new();
+    for _ in 0..PROCESSES {
+        let store = Arc::new(DynamoStore::new(client.clone(), &table));
+        servers.push(Arc::new(
+            Server::start_with(store, Settings::default()).await,
+        ));
+    }
+    let tasks: Vec<_> = (0..MESSAGES)
         .map(|i| {
-            let server = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let server = servers[i % PROCESSES].clone();
             tokio::spawn(async move { server.say("max", &format!("ping {i}")).await })
         })
         .collect();
@@ -165,18 +172,16 @@ async fn two_processes_writing_one_conversation_lose_nothing() {
         assert_eq!(reply.status, 200, "{}", reply.body);
         assert_eq!(reply.texts(), [format!("pong ping {i}")]);
     }
-    let log = a
+    let log = servers[0]
         .store
         .read_log(&ConversationKey::new(TEST_BOT, "max"), None, 1000)
         .await
         .unwrap();
-    assert_eq!(
-        log.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        (0..80).collect::<Vec<_>>()
-    );
+    let expected: Vec<u64> = (0..2 * MESSAGES as u64).collect();
+    assert_eq!(log.iter().map(|e| e.seq).collect::<Vec<_>>(), expected);
     assert_eq!(
         log.iter().filter(|e| e.direction == Direction::In).count(),
-        40
+        MESSAGES
     );
     for pair in log.chunks(2) {
         assert_eq!(
@@ -184,4 +189,55 @@ async fn two_processes_writing_one_conversation_lose_nothing() {
             (Direction::In, Direction::Out)
         );
     }
+}
+
+/// Past its expiry (TTL deletes late), a conversation reads as empty, but its
+/// version and seq counter still hold.
+#[tokio::test]
+async fn an_expired_conversation_reads_as_empty() {
+    let client = dynamodb_client().await;
+    let (store, _) = dynamo_store(client).await;
+    let store = Arc::new(store);
+    let server = Server::start_with(store.clone(), Settings::default()).await;
+    server.say("old", "sign up").await;
+    let key = ConversationKey::new(TEST_BOT, "old");
+    let mut conversation = store.load(&key).await.unwrap().unwrap();
+    assert!(conversation.session.is_some());
+    let version = conversation.version;
+    conversation.next_seq += 1;
+    let log = [hookline_core::session::LogEntry {
+        seq: 2,
+        direction: Direction::In,
+        message_id: "ms-x".into(),
+        trace_id: "tr-x".into(),
+        created_on: String::new(),
+        session_id: None,
+        body: serde_json::Value::Null,
+    }];
+    let write = TurnWrite {
+        conversation: &conversation,
+        expected_version: version,
+        log: &log,
+        expires_at: now() - 2 * 86_400,
+    };
+    store.save_turn(&key, write).await.unwrap();
+
+    let expired = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(
+        (expired.version, expired.next_seq, expired.session),
+        (version + 1, 3, None)
+    );
+    // The task is gone, and the next turn carries on the seq.
+    assert_eq!(
+        server.say("old", "Olga").await.texts(),
+        ["I did not understand."]
+    );
+    let seqs: Vec<u64> = store
+        .read_log(&key, Some(2), 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, [3, 4]);
 }

@@ -2,6 +2,7 @@
 //! bare 500; CORS headers are on answers and errors alike.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use hookline_core::api::Settings;
 use hookline_core::session::{Conversation, ConversationKey, LogEntry};
@@ -145,12 +146,7 @@ async fn invalid_payloads_are_400() {
         ),
     ];
     for (case, path, body) in cases {
-        let token = if case.contains("too long") {
-            hs256_token(&"u".repeat(300))
-        } else {
-            hs256_token("u1")
-        };
-        let reply = server.post(path, &token, &body).await;
+        let reply = server.post(path, &hs256_token("u1"), &body).await;
         assert_eq!(reply.status, 400, "{case}: {}", reply.body);
         assert_eq!(reply.error_msg(), "Invalid Request Payload", "{case}");
         assert!(
@@ -358,15 +354,27 @@ async fn cors_preflight_with_configured_origins() {
 /// The memory store, slowed down: drives the synchronous deadline.
 struct SlowStore {
     inner: hookline_core::store::MemoryStore,
-    delay: std::time::Duration,
+    load_delay: Duration,
+    save_delay: Duration,
+}
+
+impl SlowStore {
+    fn new(load_delay: u64, save_delay: u64) -> Arc<Self> {
+        Arc::new(Self {
+            inner: hookline_core::store::MemoryStore::new(),
+            load_delay: Duration::from_millis(load_delay),
+            save_delay: Duration::from_millis(save_delay),
+        })
+    }
 }
 
 #[async_trait::async_trait]
-impl hookline_core::store::Store for SlowStore {
+impl Store for SlowStore {
     async fn load(
         &self,
         key: &ConversationKey,
     ) -> hookline_core::error::Result<Option<Conversation>> {
+        tokio::time::sleep(self.load_delay).await;
         self.inner.load(key).await
     }
 
@@ -375,7 +383,7 @@ impl hookline_core::store::Store for SlowStore {
         key: &ConversationKey,
         write: TurnWrite<'_>,
     ) -> hookline_core::error::Result<()> {
-        tokio::time::sleep(self.delay).await;
+        tokio::time::sleep(self.save_delay).await;
         self.inner.save_turn(key, write).await
     }
 
@@ -389,24 +397,121 @@ impl hookline_core::store::Store for SlowStore {
     }
 }
 
-#[tokio::test]
-async fn past_the_sync_deadline_the_answer_is_504_and_nothing_is_half_written() {
-    let store = Arc::new(SlowStore {
-        inner: hookline_core::store::MemoryStore::new(),
-        delay: std::time::Duration::from_millis(500),
-    });
-    let settings = Settings {
-        sync_deadline: std::time::Duration::from_millis(100),
+fn deadline(ms: u64) -> Settings {
+    Settings {
+        sync_deadline: Duration::from_millis(ms),
         ..Settings::default()
-    };
-    let server = Server::start_with(store.clone(), settings).await;
+    }
+}
+
+#[tokio::test]
+async fn past_the_sync_deadline_the_answer_is_504_and_nothing_is_written() {
+    let store = SlowStore::new(400, 0);
+    let server = Server::start_with(store.clone(), deadline(100)).await;
     let reply = server.say("slow", "sign up").await;
     assert_eq!(reply.status, 504, "{}", reply.body);
     assert_eq!(reply.error_msg(), "The request has been timed-out");
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let key = ConversationKey::new(TEST_BOT, "slow");
-    assert!(store.read_log(&key, None, 10).await.unwrap().is_empty());
-    assert!(store.load(&key).await.unwrap().is_none());
+    assert!(
+        store
+            .inner
+            .read_log(&key, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.inner.load(&key).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_write_that_started_before_the_deadline_is_answered() {
+    // The client is never told "timed out" about a turn that was saved.
+    let store = SlowStore::new(0, 300);
+    let server = Server::start_with(store.clone(), deadline(100)).await;
+    let reply = server.say("slow", "sign up").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.texts(), ["Your name?"]);
+    let key = ConversationKey::new(TEST_BOT, "slow");
+    assert_eq!(store.inner.read_log(&key, None, 10).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn what_a_request_may_store_is_bounded() {
+    let server = Server::start(Backend::Memory).await;
+    let base = json!({"message": {"type": "text", "val": "hi"}, "from": {"id": "u1"}});
+    let with = |patch: Value| {
+        let mut body = base.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    let tags = |n: usize| {
+        json!(
+            (0..n)
+                .map(|i| json!({"name": format!("t{i}"), "value": i}))
+                .collect::<Vec<_>>()
+        )
+    };
+    let cases = [
+        (
+            "long text",
+            with(json!({"message": {"type": "text", "val": "x".repeat(4097)}})),
+        ),
+        (
+            "many userInfo keys",
+            with(
+                json!({"from": {"id": "u1", "userInfo": (0..51).map(|i| (format!("k{i}"), json!(i))).collect::<serde_json::Map<_, _>>()}}),
+            ),
+        ),
+        (
+            "large userInfo",
+            with(json!({"from": {"id": "u1", "userInfo": {"bio": "x".repeat(9000)}}})),
+        ),
+        (
+            "many tags",
+            with(json!({"metaTags": {"sessionLevelTags": tags(51)}})),
+        ),
+        (
+            "large tag value",
+            with(
+                json!({"metaTags": {"userLevelTags": [{"name": "n", "value": "x".repeat(2000)}]}}),
+            ),
+        ),
+    ];
+    for (case, body) in cases {
+        let reply = server
+            .post(&v2_path(TEST_BOT), &hs256_token("u1"), &body)
+            .await;
+        assert_eq!(reply.status, 400, "{case}: {}", reply.body);
+        assert_eq!(reply.error_msg(), "Invalid Request Payload", "{case}");
+    }
+    // User-level tags add up across requests, to a bound.
+    for round in 0..2 {
+        let names = (0..50)
+            .map(|i| json!({"name": format!("r{round}-{i}"), "value": 1}))
+            .collect::<Vec<_>>();
+        let reply = server
+            .post(
+                &v2_path(TEST_BOT),
+                &hs256_token("u1"),
+                &with(json!({"metaTags": {"userLevelTags": names}})),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    let one_more = with(json!({"metaTags": {"userLevelTags": [{"name": "last", "value": 1}]}}));
+    let reply = server
+        .post(&v2_path(TEST_BOT), &hs256_token("u1"), &one_more)
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(
+        reply.body["errors"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("user-level tags")
+    );
 }
 
 #[tokio::test]

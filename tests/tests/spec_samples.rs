@@ -253,7 +253,29 @@ async fn form_data_sample(backend: Backend) {
     assert_v2_shape(&reply.body, "form-user");
 }
 
+/// The spec's JWT payload without userIdentity ({appId, sub, iat}): from.id
+/// names the user, for an app that allows it.
+async fn token_without_user_identity(backend: Backend) {
+    let server = Server::start(backend).await;
+    let claims = json!({"appId": "cs-anon", "sub": "161639822", "iat": hookline_tests::now()});
+    let token = hookline_tests::sign_hs(
+        jsonwebtoken::Algorithm::HS256,
+        hookline_tests::ANON_SECRET,
+        &claims,
+    );
+    let sample = json!({
+        "session": {"new": false},
+        "message": {"type": "text", "val": "hello"},
+        "from": {"id": "New1234", "userInfo": {"firstName": "", "lastName": "", "email": ""}}
+    });
+    let reply = server.post(&v2_path(TEST_BOT), &token, &sample).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_v2_shape(&reply.body, "New1234");
+    assert_eq!(reply.texts(), ["Hello there."]);
+}
+
 on_both_stores!(
+    token_without_user_identity,
     v1_sample,
     v2_sample,
     on_connect_sample,

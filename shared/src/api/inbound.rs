@@ -4,13 +4,20 @@
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use crate::auth::MAX_USER_ID_CHARS;
 use crate::engine::UserEvent;
 use crate::error::{Error, Result};
 use crate::protocol::{Attachment, Envelope, Flag, MetaTags, V1Request, V2MessageType, V2Request};
 
-const MAX_USER_ID_CHARS: usize = 256;
 const MAX_ATTACHMENTS: usize = 20;
 const MAX_URL_CHARS: usize = 2048;
+/// What a request may add to state that outlives it (session, user profile).
+const MAX_TEXT_CHARS: usize = 4096;
+const MAX_USER_INFO_KEYS: usize = 50;
+const MAX_USER_INFO_BYTES: usize = 8 * 1024;
+const MAX_TAGS_PER_LEVEL: usize = 50;
+const MAX_TAG_NAME_CHARS: usize = 128;
+const MAX_TAG_VALUE_BYTES: usize = 1024;
 
 pub struct Inbound {
     pub new_session: bool,
@@ -47,6 +54,7 @@ pub fn parse_v1(body: &[u8]) -> Result<Inbound> {
     if text.trim().is_empty() {
         return Err(invalid("message.text must not be empty"));
     }
+    check_text_length("message.text", &text)?;
     check_attachments(request.message.attachments.as_deref())?;
     inbound(request.envelope, UserEvent::Text(text), payload)
 }
@@ -63,6 +71,7 @@ pub fn parse_v2(body: &[u8]) -> Result<Inbound> {
     check_attachments(attachments)?;
     let event = match (message.kind, message.val) {
         (V2MessageType::Text, Value::String(text)) if !text.trim().is_empty() => {
+            check_text_length("message.val", &text)?;
             UserEvent::Text(text)
         }
         (V2MessageType::Text, Value::String(_)) => {
@@ -93,6 +102,54 @@ pub fn parse_v2(body: &[u8]) -> Result<Inbound> {
         }
     };
     inbound(request.envelope, event, payload)
+}
+
+fn check_text_length(path: &str, text: &str) -> Result<()> {
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Err(invalid(format!(
+            "{path} is longer than {MAX_TEXT_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+fn check_user_info(user_info: Option<&Map<String, Value>>) -> Result<()> {
+    let Some(user_info) = user_info else {
+        return Ok(());
+    };
+    let bytes = serde_json::to_vec(user_info).map_or(usize::MAX, |json| json.len());
+    if user_info.len() > MAX_USER_INFO_KEYS || bytes > MAX_USER_INFO_BYTES {
+        let detail = format!(
+            "from.userInfo holds at most {MAX_USER_INFO_KEYS} keys and {MAX_USER_INFO_BYTES} bytes"
+        );
+        return Err(invalid(detail));
+    }
+    Ok(())
+}
+
+fn check_tags(tags: &MetaTags) -> Result<()> {
+    let levels = [
+        ("userLevelTags", &tags.user_level_tags),
+        ("sessionLevelTags", &tags.session_level_tags),
+        ("messageLevelTags", &tags.message_level_tags),
+    ];
+    for (level, list) in levels {
+        if list.len() > MAX_TAGS_PER_LEVEL {
+            return Err(invalid(format!(
+                "metaTags.{level} holds at most {MAX_TAGS_PER_LEVEL} tags"
+            )));
+        }
+        for (i, tag) in list.iter().enumerate() {
+            let value_bytes = serde_json::to_vec(&tag.value).map_or(usize::MAX, |json| json.len());
+            if tag.name.chars().count() > MAX_TAG_NAME_CHARS || value_bytes > MAX_TAG_VALUE_BYTES {
+                let detail = format!(
+                    "metaTags.{level}[{i}]: names are at most {MAX_TAG_NAME_CHARS} characters, values {MAX_TAG_VALUE_BYTES} bytes"
+                );
+                return Err(invalid(detail));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_attachments(attachments: Option<&[Attachment]>) -> Result<()> {
@@ -140,13 +197,16 @@ fn inbound(envelope: Envelope, event: UserEvent, payload: Value) -> Result<Inbou
     {
         return Err(invalid("mergeIdentity must be true or false"));
     }
+    check_user_info(from.user_info.as_ref())?;
+    let tags = envelope.meta_tags.unwrap_or_default();
+    check_tags(&tags)?;
     Ok(Inbound {
         new_session: envelope.session.is_some_and(|s| s.new),
         from_id,
         user_info: from.user_info,
         event,
         payload,
-        tags: envelope.meta_tags.unwrap_or_default(),
+        tags,
         language: envelope.interactive_language.filter(|l| !l.is_empty()),
     })
 }

@@ -102,14 +102,15 @@ pub fn app(state: AppState) -> Router {
     webhook_router(state)
 }
 
-/// Error envelope, trace ids, panic safety net and CORS around a family.
+/// Panic safety net, CORS, and outermost the trace id and error envelope, so
+/// that every response (preflights included) carries a trace id.
 fn with_layers(router: Router, settings: &Settings) -> Router {
     router
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(Error::Internal("handler panicked".into()))
         }))
-        .layer(axum::middleware::from_fn(envelope::trace_and_envelope))
         .layer(cors(settings))
+        .layer(axum::middleware::from_fn(envelope::trace_and_envelope))
 }
 
 fn cors(settings: &Settings) -> CorsLayer {
@@ -125,8 +126,44 @@ fn cors(settings: &Settings) -> CorsLayer {
     };
     CorsLayer::new()
         .allow_origin(origins)
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::OPTIONS])
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
         .expose_headers([HeaderName::from_static(TRACE_HEADER)])
         .max_age(Duration::from_secs(600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_in_the_envelope() {
+        async fn boom() -> &'static str {
+            panic!("a bug")
+        }
+        let router = Router::new().route("/boom", get(boom));
+        let response = with_layers(router, &Settings::default())
+            .oneshot(
+                http::Request::get("/boom")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+        let trace_id = response.headers()[TRACE_HEADER]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"errors": [{"msg": "Internal Server Error", "code": 500}], "_v": "v2", "_t": trace_id})
+        );
+    }
 }

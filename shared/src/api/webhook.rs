@@ -11,7 +11,9 @@ use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use chrono::Utc;
 use http::{HeaderMap, header};
+use serde::Deserialize;
 use serde_json::Value;
+use tokio::time::Instant;
 
 use super::inbound::{self, Inbound};
 use super::{AppState, TraceId};
@@ -28,64 +30,51 @@ pub fn router(state: AppState) -> Router {
         .route("/chatbot/hooks/{bot_id}", post(v1))
         .route(
             "/chatbot/hooks/{bot_id}/hookInstance/{instance_id}",
-            post(v1_instance),
+            post(v1),
         )
-        .route("/chatbot/v2/webhook/{stream_id}", post(v2))
+        .route("/chatbot/v2/webhook/{bot_id}", post(v2))
         .route(
-            "/chatbot/v2/webhook/{stream_id}/hookInstance/{instance_id}",
-            post(v2_instance),
+            "/chatbot/v2/webhook/{bot_id}/hookInstance/{instance_id}",
+            post(v2),
         )
-        .route("/api/botmeta/{stream_id}", get(botmeta))
+        .route("/api/botmeta/{bot_id}", get(botmeta))
         .with_state(state)
+}
+
+/// The bot (botId in v1, streamId in v2) and the optional hookInstance.
+#[derive(Deserialize)]
+struct WebhookPath {
+    bot_id: String,
+    #[serde(default)]
+    instance_id: Option<String>,
 }
 
 /// One request to a webhook URL.
 struct Call {
     version: WebhookVersion,
-    bot_id: String,
-    instance_id: Option<String>,
+    path: WebhookPath,
     trace_id: String,
+    started: Instant,
     headers: HeaderMap,
     body: Body,
 }
 
 async fn v1(
     State(state): State<AppState>,
-    Path(bot_id): Path<String>,
+    Path(path): Path<WebhookPath>,
     Extension(TraceId(trace_id)): Extension<TraceId>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
+    let started = Instant::now();
     let version = WebhookVersion::V1;
     handle(
         state,
         Call {
             version,
-            bot_id,
-            instance_id: None,
+            path,
             trace_id,
-            headers,
-            body,
-        },
-    )
-    .await
-}
-
-async fn v1_instance(
-    State(state): State<AppState>,
-    Path((bot_id, instance_id)): Path<(String, String)>,
-    Extension(TraceId(trace_id)): Extension<TraceId>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response> {
-    let (version, instance_id) = (WebhookVersion::V1, Some(instance_id));
-    handle(
-        state,
-        Call {
-            version,
-            bot_id,
-            instance_id,
-            trace_id,
+            started,
             headers,
             body,
         },
@@ -95,41 +84,20 @@ async fn v1_instance(
 
 async fn v2(
     State(state): State<AppState>,
-    Path(bot_id): Path<String>,
+    Path(path): Path<WebhookPath>,
     Extension(TraceId(trace_id)): Extension<TraceId>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
+    let started = Instant::now();
     let version = WebhookVersion::V2;
     handle(
         state,
         Call {
             version,
-            bot_id,
-            instance_id: None,
+            path,
             trace_id,
-            headers,
-            body,
-        },
-    )
-    .await
-}
-
-async fn v2_instance(
-    State(state): State<AppState>,
-    Path((bot_id, instance_id)): Path<(String, String)>,
-    Extension(TraceId(trace_id)): Extension<TraceId>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response> {
-    let (version, instance_id) = (WebhookVersion::V2, Some(instance_id));
-    handle(
-        state,
-        Call {
-            version,
-            bot_id,
-            instance_id,
-            trace_id,
+            started,
             headers,
             body,
         },
@@ -146,9 +114,9 @@ fn find_bot(state: &AppState, bot_id: &str) -> Result<Arc<Bot>> {
 }
 
 async fn handle(state: AppState, call: Call) -> Result<Response> {
-    let bot = find_bot(&state, &call.bot_id)?;
+    let bot = find_bot(&state, &call.path.bot_id)?;
     let instance = bot
-        .instance(call.version, call.instance_id.as_deref())
+        .instance(call.version, call.path.instance_id.as_deref())
         .ok_or_else(|| {
             Error::NotFound("no Webhook channel instance of this version at this URL".into())
         })?;
@@ -172,11 +140,9 @@ async fn handle(state: AppState, call: Call) -> Result<Response> {
     let user_id = auth::resolve_user(&caller, inbound.from_id.as_deref())?
         .unwrap_or_else(ids::anonymous_user_id);
 
-    let request = turn_request(&bot, user_id.clone(), call.trace_id, inbound);
-    let deadline = state.settings.sync_deadline;
-    let reply = tokio::time::timeout(deadline, state.turns.run(request))
-        .await
-        .map_err(|_| Error::Timeout(deadline))??;
+    let request = turn_request(&bot, user_id.clone(), call.trace_id, call.started, inbound);
+    let deadline = call.started + state.settings.sync_deadline;
+    let reply = state.turns.run(request, deadline).await?;
     Ok(match call.version {
         WebhookVersion::V1 => Json(v1_response(reply)).into_response(),
         WebhookVersion::V2 => Json(v2_response(&bot, user_id, reply)).into_response(),
@@ -187,6 +153,7 @@ fn turn_request(
     bot: &Arc<Bot>,
     user_id: String,
     trace_id: String,
+    started: Instant,
     inbound: Inbound,
 ) -> TurnRequest {
     let Inbound {
@@ -212,6 +179,7 @@ fn turn_request(
         user_tags: tags.user_level_tags,
         message_tags: tags.message_level_tags,
         trace_id,
+        started,
     }
 }
 

@@ -405,6 +405,24 @@ tasks:
     }
 
     #[test]
+    fn rsa_keys_under_2048_bits_are_refused() {
+        let source = BOT.replace(
+            "algorithm: HS256\n    secret: SECRET",
+            &format!("algorithm: RS256\n    publicKey:\n      value: |\n{RSA_1024}"),
+        );
+        let (bot, diagnostics) = check("unit.yaml", &source, Purpose::Local, &|_| None);
+        assert!(bot.is_none());
+        let text: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+        assert!(
+            text.iter()
+                .any(|d| d.contains("apps[0].publicKey: RSA keys must be at least 2048 bits")),
+            "{text:?}"
+        );
+    }
+
+    const RSA_1024: &str = "        -----BEGIN PUBLIC KEY-----\n        MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQCzGG5PkSYLXka4QjsVng5hlann\n        eDfkCn3KM7ERZPCiViv5ZIqYQBK2GvQvgjbviSc47Zb9E7A1uDlfXS9egMY+E0tG\n        Fdj8m/dTg6BlD47Mf+oYp7IIW3+9MRqBFahMeA7MTwwGLCvEm98RyaeefCK2ks5u\n        gqt79omeCUccP2HU5wIDAQAB\n        -----END PUBLIC KEY-----";
+
+    #[test]
     fn message_loops_are_reported() {
         let diagnostics = run(
             r#"{ value: "0123456789abcdef0123456789abcdef" }"#,

@@ -195,6 +195,10 @@ fn apps(
                 continue;
             }
             Some(_) => DecodingKey::from_secret(material.as_bytes()),
+            None if !rsa_key_is_large_enough(&material) => {
+                p.error(field_path, "RSA keys must be at least 2048 bits (tokens signed with smaller keys are refused)");
+                continue;
+            }
             None => match DecodingKey::from_rsa_pem(material.as_bytes()) {
                 Ok(key) => key,
                 Err(e) => {
@@ -214,6 +218,21 @@ fn apps(
         });
     }
     keys
+}
+
+/// The DER of a 2048-bit RSA public key is about 294 bytes (SPKI) or 270
+/// (PKCS#1); 1024-bit ones are about 162 and 140. What does not decode is left
+/// to the PEM parser to report.
+fn rsa_key_is_large_enough(pem: &str) -> bool {
+    use base64::Engine;
+    let body: String = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::trim)
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .map_or(true, |der| der.len() >= 256)
 }
 
 /// The key material, or None (with a problem recorded when that is an error).

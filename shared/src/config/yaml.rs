@@ -72,6 +72,19 @@ struct Builder {
     anchors: HashMap<usize, Value>,
     lines: HashMap<String, usize>,
     error: Option<YamlError>,
+    /// Values built so far, aliases counted at their expanded size.
+    nodes: usize,
+}
+
+/// Far beyond any bot, small enough that alias bombs cannot exhaust memory.
+const MAX_NODES: usize = 200_000;
+
+fn size(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(size).sum::<usize>(),
+        Value::Object(entries) => 1 + entries.values().map(size).sum::<usize>(),
+        _ => 1,
+    }
 }
 
 impl Builder {
@@ -138,6 +151,21 @@ fn scalar(text: String, style: TScalarStyle) -> Value {
 
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, event: Event, mark: Marker) {
+        if self.error.is_some() {
+            return;
+        }
+        self.nodes += match &event {
+            Event::Alias(id) => self.anchors.get(id).map_or(1, size),
+            _ => 1,
+        };
+        if self.nodes > MAX_NODES {
+            let message = format!("the document expands to more than {MAX_NODES} values");
+            self.error = Some(YamlError {
+                line: mark.line(),
+                message,
+            });
+            return;
+        }
         let path = self.next_path();
         if let (
             None,
@@ -217,6 +245,17 @@ mod tests {
         assert_eq!(doc.lines["a"], 1);
         assert_eq!(doc.lines["b[1]"], 4);
         assert_eq!(doc.line_of("c.d.missing"), Some(6));
+    }
+
+    #[test]
+    fn alias_bombs_are_refused() {
+        let mut source = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..8 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            source.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let err = parse(&source).err().unwrap();
+        assert!(err.message.contains("expands to more than"), "{err:?}");
     }
 
     #[test]

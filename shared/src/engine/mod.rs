@@ -74,26 +74,7 @@ pub const CANCELLED: &str = "Cancelled";
 pub const INTERRUPTED: &str = "Interrupted";
 
 pub fn run_turn(bot: &Bot, session: Option<Session>, input: Input, ctx: &TurnContext) -> Turn {
-    if input.event == UserEvent::SessionClosure {
-        let output = match session {
-            Some(_) => Output::Event {
-                val: "SESSION_CLOSURE",
-                event_type: "SESSION_CLOSURE_SUCCESS",
-                description: "session closed successfully",
-            },
-            None => Output::Event {
-                val: "SESSION_CLOSURE",
-                event_type: "SESSION_CLOSURE_IGNORED",
-                description: "Active session doesn't exist",
-            },
-        };
-        return Turn {
-            outputs: vec![output],
-            completion: None,
-            session: None,
-        };
-    }
-
+    let had_session = session.is_some();
     let mut session = session.unwrap_or_else(|| Session {
         id: ctx.new_session_id.clone(),
         started_at: ctx.now_ms,
@@ -115,6 +96,7 @@ pub fn run_turn(bot: &Bot, session: Option<Session>, input: Input, ctx: &TurnCon
         completion: None,
     };
     match input.event {
+        UserEvent::SessionClosure => return close(had_session),
         UserEvent::OnConnect => {
             if let Some(task) = bot.def.welcome.as_deref().and_then(|id| bot.task(id)) {
                 run.start(task);
@@ -125,12 +107,30 @@ pub fn run_turn(bot: &Bot, session: Option<Session>, input: Input, ctx: &TurnCon
             Some(text) => run.on_text(&text),
             None => run.fallback(),
         },
-        UserEvent::FormData(_) | UserEvent::SessionClosure => run.fallback(),
+        UserEvent::FormData(_) => run.fallback(),
     }
     Turn {
         outputs: run.outputs,
         completion: run.completion,
         session: Some(run.session),
+    }
+}
+
+/// SESSION_CLOSURE: ends the session, saying whether there was one.
+fn close(had_session: bool) -> Turn {
+    let (event_type, description) = if had_session {
+        ("SESSION_CLOSURE_SUCCESS", "session closed successfully")
+    } else {
+        ("SESSION_CLOSURE_IGNORED", "Active session doesn't exist")
+    };
+    Turn {
+        outputs: vec![Output::Event {
+            val: "SESSION_CLOSURE",
+            event_type,
+            description,
+        }],
+        completion: None,
+        session: None,
     }
 }
 
@@ -210,10 +210,7 @@ impl Run<'_> {
                 }
             }
             Err(kind) => {
-                self.session.task = Some(ActiveTask {
-                    retries: active.retries + 1,
-                    ..active
-                });
+                self.session.task = Some(active);
                 let default = format!("Sorry, that doesn't look like a valid {kind}.");
                 self.say_or(question.retry_prompt.as_ref(), &default);
                 self.say(&question.prompt);
@@ -236,7 +233,6 @@ impl Run<'_> {
                     self.session.task = Some(ActiveTask {
                         task_id: task.id.clone(),
                         node_id,
-                        retries: 0,
                     });
                     return;
                 }

@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::session::{Conversation, ConversationKey, LogEntry};
 
 const SESSION_SK: &str = "SESSION";
+const CONVERSATION_GRACE_SECS: i64 = 86_400;
 type Item = HashMap<String, AttributeValue>;
 
 pub struct DynamoStore {
@@ -148,13 +149,28 @@ impl Store for DynamoStore {
         let Some(item) = output.item else {
             return Ok(None);
         };
-        let mut conversation: Conversation = json_attr(&item, "conversation")?;
-        conversation.version = item
-            .get("version")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| Error::Storage("conversation item has no version".into()))?;
-        Ok(Some(conversation))
+        let number = |name: &str| -> Result<u64> {
+            item.get(name)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| Error::Storage(format!("conversation item has no {name}")))
+        };
+        let (version, next_seq) = (number("version")?, number("nextSeq")?);
+        // TTL deletes late: an expired item is read as empty, but its version
+        // and seq counter stay in force until it is gone.
+        let expired = number("expiresAt")? < chrono::Utc::now().timestamp().max(0) as u64;
+        let conversation = if expired {
+            Conversation {
+                next_seq,
+                ..Conversation::default()
+            }
+        } else {
+            json_attr(&item, "conversation")?
+        };
+        Ok(Some(Conversation {
+            version,
+            ..conversation
+        }))
     }
 
     async fn save_turn(&self, key: &ConversationKey, write: TurnWrite<'_>) -> Result<()> {
@@ -166,7 +182,11 @@ impl Store for DynamoStore {
             ("sk".to_string(), s(SESSION_SK)),
             ("version".to_string(), n(write.expected_version + 1)),
             ("nextSeq".to_string(), n(write.conversation.next_seq)),
-            ("expiresAt".to_string(), n(write.expires_at)),
+            // Outlives its log entries, so seq never restarts under them.
+            (
+                "expiresAt".to_string(),
+                n(write.expires_at + CONVERSATION_GRACE_SECS),
+            ),
             ("conversation".to_string(), s(body)),
         ]);
         let mut items = vec![if write.expected_version == 0 {
@@ -198,6 +218,9 @@ impl Store for DynamoStore {
         {
             Ok(_) => Ok(()),
             Err(SdkError::ServiceError(e)) => match e.into_err() {
+                // A failed condition on the conversation (its version) or on a log
+                // entry (its seq already taken) both mean another writer got there
+                // first; the turn is run again on fresh state, within its deadline.
                 TransactWriteItemsError::TransactionCanceledException(cancelled)
                     if cancelled.cancellation_reasons().iter().any(|r| {
                         matches!(

@@ -41,10 +41,11 @@ impl Store for MemoryStore {
     async fn save_turn(&self, key: &ConversationKey, write: TurnWrite<'_>) -> Result<()> {
         let mut conversations = self.lock()?;
         let entry = conversations.entry(key.clone()).or_default();
-        if entry.conversation.version != write.expected_version
-            || write.log.iter().any(|e| entry.log.contains_key(&e.seq))
-        {
+        if entry.conversation.version != write.expected_version {
             return Err(Error::Conflict);
+        }
+        if write.log.iter().any(|e| entry.log.contains_key(&e.seq)) {
+            return Err(Error::Storage("log entry already exists".into()));
         }
         entry.conversation = Conversation {
             version: write.expected_version + 1,
@@ -73,5 +74,61 @@ impl Store for MemoryStore {
             .take(limit)
             .map(|(_, e)| e.clone())
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::Direction;
+
+    fn entry(seq: u64) -> LogEntry {
+        LogEntry {
+            seq,
+            direction: Direction::In,
+            message_id: format!("ms-{seq}"),
+            trace_id: "tr".into(),
+            created_on: String::new(),
+            session_id: None,
+            body: serde_json::Value::Null,
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_are_conditional_on_the_version_read() {
+        let store = MemoryStore::new();
+        let key = ConversationKey::new("st-b", "u");
+        let conversation = Conversation {
+            next_seq: 1,
+            ..Conversation::default()
+        };
+        let (first, second) = ([entry(0)], [entry(1)]);
+        let write = |expected_version, log| TurnWrite {
+            conversation: &conversation,
+            expected_version,
+            log,
+            expires_at: 0,
+        };
+        store.save_turn(&key, write(0, &first)).await.unwrap();
+        // A second writer that also read version 0 loses.
+        assert!(matches!(
+            store.save_turn(&key, write(0, &first)).await,
+            Err(Error::Conflict)
+        ));
+        assert_eq!(store.load(&key).await.unwrap().unwrap().version, 1);
+        // A stale seq under the right version is a storage fault, not a retry.
+        assert!(matches!(
+            store.save_turn(&key, write(1, &first)).await,
+            Err(Error::Storage(_))
+        ));
+        store.save_turn(&key, write(1, &second)).await.unwrap();
+        let seqs: Vec<u64> = store
+            .read_log(&key, None, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, [0, 1]);
     }
 }
