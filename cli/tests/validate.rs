@@ -63,9 +63,7 @@ fn reports_type_errors_at_their_line() {
 
 #[test]
 fn reports_yaml_syntax_errors_and_missing_files() {
-    let dir = std::env::temp_dir().join(format!("hookline-validate-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("syntax.yaml");
+    let file = scratch_dir("syntax").join("syntax.yaml");
     std::fs::write(&file, "id: st-x\nname: [unclosed\n").unwrap();
     let (ok, _, stderr) = hookline(&["validate", file.to_str().unwrap(), "no-such-file.yaml"]);
     assert!(!ok);
@@ -110,17 +108,21 @@ fn token_prints_a_jwt_for_the_demo_bot() {
     assert!(stderr.contains("no bot st-nope"), "{stderr}");
 }
 
+const DEMO: &str = include_str!("../../examples/demo-bot.yaml");
+
+/// An empty directory of this test's own.
+fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("hookline-validate-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 #[test]
 fn validates_directories_and_catches_a_bot_defined_twice() {
-    let dir = std::env::temp_dir().join(format!("hookline-validate-dir-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let demo = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/demo-bot.yaml"
-    ))
-    .unwrap();
-    std::fs::write(dir.join("a.yaml"), &demo).unwrap();
-    std::fs::write(dir.join("b.yml"), &demo).unwrap();
+    let dir = scratch_dir("dir");
+    std::fs::write(dir.join("a.yaml"), DEMO).unwrap();
+    std::fs::write(dir.join("b.yml"), DEMO).unwrap();
     std::fs::write(dir.join("notes.txt"), "not a definition").unwrap();
     let (ok, _, stderr) = hookline(&["validate", dir.to_str().unwrap()]);
     assert!(!ok);
@@ -133,18 +135,12 @@ fn validates_directories_and_catches_a_bot_defined_twice() {
 
 #[test]
 fn secrets_take_exactly_one_form() {
-    let dir = std::env::temp_dir().join(format!("hookline-validate-secret-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let demo = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/demo-bot.yaml"
-    ))
-    .unwrap();
-    let both = demo.replace(
+    let dir = scratch_dir("secret");
+    let both = DEMO.replace(
         r#"secret: { value: "hookline-demo-secret-for-local-development-only" }"#,
         r#"secret: { env: SOME_VAR, value: "hookline-demo-secret-for-local-development-only" }"#,
     );
-    assert_ne!(both, demo);
+    assert_ne!(both, DEMO);
     let file = dir.join("both.yaml");
     std::fs::write(&file, both).unwrap();
     let (ok, _, stderr) = hookline(&["validate", file.to_str().unwrap()]);
