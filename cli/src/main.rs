@@ -148,7 +148,7 @@ async fn serve(
         .bots()
         .map(|b| b.def.clone())
         .min_by(|a, b| a.id.cmp(&b.id));
-    let state = AppState::new(registry, store, Settings::from_env()?);
+    let state = AppState::new(registry, store, Settings::from_env()?)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;

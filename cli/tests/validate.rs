@@ -38,6 +38,8 @@ fn reports_every_problem_with_file_line_and_path() {
             "{file}:32: error: tasks[0].nodes.first.next: no node \"missing_node\" in this task"
         ),
         format!("{file}:33: error: tasks[0].nodes.ask.choices: a choice question needs choices"),
+        format!("{file}:33: error: tasks[0].nodes.ask: unreachable: no node leads here from start"),
+        format!("{file}:37: warning: tasks[0].nodes.ask.prompt: no fr translation"),
         format!(
             "{file}:37: error: tasks[0].nodes.ask.prompt.de: de is not one of the bot's languages"
         ),

@@ -58,5 +58,5 @@ pub async fn lambda_state() -> Result<AppState, String> {
     let settings = Settings::from_env()?;
     let client = dynamodb_client(None).await;
     let store = DynamoStore::new(client, required("HOOKLINE_TABLE")?);
-    Ok(AppState::new(registry, Arc::new(store), settings))
+    AppState::new(registry, Arc::new(store), settings)
 }

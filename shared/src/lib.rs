@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod bootstrap;
 pub mod config;
+pub mod delivery;
 pub mod devtoken;
 pub mod engine;
 pub mod error;

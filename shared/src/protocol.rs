@@ -161,6 +161,9 @@ pub struct V2Response {
     pub end_of_task: bool,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub completion: Option<TaskCompletion>,
+    /// `{formDef, formInitialization}` when the bot asks for a form.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub form: Option<Value>,
 }
 
 /// v1 answer: `text` is a string for one message, an array for several.
@@ -171,6 +174,9 @@ pub struct V1Response {
     pub end_of_task: bool,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub completion: Option<TaskCompletion>,
+    /// `{formDef, formInitialization}` when the bot asks for a form.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub form: Option<Value>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

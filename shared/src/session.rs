@@ -68,6 +68,9 @@ pub struct Session {
     /// The full last request message, with customData.
     #[serde(default)]
     pub last_message: Value,
+    /// Recent `Bot: ...` / `User: ...` lines, sent by webhook nodes.
+    #[serde(default)]
+    pub transcript: Vec<String>,
 }
 
 /// Where the session stands inside a task.
@@ -75,8 +78,12 @@ pub struct Session {
 #[serde(rename_all = "camelCase")]
 pub struct ActiveTask {
     pub task_id: String,
-    /// The question node waiting for the user's answer.
+    /// The node waiting: a question or form for the user, a service or
+    /// webhook node for its call.
     pub node_id: String,
+    /// Invalid answers so far.
+    #[serde(default)]
+    pub retries: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

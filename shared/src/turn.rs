@@ -1,6 +1,7 @@
-//! Runs one user turn synchronously: load the conversation, run the engine,
-//! append the turn to the log and save, all-or-nothing, retrying when another
-//! writer got there first.
+//! Runs one user turn synchronously: load the conversation, run the engine
+//! (making the calls its service and webhook nodes wait for), append the turn
+//! to the log and save, all-or-nothing, retrying when another writer got
+//! there first.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -14,11 +15,12 @@ use tokio::sync::{Mutex, MutexGuard};
 use tokio::time::{Instant, timeout_at};
 
 use crate::config::Bot;
+use crate::delivery::{HttpCall, Outbound};
 use crate::engine::{self, Input, Output, TurnContext, merge_tags};
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::protocol::{Tag, TaskCompletion, V2Data};
-use crate::session::{Conversation, ConversationKey, Direction, LogEntry};
+use crate::session::{Conversation, ConversationKey, Direction, LogEntry, Session};
 use crate::store::{Store, TurnWrite};
 
 /// A conversation item stays well under DynamoDB's 400 KB item limit.
@@ -42,11 +44,16 @@ pub struct TurnRequest {
 #[derive(Debug)]
 pub struct TurnReply {
     pub messages: Vec<V2Data>,
+    /// `{formDef, formInitialization}` when the turn sent a form.
+    pub form: Option<Value>,
     pub completion: Option<TaskCompletion>,
+    /// Fire-and-forget calls, to make now that the turn is saved.
+    pub effects: Vec<HttpCall>,
 }
 
 pub struct Turns {
     store: Arc<dyn Store>,
+    outbound: Outbound,
     /// Serialises one user's turns inside this process, so concurrent requests
     /// queue instead of spinning on conflicts; other processes (Lambda
     /// instances) are kept consistent by the store's conditional write.
@@ -54,9 +61,10 @@ pub struct Turns {
 }
 
 impl Turns {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn Store>, outbound: Outbound) -> Self {
         Self {
             store,
+            outbound,
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
         }
     }
@@ -84,7 +92,9 @@ impl Turns {
             let stored = timeout_at(deadline, self.store.load(&key))
                 .await
                 .map_err(timed_out)??;
-            let (reply, conversation, log) = prepare(&request, stored.clone().unwrap_or_default())?;
+            let begun = begin(&request, stored.clone().unwrap_or_default())?;
+            let ran = self.run_engine(&request, &begun, deadline).await?;
+            let (reply, conversation, log) = finish(&request, begun, ran)?;
             let retention = i64::from(request.bot.def.session.retention_days) * 86_400;
             let write = TurnWrite {
                 conversation: &conversation,
@@ -120,21 +130,23 @@ async fn backoff(attempt: u32) {
     tokio::time::sleep(Duration::from_millis(wait)).await;
 }
 
-/// The pure part of a turn: the reply, the new conversation and its log entries.
-fn prepare(
-    request: &TurnRequest,
-    mut conversation: Conversation,
-) -> Result<(TurnReply, Conversation, Vec<LogEntry>)> {
-    let bot = &request.bot;
+/// The conversation as the turn starts: the session still active (not
+/// closed, not idle past the timeout), user data merged in.
+struct Begun {
+    conversation: Conversation,
+    active: Option<Session>,
+    ctx: TurnContext,
+    now: chrono::DateTime<Utc>,
+}
+
+fn begin(request: &TurnRequest, mut conversation: Conversation) -> Result<Begun> {
     let now = Utc::now();
     let now_ms = now.timestamp_millis();
-    let idle_ms = i64::from(bot.def.session.idle_timeout_minutes) * 60_000;
+    let idle_ms = i64::from(request.bot.def.session.idle_timeout_minutes) * 60_000;
     let active = conversation
         .session
         .take()
         .filter(|s| !request.new_session && now_ms - s.last_active_at < idle_ms);
-    let active_id = active.as_ref().map(|s| s.id.clone());
-
     for (name, value) in request.user_info.iter().flatten() {
         if !matches!(value, Value::Null) && value.as_str() != Some("") {
             conversation.user_info.insert(name.clone(), value.clone());
@@ -157,10 +169,91 @@ fn prepare(
         user: Value::Object(user),
         user_tags: conversation.user_tags.clone(),
     };
-    let turn = engine::run_turn(bot, active, request.input.clone(), &ctx);
+    Ok(Begun {
+        conversation,
+        active,
+        ctx,
+        now,
+    })
+}
 
+/// What the engine did in one turn, calls included.
+struct Ran {
+    outputs: Vec<Output>,
+    completion: Option<TaskCompletion>,
+    session: Option<Session>,
+    effects: Vec<HttpCall>,
+}
+
+impl Turns {
+    /// Runs the engine, making each call it waits for within the deadline. A
+    /// turn retried after a concurrent write makes its calls again.
+    async fn run_engine(
+        &self,
+        request: &TurnRequest,
+        begun: &Begun,
+        deadline: Instant,
+    ) -> Result<Ran> {
+        let bot = &request.bot;
+        let mut turn =
+            engine::run_turn(bot, begun.active.clone(), request.input.clone(), &begun.ctx);
+        let mut ran = Ran {
+            outputs: std::mem::take(&mut turn.outputs),
+            completion: turn.completion.take(),
+            session: None,
+            effects: std::mem::take(&mut turn.effects),
+        };
+        while let Some(call) = turn.pending.take() {
+            let Some(session) = turn.session.take() else {
+                break;
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(Error::Timeout(
+                    deadline.saturating_duration_since(request.started),
+                ));
+            }
+            let call = HttpCall {
+                timeout: call.timeout.min(remaining),
+                ..call
+            };
+            let outcome = self.outbound.call(&call).await;
+            match &outcome {
+                Ok(reply) => {
+                    tracing::info!(method = %call.method, url = %call.url, status = reply.status, "flow call answered")
+                }
+                Err(reason) => {
+                    tracing::warn!(method = %call.method, url = %call.url, %reason, "flow call failed")
+                }
+            }
+            turn = engine::resume(bot, session, outcome, &begun.ctx);
+            ran.outputs.append(&mut turn.outputs);
+            ran.completion = turn.completion.take().or(ran.completion);
+            ran.effects.append(&mut turn.effects);
+        }
+        ran.session = turn.session;
+        Ok(ran)
+    }
+}
+
+/// The reply, the new conversation and its log entries.
+fn finish(
+    request: &TurnRequest,
+    begun: Begun,
+    ran: Ran,
+) -> Result<(TurnReply, Conversation, Vec<LogEntry>)> {
+    let Begun {
+        mut conversation,
+        active,
+        now,
+        ..
+    } = begun;
     let created_on = now.to_rfc3339_opts(SecondsFormat::Millis, true);
-    let session_id = turn.session.as_ref().map(|s| s.id.clone()).or(active_id);
+    let session_id = ran
+        .session
+        .as_ref()
+        .or(active.as_ref())
+        .map(|s| s.id.clone());
     let mut seq = conversation.next_seq;
     let mut entry = |direction, message_id: String, body: Value| {
         seq += 1;
@@ -179,17 +272,21 @@ fn prepare(
         inbound["messageLevelTags"] = json!(request.message_tags);
     }
     let mut log = vec![entry(Direction::In, ids::message_id(), inbound)];
-    let messages: Vec<V2Data> = turn
-        .outputs
-        .into_iter()
-        .map(|output| data(output, &created_on))
-        .collect();
-    for message in &messages {
-        let body = serde_json::to_value(message).unwrap_or(Value::Null);
+    let mut messages = Vec::new();
+    let mut form = None;
+    for output in ran.outputs {
+        let message = data(output, &created_on);
+        let body = serde_json::to_value(&message).unwrap_or(Value::Null);
         log.push(entry(Direction::Out, message.message_id.clone(), body));
+        // A form travels in the answer's `form`, as the spec shows it.
+        if message.kind == "form" {
+            form = Some(message.val);
+        } else {
+            messages.push(message);
+        }
     }
     conversation.next_seq = seq;
-    conversation.session = turn.session;
+    conversation.session = ran.session;
     let size = serde_json::to_vec(&conversation).map_or(usize::MAX, |json| json.len());
     if size > MAX_CONVERSATION_BYTES {
         let detail =
@@ -198,7 +295,9 @@ fn prepare(
     }
     let reply = TurnReply {
         messages,
-        completion: turn.completion,
+        form,
+        completion: ran.completion,
+        effects: ran.effects,
     };
     Ok((reply, conversation, log))
 }
@@ -206,6 +305,11 @@ fn prepare(
 fn data(output: Output, created_on: &str) -> V2Data {
     let (kind, val, event_type, description) = match output {
         Output::Text(text) => ("text", Value::String(text), None, None),
+        Output::Template(object) => ("template", object, None, None),
+        Output::Attachment { url, mime } => {
+            ("attachment", json!({"url": url, "mime": mime}), None, None)
+        }
+        Output::Form(form) => ("form", form, None, None),
         Output::Event {
             val,
             event_type,

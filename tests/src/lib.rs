@@ -126,7 +126,7 @@ impl Server {
     }
 
     pub async fn start_with(store: Arc<dyn Store>, settings: Settings) -> Self {
-        let state = AppState::new(registry(), store.clone(), settings);
+        let state = AppState::new(registry(), store.clone(), settings).expect("app state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");

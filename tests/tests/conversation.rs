@@ -164,6 +164,7 @@ async fn new_session_and_idle_timeout_end_the_task(backend: Backend) {
             task: Some(ActiveTask {
                 task_id: "signup".into(),
                 node_id: "ask_name".into(),
+                retries: 0,
             }),
             ..Session::default()
         }),

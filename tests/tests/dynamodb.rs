@@ -178,7 +178,11 @@ async fn many_processes_writing_one_conversation_lose_nothing() {
         .await
         .unwrap();
     let expected: Vec<u64> = (0..2 * MESSAGES as u64).collect();
-    assert_eq!(log.iter().map(|e| e.seq).collect::<Vec<_>>(), expected);
+    assert_eq!(
+        log.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        expected,
+        "{log:#?}"
+    );
     assert_eq!(
         log.iter().filter(|e| e.direction == Direction::In).count(),
         MESSAGES

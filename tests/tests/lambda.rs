@@ -17,7 +17,8 @@ async fn invoke(fixture: &str) -> (StatusCode, http::HeaderMap, Value) {
         registry(),
         Arc::new(MemoryStore::new()),
         Settings::default(),
-    );
+    )
+    .unwrap();
     let response = api::webhook_router(state)
         .oneshot(request)
         .await
@@ -75,7 +76,8 @@ async fn unauthenticated_event_gets_the_envelope() {
         registry(),
         Arc::new(MemoryStore::new()),
         Settings::default(),
-    );
+    )
+    .unwrap();
     let response = api::webhook_router(state).oneshot(event).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)

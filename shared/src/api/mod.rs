@@ -15,6 +15,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::Registry;
+use crate::delivery::Outbound;
 use crate::error::Error;
 use crate::store::Store;
 use crate::turn::Turns;
@@ -79,16 +80,24 @@ impl Settings {
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub turns: Arc<Turns>,
+    pub outbound: Outbound,
     pub settings: Arc<Settings>,
 }
 
 impl AppState {
-    pub fn new(registry: Registry, store: Arc<dyn Store>, settings: Settings) -> Self {
-        Self {
+    /// Fails only if no HTTP client can be built (no TLS roots).
+    pub fn new(
+        registry: Registry,
+        store: Arc<dyn Store>,
+        settings: Settings,
+    ) -> Result<Self, String> {
+        let outbound = Outbound::new()?;
+        Ok(Self {
             registry: Arc::new(registry),
-            turns: Arc::new(Turns::new(store)),
+            turns: Arc::new(Turns::new(store, outbound.clone())),
+            outbound,
             settings: Arc::new(settings),
-        }
+        })
     }
 }
 

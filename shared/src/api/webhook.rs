@@ -2,6 +2,7 @@
 //! and GET /api/botmeta.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Path, State};
@@ -14,11 +15,13 @@ use http::{HeaderMap, header};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::inbound::{self, Inbound};
 use super::{AppState, TraceId};
 use crate::auth;
 use crate::config::{Bot, WebhookVersion};
+use crate::delivery::HttpCall;
 use crate::engine::Input;
 use crate::error::{Error, Result};
 use crate::ids;
@@ -141,12 +144,37 @@ async fn handle(state: AppState, call: Call) -> Result<Response> {
         .unwrap_or_else(ids::anonymous_user_id);
 
     let request = turn_request(&bot, user_id.clone(), call.trace_id, call.started, inbound);
-    let deadline = call.started + state.settings.sync_deadline;
-    let reply = state.turns.run(request, deadline).await?;
+    let limit = instance
+        .sync_deadline_ms
+        .map_or(state.settings.sync_deadline, Duration::from_millis);
+    let mut reply = state.turns.run(request, call.started + limit).await?;
+    spawn_effects(&state, std::mem::take(&mut reply.effects));
     Ok(match call.version {
         WebhookVersion::V1 => Json(v1_response(reply)).into_response(),
         WebhookVersion::V2 => Json(v2_response(&bot, user_id, reply)).into_response(),
     })
+}
+
+/// Async webhook nodes fire once the turn is saved, without delaying the
+/// answer. (In a Lambda function a call still running when the answer is
+/// returned may be frozen until the next invocation; the delivery queue
+/// removes that limit.)
+fn spawn_effects(state: &AppState, effects: Vec<HttpCall>) {
+    if effects.is_empty() {
+        return;
+    }
+    let outbound = state.outbound.clone();
+    let work = async move {
+        for call in effects {
+            match outbound.call(&call).await {
+                Ok(reply) => {
+                    tracing::info!(url = %call.url, status = reply.status, "async webhook delivered")
+                }
+                Err(reason) => tracing::warn!(url = %call.url, %reason, "async webhook failed"),
+            }
+        }
+    };
+    tokio::spawn(work.instrument(tracing::Span::current()));
 }
 
 fn turn_request(
@@ -191,6 +219,7 @@ fn v2_response(bot: &Bot, user_id: String, reply: TurnReply) -> V2Response {
         version: VERSION_V2,
         end_of_task: reply.completion.is_some(),
         completion: reply.completion,
+        form: reply.form,
     }
 }
 
@@ -205,6 +234,7 @@ fn v1_response(reply: TurnReply) -> V1Response {
         text,
         end_of_task: reply.completion.is_some(),
         completion: reply.completion,
+        form: reply.form,
     }
 }
 

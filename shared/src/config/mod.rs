@@ -1,6 +1,7 @@
 //! Bot definitions: loaded from YAML, validated once, compiled for serving.
 
 mod model;
+mod nodes;
 mod validate;
 mod yaml;
 
@@ -97,6 +98,8 @@ pub struct Bot {
     pub def: BotDefinition,
     apps: HashMap<String, AppKey>,
     matchers: Vec<Matcher>,
+    /// Header secrets of service and webhook nodes, by variable name.
+    secrets: HashMap<String, String>,
 }
 
 impl Bot {
@@ -111,6 +114,11 @@ impl Bot {
             .iter()
             .filter(|i| i.version == version)
             .find(|i| id.is_none_or(|id| i.id == id))
+    }
+
+    /// A secret named by `{ env: NAME }` in a node's headers.
+    pub fn secret(&self, name: &str) -> Option<&str> {
+        self.secrets.get(name).map(String::as_str)
     }
 
     pub fn app(&self, client_id: &str) -> Option<&AppKey> {
@@ -341,6 +349,7 @@ pub fn check(
             .map(|a| (a.client_id.clone(), a))
             .collect(),
         matchers: outcome.matchers,
+        secrets: outcome.secrets,
         def,
     };
     (Some(bot), diagnostics)

@@ -38,7 +38,45 @@ pub struct BotDefinition {
     #[serde(default)]
     pub cancel: CancelSettings,
     #[serde(default)]
+    pub outbound: OutboundSettings,
+    #[serde(default)]
     pub tasks: Vec<Task>,
+}
+
+/// How service and webhook nodes call out.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OutboundSettings {
+    /// Allow calls to loopback, private and link-local addresses. Only for
+    /// local development: deployed bots call public endpoints.
+    #[serde(default)]
+    pub allow_private_networks: bool,
+    /// Timeout of a call when its node sets none.
+    #[serde(default = "default_call_timeout_ms")]
+    #[schemars(range(min = 1))]
+    pub timeout_ms: u64,
+    /// Larger responses fail the call.
+    #[serde(default = "default_max_response_bytes")]
+    #[schemars(range(min = 1))]
+    pub max_response_bytes: usize,
+}
+
+impl Default for OutboundSettings {
+    fn default() -> Self {
+        Self {
+            allow_private_networks: false,
+            timeout_ms: default_call_timeout_ms(),
+            max_response_bytes: default_max_response_bytes(),
+        }
+    }
+}
+
+fn default_call_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_max_response_bytes() -> usize {
+    256 * 1024
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -185,6 +223,10 @@ pub struct Instance {
     pub post_url: Option<String>,
     /// clientIds of the apps allowed to call this instance.
     pub apps: Vec<String>,
+    /// Synchronous answer deadline for this instance [default: HOOKLINE_SYNC_DEADLINE_MS].
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub sync_deadline_ms: Option<u64>,
 }
 
 fn default_true() -> bool {
@@ -270,9 +312,55 @@ pub struct Triggers {
 pub enum Node {
     Message(MessageNode),
     Question(QuestionNode),
+    Form(FormNode),
+    Service(ServiceNode),
+    Webhook(WebhookNode),
+    Logic(LogicNode),
+    End(EndNode),
 }
 
-/// Sends one message (`text`) or several consecutive ones (`messages`).
+impl Node {
+    /// Every node this one can lead to, with the field that names it.
+    pub fn successors(&self) -> Vec<(String, &str)> {
+        fn named<'a>(field: &str, next: &'a Option<String>) -> Option<(String, &'a str)> {
+            next.as_deref().map(|n| (field.to_string(), n))
+        }
+        let mut next: Vec<(String, &str)> = match self {
+            Node::Message(n) => named("next", &n.next).into_iter().collect(),
+            Node::Question(n) => [named("next", &n.next), named("onGiveUp", &n.on_give_up)]
+                .into_iter()
+                .flatten()
+                .collect(),
+            Node::Form(n) => named("next", &n.next).into_iter().collect(),
+            Node::Service(n) => [named("next", &n.next), named("onError", &n.on_error)]
+                .into_iter()
+                .flatten()
+                .collect(),
+            Node::Webhook(n) => [named("next", &n.next), named("onError", &n.on_error)]
+                .into_iter()
+                .flatten()
+                .collect(),
+            Node::Logic(n) => [named("next", &n.next), named("else", &n.otherwise)]
+                .into_iter()
+                .flatten()
+                .collect(),
+            Node::End(_) => Vec::new(),
+        };
+        if let Node::Logic(n) = self {
+            next.extend(
+                n.conditions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (format!("conditions[{i}].next"), c.next.as_str())),
+            );
+        }
+        next
+    }
+}
+
+/// Sends one message: `text`, several consecutive texts (`messages`), a rich
+/// `template` (buttons, quick replies, carousel: the JSON object goes out as
+/// is, its strings templated) or an `attachment`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MessageNode {
@@ -280,10 +368,48 @@ pub struct MessageNode {
     pub text: Option<Text>,
     #[serde(default)]
     pub messages: Vec<Text>,
+    #[serde(default)]
+    pub template: Option<serde_json::Value>,
+    #[serde(default)]
+    pub attachment: Option<AttachmentMessage>,
     /// The node after this one; without it the task ends (Fulfilled).
     #[serde(default)]
     pub next: Option<String>,
 }
+
+impl MessageNode {
+    /// How many messages the node sends.
+    pub fn count(&self) -> usize {
+        self.text.iter().count()
+            + self.messages.len()
+            + self.template.iter().count()
+            + self.attachment.iter().count()
+    }
+}
+
+/// A file the bot sends: its URL and MIME type (audio/aac, audio/mp4,
+/// audio/amr, audio/mpeg, application/pdf, image/jpeg, image/png, image/webp,
+/// video/mp4, video/3gpp).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AttachmentMessage {
+    pub url: String,
+    pub mime: String,
+}
+
+/// MIME types an attachment message may have (as messaging channels accept them).
+pub const ATTACHMENT_MIME_TYPES: &[&str] = &[
+    "audio/aac",
+    "audio/mp4",
+    "audio/amr",
+    "audio/mpeg",
+    "application/pdf",
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "video/mp4",
+    "video/3gpp",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -293,7 +419,13 @@ pub enum Entity {
     Email,
     Phone,
     Number,
+    /// Saved as YYYY-MM-DD; accepts 2026-11-22, 22/11/2026, 22.11.2026, today, tomorrow.
+    Date,
     Choice,
+    /// Saved as true or false.
+    YesNo,
+    /// The message's attachments (at least one), saved as their list.
+    Attachment,
 }
 
 /// Asks for a value and saves the answer as `context.FIELD`.
@@ -313,6 +445,12 @@ pub struct QuestionNode {
     /// Said before the prompt again when the answer is not valid.
     #[serde(default)]
     pub retry_prompt: Option<Text>,
+    /// Invalid answers accepted before giving up [default: 3].
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    /// Where to go after too many invalid answers; without it the task ends (Cancelled).
+    #[serde(default)]
+    pub on_give_up: Option<String>,
     #[serde(default)]
     pub next: Option<String>,
 }
@@ -326,4 +464,202 @@ pub struct Choice {
     pub label: Option<Text>,
     #[serde(default)]
     pub synonyms: Vec<String>,
+}
+
+/// Sends a form (the synchronous answer carries its formDef) and waits for
+/// the user's formData; the values are saved as `context.FIELD.COMPONENT`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FormNode {
+    /// The formId clients send back with formData.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,96}$"))]
+    pub id: String,
+    pub title: Text,
+    /// Context field the submitted values are saved under [default: the form id].
+    #[serde(default)]
+    pub field: Option<String>,
+    pub components: Vec<FormComponent>,
+    /// Label of the submit button [default: Submit].
+    #[serde(default)]
+    pub submit_label: Option<Text>,
+    /// Pre-filled values by component name (templates).
+    #[serde(default)]
+    pub prefill: BTreeMap<String, String>,
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ComponentType {
+    TextField,
+    TextArea,
+    Email,
+    Phone,
+    Number,
+    Date,
+    Dropdown,
+    Checkbox,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FormComponent {
+    /// The componentId clients send back.
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"))]
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: ComponentType,
+    pub label: Text,
+    #[serde(default)]
+    pub placeholder: Option<Text>,
+    #[serde(default)]
+    pub required: bool,
+    /// Options of a dropdown.
+    #[serde(default)]
+    pub options: Vec<Choice>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    #[default]
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+/// A header value: a template, or a secret from the environment.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged, expecting = "a text, or { env: VARIABLE_NAME }")]
+pub enum HeaderValue {
+    Text(String),
+    Secret {
+        /// Name of the environment variable holding the value.
+        env: String,
+    },
+}
+
+/// A generic HTTP call whose JSON answer is mapped into the context.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceNode {
+    #[serde(default)]
+    pub method: HttpMethod,
+    /// The URL, templated.
+    pub url: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, HeaderValue>,
+    /// A JSON body; its strings are templated.
+    #[serde(default)]
+    pub body: Option<serde_json::Value>,
+    /// [default: outbound.timeoutMs]
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub timeout_ms: Option<u64>,
+    /// Context field to JSON pointer into the answer, e.g. `city: /location/city`.
+    #[serde(default)]
+    pub map: BTreeMap<String, String>,
+    #[serde(default)]
+    pub next: Option<String>,
+    /// Where to go when the call fails (error status, timeout, unusable
+    /// answer); without it the bot apologises and the task ends (Cancelled).
+    #[serde(default)]
+    pub on_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookMode {
+    /// The answer drives the flow.
+    #[default]
+    Sync,
+    /// Fire and forget: the flow goes on at once.
+    Async,
+}
+
+/// POSTs every collected field and the transcript (`conversation`) to the
+/// customer's endpoint. A sync answer may hold `responses` to show, plain
+/// keys to set in the context, or Konverse instructions.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookNode {
+    /// The URL, templated.
+    pub url: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, HeaderValue>,
+    #[serde(default)]
+    pub mode: WebhookMode,
+    /// [default: outbound.timeoutMs]
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub next: Option<String>,
+    /// Where to go when a sync call fails; without it the bot apologises and
+    /// the task ends (Cancelled).
+    #[serde(default)]
+    pub on_error: Option<String>,
+}
+
+/// Sets variables, then picks the next node by the first condition that holds.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LogicNode {
+    /// Context fields to set first; string values are templates (a lone
+    /// `{{path}}` keeps the value's type).
+    #[serde(default)]
+    pub set: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// Where to go when no condition holds; without it, `next`.
+    #[serde(default, rename = "else")]
+    pub otherwise: Option<String>,
+    /// Where to go when there are no conditions; without it the task ends.
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Operator {
+    Equals,
+    NotEquals,
+    Contains,
+    Greater,
+    Less,
+    Exists,
+    NotExists,
+    /// The value is a regular expression.
+    Matches,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Condition {
+    /// What to test: a template path such as `context.total` or `user.email`.
+    pub value_of: String,
+    pub op: Operator,
+    /// What to compare with (not used by exists / notExists); strings are templates.
+    #[serde(default)]
+    pub value: Option<serde_json::Value>,
+    pub next: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+pub enum EndReason {
+    #[default]
+    Fulfilled,
+    Cancelled,
+}
+
+/// Ends the task, optionally saying something first.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EndNode {
+    #[serde(default)]
+    pub reason: EndReason,
+    #[serde(default)]
+    pub text: Option<Text>,
 }

@@ -1,12 +1,13 @@
 //! Semantic checks of a parsed bot definition, and compilation of the parts
 //! that can fail (keys, patterns).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use jsonwebtoken::DecodingKey;
 use regex::Regex;
 
 use super::model::*;
+use super::nodes;
 use super::{AppKey, Purpose, Severity};
 use crate::engine::MAX_MESSAGES_IN_A_ROW;
 use crate::engine::matcher::{Matcher, words};
@@ -22,16 +23,17 @@ pub struct Outcome {
     pub problems: Vec<Problem>,
     pub apps: Vec<AppKey>,
     pub matchers: Vec<Matcher>,
+    pub secrets: HashMap<String, String>,
 }
 
 #[derive(Default)]
-struct Problems(Vec<Problem>);
+pub(super) struct Problems(Vec<Problem>);
 
 impl Problems {
-    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.push(path, Severity::Error, message);
     }
-    fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.push(path, Severity::Warning, message);
     }
     fn push(&mut self, path: impl Into<String>, severity: Severity, message: impl Into<String>) {
@@ -104,11 +106,45 @@ pub fn validate(
             task_checks(&format!("tasks[{i}]"), task, welcome, &languages, &mut p)
         })
         .collect();
+    let secrets = header_secrets(def, purpose, env, &mut p);
     Outcome {
         problems: p.0,
         apps,
         matchers,
+        secrets,
     }
+}
+
+/// The values of `{ env: NAME }` headers of service and webhook nodes.
+fn header_secrets(
+    def: &BotDefinition,
+    purpose: Purpose,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems,
+) -> HashMap<String, String> {
+    let mut secrets = HashMap::new();
+    for (i, task) in def.tasks.iter().enumerate() {
+        for (name, node) in &task.nodes {
+            let headers = match node {
+                Node::Service(s) => &s.headers,
+                Node::Webhook(w) => &w.headers,
+                _ => continue,
+            };
+            for (header, value) in headers {
+                let HeaderValue::Secret { env: variable } = value else {
+                    continue;
+                };
+                let path = format!("tasks[{i}].nodes.{name}.headers.{header}");
+                let source = SecretSource::Env {
+                    env: variable.clone(),
+                };
+                if let Some(secret) = resolve(&source, "secret", &path, purpose, env, p) {
+                    secrets.insert(variable.clone(), secret);
+                }
+            }
+        }
+    }
+    secrets
 }
 
 fn languages(def: &BotDefinition, p: &mut Problems) -> Vec<String> {
@@ -348,66 +384,19 @@ fn task_checks(
             format!("no node {:?} in this task", task.start),
         );
     }
-    let field_name = Regex::new("^[A-Za-z_][A-Za-z0-9_]{0,63}$").expect("static pattern");
     for (name, node) in &task.nodes {
         let node_path = format!("{path}.nodes.{name}");
-        let next = match node {
-            Node::Message(m) => {
-                if m.text.is_some() != m.messages.is_empty() {
-                    p.error(&node_path, "give either text or messages");
-                }
-                if let Some(text) = &m.text {
-                    check_text(&format!("{node_path}.text"), text, languages, p);
-                }
-                for (i, text) in m.messages.iter().enumerate() {
-                    check_text(&format!("{node_path}.messages[{i}]"), text, languages, p);
-                }
-                &m.next
+        nodes::check(&node_path, node, languages, p);
+        for (field, next) in node.successors() {
+            if !task.nodes.contains_key(next) {
+                p.error(
+                    format!("{node_path}.{field}"),
+                    format!("no node {next:?} in this task"),
+                );
             }
-            Node::Question(q) => {
-                check_text(&format!("{node_path}.prompt"), &q.prompt, languages, p);
-                if let Some(text) = &q.retry_prompt {
-                    check_text(&format!("{node_path}.retryPrompt"), text, languages, p);
-                }
-                if q.field == "session" || !field_name.is_match(&q.field) {
-                    p.error(
-                        format!("{node_path}.field"),
-                        "a name of letters, digits and '_' (not 'session')",
-                    );
-                }
-                match (q.entity == Entity::Choice, q.choices.is_empty()) {
-                    (true, true) => p.error(
-                        format!("{node_path}.choices"),
-                        "a choice question needs choices",
-                    ),
-                    (false, false) => p.warn(
-                        format!("{node_path}.choices"),
-                        "only used with entity: choice",
-                    ),
-                    _ => {}
-                }
-                for (i, choice) in q.choices.iter().enumerate() {
-                    if let Some(label) = &choice.label {
-                        check_text(
-                            &format!("{node_path}.choices[{i}].label"),
-                            label,
-                            languages,
-                            p,
-                        );
-                    }
-                }
-                &q.next
-            }
-        };
-        if let Some(next) = next
-            && !task.nodes.contains_key(next)
-        {
-            p.error(
-                format!("{node_path}.next"),
-                format!("no node {next:?} in this task"),
-            );
         }
     }
+    check_reachable(path, task, p);
     check_runs(path, task, p);
     let triggers = &task.triggers;
     for (kind, list) in [
@@ -443,13 +432,32 @@ fn task_checks(
     }
 }
 
+/// Every node can be reached from `start`.
+fn check_reachable(path: &str, task: &Task, p: &mut Problems) {
+    let mut seen = HashSet::from([task.start.as_str()]);
+    let mut queue = vec![task.start.as_str()];
+    while let Some(id) = queue.pop() {
+        for (_, next) in task.nodes.get(id).map(Node::successors).unwrap_or_default() {
+            if seen.insert(next) {
+                queue.push(next);
+            }
+        }
+    }
+    for name in task.nodes.keys().filter(|n| !seen.contains(n.as_str())) {
+        p.error(
+            format!("{path}.nodes.{name}"),
+            "unreachable: no node leads here from start",
+        );
+    }
+}
+
 /// Checks every run of consecutive message nodes: it must reach a question or
 /// the end of the task (a loop would never wait for the user), and send at
 /// most [`MAX_MESSAGES_IN_A_ROW`] messages, so a turn fits one store write.
 fn check_runs(path: &str, task: &Task, p: &mut Problems) {
     for (start, node) in &task.nodes {
         let Node::Message(first) = node else { continue };
-        let mut messages = first.text.iter().count() + first.messages.len();
+        let mut messages = first.count();
         let mut seen = HashSet::from([start.as_str()]);
         let mut next = first.next.as_deref();
         while let Some(Node::Message(m)) = next.and_then(|id| task.nodes.get(id)) {
@@ -462,7 +470,7 @@ fn check_runs(path: &str, task: &Task, p: &mut Problems) {
             if !seen.insert(id) {
                 break;
             }
-            messages += m.text.iter().count() + m.messages.len();
+            messages += m.count();
             next = m.next.as_deref();
         }
         if messages > MAX_MESSAGES_IN_A_ROW {
@@ -474,7 +482,7 @@ fn check_runs(path: &str, task: &Task, p: &mut Problems) {
     }
 }
 
-fn check_text(path: &str, text: &Text, languages: &[String], p: &mut Problems) {
+pub(super) fn check_text(path: &str, text: &Text, languages: &[String], p: &mut Problems) {
     let mut check_template = |path: String, s: &str| {
         if let Err(e) = template::check(s) {
             p.error(path, e);
@@ -509,5 +517,11 @@ fn check_per_language(
     }
     if map.is_empty() {
         p.error(path, "give the text in at least one language");
+    }
+    for language in languages.iter().filter(|l| !map.contains_key(*l)) {
+        p.warn(
+            path,
+            format!("no {language} translation: the default language's text is used"),
+        );
     }
 }

@@ -1,20 +1,39 @@
-//! Validation of question answers by entity type.
+//! Validation of answers by entity type (question nodes and form fields).
 
+use chrono::{DateTime, Days, NaiveDate};
 use serde_json::{Number, Value};
 
 use super::matcher::{Utterance, words};
-use crate::config::{Entity, QuestionNode, Text};
+use crate::config::{Choice, Entity, Text};
+
+/// What an answer may refer to beyond its text.
+pub struct AnswerContext {
+    pub now_ms: i64,
+    /// The message's attachments (null when none).
+    pub attachments: Value,
+}
 
 /// The value to save, or the name of the expected kind for the re-prompt.
-pub fn parse(question: &QuestionNode, text: &str) -> Result<Value, &'static str> {
+pub fn parse(
+    entity: Entity,
+    choices: &[Choice],
+    text: &str,
+    ctx: &AnswerContext,
+) -> Result<Value, &'static str> {
     let text = text.trim();
-    match question.entity {
+    match entity {
         Entity::Text if !text.is_empty() => Ok(Value::String(text.to_string())),
         Entity::Text => Err("answer"),
         Entity::Email => email(text).ok_or("email address"),
         Entity::Phone => phone(text).ok_or("phone number"),
         Entity::Number => number(text).ok_or("number"),
-        Entity::Choice => choice(question, text).ok_or("choice"),
+        Entity::Date => date(text, ctx.now_ms).ok_or("date"),
+        Entity::Choice => choice(choices, text).ok_or("choice"),
+        Entity::YesNo => yes_no(text).ok_or("yes or no"),
+        Entity::Attachment => match &ctx.attachments {
+            Value::Array(list) if !list.is_empty() => Ok(Value::Array(list.clone())),
+            _ => Err("attachment"),
+        },
     }
 }
 
@@ -55,12 +74,46 @@ fn number(text: &str) -> Option<Value> {
     Number::from_f64(f).map(Value::Number)
 }
 
-fn choice(question: &QuestionNode, text: &str) -> Option<Value> {
+/// ISO (2026-11-22), day first (22/11/2026, 22.11.2026), or today / tomorrow /
+/// yesterday; saved as YYYY-MM-DD.
+fn date(text: &str, now_ms: i64) -> Option<Value> {
+    let today = DateTime::from_timestamp_millis(now_ms)?.date_naive();
+    let relative = match words(text).join(" ").as_str() {
+        "today" => Some(today),
+        "tomorrow" => today.checked_add_days(Days::new(1)),
+        "yesterday" => today.checked_sub_days(Days::new(1)),
+        _ => None,
+    };
+    let date = relative.or_else(|| {
+        ["%Y-%m-%d", "%Y/%m/%d", "%d/%m/%Y", "%d.%m.%Y"]
+            .iter()
+            .find_map(|format| NaiveDate::parse_from_str(text, format).ok())
+    })?;
+    Some(Value::String(date.format("%Y-%m-%d").to_string()))
+}
+
+fn yes_no(text: &str) -> Option<Value> {
+    const YES: &[&str] = &[
+        "yes", "y", "yeah", "yep", "sure", "ok", "okay", "true", "oui", "si", "ja",
+    ];
+    const NO: &[&str] = &["no", "n", "nope", "nah", "false", "non", "nein"];
+    let answer = words(text).join(" ");
+    if YES.contains(&answer.as_str()) {
+        Some(Value::Bool(true))
+    } else if NO.contains(&answer.as_str()) {
+        Some(Value::Bool(false))
+    } else {
+        None
+    }
+}
+
+/// By number (1-based), value, label in any language, or synonym.
+pub fn choice(choices: &[Choice], text: &str) -> Option<Value> {
     let chosen = match text.parse::<usize>() {
-        Ok(n) if (1..=question.choices.len()).contains(&n) => Some(&question.choices[n - 1]),
+        Ok(n) if (1..=choices.len()).contains(&n) => Some(&choices[n - 1]),
         _ => {
             let utterance = Utterance::new(text);
-            question.choices.iter().find(|c| {
+            choices.iter().find(|c| {
                 let labels = c.label.iter().flat_map(|l| match l {
                     Text::Plain(s) => vec![s.as_str()],
                     Text::PerLanguage(m) => m.values().map(String::as_str).collect(),
@@ -78,57 +131,93 @@ fn choice(question: &QuestionNode, text: &str) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Choice;
+    use serde_json::json;
 
-    fn question(entity: Entity) -> QuestionNode {
-        QuestionNode {
-            prompt: Text::Plain("?".into()),
-            field: "f".into(),
-            entity,
-            choices: vec![
-                Choice {
-                    value: "inside".into(),
-                    label: Some(Text::Plain("Indoors".into())),
-                    synonyms: vec!["in".into()],
-                },
-                Choice {
-                    value: "terrace".into(),
-                    label: None,
-                    synonyms: vec![],
-                },
-            ],
-            retry_prompt: None,
-            next: None,
-        }
+    fn choices() -> Vec<Choice> {
+        vec![
+            Choice {
+                value: "inside".into(),
+                label: Some(Text::Plain("Indoors".into())),
+                synonyms: vec!["in".into()],
+            },
+            Choice {
+                value: "terrace".into(),
+                label: None,
+                synonyms: vec![],
+            },
+        ]
+    }
+
+    /// 2026-11-22T10:00:00Z
+    const NOW: i64 = 1_795_341_600_000;
+
+    fn parse_as(entity: Entity, text: &str) -> Result<Value, &'static str> {
+        let ctx = AnswerContext {
+            now_ms: NOW,
+            attachments: Value::Null,
+        };
+        parse(entity, &choices(), text, &ctx)
     }
 
     #[test]
     fn entities() {
+        assert_eq!(parse_as(Entity::Email, " a.b@c.io "), Ok("a.b@c.io".into()));
+        assert!(parse_as(Entity::Email, "a@b").is_err());
+        assert!(parse_as(Entity::Email, "a b@c.io").is_err());
         assert_eq!(
-            parse(&question(Entity::Email), " a.b@c.io "),
-            Ok("a.b@c.io".into())
-        );
-        assert!(parse(&question(Entity::Email), "a@b").is_err());
-        assert!(parse(&question(Entity::Email), "a b@c.io").is_err());
-        assert_eq!(
-            parse(&question(Entity::Phone), "+1 (555) 010-9999"),
+            parse_as(Entity::Phone, "+1 (555) 010-9999"),
             Ok("+15550109999".into())
         );
-        assert!(parse(&question(Entity::Phone), "12ab345678").is_err());
-        assert_eq!(parse(&question(Entity::Number), "4"), Ok(4.into()));
-        assert_eq!(parse(&question(Entity::Number), "2.5"), Ok(2.5.into()));
-        assert!(parse(&question(Entity::Number), "four").is_err());
-        assert!(parse(&question(Entity::Text), "  ").is_err());
+        assert!(parse_as(Entity::Phone, "12ab345678").is_err());
+        assert_eq!(parse_as(Entity::Number, "4"), Ok(4.into()));
+        assert_eq!(parse_as(Entity::Number, "2.5"), Ok(2.5.into()));
+        assert!(parse_as(Entity::Number, "four").is_err());
+        assert!(parse_as(Entity::Text, "  ").is_err());
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(
+            parse_as(Entity::Date, "2026-12-24"),
+            Ok("2026-12-24".into())
+        );
+        assert_eq!(
+            parse_as(Entity::Date, "24/12/2026"),
+            Ok("2026-12-24".into())
+        );
+        assert_eq!(
+            parse_as(Entity::Date, "24.12.2026"),
+            Ok("2026-12-24".into())
+        );
+        assert_eq!(parse_as(Entity::Date, "Tomorrow"), Ok("2026-11-23".into()));
+        assert_eq!(parse_as(Entity::Date, "today"), Ok("2026-11-22".into()));
+        assert!(parse_as(Entity::Date, "31/02/2026").is_err());
+        assert!(parse_as(Entity::Date, "next week").is_err());
+    }
+
+    #[test]
+    fn yes_no_and_attachments() {
+        assert_eq!(parse_as(Entity::YesNo, "Yes!"), Ok(true.into()));
+        assert_eq!(parse_as(Entity::YesNo, "nope"), Ok(false.into()));
+        assert!(parse_as(Entity::YesNo, "maybe").is_err());
+        assert!(parse_as(Entity::Attachment, "here it is").is_err());
+        let with = AnswerContext {
+            now_ms: NOW,
+            attachments: json!([{"url": "https://x.io/a.png"}]),
+        };
+        assert_eq!(
+            parse(Entity::Attachment, &[], "here", &with),
+            Ok(json!([{"url": "https://x.io/a.png"}]))
+        );
     }
 
     #[test]
     fn choices_by_number_value_label_synonym() {
-        let q = question(Entity::Choice);
-        assert_eq!(parse(&q, "2"), Ok("terrace".into()));
-        assert_eq!(parse(&q, "INDOORS"), Ok("inside".into()));
-        assert_eq!(parse(&q, "in"), Ok("inside".into()));
-        assert_eq!(parse(&q, "Terrace"), Ok("terrace".into()));
-        assert!(parse(&q, "3").is_err());
-        assert!(parse(&q, "roof").is_err());
+        assert_eq!(parse_as(Entity::Choice, "2"), Ok("terrace".into()));
+        assert_eq!(parse_as(Entity::Choice, "INDOORS"), Ok("inside".into()));
+        assert_eq!(parse_as(Entity::Choice, "in"), Ok("inside".into()));
+        assert_eq!(parse_as(Entity::Choice, "Terrace"), Ok("terrace".into()));
+        assert!(parse_as(Entity::Choice, "3").is_err());
+        assert!(parse_as(Entity::Choice, "roof").is_err());
     }
 }

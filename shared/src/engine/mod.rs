@@ -1,14 +1,22 @@
 //! The dialog engine. Pure: given the bot, the session and the user's input it
-//! returns the bot's outputs, the task completion and the new session. The
-//! clock and fresh ids come in through [`TurnContext`]; no I/O happens here.
+//! returns the bot's outputs, the task completion, the new session and the
+//! effects to run. The clock and fresh ids come in through [`TurnContext`];
+//! no I/O happens here. A call the flow waits for (service node, sync
+//! webhook) is returned as `pending`; the driver makes it and hands the
+//! outcome to [`resume`], so sync, polling and async are three drivers of one
+//! engine.
 
 pub mod answer;
+mod calls;
+mod forms;
+mod logic;
 pub mod matcher;
 pub mod template;
 
 use serde_json::{Map, Value, json};
 
-use crate::config::{Bot, Node, Task, Text};
+use crate::config::{Bot, EndReason, Node, Task, Text, WebhookMode};
+use crate::delivery::{HttpCall, HttpReply};
 use crate::protocol::{Tag, TaskCompletion};
 use crate::session::{ActiveTask, Session};
 use matcher::Utterance;
@@ -18,6 +26,10 @@ const MAX_STEPS_PER_TURN: usize = 100;
 /// Validation's bound on consecutive messages; with the cancel, re-prompt and
 /// question messages of a turn it keeps a turn's log within one store write.
 pub const MAX_MESSAGES_IN_A_ROW: usize = 80;
+/// Invalid answers to a question before it gives up, unless it says otherwise.
+const DEFAULT_MAX_RETRIES: u32 = 3;
+/// Transcript lines kept for webhook nodes (`conversation`).
+const MAX_TRANSCRIPT_LINES: usize = 200;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum UserEvent {
@@ -32,7 +44,7 @@ pub enum UserEvent {
 #[derive(Debug, Clone)]
 pub struct Input {
     pub event: UserEvent,
-    /// The full request message, kept as context.session.BotUserSession.lastMessage.
+    /// The full request body, kept as context.session.BotUserSession.lastMessage.
     pub message: Value,
     /// interactiveLanguage, already checked against the bot's languages.
     pub language: Option<String>,
@@ -53,6 +65,14 @@ pub struct TurnContext {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     Text(String),
+    /// A rich message (buttons, quick replies, carousel): the object goes out as is.
+    Template(Value),
+    Attachment {
+        url: String,
+        mime: String,
+    },
+    /// `{formDef, formInitialization}` for the answer's `form`.
+    Form(Value),
     Event {
         val: &'static str,
         event_type: &'static str,
@@ -67,6 +87,10 @@ pub struct Turn {
     pub completion: Option<TaskCompletion>,
     /// None when the turn closed the session.
     pub session: Option<Session>,
+    /// A call the flow waits for; its outcome goes to [`resume`].
+    pub pending: Option<HttpCall>,
+    /// Fire-and-forget calls (async webhook nodes), made once the turn is saved.
+    pub effects: Vec<HttpCall>,
 }
 
 pub const FULFILLED: &str = "Fulfilled";
@@ -88,13 +112,7 @@ pub fn run_turn(bot: &Bot, session: Option<Session>, input: Input, ctx: &TurnCon
     merge_tags(&mut session.tags, input.session_tags);
     session.last_message = input.message;
 
-    let mut run = Run {
-        bot,
-        ctx,
-        session,
-        outputs: Vec::new(),
-        completion: None,
-    };
+    let mut run = Run::new(bot, ctx, session);
     match input.event {
         UserEvent::SessionClosure => return close(had_session),
         UserEvent::OnConnect => {
@@ -107,13 +125,44 @@ pub fn run_turn(bot: &Bot, session: Option<Session>, input: Input, ctx: &TurnCon
             Some(text) => run.on_text(&text),
             None => run.fallback(),
         },
-        UserEvent::FormData(_) => run.fallback(),
+        UserEvent::FormData(val) => run.on_form_data(&val),
     }
-    Turn {
-        outputs: run.outputs,
-        completion: run.completion,
-        session: Some(run.session),
+    run.finish()
+}
+
+/// Continues a turn that waited for a call, with the call's outcome.
+pub fn resume(
+    bot: &Bot,
+    session: Session,
+    outcome: Result<HttpReply, String>,
+    ctx: &TurnContext,
+) -> Turn {
+    let mut run = Run::new(bot, ctx, session);
+    let Some((task, node)) = run.active_node() else {
+        return run.finish();
+    };
+    match node {
+        Node::Service(service) => match calls::service_values(service, outcome) {
+            Ok(values) => {
+                run.session.context.extend(values);
+                run.go_on(task, service.next.as_deref());
+            }
+            Err(_) => run.call_failed(task, service.on_error.as_deref()),
+        },
+        Node::Webhook(webhook) => match calls::webhook_instructions(outcome) {
+            Ok(instructions) => {
+                let stop = run.follow(instructions);
+                if stop {
+                    run.complete(task, FULFILLED);
+                } else {
+                    run.go_on(task, webhook.next.as_deref());
+                }
+            }
+            Err(_) => run.call_failed(task, webhook.on_error.as_deref()),
+        },
+        _ => {}
     }
+    run.finish()
 }
 
 /// SESSION_CLOSURE: ends the session, saying whether there was one.
@@ -131,6 +180,8 @@ fn close(had_session: bool) -> Turn {
         }],
         completion: None,
         session: None,
+        pending: None,
+        effects: Vec::new(),
     }
 }
 
@@ -151,16 +202,56 @@ fn postback_text(val: &Value) -> Option<String> {
         .map(String::from)
 }
 
+/// What a webhook's answer asks the bot to do.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Instructions {
+    outputs: Vec<Output>,
+    context: Map<String, Value>,
+    stop: bool,
+}
+
 struct Run<'a> {
     bot: &'a Bot,
     ctx: &'a TurnContext,
     session: Session,
     outputs: Vec<Output>,
     completion: Option<TaskCompletion>,
+    pending: Option<HttpCall>,
+    effects: Vec<HttpCall>,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    fn new(bot: &'a Bot, ctx: &'a TurnContext, session: Session) -> Self {
+        Self {
+            bot,
+            ctx,
+            session,
+            outputs: Vec::new(),
+            completion: None,
+            pending: None,
+            effects: Vec::new(),
+        }
+    }
+
+    fn finish(self) -> Turn {
+        Turn {
+            outputs: self.outputs,
+            completion: self.completion,
+            session: Some(self.session),
+            pending: self.pending,
+            effects: self.effects,
+        }
+    }
+
+    /// The task and node the session waits at.
+    fn active_node(&self) -> Option<(&'a Task, &'a Node)> {
+        let active = self.session.task.as_ref()?;
+        let task = self.bot.task(&active.task_id)?;
+        Some((task, task.nodes.get(&active.node_id)?))
+    }
+
     fn on_text(&mut self, text: &str) {
+        self.transcript("User", text);
         let utterance = Utterance::new(text);
         if self.bot.is_cancel(&utterance) && self.session.task.is_some() {
             self.end_active(CANCELLED);
@@ -177,13 +268,43 @@ impl Run<'_> {
         }
     }
 
+    fn on_form_data(&mut self, val: &Value) {
+        match self.active_node() {
+            Some((task, Node::Form(form))) => match forms::submission(
+                self.bot,
+                form,
+                &self.session.language,
+                val,
+                &self.answer_context(),
+            ) {
+                Ok(values) => {
+                    let field = form.field.clone().unwrap_or_else(|| form.id.clone());
+                    self.session.context.insert(field, Value::Object(values));
+                    self.go_on(task, form.next.as_deref());
+                }
+                Err(problems) => {
+                    let listed: Vec<String> = problems
+                        .iter()
+                        .map(|p| format!("{}: {}", p.label, p.message))
+                        .collect();
+                    self.outputs.push(Output::Text(format!(
+                        "Please check the form. {}",
+                        listed.join("; ")
+                    )));
+                    self.send_form(form, Some((val, &problems)));
+                }
+            },
+            _ => self.fallback(),
+        }
+    }
+
     fn fallback(&mut self) {
         let fallback = self.bot.def.fallback.clone();
         self.say_or(fallback.as_ref(), "Sorry, I didn't understand that.");
     }
 
     /// Starts a task; a task still running is ended as Interrupted.
-    fn start(&mut self, task: &Task) {
+    fn start(&mut self, task: &'a Task) {
         if self.session.task.is_some() {
             self.end_active(INTERRUPTED);
         }
@@ -191,26 +312,43 @@ impl Run<'_> {
     }
 
     fn answer(&mut self, active: ActiveTask, text: &str) {
-        let Some((task, Node::Question(question))) = self
-            .bot
-            .task(&active.task_id)
-            .and_then(|t| t.nodes.get(&active.node_id).map(|n| (t, n)))
-        else {
-            // The definition changed under a running session: start afresh.
+        let node = self.active_node();
+        let Some((task, Node::Question(question))) = node else {
+            if let Some((_, Node::Form(form))) = node {
+                self.outputs
+                    .push(Output::Text("Please fill in the form.".into()));
+                return self.send_form(form, None);
+            }
+            // Not waiting for an answer (or the definition changed): start afresh.
             self.session.task = None;
             return self.fallback();
         };
-        match answer::parse(question, text) {
+        match answer::parse(
+            question.entity,
+            &question.choices,
+            text,
+            &self.answer_context(),
+        ) {
             Ok(value) => {
                 self.session.context.insert(question.field.clone(), value);
+                self.go_on(task, question.next.as_deref());
+            }
+            Err(_) if active.retries + 1 > question.max_retries.unwrap_or(DEFAULT_MAX_RETRIES) => {
                 self.session.task = None;
-                match &question.next {
-                    Some(next) => self.run_from(task, next),
-                    None => self.complete(task, FULFILLED),
+                match &question.on_give_up {
+                    Some(node) => self.run_from(task, node),
+                    None => {
+                        self.outputs
+                            .push(Output::Text("Sorry, let's stop here.".into()));
+                        self.complete(task, CANCELLED);
+                    }
                 }
             }
             Err(kind) => {
-                self.session.task = Some(active);
+                self.session.task = Some(ActiveTask {
+                    retries: active.retries + 1,
+                    ..active
+                });
                 let default = format!("Sorry, that doesn't look like a valid {kind}.");
                 self.say_or(question.retry_prompt.as_ref(), &default);
                 self.say(&question.prompt);
@@ -218,23 +356,88 @@ impl Run<'_> {
         }
     }
 
-    fn run_from(&mut self, task: &Task, start: &str) {
+    fn answer_context(&self) -> answer::AnswerContext {
+        answer::AnswerContext {
+            now_ms: self.ctx.now_ms,
+            attachments: self.session.last_message["message"]["attachments"].clone(),
+        }
+    }
+
+    /// Continues at `next`, or ends the task (Fulfilled) without one.
+    fn go_on(&mut self, task: &'a Task, next: Option<&str>) {
+        self.session.task = None;
+        match next {
+            Some(next) => self.run_from(task, next),
+            None => self.complete(task, FULFILLED),
+        }
+    }
+
+    fn call_failed(&mut self, task: &'a Task, on_error: Option<&str>) {
+        self.session.task = None;
+        match on_error {
+            Some(node) => self.run_from(task, node),
+            None => {
+                self.outputs.push(Output::Text(
+                    "Sorry, something went wrong. Please try again later.".into(),
+                ));
+                self.complete(task, CANCELLED);
+            }
+        }
+    }
+
+    fn wait_at(&mut self, task: &Task, node_id: String) {
+        self.session.task = Some(ActiveTask {
+            task_id: task.id.clone(),
+            node_id,
+            retries: 0,
+        });
+    }
+
+    fn run_from(&mut self, task: &'a Task, start: &str) {
         let mut node_id = start.to_string();
         for _ in 0..MAX_STEPS_PER_TURN {
             let next = match task.nodes.get(&node_id) {
                 Some(Node::Message(message)) => {
-                    for text in message.text.iter().chain(&message.messages) {
-                        self.say(text);
-                    }
+                    self.message(message);
                     message.next.clone()
                 }
                 Some(Node::Question(question)) => {
                     self.say(&question.prompt);
-                    self.session.task = Some(ActiveTask {
-                        task_id: task.id.clone(),
-                        node_id,
-                    });
-                    return;
+                    return self.wait_at(task, node_id);
+                }
+                Some(Node::Form(form)) => {
+                    self.send_form(form, None);
+                    return self.wait_at(task, node_id);
+                }
+                Some(Node::Service(service)) => {
+                    self.pending = Some(calls::service_call(self.bot, service, &self.scope()));
+                    return self.wait_at(task, node_id);
+                }
+                Some(Node::Webhook(webhook)) => {
+                    let call = calls::webhook_call(self.bot, webhook, &self.session, &self.scope());
+                    if webhook.mode == WebhookMode::Async {
+                        self.effects.push(call);
+                        webhook.next.clone()
+                    } else {
+                        self.pending = Some(call);
+                        return self.wait_at(task, node_id);
+                    }
+                }
+                Some(Node::Logic(node)) => {
+                    let scope = self.scope();
+                    let (values, next) = logic::evaluate(node, &scope);
+                    self.session.context.extend(values);
+                    next
+                }
+                Some(Node::End(end)) => {
+                    if let Some(text) = &end.text {
+                        self.say(text);
+                    }
+                    let reason = match end.reason {
+                        EndReason::Fulfilled => FULFILLED,
+                        EndReason::Cancelled => CANCELLED,
+                    };
+                    return self.complete(task, reason);
                 }
                 None => None,
             };
@@ -244,6 +447,45 @@ impl Run<'_> {
             }
         }
         self.complete(task, FULFILLED);
+    }
+
+    fn message(&mut self, message: &crate::config::MessageNode) {
+        for text in message.text.iter().chain(&message.messages) {
+            self.say(text);
+        }
+        if let Some(object) = &message.template {
+            let rendered = template::render_value(object, &self.scope());
+            self.outputs.push(Output::Template(rendered));
+        }
+        if let Some(attachment) = &message.attachment {
+            let url = template::render(&attachment.url, &self.scope());
+            self.outputs.push(Output::Attachment {
+                url,
+                mime: attachment.mime.clone(),
+            });
+        }
+    }
+
+    fn send_form(
+        &mut self,
+        form: &crate::config::FormNode,
+        retry: Option<(&Value, &[forms::Problem])>,
+    ) {
+        let scope = self.scope();
+        let form = forms::definition(self.bot, form, &self.session.language, &scope, retry);
+        self.outputs.push(Output::Form(form));
+    }
+
+    /// Applies a webhook's instructions; true when the flow must stop here.
+    fn follow(&mut self, instructions: Instructions) -> bool {
+        for output in &instructions.outputs {
+            if let Output::Text(text) = output {
+                self.transcript("Bot", text);
+            }
+        }
+        self.outputs.extend(instructions.outputs);
+        self.session.context.extend(instructions.context);
+        instructions.stop
     }
 
     fn end_active(&mut self, reason: &str) {
@@ -269,13 +511,26 @@ impl Run<'_> {
     fn say(&mut self, text: &Text) {
         let template = self.bot.localize(text, &self.session.language);
         let rendered = template::render(template, &self.scope());
+        self.transcript("Bot", &rendered);
         self.outputs.push(Output::Text(rendered));
     }
 
     fn say_or(&mut self, text: Option<&Text>, default: &str) {
         match text {
             Some(text) => self.say(text),
-            None => self.outputs.push(Output::Text(default.to_string())),
+            None => {
+                self.transcript("Bot", default);
+                self.outputs.push(Output::Text(default.to_string()));
+            }
+        }
+    }
+
+    /// The `Bot:` / `User:` lines webhook nodes send as `conversation`.
+    fn transcript(&mut self, who: &str, text: &str) {
+        let lines = &mut self.session.transcript;
+        lines.push(format!("{who}: {text}"));
+        if lines.len() > MAX_TRANSCRIPT_LINES {
+            lines.drain(..lines.len() - MAX_TRANSCRIPT_LINES);
         }
     }
 

@@ -21,18 +21,64 @@ pub fn check(template: &str) -> Result<(), String> {
 }
 
 pub fn render(template: &str, scope: &Value) -> String {
+    render_with(template, scope, |s| s.to_string())
+}
+
+/// For URLs: inserted values are percent-encoded, so a value cannot change
+/// the URL's path, query or host.
+pub fn render_url(template: &str, scope: &Value) -> String {
+    render_with(template, scope, |s| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    })
+}
+
+/// A JSON value with every string rendered; a string that is one lone
+/// placeholder (`"{{context.total}}"`) takes the value itself, keeping its type.
+pub fn render_value(value: &Value, scope: &Value) -> Value {
+    match value {
+        Value::String(s) => match lone_placeholder(s) {
+            Some(path) => lookup(scope, path).cloned().unwrap_or(Value::Null),
+            None => Value::String(render(s, scope)),
+        },
+        Value::Array(items) => Value::Array(items.iter().map(|v| render_value(v, scope)).collect()),
+        Value::Object(entries) => Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| (k.clone(), render_value(v, scope)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The value at a template path (`context.total`), if any.
+pub fn value_at<'a>(scope: &'a Value, path: &str) -> Option<&'a Value> {
+    lookup(scope, path.trim())
+}
+
+fn lone_placeholder(s: &str) -> Option<&str> {
+    let inner = s.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    (!inner.contains("{{") && !inner.contains("}}")).then(|| inner.trim())
+}
+
+fn render_with(template: &str, scope: &Value, encode: impl Fn(&str) -> String) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
         let after = &rest[start + 2..];
         let Some(end) = after.find("}}") else { break };
         out.push_str(&rest[..start]);
-        if let Some(value) = lookup(scope, after[..end].trim()) {
-            match value {
-                Value::Null => {}
-                Value::String(s) => out.push_str(s),
-                other => out.push_str(&other.to_string()),
-            }
+        match lookup(scope, after[..end].trim()) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => out.push_str(&encode(s)),
+            Some(other) => out.push_str(&encode(&other.to_string())),
         }
         rest = &after[end + 2..];
     }
@@ -75,6 +121,23 @@ mod tests {
             "Hi Ada, 3 a!"
         );
         assert_eq!(render("unclosed {{ user", &scope), "unclosed {{ user");
+    }
+
+    #[test]
+    fn urls_encode_inserted_values_and_values_keep_types() {
+        let scope = json!({"context": {"id": "a/../b c?x=1", "n": 5, "list": [1, 2]}});
+        assert_eq!(
+            render_url(
+                "https://api.example.com/orders/{{context.id}}?n={{context.n}}",
+                &scope
+            ),
+            "https://api.example.com/orders/a%2F..%2Fb%20c%3Fx%3D1?n=5"
+        );
+        let value = json!({"total": "{{context.n}}", "items": ["{{ context.list }}", "n={{context.n}}"], "x": 1});
+        assert_eq!(
+            render_value(&value, &scope),
+            json!({"total": 5, "items": [[1, 2], "n=5"], "x": 1})
+        );
     }
 
     #[test]

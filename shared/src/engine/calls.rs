@@ -1,0 +1,258 @@
+//! Service and webhook nodes: the requests they make, and what their answers
+//! mean for the flow.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::{Instructions, Output, template};
+use crate::config::{
+    ATTACHMENT_MIME_TYPES, Bot, HeaderValue, HttpMethod, ServiceNode, WebhookNode,
+};
+use crate::delivery::{HttpCall, HttpReply};
+use crate::session::Session;
+
+fn call(
+    bot: &Bot,
+    method: &str,
+    url: &str,
+    headers: &[(&String, &HeaderValue)],
+    timeout_ms: Option<u64>,
+    scope: &Value,
+) -> HttpCall {
+    let outbound = &bot.def.outbound;
+    HttpCall {
+        method: method.to_string(),
+        url: template::render_url(url, scope),
+        headers: headers
+            .iter()
+            .map(|(name, value)| {
+                let value = match value {
+                    HeaderValue::Text(text) => template::render(text, scope),
+                    HeaderValue::Secret { env } => bot.secret(env).unwrap_or_default().to_string(),
+                };
+                (name.to_string(), value)
+            })
+            .collect(),
+        body: None,
+        timeout: Duration::from_millis(timeout_ms.unwrap_or(outbound.timeout_ms)),
+        allow_private: outbound.allow_private_networks,
+        max_response_bytes: outbound.max_response_bytes,
+    }
+}
+
+pub fn service_call(bot: &Bot, node: &ServiceNode, scope: &Value) -> HttpCall {
+    let method = match node.method {
+        HttpMethod::Get => "GET",
+        HttpMethod::Post => "POST",
+        HttpMethod::Put => "PUT",
+        HttpMethod::Delete => "DELETE",
+    };
+    let headers: Vec<_> = node.headers.iter().collect();
+    HttpCall {
+        body: node
+            .body
+            .as_ref()
+            .map(|body| template::render_value(body, scope)),
+        ..call(bot, method, &node.url, &headers, node.timeout_ms, scope)
+    }
+}
+
+/// The Joonbot payload: every collected field, and `conversation`, the
+/// transcript as "Bot: ...\nUser: ...\n" lines.
+pub fn webhook_call(bot: &Bot, node: &WebhookNode, session: &Session, scope: &Value) -> HttpCall {
+    let mut body = session.context.clone();
+    let mut conversation = session.transcript.join("\n");
+    if !conversation.is_empty() {
+        conversation.push('\n');
+    }
+    body.insert("conversation".into(), Value::String(conversation));
+    let headers: Vec<_> = node.headers.iter().collect();
+    HttpCall {
+        body: Some(Value::Object(body)),
+        ..call(bot, "POST", &node.url, &headers, node.timeout_ms, scope)
+    }
+}
+
+/// A 2xx answer's JSON body (null when empty).
+fn success_json(outcome: Result<HttpReply, String>) -> Result<Value, String> {
+    let reply = outcome?;
+    if !(200..300).contains(&reply.status) {
+        return Err(format!("status {}", reply.status));
+    }
+    if reply.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&reply.body).map_err(|e| format!("answer is not JSON: {e}"))
+}
+
+/// The context values a service node's `map` takes from its answer.
+pub fn service_values(
+    node: &ServiceNode,
+    outcome: Result<HttpReply, String>,
+) -> Result<Map<String, Value>, String> {
+    let answer = success_json(outcome)?;
+    Ok(node
+        .map
+        .iter()
+        .map(|(field, pointer)| {
+            (
+                field.clone(),
+                answer.pointer(pointer).cloned().unwrap_or(Value::Null),
+            )
+        })
+        .collect())
+}
+
+/// What a sync webhook's answer asks for: Joonbot `responses` to show,
+/// Konverse instructions, or (any other object) context variables.
+pub fn webhook_instructions(outcome: Result<HttpReply, String>) -> Result<Instructions, String> {
+    let mut answer = match success_json(outcome)? {
+        Value::Null => return Ok(Instructions::default()),
+        Value::Object(answer) => answer,
+        _ => return Err("answer is not a JSON object".into()),
+    };
+    if let Some(konverse) = answer.get("konverse") {
+        return konverse_instructions(konverse);
+    }
+    if let Some(responses) = answer.get("responses") {
+        let responses = responses.as_array().ok_or("responses is not an array")?;
+        let mut outputs = Vec::new();
+        for response in responses.iter().filter(|r| r["type"] == "text") {
+            let mut elements: Vec<&Value> = response["elements"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .collect();
+            elements.sort_by_key(|e| e["order"].as_i64().unwrap_or(0));
+            outputs.extend(
+                elements
+                    .iter()
+                    .filter_map(|e| e["label"].as_str())
+                    .map(|l| Output::Text(l.to_string())),
+            );
+        }
+        return Ok(Instructions {
+            outputs,
+            ..Instructions::default()
+        });
+    }
+    // `session` is where templates find the last message: not settable.
+    answer.remove("session");
+    Ok(Instructions {
+        context: answer,
+        ..Instructions::default()
+    })
+}
+
+fn konverse_instructions(konverse: &Value) -> Result<Instructions, String> {
+    let stop = konverse["stopPropagation"] == Value::Bool(true);
+    let outputs = match konverse["type"].as_str() {
+        Some("text") => match &konverse["text"] {
+            Value::String(text) => vec![Output::Text(text.clone())],
+            Value::Array(texts) => texts
+                .iter()
+                .filter_map(Value::as_str)
+                .map(|t| Output::Text(t.to_string()))
+                .collect(),
+            _ => return Err("konverse text is neither a string nor an array".into()),
+        },
+        Some("attachment") => {
+            let attachment = &konverse["attachment"];
+            let (Some(url), Some(mime)) = (attachment["url"].as_str(), attachment["mime"].as_str())
+            else {
+                return Err("konverse attachment needs url and mime".into());
+            };
+            if !ATTACHMENT_MIME_TYPES.contains(&mime) {
+                return Err(format!("attachment MIME type {mime} is not supported"));
+            }
+            vec![Output::Attachment {
+                url: url.to_string(),
+                mime: mime.to_string(),
+            }]
+        }
+        Some(other) => return Err(format!("unknown konverse type {other}")),
+        None if stop => Vec::new(),
+        None => return Err("konverse instruction without type".into()),
+    };
+    Ok(Instructions {
+        outputs,
+        context: Map::new(),
+        stop,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn reply(status: u16, body: &str) -> Result<HttpReply, String> {
+        Ok(HttpReply {
+            status,
+            body: body.as_bytes().to_vec(),
+        })
+    }
+
+    #[test]
+    fn joonbot_responses_are_shown_in_order() {
+        let body = json!({"responses": [
+            {"type": "text", "delay": 2000, "elements": [{"label": "second", "order": 2}, {"label": "first", "order": 1}]},
+            {"type": "text", "elements": [{"label": "third", "order": 1, "placeholder": null}]}
+        ]});
+        let instructions = webhook_instructions(reply(200, &body.to_string())).unwrap();
+        assert_eq!(
+            instructions.outputs,
+            ["first", "second", "third"].map(|t| Output::Text(t.into()))
+        );
+    }
+
+    #[test]
+    fn other_objects_set_context_variables() {
+        let instructions = webhook_instructions(reply(
+            200,
+            r#"{"delivery_status":"delivered","session":"x"}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            Value::Object(instructions.context),
+            json!({"delivery_status": "delivered"})
+        );
+    }
+
+    #[test]
+    fn konverse_formats() {
+        let text = webhook_instructions(reply(
+            200,
+            r#"{"konverse":{"type":"text","text":["Hello from webhook"]}}"#,
+        ))
+        .unwrap();
+        assert_eq!(text.outputs, [Output::Text("Hello from webhook".into())]);
+        let file = r#"{"konverse":{"type":"attachment","attachment":{"url":"https://x.io/w.png","mime":"image/png"}}}"#;
+        let file = webhook_instructions(reply(200, file)).unwrap();
+        assert_eq!(
+            file.outputs,
+            [Output::Attachment {
+                url: "https://x.io/w.png".into(),
+                mime: "image/png".into()
+            }]
+        );
+        let bad = r#"{"konverse":{"type":"attachment","attachment":{"url":"https://x.io/a.exe","mime":"application/x-msdownload"}}}"#;
+        assert!(webhook_instructions(reply(200, bad)).is_err());
+        let stop =
+            webhook_instructions(reply(200, r#"{"konverse":{"stopPropagation":true}}"#)).unwrap();
+        assert!(stop.stop && stop.outputs.is_empty());
+    }
+
+    #[test]
+    fn failures() {
+        assert!(webhook_instructions(reply(500, "{}")).is_err());
+        assert!(webhook_instructions(reply(200, "not json")).is_err());
+        assert!(webhook_instructions(reply(200, "[1]")).is_err());
+        assert!(webhook_instructions(Err("timeout".into())).is_err());
+        assert_eq!(
+            webhook_instructions(reply(204, "")).unwrap(),
+            Instructions::default()
+        );
+    }
+}
