@@ -13,11 +13,7 @@ use hookline_core::store::{DynamoStore, MemoryStore, Store};
 use hookline_core::{bootstrap, devtoken, telemetry};
 
 #[derive(Parser)]
-#[command(
-    name = "hookline",
-    version,
-    about = "Webhook channel for virtual assistants"
-)]
+#[command(name = "hookline", version, about = "Webhook channel for virtual assistants")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -73,34 +69,15 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Serve {
-            addr,
-            bots,
-            table,
-            dynamodb_endpoint,
-            create_table,
-        } => report(serve(addr, bots, table, dynamodb_endpoint, create_table).await),
-        Command::Token {
-            bot,
-            user,
-            app,
-            config,
-            private_key,
-            ttl,
-        } => report(token(
-            &bot,
-            &user,
-            app.as_deref(),
-            config.as_deref(),
-            private_key.as_deref(),
-            ttl,
-        )),
+        Command::Serve { addr, bots, table, dynamodb_endpoint, create_table } => {
+            report(serve(addr, bots, table, dynamodb_endpoint, create_table).await)
+        }
+        Command::Token { bot, user, app, config, private_key, ttl } => {
+            report(token(&bot, &user, app.as_deref(), config.as_deref(), private_key.as_deref(), ttl))
+        }
         Command::Validate { paths } => validate(&paths),
         Command::Schema => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&config::json_schema()).unwrap_or_default()
-            );
+            println!("{}", serde_json::to_string_pretty(&config::json_schema()).unwrap_or_default());
             ExitCode::SUCCESS
         }
     }
@@ -144,14 +121,9 @@ async fn serve(
         }
         None => (Arc::new(MemoryStore::new()), "in memory".into()),
     };
-    let first_bot = registry
-        .bots()
-        .map(|b| b.def.clone())
-        .min_by(|a, b| a.id.cmp(&b.id));
+    let first_bot = registry.bots().map(|b| b.def.clone()).min_by(|a, b| a.id.cmp(&b.id));
     let state = AppState::new(registry, store, Settings::from_env()?)?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
 
     println!("Hookline is listening on http://{addr} (state: {storage})");
     if let Some(bot) = first_bot {
@@ -181,16 +153,11 @@ fn token(
     ttl: i64,
 ) -> Result<(), String> {
     let registry = load_registry(config)?;
-    let bot = registry
-        .get(bot_id)
-        .ok_or_else(|| format!("no bot {bot_id} in the definitions"))?;
+    let bot = registry.get(bot_id).ok_or_else(|| format!("no bot {bot_id} in the definitions"))?;
     let pem = private_key
         .map(|path| std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display())))
         .transpose()?;
-    println!(
-        "{}",
-        devtoken::sign(&bot.def, app, user, ttl, pem.as_deref())?
-    );
+    println!("{}", devtoken::sign(&bot.def, app, user, ttl, pem.as_deref())?);
     Ok(())
 }
 
@@ -199,22 +166,9 @@ fn validate(paths: &[PathBuf]) -> ExitCode {
     for diagnostic in &loaded.diagnostics {
         eprintln!("{diagnostic}");
     }
-    let failed = |file: &str| {
-        loaded
-            .diagnostics
-            .iter()
-            .any(|d| d.file == file && d.severity == Severity::Error)
-    };
+    let failed = |file: &str| loaded.diagnostics.iter().any(|d| d.file == file && d.severity == Severity::Error);
     for file in loaded.files.iter().filter(|f| !failed(f)) {
         println!("{file}: ok");
     }
-    if loaded
-        .diagnostics
-        .iter()
-        .any(|d| d.severity == Severity::Error)
-    {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    if loaded.diagnostics.iter().any(|d| d.severity == Severity::Error) { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }

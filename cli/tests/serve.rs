@@ -6,11 +6,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The server, and the request its ready-made curl command makes.
@@ -39,11 +35,7 @@ fn serve(extra: &[&str]) -> Served {
         .spawn()
         .expect("start hookline serve");
     let (mut path, mut token, mut body) = (None, None, None);
-    let unquote = |s: &str| {
-        s.trim_end_matches([' ', '\\'])
-            .trim_end_matches('\'')
-            .to_string()
-    };
+    let unquote = |s: &str| s.trim_end_matches([' ', '\\']).trim_end_matches('\'').to_string();
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
         let line = line.trim();
@@ -57,13 +49,7 @@ fn serve(extra: &[&str]) -> Served {
         }
     }
     let printed = |part: Option<String>| part.expect("serve prints a complete curl command");
-    Served {
-        child,
-        addr,
-        path: printed(path),
-        token: printed(token),
-        body: printed(body),
-    }
+    Served { child, addr, path: printed(path), token: printed(token), body: printed(body) }
 }
 
 /// One HTTP/1.1 exchange; returns the status line, the headers and the body.
@@ -88,33 +74,15 @@ fn check_conversation(served: &mut Served) {
     assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
     let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(reply["data"][0]["val"], "Hello, how can I help you?");
-    let trace_id = headers
-        .lines()
-        .find_map(|l| l.strip_prefix("x-trace-id: "))
-        .expect("trace id header")
-        .to_string();
+    let trace_id = headers.lines().find_map(|l| l.strip_prefix("x-trace-id: ")).expect("trace id header").to_string();
 
     served.child.kill().unwrap();
     let mut logs = String::new();
-    served
-        .child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
-    let lines: Vec<serde_json::Value> = logs
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("log line is not JSON: {l}")))
-        .collect();
-    let of_request: Vec<_> = lines
-        .iter()
-        .filter(|l| l["span"]["trace_id"] == trace_id.as_str())
-        .collect();
-    assert!(
-        !of_request.is_empty(),
-        "no log line carries {trace_id}: {logs}"
-    );
+    served.child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+    let lines: Vec<serde_json::Value> =
+        logs.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("log line is not JSON: {l}"))).collect();
+    let of_request: Vec<_> = lines.iter().filter(|l| l["span"]["trace_id"] == trace_id.as_str()).collect();
+    assert!(!of_request.is_empty(), "no log line carries {trace_id}: {logs}");
     assert!(of_request.iter().any(|l| l["status"] == 200), "{logs}");
 }
 
@@ -129,12 +97,6 @@ fn serve_on_dynamodb_creates_its_table() {
     let endpoint = std::env::var("HOOKLINE_TEST_DYNAMODB_ENDPOINT")
         .expect("HOOKLINE_TEST_DYNAMODB_ENDPOINT is not set: run the tests with scripts/test");
     let table = format!("hookline-serve-{}", std::process::id());
-    let mut served = serve(&[
-        "--table",
-        &table,
-        "--dynamodb-endpoint",
-        &endpoint,
-        "--create-table",
-    ]);
+    let mut served = serve(&["--table", &table, "--dynamodb-endpoint", &endpoint, "--create-table"]);
     check_conversation(&mut served);
 }

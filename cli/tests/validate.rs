@@ -10,11 +10,7 @@ fn hookline(args: &[&str]) -> (bool, String, String) {
         .output()
         .expect("run hookline");
     let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
-    (
-        output.status.success(),
-        text(output.stdout),
-        text(output.stderr),
-    )
+    (output.status.success(), text(output.stdout), text(output.stderr))
 }
 
 #[test]
@@ -24,30 +20,19 @@ fn reports_every_problem_with_file_line_and_path() {
     let file = "tests/fixtures/broken-bot.yaml";
     for expected in [
         format!("{file}:10: error: apps[0].secret: HS256 secrets must be at least 32 bytes"),
-        format!(
-            "{file}:13: warning: apps[1].secret: environment variable HOOKLINE_TEST_UNSET_SECRET is not set here"
-        ),
+        format!("{file}:13: warning: apps[1].secret: environment variable HOOKLINE_TEST_UNSET_SECRET is not set here"),
         format!("{file}:16: error: apps[2].publicKey: not an RSA public key in PEM form"),
         format!("{file}:20: error: instances[0].apps[1]: no app has clientId \"cs-missing\""),
         format!("{file}:21: error: welcome: no task has id \"nowhere\""),
-        format!(
-            "{file}:26: error: tasks[0].triggers.patterns[0]: invalid regular expression: unclosed group"
-        ),
+        format!("{file}:26: error: tasks[0].triggers.patterns[0]: invalid regular expression: unclosed group"),
         format!("{file}:31: error: tasks[0].nodes.first.text: unclosed '{{{{'"),
-        format!(
-            "{file}:32: error: tasks[0].nodes.first.next: no node \"missing_node\" in this task"
-        ),
+        format!("{file}:32: error: tasks[0].nodes.first.next: no node \"missing_node\" in this task"),
         format!("{file}:33: error: tasks[0].nodes.ask.choices: a choice question needs choices"),
         format!("{file}:33: error: tasks[0].nodes.ask: unreachable: no node leads here from start"),
         format!("{file}:37: warning: tasks[0].nodes.ask.prompt: no fr translation"),
-        format!(
-            "{file}:37: error: tasks[0].nodes.ask.prompt.de: de is not one of the bot's languages"
-        ),
+        format!("{file}:37: error: tasks[0].nodes.ask.prompt.de: de is not one of the bot's languages"),
     ] {
-        assert!(
-            stderr.lines().any(|l| l.starts_with(&expected)),
-            "missing {expected:?} in:\n{stderr}"
-        );
+        assert!(stderr.lines().any(|l| l.starts_with(&expected)), "missing {expected:?} in:\n{stderr}");
     }
 }
 
@@ -56,9 +41,7 @@ fn reports_type_errors_at_their_line() {
     let (ok, _, stderr) = hookline(&["validate", "tests/fixtures/wrong-type.yaml"]);
     assert!(!ok);
     assert!(
-        stderr.starts_with(
-            "tests/fixtures/wrong-type.yaml:4: error: session.idleTimeoutMinutes: invalid type"
-        ),
+        stderr.starts_with("tests/fixtures/wrong-type.yaml:4: error: session.idleTimeoutMinutes: invalid type"),
         "{stderr}"
     );
 }
@@ -69,10 +52,7 @@ fn reports_yaml_syntax_errors_and_missing_files() {
     std::fs::write(&file, "id: st-x\nname: [unclosed\n").unwrap();
     let (ok, _, stderr) = hookline(&["validate", file.to_str().unwrap(), "no-such-file.yaml"]);
     assert!(!ok);
-    assert!(
-        stderr.contains("syntax.yaml:3: error:") || stderr.contains("syntax.yaml:2: error:"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("syntax.yaml:3: error:") || stderr.contains("syntax.yaml:2: error:"), "{stderr}");
     assert!(stderr.contains("no-such-file.yaml: error:"), "{stderr}");
 }
 
@@ -81,10 +61,7 @@ fn the_demo_bot_is_valid_and_warns_about_its_literal_secret() {
     let (ok, stdout, stderr) = hookline(&["validate", "../examples/demo-bot.yaml"]);
     assert!(ok, "{stderr}");
     assert_eq!(stdout.trim(), "../examples/demo-bot.yaml: ok");
-    assert!(
-        stderr.contains("apps[0].secret: literal secret: for local development only"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("apps[0].secret: literal secret: for local development only"), "{stderr}");
 }
 
 #[test]
@@ -94,10 +71,7 @@ fn the_published_schema_is_current() {
     let published = include_str!("../../docs/bot-definition.schema.json");
     let generated: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let published: serde_json::Value = serde_json::from_str(published).unwrap();
-    assert_eq!(
-        generated, published,
-        "run: cargo run -p hookline -- schema > docs/bot-definition.schema.json"
-    );
+    assert_eq!(generated, published, "run: cargo run -p hookline -- schema > docs/bot-definition.schema.json");
 }
 
 #[test]
@@ -128,10 +102,7 @@ fn validates_directories_and_catches_a_bot_defined_twice() {
     std::fs::write(dir.join("notes.txt"), "not a definition").unwrap();
     let (ok, _, stderr) = hookline(&["validate", dir.to_str().unwrap()]);
     assert!(!ok);
-    assert!(
-        stderr.contains("b.yml: error: bot id st-hookline-demo is defined twice"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("b.yml: error: bot id st-hookline-demo is defined twice"), "{stderr}");
     assert!(!stderr.contains("notes.txt"), "{stderr}");
 }
 
@@ -147,8 +118,5 @@ fn secrets_take_exactly_one_form() {
     std::fs::write(&file, both).unwrap();
     let (ok, _, stderr) = hookline(&["validate", file.to_str().unwrap()]);
     assert!(!ok);
-    assert!(
-        stderr.contains(": error: apps[0].secret: { env: VARIABLE_NAME } or { value: \"...\" }"),
-        "{stderr}"
-    );
+    assert!(stderr.contains(": error: apps[0].secret: { env: VARIABLE_NAME } or { value: \"...\" }"), "{stderr}");
 }

@@ -56,28 +56,17 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str> {
         .to_str()
         .map_err(|_| unauthorized("malformed Authorization header"))?;
     match value.trim().split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
-            Ok(token.trim())
-        }
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(token.trim()),
         _ => Err(unauthorized("expected 'bearer <JWT>'")),
     }
 }
 
 /// Verifies `token` for `bot`, accepting only the apps in `allowed`.
-pub fn authenticate<'b>(
-    bot: &'b Bot,
-    allowed: &[String],
-    token: &str,
-    now_secs: i64,
-) -> Result<Caller<'b>> {
+pub fn authenticate<'b>(bot: &'b Bot, allowed: &[String], token: &str, now_secs: i64) -> Result<Caller<'b>> {
     // Read the unverified claims only to pick the app whose key verifies them.
-    let unverified: Claims = jsonwebtoken::dangerous::insecure_decode_claims(token)
-        .map_err(|_| unauthorized("malformed token"))?;
-    let client_id = unverified
-        .client_id()
-        .ok_or_else(|| unauthorized("token names no appId"))?;
+    let unverified: Claims =
+        jsonwebtoken::dangerous::insecure_decode_claims(token).map_err(|_| unauthorized("malformed token"))?;
+    let client_id = unverified.client_id().ok_or_else(|| unauthorized("token names no appId"))?;
     let app = bot
         .app(client_id)
         .filter(|_| allowed.iter().any(|a| a == client_id))
@@ -100,10 +89,7 @@ pub fn authenticate<'b>(
             })
         })?
         .claims;
-    if claims
-        .iat
-        .is_some_and(|iat| iat > now_secs + LEEWAY_SECS as i64)
-    {
+    if claims.iat.is_some_and(|iat| iat > now_secs + LEEWAY_SECS as i64) {
         return Err(unauthorized("token issued in the future"));
     }
     let user_identity = match claims.user_identity {
@@ -125,15 +111,13 @@ pub fn authenticate<'b>(
 pub fn resolve_user(caller: &Caller<'_>, from_id: Option<&str>) -> Result<Option<String>> {
     let anonymous = caller.app.allow_anonymous;
     match (caller.user_identity.as_deref(), from_id) {
-        (Some(identity), Some(from)) if identity != from => {
-            Err(unauthorized("userIdentity does not match from.id"))
-        }
+        (Some(identity), Some(from)) if identity != from => Err(unauthorized("userIdentity does not match from.id")),
         (Some(identity), _) if anonymous => Ok(Some(identity.to_string())),
         (Some(identity), Some(_)) => Ok(Some(identity.to_string())),
         (Some(_), None) => Err(Error::InvalidPayload("from.id is required".into())),
-        (None, _) if !anonymous => Err(unauthorized(
-            "token has no userIdentity and the app does not allow anonymous users",
-        )),
+        (None, _) if !anonymous => {
+            Err(unauthorized("token has no userIdentity and the app does not allow anonymous users"))
+        }
         (None, from) => Ok(from.map(String::from)),
     }
 }

@@ -24,21 +24,18 @@ pub fn sign(
         (Algorithm::HS256 | Algorithm::HS512, Some(secret), _) => {
             let secret = match secret {
                 SecretSource::Literal { value } => value.clone(),
-                SecretSource::Env { env } => std::env::var(env)
-                    .map_err(|_| format!("environment variable {env} is not set"))?,
+                SecretSource::Env { env } => {
+                    std::env::var(env).map_err(|_| format!("environment variable {env} is not set"))?
+                }
             };
             (app.algorithm, EncodingKey::from_secret(secret.as_bytes()))
         }
         (Algorithm::RS256 | Algorithm::RS512, _, Some(pem)) => {
-            let key = EncodingKey::from_rsa_pem(pem.as_bytes())
-                .map_err(|e| format!("private key: {e}"))?;
+            let key = EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| format!("private key: {e}"))?;
             (app.algorithm, key)
         }
         (Algorithm::RS256 | Algorithm::RS512, _, None) => {
-            return Err(format!(
-                "app {} signs with {:?}: pass its private key",
-                app.client_id, app.algorithm
-            ));
+            return Err(format!("app {} signs with {:?}: pass its private key", app.client_id, app.algorithm));
         }
         _ => return Err(format!("app {} has no secret", app.client_id)),
     };

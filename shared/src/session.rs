@@ -15,10 +15,7 @@ pub struct ConversationKey {
 
 impl ConversationKey {
     pub fn new(bot_id: impl Into<String>, user_id: impl Into<String>) -> Self {
-        Self {
-            bot_id: bot_id.into(),
-            user_id: user_id.into(),
-        }
+        Self { bot_id: bot_id.into(), user_id: user_id.into() }
     }
 
     /// DynamoDB partition key: `BOT#{bot}#USER#{user}`. Bot ids contain no `#`.

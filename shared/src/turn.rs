@@ -62,19 +62,13 @@ pub struct Turns {
 
 impl Turns {
     pub fn new(store: Arc<dyn Store>, outbound: Outbound) -> Self {
-        Self {
-            store,
-            outbound,
-            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
-        }
+        Self { store, outbound, locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect() }
     }
 
     async fn lock(&self, key: &ConversationKey) -> MutexGuard<'_, ()> {
         let mut hasher = DefaultHasher::new();
         key.hash(&mut hasher);
-        self.locks[(hasher.finish() % LOCK_STRIPES as u64) as usize]
-            .lock()
-            .await
+        self.locks[(hasher.finish() % LOCK_STRIPES as u64) as usize].lock().await
     }
 
     /// Runs the turn, answering `Error::Timeout` if it cannot be committed by
@@ -84,14 +78,10 @@ impl Turns {
         let limit = deadline.saturating_duration_since(request.started);
         let timed_out = |_| Error::Timeout(limit);
         let key = ConversationKey::new(request.bot.id(), &request.user_id);
-        let _serialised = timeout_at(deadline, self.lock(&key))
-            .await
-            .map_err(timed_out)?;
+        let _serialised = timeout_at(deadline, self.lock(&key)).await.map_err(timed_out)?;
         let mut attempt = 0;
         loop {
-            let stored = timeout_at(deadline, self.store.load(&key))
-                .await
-                .map_err(timed_out)??;
+            let stored = timeout_at(deadline, self.store.load(&key)).await.map_err(timed_out)??;
             let begun = begin(&request, stored.clone().unwrap_or_default())?;
             let ran = self.run_engine(&request, &begun, deadline).await?;
             let (reply, conversation, log) = finish(&request, begun, ran)?;
@@ -107,13 +97,8 @@ impl Turns {
             }
             match self.store.save_turn(&key, write).await {
                 Err(Error::Conflict) => {
-                    tracing::debug!(
-                        attempt,
-                        "conversation written concurrently; retrying the turn"
-                    );
-                    timeout_at(deadline, backoff(attempt))
-                        .await
-                        .map_err(timed_out)?;
+                    tracing::debug!(attempt, "conversation written concurrently; retrying the turn");
+                    timeout_at(deadline, backoff(attempt)).await.map_err(timed_out)?;
                     attempt += 1;
                 }
                 outcome => return outcome.map(|()| reply),
@@ -143,10 +128,7 @@ fn begin(request: &TurnRequest, mut conversation: Conversation) -> Result<Begun>
     let now = Utc::now();
     let now_ms = now.timestamp_millis();
     let idle_ms = i64::from(request.bot.def.session.idle_timeout_minutes) * 60_000;
-    let active = conversation
-        .session
-        .take()
-        .filter(|s| !request.new_session && now_ms - s.last_active_at < idle_ms);
+    let active = conversation.session.take().filter(|s| !request.new_session && now_ms - s.last_active_at < idle_ms);
     for (name, value) in request.user_info.iter().flatten() {
         if !matches!(value, Value::Null) && value.as_str() != Some("") {
             conversation.user_info.insert(name.clone(), value.clone());
@@ -154,11 +136,8 @@ fn begin(request: &TurnRequest, mut conversation: Conversation) -> Result<Begun>
     }
     merge_tags(&mut conversation.user_tags, request.user_tags.clone());
     // User-level data outlives sessions: bound it so no one can grow it forever.
-    if conversation.user_info.len() > MAX_USER_KEYS || conversation.user_tags.len() > MAX_USER_KEYS
-    {
-        let detail = format!(
-            "a user keeps at most {MAX_USER_KEYS} userInfo keys and {MAX_USER_KEYS} user-level tags"
-        );
+    if conversation.user_info.len() > MAX_USER_KEYS || conversation.user_tags.len() > MAX_USER_KEYS {
+        let detail = format!("a user keeps at most {MAX_USER_KEYS} userInfo keys and {MAX_USER_KEYS} user-level tags");
         return Err(Error::InvalidPayload(detail));
     }
     let mut user = conversation.user_info.clone();
@@ -169,12 +148,7 @@ fn begin(request: &TurnRequest, mut conversation: Conversation) -> Result<Begun>
         user: Value::Object(user),
         user_tags: conversation.user_tags.clone(),
     };
-    Ok(Begun {
-        conversation,
-        active,
-        ctx,
-        now,
-    })
+    Ok(Begun { conversation, active, ctx, now })
 }
 
 /// What the engine did in one turn, calls included.
@@ -188,15 +162,9 @@ struct Ran {
 impl Turns {
     /// Runs the engine, making each call it waits for within the deadline. A
     /// turn retried after a concurrent write makes its calls again.
-    async fn run_engine(
-        &self,
-        request: &TurnRequest,
-        begun: &Begun,
-        deadline: Instant,
-    ) -> Result<Ran> {
+    async fn run_engine(&self, request: &TurnRequest, begun: &Begun, deadline: Instant) -> Result<Ran> {
         let bot = &request.bot;
-        let mut turn =
-            engine::run_turn(bot, begun.active.clone(), request.input.clone(), &begun.ctx);
+        let mut turn = engine::run_turn(bot, begun.active.clone(), request.input.clone(), &begun.ctx);
         let mut ran = Ran {
             outputs: std::mem::take(&mut turn.outputs),
             completion: turn.completion.take(),
@@ -209,14 +177,9 @@ impl Turns {
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err(Error::Timeout(
-                    deadline.saturating_duration_since(request.started),
-                ));
+                return Err(Error::Timeout(deadline.saturating_duration_since(request.started)));
             }
-            let call = HttpCall {
-                timeout: call.timeout.min(remaining),
-                ..call
-            };
+            let call = HttpCall { timeout: call.timeout.min(remaining), ..call };
             let outcome = self.outbound.call(&call).await;
             match &outcome {
                 Ok(reply) => {
@@ -237,23 +200,10 @@ impl Turns {
 }
 
 /// The reply, the new conversation and its log entries.
-fn finish(
-    request: &TurnRequest,
-    begun: Begun,
-    ran: Ran,
-) -> Result<(TurnReply, Conversation, Vec<LogEntry>)> {
-    let Begun {
-        mut conversation,
-        active,
-        now,
-        ..
-    } = begun;
+fn finish(request: &TurnRequest, begun: Begun, ran: Ran) -> Result<(TurnReply, Conversation, Vec<LogEntry>)> {
+    let Begun { mut conversation, active, now, .. } = begun;
     let created_on = now.to_rfc3339_opts(SecondsFormat::Millis, true);
-    let session_id = ran
-        .session
-        .as_ref()
-        .or(active.as_ref())
-        .map(|s| s.id.clone());
+    let session_id = ran.session.as_ref().or(active.as_ref()).map(|s| s.id.clone());
     let mut seq = conversation.next_seq;
     let mut entry = |direction, message_id: String, body: Value| {
         seq += 1;
@@ -289,16 +239,10 @@ fn finish(
     conversation.session = ran.session;
     let size = serde_json::to_vec(&conversation).map_or(usize::MAX, |json| json.len());
     if size > MAX_CONVERSATION_BYTES {
-        let detail =
-            "the conversation's state has grown too large; start a new session (session.new)";
+        let detail = "the conversation's state has grown too large; start a new session (session.new)";
         return Err(Error::InvalidPayload(detail.into()));
     }
-    let reply = TurnReply {
-        messages,
-        form,
-        completion: ran.completion,
-        effects: ran.effects,
-    };
+    let reply = TurnReply { messages, form, completion: ran.completion, effects: ran.effects };
     Ok((reply, conversation, log))
 }
 
@@ -306,20 +250,11 @@ fn data(output: Output, created_on: &str) -> V2Data {
     let (kind, val, event_type, description) = match output {
         Output::Text(text) => ("text", Value::String(text), None, None),
         Output::Template(object) => ("template", object, None, None),
-        Output::Attachment { url, mime } => {
-            ("attachment", json!({"url": url, "mime": mime}), None, None)
-        }
+        Output::Attachment { url, mime } => ("attachment", json!({"url": url, "mime": mime}), None, None),
         Output::Form(form) => ("form", form, None, None),
-        Output::Event {
-            val,
-            event_type,
-            description,
-        } => (
-            "event",
-            Value::String(val.into()),
-            Some(event_type.into()),
-            Some(description.into()),
-        ),
+        Output::Event { val, event_type, description } => {
+            ("event", Value::String(val.into()), Some(event_type.into()), Some(description.into()))
+        }
     };
     V2Data {
         kind: kind.into(),

@@ -13,8 +13,7 @@ use serde_json::{Value, json};
 pub const TEST_BOT: &str = "st-test-bot";
 pub const OTHER_BOT: &str = "st-other-bot";
 pub const HS256_SECRET: &str = "test-hs256-secret-0123456789-abcdef";
-pub const HS512_SECRET: &str =
-    "test-hs512-secret-0123456789-abcdefghijklmnopqrstuvwxyz-0123456789-ABCDEF";
+pub const HS512_SECRET: &str = "test-hs512-secret-0123456789-abcdefghijklmnopqrstuvwxyz-0123456789-ABCDEF";
 pub const ANON_SECRET: &str = "test-anonymous-secret-0123456789-abcdef";
 pub const RESTRICTED_SECRET: &str = "test-restricted-secret-0123456789-abcdef";
 pub const OTHER_BOT_SECRET: &str = "other-bot-secret-0123456789-abcdefghij";
@@ -23,18 +22,19 @@ pub const CLIENT_RSA_PRIVATE: &str = include_str!("../fixtures/keys/client-rsa.p
 pub const OTHER_RSA_PRIVATE: &str = include_str!("../fixtures/keys/other-rsa.pem");
 
 pub fn registry() -> Registry {
-    let sources = [
-        (
-            "test-bot.yaml",
-            include_str!("../fixtures/bots/test-bot.yaml"),
-        ),
-        (
-            "other-bot.yaml",
-            include_str!("../fixtures/bots/other-bot.yaml"),
-        ),
+    registry_with(&[])
+}
+
+/// The test bots plus `extra` (file name, YAML).
+pub fn registry_with(extra: &[(String, String)]) -> Registry {
+    let mut sources: Vec<(String, String)> = [
+        ("test-bot.yaml", include_str!("../fixtures/bots/test-bot.yaml")),
+        ("other-bot.yaml", include_str!("../fixtures/bots/other-bot.yaml")),
         ("demo-bot.yaml", DEMO_BOT),
     ]
-    .map(|(name, source)| (name.to_string(), source.to_string()));
+    .map(|(name, source)| (name.to_string(), source.to_string()))
+    .to_vec();
+    sources.extend_from_slice(extra);
     Registry::from_sources(&sources, Purpose::Local).expect("test bots are valid")
 }
 
@@ -59,10 +59,7 @@ pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
 pub async fn dynamo_store(client: aws_sdk_dynamodb::Client) -> (DynamoStore, String) {
     let table = format!("hookline-test-{}", uuid::Uuid::new_v4().simple());
     let store = DynamoStore::new(client, &table);
-    store
-        .create_table()
-        .await
-        .expect("create table on the emulator");
+    store.create_table().await.expect("create table on the emulator");
     (store, table)
 }
 
@@ -92,31 +89,16 @@ impl Reply {
     pub fn texts(&self) -> Vec<String> {
         self.body["data"]
             .as_array()
-            .map(|data| {
-                data.iter()
-                    .map(|d| d["val"].as_str().unwrap_or_default().to_string())
-                    .collect()
-            })
+            .map(|data| data.iter().map(|d| d["val"].as_str().unwrap_or_default().to_string()).collect())
             .unwrap_or_default()
     }
 
     /// The error envelope's msg, after checking the envelope's shape.
     pub fn error_msg(&self) -> String {
         assert_eq!(self.body["_v"], "v2", "envelope: {}", self.body);
-        assert!(
-            self.body["_t"].as_str().is_some_and(|t| !t.is_empty()),
-            "trace id: {}",
-            self.body
-        );
-        assert_eq!(
-            self.body["errors"][0]["code"], self.status,
-            "code: {}",
-            self.body
-        );
-        self.body["errors"][0]["msg"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        assert!(self.body["_t"].as_str().is_some_and(|t| !t.is_empty()), "trace id: {}", self.body);
+        assert_eq!(self.body["errors"][0]["code"], self.status, "code: {}", self.body);
+        self.body["errors"][0]["msg"].as_str().unwrap_or_default().to_string()
     }
 }
 
@@ -126,17 +108,15 @@ impl Server {
     }
 
     pub async fn start_with(store: Arc<dyn Store>, settings: Settings) -> Self {
-        let state = AppState::new(registry(), store.clone(), settings).expect("app state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
+        Self::start_with_registry(registry(), store, settings).await
+    }
+
+    pub async fn start_with_registry(registry: Registry, store: Arc<dyn Store>, settings: Settings) -> Self {
+        let state = AppState::new(registry, store.clone(), settings).expect("app state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
         tokio::spawn(async move { axum::serve(listener, api::app(state)).await });
-        Self {
-            base,
-            store,
-            http: reqwest::Client::new(),
-        }
+        Self { base, store, http: reqwest::Client::new() }
     }
 
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -148,25 +128,15 @@ impl Server {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes = response.bytes().await.expect("body");
-        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            panic!(
-                "status {status}: body is not JSON: {}",
-                String::from_utf8_lossy(&bytes)
-            )
-        });
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("status {status}: body is not JSON: {}", String::from_utf8_lossy(&bytes)));
+        Reply { status, headers, body }
     }
 
     /// POST a JSON body with a bearer token.
     pub async fn post(&self, path: &str, token: &str, body: &Value) -> Reply {
         Self::send(
-            self.request(reqwest::Method::POST, path)
-                .header("Authorization", format!("bearer {token}"))
-                .json(body),
+            self.request(reqwest::Method::POST, path).header("Authorization", format!("bearer {token}")).json(body),
         )
         .await
     }
@@ -174,8 +144,7 @@ impl Server {
     /// A v2 text message from `user` to the test bot's first v2 instance.
     pub async fn say(&self, user: &str, text: &str) -> Reply {
         let body = json!({"message": {"type": "text", "val": text}, "from": {"id": user}});
-        self.post(&v2_path(TEST_BOT), &hs256_token(user), &body)
-            .await
+        self.post(&v2_path(TEST_BOT), &hs256_token(user), &body).await
     }
 }
 
@@ -188,19 +157,11 @@ pub fn v1_path(bot: &str) -> String {
 }
 
 pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default()
 }
 
 pub fn sign_hs(algorithm: Algorithm, secret: &str, claims: &Value) -> String {
-    encode(
-        &Header::new(algorithm),
-        claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("sign")
+    encode(&Header::new(algorithm), claims, &EncodingKey::from_secret(secret.as_bytes())).expect("sign")
 }
 
 pub fn sign_rs(algorithm: Algorithm, private_pem: &str, claims: &Value) -> String {
@@ -230,4 +191,100 @@ macro_rules! on_both_stores {
             async fn $name() { super::$name($crate::Backend::DynamoDb).await })*
         }
     };
+}
+
+/// A request the receiver saw.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path_and_query: String,
+    pub headers: http::HeaderMap,
+    pub body: Value,
+}
+
+/// How the receiver answers a path: status, body, and a delay first.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+    pub delay_ms: u64,
+    pub location: Option<String>,
+}
+
+impl Answer {
+    pub fn json(body: Value) -> Self {
+        Self::raw(200, &body.to_string())
+    }
+
+    pub fn raw(status: u16, body: &str) -> Self {
+        Self { status, body: body.to_string(), delay_ms: 0, location: None }
+    }
+
+    pub fn redirect(location: String) -> Self {
+        Self { location: Some(location), ..Self::raw(302, "") }
+    }
+}
+
+/// A customer's API on a loopback port: records what it receives and answers
+/// by path prefix (the longest that matches), 404 otherwise.
+pub struct Receiver {
+    pub addr: String,
+    received: Arc<std::sync::Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    pub async fn start(answers: Vec<(&str, Answer)>) -> Self {
+        let answers: Arc<Vec<(String, Answer)>> =
+            Arc::new(answers.into_iter().map(|(p, a)| (p.to_string(), a)).collect());
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = received.clone();
+        let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let answers = answers.clone();
+            let seen = seen.clone();
+            async move {
+                let (parts, body) = request.into_parts();
+                let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+                let path_and_query = parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
+                seen.lock().unwrap().push(Received {
+                    method: parts.method.to_string(),
+                    path_and_query: path_and_query.clone(),
+                    headers: parts.headers,
+                    body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                });
+                let answer = answers
+                    .iter()
+                    .filter(|(prefix, _)| path_and_query.starts_with(prefix.as_str()))
+                    .max_by_key(|(prefix, _)| prefix.len())
+                    .map(|(_, a)| a.clone())
+                    .unwrap_or(Answer::raw(404, "{}"));
+                tokio::time::sleep(std::time::Duration::from_millis(answer.delay_ms)).await;
+                let status = http::StatusCode::from_u16(answer.status).unwrap_or(http::StatusCode::OK);
+                let mut headers = http::HeaderMap::new();
+                headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+                if let Some(location) = answer.location.and_then(|l| http::HeaderValue::from_str(&l).ok()) {
+                    headers.insert(http::header::LOCATION, location);
+                }
+                (status, headers, answer.body)
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr").to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { addr, received }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits (up to two seconds) until `count` requests have arrived.
+    pub async fn wait_for(&self, count: usize) -> Vec<Received> {
+        for _ in 0..200 {
+            if self.received().len() >= count {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        self.received()
+    }
 }

@@ -30,21 +30,11 @@ async fn every_algorithm_signs_for_its_own_app() {
     let tokens = [
         sign_hs(Algorithm::HS256, HS256_SECRET, &claims("cs-hs256", "u1")),
         sign_hs(Algorithm::HS512, HS512_SECRET, &claims("cs-hs512", "u1")),
-        sign_rs(
-            Algorithm::RS256,
-            CLIENT_RSA_PRIVATE,
-            &claims("cs-rs256", "u1"),
-        ),
-        sign_rs(
-            Algorithm::RS512,
-            CLIENT_RSA_PRIVATE,
-            &claims("cs-rs512", "u1"),
-        ),
+        sign_rs(Algorithm::RS256, CLIENT_RSA_PRIVATE, &claims("cs-rs256", "u1")),
+        sign_rs(Algorithm::RS512, CLIENT_RSA_PRIVATE, &claims("cs-rs512", "u1")),
     ];
     for token in tokens {
-        let reply = server
-            .post(&v2_path(TEST_BOT), &token, &message(Some("u1")))
-            .await;
+        let reply = server.post(&v2_path(TEST_BOT), &token, &message(Some("u1"))).await;
         assert_eq!(reply.status, 200, "{}", reply.body);
         assert_eq!(reply.texts(), ["Hello there."]);
     }
@@ -56,46 +46,12 @@ async fn refused_tokens() {
     let path = v2_path(TEST_BOT);
     let body = message(Some("u1"));
     let cases = [
-        (
-            "wrong key",
-            sign_hs(
-                Algorithm::HS256,
-                "some-other-secret-0123456789-abcdefgh",
-                &claims("cs-hs256", "u1"),
-            ),
-        ),
-        (
-            "HS token to an RS app",
-            sign_hs(Algorithm::HS256, HS256_SECRET, &claims("cs-rs256", "u1")),
-        ),
-        (
-            "RS token to an HS app",
-            sign_rs(
-                Algorithm::RS256,
-                CLIENT_RSA_PRIVATE,
-                &claims("cs-hs256", "u1"),
-            ),
-        ),
-        (
-            "RS512 token to an RS256 app",
-            sign_rs(
-                Algorithm::RS512,
-                CLIENT_RSA_PRIVATE,
-                &claims("cs-rs256", "u1"),
-            ),
-        ),
-        (
-            "HS512 token to an HS256 app",
-            sign_hs(Algorithm::HS512, HS256_SECRET, &claims("cs-hs256", "u1")),
-        ),
-        (
-            "other private key",
-            sign_rs(
-                Algorithm::RS256,
-                OTHER_RSA_PRIVATE,
-                &claims("cs-rs256", "u1"),
-            ),
-        ),
+        ("wrong key", sign_hs(Algorithm::HS256, "some-other-secret-0123456789-abcdefgh", &claims("cs-hs256", "u1"))),
+        ("HS token to an RS app", sign_hs(Algorithm::HS256, HS256_SECRET, &claims("cs-rs256", "u1"))),
+        ("RS token to an HS app", sign_rs(Algorithm::RS256, CLIENT_RSA_PRIVATE, &claims("cs-hs256", "u1"))),
+        ("RS512 token to an RS256 app", sign_rs(Algorithm::RS512, CLIENT_RSA_PRIVATE, &claims("cs-rs256", "u1"))),
+        ("HS512 token to an HS256 app", sign_hs(Algorithm::HS512, HS256_SECRET, &claims("cs-hs256", "u1"))),
+        ("other private key", sign_rs(Algorithm::RS256, OTHER_RSA_PRIVATE, &claims("cs-rs256", "u1"))),
         (
             "expired",
             sign_hs(
@@ -120,49 +76,14 @@ async fn refused_tokens() {
                 &json!({"appId": "cs-hs256", "userIdentity": "u1", "nbf": now() + 3600}),
             ),
         ),
-        (
-            "userIdentity mismatch",
-            sign_hs(
-                Algorithm::HS256,
-                HS256_SECRET,
-                &claims("cs-hs256", "someone-else"),
-            ),
-        ),
-        (
-            "unknown appId",
-            sign_hs(Algorithm::HS256, HS256_SECRET, &claims("cs-nobody", "u1")),
-        ),
-        (
-            "no appId",
-            sign_hs(
-                Algorithm::HS256,
-                HS256_SECRET,
-                &json!({"userIdentity": "u1"}),
-            ),
-        ),
-        (
-            "app of another bot",
-            sign_hs(
-                Algorithm::HS256,
-                OTHER_ONLY_SECRET,
-                &claims("cs-other", "u1"),
-            ),
-        ),
-        (
-            "same clientId, other bot's secret",
-            sign_hs(
-                Algorithm::HS256,
-                OTHER_BOT_SECRET,
-                &claims("cs-hs256", "u1"),
-            ),
-        ),
+        ("userIdentity mismatch", sign_hs(Algorithm::HS256, HS256_SECRET, &claims("cs-hs256", "someone-else"))),
+        ("unknown appId", sign_hs(Algorithm::HS256, HS256_SECRET, &claims("cs-nobody", "u1"))),
+        ("no appId", sign_hs(Algorithm::HS256, HS256_SECRET, &json!({"userIdentity": "u1"}))),
+        ("app of another bot", sign_hs(Algorithm::HS256, OTHER_ONLY_SECRET, &claims("cs-other", "u1"))),
+        ("same clientId, other bot's secret", sign_hs(Algorithm::HS256, OTHER_BOT_SECRET, &claims("cs-hs256", "u1"))),
         (
             "app not bound to this instance",
-            sign_hs(
-                Algorithm::HS256,
-                RESTRICTED_SECRET,
-                &claims("cs-restricted", "u1"),
-            ),
+            sign_hs(Algorithm::HS256, RESTRICTED_SECRET, &claims("cs-restricted", "u1")),
         ),
         ("not a JWT", "not-a-token".to_string()),
     ];
@@ -177,11 +98,7 @@ async fn refused_tokens() {
 async fn alg_none_is_refused() {
     let server = Server::start(Backend::Memory).await;
     for alg in ["none", "None", "NONE"] {
-        let token = format!(
-            "{}.{}.",
-            b64(&json!({"alg": alg, "typ": "JWT"})),
-            b64(&claims("cs-hs256", "u1"))
-        );
+        let token = format!("{}.{}.", b64(&json!({"alg": alg, "typ": "JWT"})), b64(&claims("cs-hs256", "u1")));
         expect_401(&server, &v2_path(TEST_BOT), &token, &message(Some("u1"))).await;
     }
 }
@@ -192,12 +109,7 @@ async fn missing_or_malformed_authorization() {
     let url = v2_path(TEST_BOT);
     let body = message(Some("u1"));
     let token = hs256_token("u1");
-    let variants = [
-        None,
-        Some(format!("Basic {token}")),
-        Some("bearer ".to_string()),
-        Some(token.clone()),
-    ];
+    let variants = [None, Some(format!("Basic {token}")), Some("bearer ".to_string()), Some(token.clone())];
     for header in variants {
         let mut request = server.request(reqwest::Method::POST, &url).json(&body);
         if let Some(header) = &header {
@@ -220,11 +132,7 @@ async fn missing_or_malformed_authorization() {
 #[tokio::test]
 async fn token_for_the_instance_that_binds_the_app() {
     let server = Server::start(Backend::Memory).await;
-    let token = sign_hs(
-        Algorithm::HS256,
-        RESTRICTED_SECRET,
-        &claims("cs-restricted", "u1"),
-    );
+    let token = sign_hs(Algorithm::HS256, RESTRICTED_SECRET, &claims("cs-restricted", "u1"));
     let path = format!("{}/hookInstance/second", v2_path(TEST_BOT));
     let reply = server.post(&path, &token, &message(Some("u1"))).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -233,11 +141,8 @@ async fn token_for_the_instance_that_binds_the_app() {
 #[tokio::test]
 async fn iss_names_the_app_when_app_id_is_absent() {
     let server = Server::start(Backend::Memory).await;
-    let token = sign_hs(
-        Algorithm::HS256,
-        HS256_SECRET,
-        &json!({"iss": "cs-hs256", "sub": "x", "userIdentity": "v1user"}),
-    );
+    let token =
+        sign_hs(Algorithm::HS256, HS256_SECRET, &json!({"iss": "cs-hs256", "sub": "x", "userIdentity": "v1user"}));
     let body = json!({"message": {"text": "hello"}, "from": {"id": "v1user"}});
     let reply = server.post(&v1_path(TEST_BOT), &token, &body).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -249,11 +154,7 @@ async fn user_identity_rules_without_anonymous_users() {
     let server = Server::start(Backend::Memory).await;
     let path = v2_path(TEST_BOT);
     // Present and equal: fine (covered above). Token without userIdentity: refused.
-    let no_identity = sign_hs(
-        Algorithm::HS256,
-        HS256_SECRET,
-        &json!({"appId": "cs-hs256", "sub": "1"}),
-    );
+    let no_identity = sign_hs(Algorithm::HS256, HS256_SECRET, &json!({"appId": "cs-hs256", "sub": "1"}));
     expect_401(&server, &path, &no_identity, &message(Some("u1"))).await;
     // Request without from.id: refused.
     let reply = server.post(&path, &hs256_token("u1"), &message(None)).await;
@@ -269,21 +170,13 @@ async fn user_identity_rules_with_anonymous_users() {
 
     // userIdentity absent: from.id is the user.
     let token = sign(json!({"appId": "cs-anon", "sub": "1"}));
-    let reply = server
-        .post(&path, &token, &message(Some("from-user")))
-        .await;
-    assert_eq!(
-        (reply.status, reply.body["to"].clone()),
-        (200, json!("from-user"))
-    );
+    let reply = server.post(&path, &token, &message(Some("from-user"))).await;
+    assert_eq!((reply.status, reply.body["to"].clone()), (200, json!("from-user")));
 
     // from.id absent: userIdentity is the user.
     let token = sign(json!({"appId": "cs-anon", "userIdentity": "token-user"}));
     let reply = server.post(&path, &token, &message(None)).await;
-    assert_eq!(
-        (reply.status, reply.body["to"].clone()),
-        (200, json!("token-user"))
-    );
+    assert_eq!((reply.status, reply.body["to"].clone()), (200, json!("token-user")));
 
     // Present and different: still refused.
     let token = sign(json!({"appId": "cs-anon", "userIdentity": "token-user"}));
@@ -293,14 +186,8 @@ async fn user_identity_rules_with_anonymous_users() {
     let token = sign(json!({"appId": "cs-anon"}));
     let first = server.post(&path, &token, &message(None)).await;
     let second = server.post(&path, &token, &message(None)).await;
-    let (a, b) = (
-        first.body["to"].as_str().unwrap(),
-        second.body["to"].as_str().unwrap(),
-    );
-    assert!(
-        a.starts_with("anonymous-") && b.starts_with("anonymous-") && a != b,
-        "{a} {b}"
-    );
+    let (a, b) = (first.body["to"].as_str().unwrap(), second.body["to"].as_str().unwrap());
+    assert!(a.starts_with("anonymous-") && b.starts_with("anonymous-") && a != b, "{a} {b}");
 }
 
 #[tokio::test]
@@ -316,16 +203,9 @@ async fn botmeta_answers_name_and_icon_to_the_bots_apps_only() {
     };
     let reply = get(TEST_BOT, hs256_token("u1")).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    assert_eq!(
-        reply.body,
-        json!({"name": "Test Bot", "icon": "https://example.com/test-bot.png"})
-    );
+    assert_eq!(reply.body, json!({"name": "Test Bot", "icon": "https://example.com/test-bot.png"}));
 
-    let foreign = sign_hs(
-        Algorithm::HS256,
-        OTHER_ONLY_SECRET,
-        &claims("cs-other", "u1"),
-    );
+    let foreign = sign_hs(Algorithm::HS256, OTHER_ONLY_SECRET, &claims("cs-other", "u1"));
     let reply = get(TEST_BOT, foreign).await;
     assert_eq!(reply.status, 401);
     assert_eq!(reply.error_msg(), "Invalid Access token");

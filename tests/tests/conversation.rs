@@ -11,44 +11,20 @@ use serde_json::json;
 async fn questions_validate_save_and_template(backend: Backend) {
     let server = Server::start(backend).await;
     let u = "alice";
-    assert_eq!(
-        server.say(u, "I want to register").await.texts(),
-        ["Your name?"]
-    );
+    assert_eq!(server.say(u, "I want to register").await.texts(), ["Your name?"]);
     assert_eq!(server.say(u, "Alice").await.texts(), ["Your email?"]);
-    assert_eq!(
-        server.say(u, "not an email").await.texts(),
-        ["That is not an email address.", "Your email?"]
-    );
-    assert_eq!(
-        server.say(u, "alice@example.com").await.texts(),
-        ["Your phone?"]
-    );
+    assert_eq!(server.say(u, "not an email").await.texts(), ["That is not an email address.", "Your email?"]);
+    assert_eq!(server.say(u, "alice@example.com").await.texts(), ["Your phone?"]);
     assert_eq!(
         server.say(u, "call me").await.texts(),
-        [
-            "Sorry, that doesn't look like a valid phone number.",
-            "Your phone?"
-        ]
+        ["Sorry, that doesn't look like a valid phone number.", "Your phone?"]
     );
-    assert_eq!(
-        server.say(u, "+44 20 7946 0958").await.texts(),
-        ["Your age?"]
-    );
+    assert_eq!(server.say(u, "+44 20 7946 0958").await.texts(), ["Your age?"]);
     assert_eq!(server.say(u, "forty").await.texts()[1], "Your age?");
-    assert_eq!(
-        server.say(u, "40").await.texts(),
-        ["Which plan? (1) basic (2) premium"]
-    );
-    assert_eq!(
-        server.say(u, "platinum").await.texts()[1],
-        "Which plan? (1) basic (2) premium"
-    );
+    assert_eq!(server.say(u, "40").await.texts(), ["Which plan? (1) basic (2) premium"]);
+    assert_eq!(server.say(u, "platinum").await.texts()[1], "Which plan? (1) basic (2) premium");
     let done = server.say(u, "GOLD").await;
-    assert_eq!(
-        done.texts(),
-        ["Signed up Alice <alice@example.com> +442079460958, age 40, plan premium."]
-    );
+    assert_eq!(done.texts(), ["Signed up Alice <alice@example.com> +442079460958, age 40, plan premium."]);
     assert_eq!(
         (
             &done.body["endOfTask"],
@@ -56,27 +32,16 @@ async fn questions_validate_save_and_template(backend: Backend) {
             &done.body["completedTaskId"],
             &done.body["completedTaskName"]
         ),
-        (
-            &json!(true),
-            &json!("Fulfilled"),
-            &json!("signup"),
-            &json!("sign up")
-        )
+        (&json!(true), &json!("Fulfilled"), &json!("signup"), &json!("sign up"))
     );
     // Collected values stay in the session for later tasks.
-    assert_eq!(
-        server.say(u, "who am i").await.texts()[0],
-        "name=Alice first= id=alice"
-    );
+    assert_eq!(server.say(u, "who am i").await.texts()[0], "name=Alice first= id=alice");
 }
 
 async fn cancel_interrupt_and_fallback(backend: Backend) {
     let server = Server::start(backend).await;
     let u = "bob";
-    assert_eq!(
-        server.say(u, "nonsense").await.texts(),
-        ["I did not understand."]
-    );
+    assert_eq!(server.say(u, "nonsense").await.texts(), ["I did not understand."]);
     server.say(u, "sign up").await;
     let cancelled = server.say(u, "Cancel").await;
     assert_eq!(cancelled.texts(), ["OK, I've cancelled that."]);
@@ -87,10 +52,7 @@ async fn cancel_interrupt_and_fallback(backend: Backend) {
     let switched = server.say(u, "what's my balance?").await;
     assert_eq!(
         switched.texts(),
-        [
-            "You have $45,000 in your Salary account.",
-            "Let me know if you need any other assistance"
-        ]
+        ["You have $45,000 in your Salary account.", "Let me know if you need any other assistance"]
     );
     // The last task ended in the turn is reported.
     assert_eq!(switched.body["completedTaskId"], "dg-balance");
@@ -100,10 +62,7 @@ async fn cancel_interrupt_and_fallback(backend: Backend) {
     assert_eq!(interrupted.texts(), ["Hello there."]);
     assert_eq!(interrupted.body["completedTaskId"], "greeting");
     // The sign-up is gone: a name is not expected any more.
-    assert_eq!(
-        server.say(u, "Bob").await.texts(),
-        ["I did not understand."]
-    );
+    assert_eq!(server.say(u, "Bob").await.texts(), ["I did not understand."]);
 }
 
 async fn interruption_is_reported_while_the_new_task_waits(backend: Backend) {
@@ -119,12 +78,7 @@ async fn interruption_is_reported_while_the_new_task_waits(backend: Backend) {
             &reply.body["completedTaskId"],
             &reply.body["completedTaskName"]
         ),
-        (
-            &json!(true),
-            &json!("Interrupted"),
-            &json!("signup"),
-            &json!("sign up")
-        )
+        (&json!(true), &json!("Interrupted"), &json!("signup"), &json!("sign up"))
     );
     // The new task runs on; the old one is gone.
     let reply = server.say("carol", "5").await;
@@ -137,10 +91,7 @@ async fn the_same_task_s_trigger_answers_its_question(backend: Backend) {
     server.say("cleo", "sign up").await;
     server.say("cleo", "Cleo").await;
     let reply = server.say("cleo", "sign up").await;
-    assert_eq!(
-        reply.texts(),
-        ["That is not an email address.", "Your email?"]
-    );
+    assert_eq!(reply.texts(), ["That is not an email address.", "Your email?"]);
     assert_eq!(reply.body["endOfTask"], false);
 }
 
@@ -148,9 +99,7 @@ async fn new_session_and_idle_timeout_end_the_task(backend: Backend) {
     let server = Server::start(backend).await;
     server.say("dave", "sign up").await;
     let body = json!({"session": {"new": true}, "message": {"type": "text", "val": "Dave"}, "from": {"id": "dave"}});
-    let reply = server
-        .post(&v2_path(TEST_BOT), &hs256_token("dave"), &body)
-        .await;
+    let reply = server.post(&v2_path(TEST_BOT), &hs256_token("dave"), &body).await;
     assert_eq!(reply.texts(), ["I did not understand."]);
 
     // A session idle past the bot's timeout (15 minutes) is over.
@@ -161,27 +110,15 @@ async fn new_session_and_idle_timeout_end_the_task(backend: Backend) {
             started_at: 0,
             last_active_at: (now() - 16 * 60) * 1000,
             language: "en".into(),
-            task: Some(ActiveTask {
-                task_id: "signup".into(),
-                node_id: "ask_name".into(),
-                retries: 0,
-            }),
+            task: Some(ActiveTask { task_id: "signup".into(), node_id: "ask_name".into(), retries: 0 }),
             ..Session::default()
         }),
         next_seq: 0,
         ..Conversation::default()
     };
-    let write = TurnWrite {
-        conversation: &stale,
-        expected_version: 0,
-        log: &[],
-        expires_at: now() + 3600,
-    };
+    let write = TurnWrite { conversation: &stale, expected_version: 0, log: &[], expires_at: now() + 3600 };
     server.store.save_turn(&key, write).await.unwrap();
-    assert_eq!(
-        server.say("erin", "Erin").await.texts(),
-        ["I did not understand."]
-    );
+    assert_eq!(server.say("erin", "Erin").await.texts(), ["I did not understand."]);
 
     // ...while a recent one goes on.
     let fresh = Conversation {
@@ -193,12 +130,7 @@ async fn new_session_and_idle_timeout_end_the_task(backend: Backend) {
         ..stale.clone()
     };
     let key = ConversationKey::new(TEST_BOT, "frank");
-    let write = TurnWrite {
-        conversation: &fresh,
-        expected_version: 0,
-        log: &[],
-        expires_at: now() + 3600,
-    };
+    let write = TurnWrite { conversation: &fresh, expected_version: 0, log: &[], expires_at: now() + 3600 };
     server.store.save_turn(&key, write).await.unwrap();
     assert_eq!(server.say("frank", "Frank").await.texts(), ["Your email?"]);
 }
@@ -215,37 +147,18 @@ async fn tags_user_info_and_custom_data(backend: Backend) {
         },
         "customData": {"customText": "from the IVR"}
     });
-    let reply = server
-        .post(&v2_path(TEST_BOT), &hs256_token("gina"), &body)
-        .await;
-    assert_eq!(
-        reply.texts(),
-        [
-            "name= first=Gina id=gina",
-            "tier=gold channel=ivr custom=from the IVR"
-        ]
-    );
+    let reply = server.post(&v2_path(TEST_BOT), &hs256_token("gina"), &body).await;
+    assert_eq!(reply.texts(), ["name= first=Gina id=gina", "tier=gold channel=ivr custom=from the IVR"]);
 
     // User info and tags are remembered; the session tag ends with the session.
-    let body = json!({"session": {"new": true}, "message": {"type": "text", "val": "who am i"}, "from": {"id": "gina"}});
-    let reply = server
-        .post(&v2_path(TEST_BOT), &hs256_token("gina"), &body)
-        .await;
-    assert_eq!(
-        reply.texts(),
-        ["name= first=Gina id=gina", "tier=gold channel= custom="]
-    );
+    let body =
+        json!({"session": {"new": true}, "message": {"type": "text", "val": "who am i"}, "from": {"id": "gina"}});
+    let reply = server.post(&v2_path(TEST_BOT), &hs256_token("gina"), &body).await;
+    assert_eq!(reply.texts(), ["name= first=Gina id=gina", "tier=gold channel= custom="]);
 
     // Message tags are kept with the message in the log.
-    let log = server
-        .store
-        .read_log(&ConversationKey::new(TEST_BOT, "gina"), None, 100)
-        .await
-        .unwrap();
-    assert_eq!(
-        log[0].body["messageLevelTags"],
-        json!([{"name": "intent", "value": "profile"}])
-    );
+    let log = server.store.read_log(&ConversationKey::new(TEST_BOT, "gina"), None, 100).await.unwrap();
+    assert_eq!(log[0].body["messageLevelTags"], json!([{"name": "intent", "value": "profile"}]));
 }
 
 async fn v1_conversation_on_an_instance(backend: Backend) {
@@ -259,10 +172,7 @@ async fn v1_conversation_on_an_instance(backend: Backend) {
         async move { server.post(&path, &token, &body).await }
     };
     let reply = say("sign up").await;
-    assert_eq!(
-        reply.body,
-        json!({"text": "Your name?", "endOfTask": false})
-    );
+    assert_eq!(reply.body, json!({"text": "Your name?", "endOfTask": false}));
     let reply = say("Hal").await;
     assert_eq!(reply.body["text"], "Your email?");
 }
@@ -271,11 +181,7 @@ async fn every_message_is_logged_in_order(backend: Backend) {
     let server = Server::start(backend).await;
     server.say("ivy", "hello").await;
     let balance = server.say("ivy", "balance").await;
-    let log = server
-        .store
-        .read_log(&ConversationKey::new(TEST_BOT, "ivy"), None, 100)
-        .await
-        .unwrap();
+    let log = server.store.read_log(&ConversationKey::new(TEST_BOT, "ivy"), None, 100).await.unwrap();
     let seqs: Vec<u64> = log.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, [0, 1, 2, 3, 4]);
     let directions: Vec<Direction> = log.iter().map(|e| e.direction).collect();
@@ -283,17 +189,10 @@ async fn every_message_is_logged_in_order(backend: Backend) {
     assert_eq!(directions, [In, Out, In, Out, Out]);
     assert_eq!(log[2].body["request"]["message"]["val"], "balance");
     // What was answered is what was logged, with the same messageIds.
-    assert_eq!(
-        log[3].message_id,
-        balance.body["data"][0]["messageId"].as_str().unwrap()
-    );
+    assert_eq!(log[3].message_id, balance.body["data"][0]["messageId"].as_str().unwrap());
     assert_eq!(log[4].body, balance.body["data"][1]);
     // Reading after a seq returns only what follows.
-    let tail = server
-        .store
-        .read_log(&ConversationKey::new(TEST_BOT, "ivy"), Some(2), 100)
-        .await
-        .unwrap();
+    let tail = server.store.read_log(&ConversationKey::new(TEST_BOT, "ivy"), Some(2), 100).await.unwrap();
     assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4]);
 }
 
@@ -310,25 +209,13 @@ async fn fifty_concurrent_messages_from_one_user(backend: Backend) {
         assert_eq!(reply.status, 200, "{}", reply.body);
         assert_eq!(reply.texts(), [format!("pong ping {i}")]);
     }
-    let log = server
-        .store
-        .read_log(&ConversationKey::new(TEST_BOT, "jack"), None, 1000)
-        .await
-        .unwrap();
+    let log = server.store.read_log(&ConversationKey::new(TEST_BOT, "jack"), None, 1000).await.unwrap();
     assert_eq!(log.len(), 100);
-    assert_eq!(
-        log.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        (0..100).collect::<Vec<_>>()
-    );
+    assert_eq!(log.iter().map(|e| e.seq).collect::<Vec<_>>(), (0..100).collect::<Vec<_>>());
     let mut asked: Vec<String> = log
         .iter()
         .filter(|e| e.direction == Direction::In)
-        .map(|e| {
-            e.body["request"]["message"]["val"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+        .map(|e| e.body["request"]["message"]["val"].as_str().unwrap().to_string())
         .collect();
     asked.sort();
     let mut expected: Vec<String> = (0..50).map(|i| format!("ping {i}")).collect();
@@ -338,10 +225,7 @@ async fn fifty_concurrent_messages_from_one_user(backend: Backend) {
     for pair in log.chunks(2) {
         assert_eq!(
             pair[1].body["val"].as_str().unwrap(),
-            format!(
-                "pong {}",
-                pair[0].body["request"]["message"]["val"].as_str().unwrap()
-            )
+            format!("pong {}", pair[0].body["request"]["message"]["val"].as_str().unwrap())
         );
     }
 }
@@ -361,10 +245,7 @@ async fn fifty_users_in_parallel_keep_their_own_state(backend: Backend) {
         .collect();
     for (i, task) in tasks.into_iter().enumerate() {
         let reply = task.await.unwrap();
-        assert_eq!(
-            reply.texts()[0],
-            format!("name=Name {i} first= id=user-{i}")
-        );
+        assert_eq!(reply.texts()[0], format!("name=Name {i} first= id=user-{i}"));
     }
 }
 
@@ -372,11 +253,7 @@ async fn bots_do_not_share_users(backend: Backend) {
     let server = Server::start(backend).await;
     server.say("kim", "sign up").await;
     server.say("kim", "Kim").await;
-    let token = sign_hs(
-        jsonwebtoken::Algorithm::HS256,
-        OTHER_ONLY_SECRET,
-        &claims("cs-other", "kim"),
-    );
+    let token = sign_hs(jsonwebtoken::Algorithm::HS256, OTHER_ONLY_SECRET, &claims("cs-other", "kim"));
     let body = json!({"message": {"type": "text", "val": "who am i"}, "from": {"id": "kim"}});
     let reply = server.post(&v2_path(OTHER_BOT), &token, &body).await;
     assert_eq!(reply.texts(), ["name="]);

@@ -15,12 +15,7 @@ fn shipped_bots_load_in_deployed_mode() {
             files += 1;
             let source = std::fs::read_to_string(&path).unwrap();
             let secret = |_: &str| Some("a-deployment-secret-of-at-least-32-bytes".to_string());
-            let (bot, diagnostics) = check(
-                &path.display().to_string(),
-                &source,
-                Purpose::Deployed,
-                &secret,
-            );
+            let (bot, diagnostics) = check(&path.display().to_string(), &source, Purpose::Deployed, &secret);
             assert!(bot.is_some(), "{diagnostics:?}");
             assert!(diagnostics.iter().all(|d| d.severity != Severity::Error));
         }
@@ -32,11 +27,6 @@ fn shipped_bots_load_in_deployed_mode() {
 fn a_folder_without_definitions_is_an_error() {
     let empty = std::env::temp_dir().join(format!("hookline-empty-{}", std::process::id()));
     std::fs::create_dir_all(&empty).unwrap();
-    let error = Registry::load(&empty, Purpose::Deployed)
-        .err()
-        .expect("refused");
-    assert!(
-        error.to_string().contains("no bot definition files"),
-        "{error}"
-    );
+    let error = Registry::load(&empty, Purpose::Deployed).err().expect("refused");
+    assert!(error.to_string().contains("no bot definition files"), "{error}");
 }

@@ -27,11 +27,7 @@ impl Intercept for Recorder {
         _: &RuntimeComponents,
         _: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let target = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .unwrap_or("?");
+        let target = context.request().headers().get("x-amz-target").unwrap_or("?");
         let operation = target.rsplit('.').next().unwrap_or(target).to_string();
         self.0.lock().unwrap().push(operation);
         Ok(())
@@ -47,11 +43,7 @@ impl Recorder {
 async fn recorded_store() -> (Arc<DynamoStore>, Recorder, String) {
     let recorder = Recorder::default();
     let client = dynamodb_client().await;
-    let config = client
-        .config()
-        .to_builder()
-        .interceptor(recorder.clone())
-        .build();
+    let config = client.config().to_builder().interceptor(recorder.clone()).build();
     let (store, table) = dynamo_store(aws_sdk_dynamodb::Client::from_conf(config)).await;
     recorder.take();
     (Arc::new(store), recorder, table)
@@ -64,11 +56,7 @@ async fn a_plain_text_turn_is_one_read_and_one_transactional_write() {
     for text in ["hello", "balance", "sign up", "Zoe", "not-an-email"] {
         let reply = server.say("zoe", text).await;
         assert_eq!(reply.status, 200);
-        assert_eq!(
-            recorder.take(),
-            ["GetItem", "TransactWriteItems"],
-            "turn {text:?}"
-        );
+        assert_eq!(recorder.take(), ["GetItem", "TransactWriteItems"], "turn {text:?}");
     }
 }
 
@@ -79,12 +67,7 @@ async fn items_are_keyed_by_bot_and_user_and_expire() {
     let server = Server::start_with(Arc::new(store), Settings::default()).await;
     server.say("yuri", "balance").await;
 
-    let ttl = client
-        .describe_time_to_live()
-        .table_name(&table)
-        .send()
-        .await
-        .unwrap();
+    let ttl = client.describe_time_to_live().table_name(&table).send().await.unwrap();
     let ttl = ttl.time_to_live_description().unwrap();
     assert_eq!(ttl.attribute_name(), Some("expiresAt"));
 
@@ -92,46 +75,20 @@ async fn items_are_keyed_by_bot_and_user_and_expire() {
         .query()
         .table_name(&table)
         .key_condition_expression("pk = :pk")
-        .expression_attribute_values(
-            ":pk",
-            AttributeValue::S(format!("BOT#{TEST_BOT}#USER#yuri")),
-        )
+        .expression_attribute_values(":pk", AttributeValue::S(format!("BOT#{TEST_BOT}#USER#yuri")))
         .send()
         .await
         .unwrap();
-    let sks: Vec<&str> = items
-        .items()
-        .iter()
-        .map(|i| i["sk"].as_s().unwrap().as_str())
-        .collect();
-    assert_eq!(
-        sks,
-        [
-            "MSG#000000000000",
-            "MSG#000000000001",
-            "MSG#000000000002",
-            "SESSION"
-        ]
-    );
+    let sks: Vec<&str> = items.items().iter().map(|i| i["sk"].as_s().unwrap().as_str()).collect();
+    assert_eq!(sks, ["MSG#000000000000", "MSG#000000000001", "MSG#000000000002", "SESSION"]);
     // Log entries expire after the retention (30 days); the conversation item
     // a day later, so its seq counter outlives them.
     for item in items.items() {
-        let days = if item["sk"].as_s().unwrap() == "SESSION" {
-            31
-        } else {
-            30
-        };
+        let days = if item["sk"].as_s().unwrap() == "SESSION" { 31 } else { 30 };
         let expires: i64 = item["expiresAt"].as_n().unwrap().parse().unwrap();
-        assert!(
-            (expires - (now() + days * 86_400)).abs() < 120,
-            "expiresAt {expires}"
-        );
+        assert!((expires - (now() + days * 86_400)).abs() < 120, "expiresAt {expires}");
     }
-    let session = items
-        .items()
-        .iter()
-        .find(|i| i["sk"].as_s().unwrap() == "SESSION")
-        .unwrap();
+    let session = items.items().iter().find(|i| i["sk"].as_s().unwrap() == "SESSION").unwrap();
     assert_eq!(session["version"].as_n().unwrap(), "1");
     assert_eq!(session["nextSeq"].as_n().unwrap(), "3");
 }
@@ -140,10 +97,7 @@ async fn items_are_keyed_by_bot_and_user_and_expire() {
 async fn creating_an_existing_table_is_fine() {
     let client = dynamodb_client().await;
     let (_, table) = dynamo_store(client.clone()).await;
-    DynamoStore::new(client, &table)
-        .create_table()
-        .await
-        .unwrap();
+    DynamoStore::new(client, &table).create_table().await.unwrap();
 }
 
 /// Several processes (as Lambda instances would be) serve the same user at
@@ -157,9 +111,7 @@ async fn many_processes_writing_one_conversation_lose_nothing() {
     let mut servers = Vec::new();
     for _ in 0..PROCESSES {
         let store = Arc::new(DynamoStore::new(client.clone(), &table));
-        servers.push(Arc::new(
-            Server::start_with(store, Settings::default()).await,
-        ));
+        servers.push(Arc::new(Server::start_with(store, Settings::default()).await));
     }
     let tasks: Vec<_> = (0..MESSAGES)
         .map(|i| {
@@ -172,26 +124,12 @@ async fn many_processes_writing_one_conversation_lose_nothing() {
         assert_eq!(reply.status, 200, "{}", reply.body);
         assert_eq!(reply.texts(), [format!("pong ping {i}")]);
     }
-    let log = servers[0]
-        .store
-        .read_log(&ConversationKey::new(TEST_BOT, "max"), None, 1000)
-        .await
-        .unwrap();
+    let log = servers[0].store.read_log(&ConversationKey::new(TEST_BOT, "max"), None, 1000).await.unwrap();
     let expected: Vec<u64> = (0..2 * MESSAGES as u64).collect();
-    assert_eq!(
-        log.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        expected,
-        "{log:#?}"
-    );
-    assert_eq!(
-        log.iter().filter(|e| e.direction == Direction::In).count(),
-        MESSAGES
-    );
+    assert_eq!(log.iter().map(|e| e.seq).collect::<Vec<_>>(), expected, "{log:#?}");
+    assert_eq!(log.iter().filter(|e| e.direction == Direction::In).count(), MESSAGES);
     for pair in log.chunks(2) {
-        assert_eq!(
-            (pair[0].direction, pair[1].direction),
-            (Direction::In, Direction::Out)
-        );
+        assert_eq!((pair[0].direction, pair[1].direction), (Direction::In, Direction::Out));
     }
 }
 
@@ -218,30 +156,14 @@ async fn an_expired_conversation_reads_as_empty() {
         session_id: None,
         body: serde_json::Value::Null,
     }];
-    let write = TurnWrite {
-        conversation: &conversation,
-        expected_version: version,
-        log: &log,
-        expires_at: now() - 2 * 86_400,
-    };
+    let write =
+        TurnWrite { conversation: &conversation, expected_version: version, log: &log, expires_at: now() - 2 * 86_400 };
     store.save_turn(&key, write).await.unwrap();
 
     let expired = store.load(&key).await.unwrap().unwrap();
-    assert_eq!(
-        (expired.version, expired.next_seq, expired.session),
-        (version + 1, 3, None)
-    );
+    assert_eq!((expired.version, expired.next_seq, expired.session), (version + 1, 3, None));
     // The task is gone, and the next turn carries on the seq.
-    assert_eq!(
-        server.say("old", "Olga").await.texts(),
-        ["I did not understand."]
-    );
-    let seqs: Vec<u64> = store
-        .read_log(&key, Some(2), 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.seq)
-        .collect();
+    assert_eq!(server.say("old", "Olga").await.texts(), ["I did not understand."]);
+    let seqs: Vec<u64> = store.read_log(&key, Some(2), 10).await.unwrap().iter().map(|e| e.seq).collect();
     assert_eq!(seqs, [3, 4]);
 }

@@ -12,10 +12,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 async fn post_raw(server: &Server, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Reply {
-    let mut request = server
-        .request(Method::POST, path)
-        .header("Authorization", format!("bearer {}", hs256_token("u1")))
-        .body(body);
+    let mut request =
+        server.request(Method::POST, path).header("Authorization", format!("bearer {}", hs256_token("u1"))).body(body);
     if let Some(content_type) = content_type {
         request = request.header("Content-Type", content_type);
     }
@@ -29,51 +27,15 @@ async fn invalid_payloads_are_400() {
     let v1 = format!("{}/hookInstance/voice", v1_path(TEST_BOT));
     let cases: Vec<(&str, &str, Value)> = vec![
         ("v2: no message", &v2, json!({"from": {"id": "u1"}})),
-        (
-            "v2: message not an object",
-            &v2,
-            json!({"message": "hi", "from": {"id": "u1"}}),
-        ),
-        (
-            "v2: no type",
-            &v2,
-            json!({"message": {"val": "hi"}, "from": {"id": "u1"}}),
-        ),
-        (
-            "v2: unknown type",
-            &v2,
-            json!({"message": {"type": "audio", "val": "hi"}, "from": {"id": "u1"}}),
-        ),
-        (
-            "v2: no val",
-            &v2,
-            json!({"message": {"type": "text"}, "from": {"id": "u1"}}),
-        ),
-        (
-            "v2: text val not a string",
-            &v2,
-            json!({"message": {"type": "text", "val": 42}, "from": {"id": "u1"}}),
-        ),
-        (
-            "v2: blank text",
-            &v2,
-            json!({"message": {"type": "text", "val": "  "}, "from": {"id": "u1"}}),
-        ),
-        (
-            "v2: template val a string",
-            &v2,
-            json!({"message": {"type": "template", "val": "x"}, "from": {"id": "u1"}}),
-        ),
-        (
-            "v2: formData val a string",
-            &v2,
-            json!({"message": {"type": "formData", "val": "x"}, "from": {"id": "u1"}}),
-        ),
-        (
-            "v2: unknown event",
-            &v2,
-            json!({"message": {"type": "event", "val": "ON_DISCONNECT"}, "from": {"id": "u1"}}),
-        ),
+        ("v2: message not an object", &v2, json!({"message": "hi", "from": {"id": "u1"}})),
+        ("v2: no type", &v2, json!({"message": {"val": "hi"}, "from": {"id": "u1"}})),
+        ("v2: unknown type", &v2, json!({"message": {"type": "audio", "val": "hi"}, "from": {"id": "u1"}})),
+        ("v2: no val", &v2, json!({"message": {"type": "text"}, "from": {"id": "u1"}})),
+        ("v2: text val not a string", &v2, json!({"message": {"type": "text", "val": 42}, "from": {"id": "u1"}})),
+        ("v2: blank text", &v2, json!({"message": {"type": "text", "val": "  "}, "from": {"id": "u1"}})),
+        ("v2: template val a string", &v2, json!({"message": {"type": "template", "val": "x"}, "from": {"id": "u1"}})),
+        ("v2: formData val a string", &v2, json!({"message": {"type": "formData", "val": "x"}, "from": {"id": "u1"}})),
+        ("v2: unknown event", &v2, json!({"message": {"type": "event", "val": "ON_DISCONNECT"}, "from": {"id": "u1"}})),
         (
             "v2: attachments on an event",
             &v2,
@@ -94,11 +56,7 @@ async fn invalid_payloads_are_400() {
             &v2,
             json!({"message": {"type": "text", "val": "see", "attachments": {"url": "https://x.io"}}, "from": {"id": "u1"}}),
         ),
-        (
-            "v2: from.id a number",
-            &v2,
-            json!({"message": {"type": "text", "val": "hi"}, "from": {"id": 7}}),
-        ),
+        ("v2: from.id a number", &v2, json!({"message": {"type": "text", "val": "hi"}, "from": {"id": 7}})),
         (
             "v2: session.new a string",
             &v2,
@@ -129,16 +87,8 @@ async fn invalid_payloads_are_400() {
             &v2,
             json!({"message": {"type": "text", "val": "hi"}, "from": {"id": "u".repeat(300)}}),
         ),
-        (
-            "v1: no text",
-            &v1,
-            json!({"message": {}, "from": {"id": "u1"}}),
-        ),
-        (
-            "v1: text not a string",
-            &v1,
-            json!({"message": {"text": ["a"]}, "from": {"id": "u1"}}),
-        ),
+        ("v1: no text", &v1, json!({"message": {}, "from": {"id": "u1"}})),
+        ("v1: text not a string", &v1, json!({"message": {"text": ["a"]}, "from": {"id": "u1"}})),
         (
             "v1: attachment without url or fileId",
             &v1,
@@ -149,16 +99,9 @@ async fn invalid_payloads_are_400() {
         let reply = server.post(path, &hs256_token("u1"), &body).await;
         assert_eq!(reply.status, 400, "{case}: {}", reply.body);
         assert_eq!(reply.error_msg(), "Invalid Request Payload", "{case}");
-        assert!(
-            reply.body["errors"][0]["detail"].is_string(),
-            "{case}: says what is wrong"
-        );
+        assert!(reply.body["errors"][0]["detail"].is_string(), "{case}: says what is wrong");
     }
-    for (case, bytes) in [
-        ("not JSON", &b"{\"message\":"[..]),
-        ("JSON array", b"[1,2]"),
-        ("empty", b""),
-    ] {
+    for (case, bytes) in [("not JSON", &b"{\"message\":"[..]), ("JSON array", b"[1,2]"), ("empty", b"")] {
         let reply = post_raw(&server, &v2, Some("application/json"), bytes.to_vec()).await;
         assert_eq!(reply.status, 400, "{case}: {}", reply.body);
         assert_eq!(reply.error_msg(), "Invalid Request Payload");
@@ -169,9 +112,7 @@ async fn invalid_payloads_are_400() {
 async fn unknown_fields_are_ignored() {
     let server = Server::start(Backend::Memory).await;
     let body = json!({"message": {"type": "text", "val": "hello", "extra": 1}, "from": {"id": "u1", "nick": "x"}, "whatever": {"a": 1}});
-    let reply = server
-        .post(&v2_path(TEST_BOT), &hs256_token("u1"), &body)
-        .await;
+    let reply = server.post(&v2_path(TEST_BOT), &hs256_token("u1"), &body).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
 }
 
@@ -205,15 +146,10 @@ async fn wrong_method_is_405() {
 
 #[tokio::test]
 async fn oversized_body_is_413() {
-    let settings = Settings {
-        max_body_bytes: 1024,
-        ..Settings::default()
-    };
+    let settings = Settings { max_body_bytes: 1024, ..Settings::default() };
     let server = Server::start_with(store(Backend::Memory).await, settings).await;
     let body = json!({"message": {"type": "text", "val": "x".repeat(2000)}, "from": {"id": "u1"}});
-    let reply = server
-        .post(&v2_path(TEST_BOT), &hs256_token("u1"), &body)
-        .await;
+    let reply = server.post(&v2_path(TEST_BOT), &hs256_token("u1"), &body).await;
     assert_eq!(reply.status, 413, "{}", reply.body);
     assert_eq!(reply.error_msg(), "Request payload too large");
 
@@ -228,11 +164,8 @@ async fn oversized_body_is_413() {
     assert_eq!(reply.status, 413, "{}", reply.body);
 }
 
-fn futures_stream(
-    bytes: Vec<u8>,
-) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> {
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        bytes.chunks(256).map(|c| Ok(c.to_vec())).collect();
+fn futures_stream(bytes: Vec<u8>) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = bytes.chunks(256).map(|c| Ok(c.to_vec())).collect();
     tokio_stream::iter(chunks)
 }
 
@@ -240,22 +173,12 @@ fn futures_stream(
 async fn wrong_content_type_is_415() {
     let server = Server::start(Backend::Memory).await;
     let body = br#"{"message":{"type":"text","val":"hi"},"from":{"id":"u1"}}"#.to_vec();
-    for content_type in [
-        None,
-        Some("text/plain"),
-        Some("application/x-www-form-urlencoded"),
-    ] {
+    for content_type in [None, Some("text/plain"), Some("application/x-www-form-urlencoded")] {
         let reply = post_raw(&server, &v2_path(TEST_BOT), content_type, body.clone()).await;
         assert_eq!(reply.status, 415, "{content_type:?}");
         assert_eq!(reply.error_msg(), "Unsupported Media Type");
     }
-    let reply = post_raw(
-        &server,
-        &v2_path(TEST_BOT),
-        Some("application/json; charset=utf-8"),
-        body,
-    )
-    .await;
+    let reply = post_raw(&server, &v2_path(TEST_BOT), Some("application/json; charset=utf-8"), body).await;
     assert_eq!(reply.status, 200);
 }
 
@@ -271,84 +194,41 @@ async fn every_response_has_a_trace_id_and_cors_headers() {
     )
     .await;
     let error = Server::send(
-        server
-            .request(Method::POST, &v2_path(TEST_BOT))
-            .header("Origin", "https://chat.example.com")
-            .json(&json!({})),
+        server.request(Method::POST, &v2_path(TEST_BOT)).header("Origin", "https://chat.example.com").json(&json!({})),
     )
     .await;
     assert_eq!((ok.status, error.status), (200, 401));
     for reply in [&ok, &error] {
-        assert!(
-            reply.headers["x-trace-id"]
-                .to_str()
-                .unwrap()
-                .starts_with("tr-")
-        );
+        assert!(reply.headers["x-trace-id"].to_str().unwrap().starts_with("tr-"));
         assert_eq!(reply.headers["access-control-allow-origin"], "*");
     }
-    assert_eq!(
-        error.body["_t"],
-        error.headers["x-trace-id"].to_str().unwrap()
-    );
+    assert_eq!(error.body["_t"], error.headers["x-trace-id"].to_str().unwrap());
 }
 
 #[tokio::test]
 async fn cors_preflight_with_configured_origins() {
-    let settings = Settings {
-        cors_origins: vec!["https://chat.example.com".into()],
-        ..Settings::default()
-    };
+    let settings = Settings { cors_origins: vec!["https://chat.example.com".into()], ..Settings::default() };
     let server = Server::start_with(store(Backend::Memory).await, settings).await;
     let preflight = |origin: &'static str, path: String, method: &'static str| {
         server
             .request(Method::OPTIONS, &path)
             .header("Origin", origin)
             .header("Access-Control-Request-Method", method)
-            .header(
-                "Access-Control-Request-Headers",
-                "authorization,content-type",
-            )
+            .header("Access-Control-Request-Headers", "authorization,content-type")
             .send()
     };
     // Kore's SDKs send Authorization and Content-Type on GETs too.
-    for (path, method) in [
-        (v2_path(TEST_BOT), "POST"),
-        (format!("/api/botmeta/{TEST_BOT}"), "GET"),
-    ] {
-        let response = preflight("https://chat.example.com", path, method)
-            .await
-            .unwrap();
+    for (path, method) in [(v2_path(TEST_BOT), "POST"), (format!("/api/botmeta/{TEST_BOT}"), "GET")] {
+        let response = preflight("https://chat.example.com", path, method).await.unwrap();
         assert!(response.status().is_success(), "{}", response.status());
         let headers = response.headers();
-        assert_eq!(
-            headers["access-control-allow-origin"],
-            "https://chat.example.com"
-        );
-        let allowed = headers["access-control-allow-headers"]
-            .to_str()
-            .unwrap()
-            .to_lowercase();
-        assert!(
-            allowed.contains("authorization") && allowed.contains("content-type"),
-            "{allowed}"
-        );
-        assert!(
-            headers["access-control-allow-methods"]
-                .to_str()
-                .unwrap()
-                .contains(method)
-        );
+        assert_eq!(headers["access-control-allow-origin"], "https://chat.example.com");
+        let allowed = headers["access-control-allow-headers"].to_str().unwrap().to_lowercase();
+        assert!(allowed.contains("authorization") && allowed.contains("content-type"), "{allowed}");
+        assert!(headers["access-control-allow-methods"].to_str().unwrap().contains(method));
     }
-    let response = preflight("https://evil.example.net", v2_path(TEST_BOT), "POST")
-        .await
-        .unwrap();
-    assert!(
-        response
-            .headers()
-            .get("access-control-allow-origin")
-            .is_none()
-    );
+    let response = preflight("https://evil.example.net", v2_path(TEST_BOT), "POST").await.unwrap();
+    assert!(response.headers().get("access-control-allow-origin").is_none());
 }
 
 /// The memory store, slowed down: drives the synchronous deadline.
@@ -370,19 +250,12 @@ impl SlowStore {
 
 #[async_trait::async_trait]
 impl Store for SlowStore {
-    async fn load(
-        &self,
-        key: &ConversationKey,
-    ) -> hookline_core::error::Result<Option<Conversation>> {
+    async fn load(&self, key: &ConversationKey) -> hookline_core::error::Result<Option<Conversation>> {
         tokio::time::sleep(self.load_delay).await;
         self.inner.load(key).await
     }
 
-    async fn save_turn(
-        &self,
-        key: &ConversationKey,
-        write: TurnWrite<'_>,
-    ) -> hookline_core::error::Result<()> {
+    async fn save_turn(&self, key: &ConversationKey, write: TurnWrite<'_>) -> hookline_core::error::Result<()> {
         tokio::time::sleep(self.save_delay).await;
         self.inner.save_turn(key, write).await
     }
@@ -398,10 +271,7 @@ impl Store for SlowStore {
 }
 
 fn deadline(ms: u64) -> Settings {
-    Settings {
-        sync_deadline: Duration::from_millis(ms),
-        ..Settings::default()
-    }
+    Settings { sync_deadline: Duration::from_millis(ms), ..Settings::default() }
 }
 
 #[tokio::test]
@@ -413,14 +283,7 @@ async fn past_the_sync_deadline_the_answer_is_504_and_nothing_is_written() {
     assert_eq!(reply.error_msg(), "The request has been timed-out");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let key = ConversationKey::new(TEST_BOT, "slow");
-    assert!(
-        store
-            .inner
-            .read_log(&key, None, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.inner.read_log(&key, None, 10).await.unwrap().is_empty());
     assert!(store.inner.load(&key).await.unwrap().is_none());
 }
 
@@ -447,71 +310,36 @@ async fn what_a_request_may_store_is_bounded() {
         }
         body
     };
-    let tags = |n: usize| {
-        json!(
-            (0..n)
-                .map(|i| json!({"name": format!("t{i}"), "value": i}))
-                .collect::<Vec<_>>()
-        )
-    };
+    let tags = |n: usize| json!((0..n).map(|i| json!({"name": format!("t{i}"), "value": i})).collect::<Vec<_>>());
     let cases = [
-        (
-            "long text",
-            with(json!({"message": {"type": "text", "val": "x".repeat(4097)}})),
-        ),
+        ("long text", with(json!({"message": {"type": "text", "val": "x".repeat(4097)}}))),
         (
             "many userInfo keys",
             with(
                 json!({"from": {"id": "u1", "userInfo": (0..51).map(|i| (format!("k{i}"), json!(i))).collect::<serde_json::Map<_, _>>()}}),
             ),
         ),
-        (
-            "large userInfo",
-            with(json!({"from": {"id": "u1", "userInfo": {"bio": "x".repeat(9000)}}})),
-        ),
-        (
-            "many tags",
-            with(json!({"metaTags": {"sessionLevelTags": tags(51)}})),
-        ),
-        (
-            "large tag value",
-            with(
-                json!({"metaTags": {"userLevelTags": [{"name": "n", "value": "x".repeat(2000)}]}}),
-            ),
-        ),
+        ("large userInfo", with(json!({"from": {"id": "u1", "userInfo": {"bio": "x".repeat(9000)}}}))),
+        ("many tags", with(json!({"metaTags": {"sessionLevelTags": tags(51)}}))),
+        ("large tag value", with(json!({"metaTags": {"userLevelTags": [{"name": "n", "value": "x".repeat(2000)}]}}))),
     ];
     for (case, body) in cases {
-        let reply = server
-            .post(&v2_path(TEST_BOT), &hs256_token("u1"), &body)
-            .await;
+        let reply = server.post(&v2_path(TEST_BOT), &hs256_token("u1"), &body).await;
         assert_eq!(reply.status, 400, "{case}: {}", reply.body);
         assert_eq!(reply.error_msg(), "Invalid Request Payload", "{case}");
     }
     // User-level tags add up across requests, to a bound.
     for round in 0..2 {
-        let names = (0..50)
-            .map(|i| json!({"name": format!("r{round}-{i}"), "value": 1}))
-            .collect::<Vec<_>>();
+        let names = (0..50).map(|i| json!({"name": format!("r{round}-{i}"), "value": 1})).collect::<Vec<_>>();
         let reply = server
-            .post(
-                &v2_path(TEST_BOT),
-                &hs256_token("u1"),
-                &with(json!({"metaTags": {"userLevelTags": names}})),
-            )
+            .post(&v2_path(TEST_BOT), &hs256_token("u1"), &with(json!({"metaTags": {"userLevelTags": names}})))
             .await;
         assert_eq!(reply.status, 200, "{}", reply.body);
     }
     let one_more = with(json!({"metaTags": {"userLevelTags": [{"name": "last", "value": 1}]}}));
-    let reply = server
-        .post(&v2_path(TEST_BOT), &hs256_token("u1"), &one_more)
-        .await;
+    let reply = server.post(&v2_path(TEST_BOT), &hs256_token("u1"), &one_more).await;
     assert_eq!(reply.status, 400, "{}", reply.body);
-    assert!(
-        reply.body["errors"][0]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("user-level tags")
-    );
+    assert!(reply.body["errors"][0]["detail"].as_str().unwrap().contains("user-level tags"));
 }
 
 #[tokio::test]
@@ -522,8 +350,5 @@ async fn an_unreachable_store_is_503() {
     let reply = server.say("u1", "hello").await;
     assert_eq!(reply.status, 503, "{}", reply.body);
     assert_eq!(reply.error_msg(), "Service temporarily unavailable");
-    assert!(
-        reply.body["errors"][0].get("detail").is_none(),
-        "server-side causes stay in the logs"
-    );
+    assert!(reply.body["errors"][0].get("detail").is_none(), "server-side causes stay in the logs");
 }

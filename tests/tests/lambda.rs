@@ -13,23 +13,11 @@ use tower::ServiceExt;
 async fn invoke(fixture: &str) -> (StatusCode, http::HeaderMap, Value) {
     let event = fixture.replace("__TOKEN__", &hs256_token("lambda-user"));
     let request = lambda_http::request::from_str(&event).expect("API Gateway event");
-    let state = AppState::new(
-        registry(),
-        Arc::new(MemoryStore::new()),
-        Settings::default(),
-    )
-    .unwrap();
-    let response = api::webhook_router(state)
-        .oneshot(request)
-        .await
-        .expect("infallible");
+    let state = AppState::new(registry(), Arc::new(MemoryStore::new()), Settings::default()).unwrap();
+    let response = api::webhook_router(state).oneshot(request).await.expect("infallible");
     let (parts, body) = response.into_parts();
     let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap()
-    };
+    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
     (parts.status, parts.headers, body)
 }
 
@@ -38,10 +26,7 @@ async fn v2_message_event() {
     let (status, headers, body) = invoke(include_str!("../fixtures/apigw/v2-message.json")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["to"], "lambda-user");
-    assert_eq!(
-        body["data"][0]["val"],
-        "You have $45,000 in your Salary account."
-    );
+    assert_eq!(body["data"][0]["val"], "You have $45,000 in your Salary account.");
     assert_eq!(body["completedTaskName"], "show balance");
     assert!(headers.contains_key("x-trace-id"));
 }
@@ -69,20 +54,12 @@ async fn preflight_event() {
 
 #[tokio::test]
 async fn unauthenticated_event_gets_the_envelope() {
-    let fixture = include_str!("../fixtures/apigw/v2-message.json")
-        .replace("bearer __TOKEN__", "bearer nope");
+    let fixture = include_str!("../fixtures/apigw/v2-message.json").replace("bearer __TOKEN__", "bearer nope");
     let event = lambda_http::request::from_str(&fixture).unwrap();
-    let state = AppState::new(
-        registry(),
-        Arc::new(MemoryStore::new()),
-        Settings::default(),
-    )
-    .unwrap();
+    let state = AppState::new(registry(), Arc::new(MemoryStore::new()), Settings::default()).unwrap();
     let response = api::webhook_router(state).oneshot(event).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
     let body: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(body["errors"][0]["msg"], "Invalid Access token");
 }

@@ -35,28 +35,16 @@ impl IntoResponse for Error {
             Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "Invalid Access token"),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "Resource not found"),
             Error::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
-            Error::PayloadTooLarge { .. } => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "Request payload too large")
-            }
-            Error::UnsupportedMediaType => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported Media Type")
-            }
-            Error::Timeout(_) => (
-                StatusCode::GATEWAY_TIMEOUT,
-                "The request has been timed-out",
-            ),
-            Error::Conflict | Error::Storage(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Service temporarily unavailable",
-            ),
+            Error::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "Request payload too large"),
+            Error::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported Media Type"),
+            Error::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "The request has been timed-out"),
+            Error::Conflict | Error::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "Service temporarily unavailable"),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
         };
         // Server-side causes stay in the logs; the client gets the reason only
         // for what it can fix.
         let detail = match &self {
-            Error::InvalidPayload(d) | Error::Unauthorized(d) | Error::NotFound(d) => {
-                Some(d.clone())
-            }
+            Error::InvalidPayload(d) | Error::Unauthorized(d) | Error::NotFound(d) => Some(d.clone()),
             Error::PayloadTooLarge { .. } | Error::UnsupportedMediaType => Some(self.to_string()),
             _ => None,
         };
@@ -78,16 +66,11 @@ fn reply_for(status: StatusCode) -> ErrorReply {
         StatusCode::NOT_FOUND => Error::NotFound("no such route".into()),
         StatusCode::METHOD_NOT_ALLOWED => Error::MethodNotAllowed,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => Error::UnsupportedMediaType,
-        s if s.is_client_error() => {
-            Error::InvalidPayload(s.canonical_reason().unwrap_or("bad request").into())
-        }
+        s if s.is_client_error() => Error::InvalidPayload(s.canonical_reason().unwrap_or("bad request").into()),
         _ => Error::Internal(status.to_string()),
     };
     let mut response = error.into_response();
-    let msg = response
-        .extensions_mut()
-        .remove::<ErrorReply>()
-        .map_or("Error", |r| r.msg);
+    let msg = response.extensions_mut().remove::<ErrorReply>().map_or("Error", |r| r.msg);
     ErrorReply { msg, detail: None }
 }
 
@@ -104,32 +87,21 @@ pub async fn trace_and_envelope(mut request: Request, next: Next) -> Response {
     let reply = reply.or_else(|| is_error.then(|| span.in_scope(|| reply_for(status))));
     if let Some(reply) = reply {
         let envelope = ErrorEnvelope {
-            errors: vec![ErrorItem {
-                msg: reply.msg.into(),
-                code: status.as_u16(),
-                detail: reply.detail,
-            }],
+            errors: vec![ErrorItem { msg: reply.msg.into(), code: status.as_u16(), detail: reply.detail }],
             version: VERSION_V2.into(),
             trace_id: trace_id.clone(),
         };
         let body = serde_json::to_vec(&envelope).unwrap_or_default();
         let headers = response.headers_mut();
         headers.remove(header::CONTENT_LENGTH);
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         *response.body_mut() = Body::from(body);
     }
     if let Ok(value) = HeaderValue::from_str(&trace_id) {
         response.headers_mut().insert(TRACE_HEADER, value);
     }
     span.in_scope(|| {
-        info!(
-            status = status.as_u16(),
-            latency_ms = started.elapsed().as_millis() as u64,
-            "response"
-        );
+        info!(status = status.as_u16(), latency_ms = started.elapsed().as_millis() as u64, "response");
     });
     response
 }

@@ -36,8 +36,7 @@ fn invalid(detail: impl Into<String>) -> Error {
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<(T, Value)> {
-    let payload: Value =
-        serde_json::from_slice(body).map_err(|e| invalid(format!("not valid JSON: {e}")))?;
+    let payload: Value = serde_json::from_slice(body).map_err(|e| invalid(format!("not valid JSON: {e}")))?;
     if !payload.is_object() {
         return Err(invalid("the body must be a JSON object"));
     }
@@ -64,9 +63,7 @@ pub fn parse_v2(body: &[u8]) -> Result<Inbound> {
     let message = request.message;
     let attachments = message.attachments.as_deref().filter(|a| !a.is_empty());
     if attachments.is_some() && message.kind != V2MessageType::Text {
-        return Err(invalid(
-            "attachments are only allowed with message.type text",
-        ));
+        return Err(invalid("attachments are only allowed with message.type text"));
     }
     check_attachments(attachments)?;
     let event = match (message.kind, message.val) {
@@ -83,22 +80,14 @@ pub fn parse_v2(body: &[u8]) -> Result<Inbound> {
         (V2MessageType::Template, val @ Value::Object(_)) => UserEvent::Template(val),
         (V2MessageType::FormData, val @ Value::Object(_)) => UserEvent::FormData(val),
         (V2MessageType::Template | V2MessageType::FormData, _) => {
-            return Err(invalid(
-                "message.val must be an object for types template and formData",
-            ));
+            return Err(invalid("message.val must be an object for types template and formData"));
         }
-        (V2MessageType::Event, Value::String(name)) if name.eq_ignore_ascii_case("ON_CONNECT") => {
-            UserEvent::OnConnect
-        }
-        (V2MessageType::Event, Value::String(name))
-            if name.eq_ignore_ascii_case("SESSION_CLOSURE") =>
-        {
+        (V2MessageType::Event, Value::String(name)) if name.eq_ignore_ascii_case("ON_CONNECT") => UserEvent::OnConnect,
+        (V2MessageType::Event, Value::String(name)) if name.eq_ignore_ascii_case("SESSION_CLOSURE") => {
             UserEvent::SessionClosure
         }
         (V2MessageType::Event, _) => {
-            return Err(invalid(
-                "message.val must be ON_CONNECT or SESSION_CLOSURE for type event",
-            ));
+            return Err(invalid("message.val must be ON_CONNECT or SESSION_CLOSURE for type event"));
         }
     };
     inbound(request.envelope, event, payload)
@@ -106,9 +95,7 @@ pub fn parse_v2(body: &[u8]) -> Result<Inbound> {
 
 fn check_text_length(path: &str, text: &str) -> Result<()> {
     if text.chars().count() > MAX_TEXT_CHARS {
-        return Err(invalid(format!(
-            "{path} is longer than {MAX_TEXT_CHARS} characters"
-        )));
+        return Err(invalid(format!("{path} is longer than {MAX_TEXT_CHARS} characters")));
     }
     Ok(())
 }
@@ -119,9 +106,7 @@ fn check_user_info(user_info: Option<&Map<String, Value>>) -> Result<()> {
     };
     let bytes = serde_json::to_vec(user_info).map_or(usize::MAX, |json| json.len());
     if user_info.len() > MAX_USER_INFO_KEYS || bytes > MAX_USER_INFO_BYTES {
-        let detail = format!(
-            "from.userInfo holds at most {MAX_USER_INFO_KEYS} keys and {MAX_USER_INFO_BYTES} bytes"
-        );
+        let detail = format!("from.userInfo holds at most {MAX_USER_INFO_KEYS} keys and {MAX_USER_INFO_BYTES} bytes");
         return Err(invalid(detail));
     }
     Ok(())
@@ -135,9 +120,7 @@ fn check_tags(tags: &MetaTags) -> Result<()> {
     ];
     for (level, list) in levels {
         if list.len() > MAX_TAGS_PER_LEVEL {
-            return Err(invalid(format!(
-                "metaTags.{level} holds at most {MAX_TAGS_PER_LEVEL} tags"
-            )));
+            return Err(invalid(format!("metaTags.{level} holds at most {MAX_TAGS_PER_LEVEL} tags")));
         }
         for (i, tag) in list.iter().enumerate() {
             let value_bytes = serde_json::to_vec(&tag.value).map_or(usize::MAX, |json| json.len());
@@ -160,19 +143,14 @@ fn check_attachments(attachments: Option<&[Attachment]>) -> Result<()> {
     for (i, attachment) in attachments.iter().enumerate() {
         match (&attachment.url, &attachment.file_id) {
             (Some(url), _)
-                if !(url.starts_with("https://") || url.starts_with("http://"))
-                    || url.len() > MAX_URL_CHARS =>
+                if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > MAX_URL_CHARS =>
             {
-                return Err(invalid(format!(
-                    "message.attachments[{i}].url must be an http(s) URL"
-                )));
+                return Err(invalid(format!("message.attachments[{i}].url must be an http(s) URL")));
             }
             (Some(_), _) => {}
             (None, Some(id)) if !id.trim().is_empty() => {}
             _ => {
-                return Err(invalid(format!(
-                    "message.attachments[{i}] needs a url or a fileId"
-                )));
+                return Err(invalid(format!("message.attachments[{i}] needs a url or a fileId")));
             }
         }
     }
@@ -183,13 +161,8 @@ fn inbound(envelope: Envelope, event: UserEvent, payload: Value) -> Result<Inbou
     let from = envelope.from.unwrap_or_default();
     // The spec's own samples send `"id": ""` for "not given".
     let from_id = from.id.filter(|id| !id.is_empty());
-    if from_id
-        .as_ref()
-        .is_some_and(|id| id.chars().count() > MAX_USER_ID_CHARS)
-    {
-        return Err(invalid(format!(
-            "from.id is longer than {MAX_USER_ID_CHARS} characters"
-        )));
+    if from_id.as_ref().is_some_and(|id| id.chars().count() > MAX_USER_ID_CHARS) {
+        return Err(invalid(format!("from.id is longer than {MAX_USER_ID_CHARS} characters")));
     }
     if let Some(Flag::Text(text)) = &envelope.merge_identity
         && text != "true"

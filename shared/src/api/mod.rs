@@ -37,11 +37,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self {
-            max_body_bytes: 64 * 1024,
-            sync_deadline: Duration::from_secs(15),
-            cors_origins: vec!["*".into()],
-        }
+        Self { max_body_bytes: 64 * 1024, sync_deadline: Duration::from_secs(15), cors_origins: vec!["*".into()] }
     }
 }
 
@@ -51,11 +47,7 @@ impl Settings {
         let number = |name: &str| -> Result<Option<u64>, String> {
             std::env::var(name)
                 .ok()
-                .map(|v| {
-                    v.trim()
-                        .parse()
-                        .map_err(|_| format!("{name} must be a whole number, got {v:?}"))
-                })
+                .map(|v| v.trim().parse().map_err(|_| format!("{name} must be a whole number, got {v:?}")))
                 .transpose()
         };
         if let Some(bytes) = number("HOOKLINE_MAX_BODY_BYTES")? {
@@ -65,11 +57,8 @@ impl Settings {
             settings.sync_deadline = Duration::from_millis(ms);
         }
         if let Ok(origins) = std::env::var("HOOKLINE_CORS_ORIGINS") {
-            settings.cors_origins = origins
-                .split(',')
-                .map(|o| o.trim().to_string())
-                .filter(|o| !o.is_empty())
-                .collect();
+            settings.cors_origins =
+                origins.split(',').map(|o| o.trim().to_string()).filter(|o| !o.is_empty()).collect();
         }
         Ok(settings)
     }
@@ -86,11 +75,7 @@ pub struct AppState {
 
 impl AppState {
     /// Fails only if no HTTP client can be built (no TLS roots).
-    pub fn new(
-        registry: Registry,
-        store: Arc<dyn Store>,
-        settings: Settings,
-    ) -> Result<Self, String> {
+    pub fn new(registry: Registry, store: Arc<dyn Store>, settings: Settings) -> Result<Self, String> {
         let outbound = Outbound::new()?;
         Ok(Self {
             registry: Arc::new(registry),
@@ -126,12 +111,7 @@ fn cors(settings: &Settings) -> CorsLayer {
     let origins = if settings.cors_origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
     } else {
-        AllowOrigin::list(
-            settings
-                .cors_origins
-                .iter()
-                .filter_map(|o| HeaderValue::from_str(o).ok()),
-        )
+        AllowOrigin::list(settings.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
     };
     CorsLayer::new()
         .allow_origin(origins)
@@ -154,21 +134,12 @@ mod tests {
         }
         let router = Router::new().route("/boom", get(boom));
         let response = with_layers(router, &Settings::default())
-            .oneshot(
-                http::Request::get("/boom")
-                    .body(axum::body::Body::empty())
-                    .unwrap(),
-            )
+            .oneshot(http::Request::get("/boom").body(axum::body::Body::empty()).unwrap())
             .await
             .unwrap();
         assert_eq!(response.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
-        let trace_id = response.headers()[TRACE_HEADER]
-            .to_str()
-            .unwrap()
-            .to_string();
-        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
-            .await
-            .unwrap();
+        let trace_id = response.headers()[TRACE_HEADER].to_str().unwrap().to_string();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             body,

@@ -31,15 +31,9 @@ use crate::turn::{TurnReply, TurnRequest};
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/chatbot/hooks/{bot_id}", post(v1))
-        .route(
-            "/chatbot/hooks/{bot_id}/hookInstance/{instance_id}",
-            post(v1),
-        )
+        .route("/chatbot/hooks/{bot_id}/hookInstance/{instance_id}", post(v1))
         .route("/chatbot/v2/webhook/{bot_id}", post(v2))
-        .route(
-            "/chatbot/v2/webhook/{bot_id}/hookInstance/{instance_id}",
-            post(v2),
-        )
+        .route("/chatbot/v2/webhook/{bot_id}/hookInstance/{instance_id}", post(v2))
         .route("/api/botmeta/{bot_id}", get(botmeta))
         .with_state(state)
 }
@@ -71,18 +65,7 @@ async fn v1(
 ) -> Result<Response> {
     let started = Instant::now();
     let version = WebhookVersion::V1;
-    handle(
-        state,
-        Call {
-            version,
-            path,
-            trace_id,
-            started,
-            headers,
-            body,
-        },
-    )
-    .await
+    handle(state, Call { version, path, trace_id, started, headers, body }).await
 }
 
 async fn v2(
@@ -94,35 +77,18 @@ async fn v2(
 ) -> Result<Response> {
     let started = Instant::now();
     let version = WebhookVersion::V2;
-    handle(
-        state,
-        Call {
-            version,
-            path,
-            trace_id,
-            started,
-            headers,
-            body,
-        },
-    )
-    .await
+    handle(state, Call { version, path, trace_id, started, headers, body }).await
 }
 
 fn find_bot(state: &AppState, bot_id: &str) -> Result<Arc<Bot>> {
-    state
-        .registry
-        .get(bot_id)
-        .cloned()
-        .ok_or_else(|| Error::NotFound(format!("no bot {bot_id}")))
+    state.registry.get(bot_id).cloned().ok_or_else(|| Error::NotFound(format!("no bot {bot_id}")))
 }
 
 async fn handle(state: AppState, call: Call) -> Result<Response> {
     let bot = find_bot(&state, &call.path.bot_id)?;
     let instance = bot
         .instance(call.version, call.path.instance_id.as_deref())
-        .ok_or_else(|| {
-            Error::NotFound("no Webhook channel instance of this version at this URL".into())
-        })?;
+        .ok_or_else(|| Error::NotFound("no Webhook channel instance of this version at this URL".into()))?;
     require_json(&call.headers)?;
     let body = read_body(call.body, &call.headers, state.settings.max_body_bytes).await?;
     let token = auth::bearer_token(&call.headers)?;
@@ -131,22 +97,15 @@ async fn handle(state: AppState, call: Call) -> Result<Response> {
         WebhookVersion::V1 => inbound::parse_v1(&body)?,
         WebhookVersion::V2 => inbound::parse_v2(&body)?,
     };
-    if let Some(language) = inbound
-        .language
-        .as_deref()
-        .filter(|l| !bot.supports_language(l))
-    {
+    if let Some(language) = inbound.language.as_deref().filter(|l| !bot.supports_language(l)) {
         return Err(Error::InvalidPayload(format!(
             "interactiveLanguage {language:?} is not one of the bot's languages"
         )));
     }
-    let user_id = auth::resolve_user(&caller, inbound.from_id.as_deref())?
-        .unwrap_or_else(ids::anonymous_user_id);
+    let user_id = auth::resolve_user(&caller, inbound.from_id.as_deref())?.unwrap_or_else(ids::anonymous_user_id);
 
     let request = turn_request(&bot, user_id.clone(), call.trace_id, call.started, inbound);
-    let limit = instance
-        .sync_deadline_ms
-        .map_or(state.settings.sync_deadline, Duration::from_millis);
+    let limit = instance.sync_deadline_ms.map_or(state.settings.sync_deadline, Duration::from_millis);
     let mut reply = state.turns.run(request, call.started + limit).await?;
     spawn_effects(&state, std::mem::take(&mut reply.effects));
     Ok(match call.version {
@@ -177,32 +136,13 @@ fn spawn_effects(state: &AppState, effects: Vec<HttpCall>) {
     tokio::spawn(work.instrument(tracing::Span::current()));
 }
 
-fn turn_request(
-    bot: &Arc<Bot>,
-    user_id: String,
-    trace_id: String,
-    started: Instant,
-    inbound: Inbound,
-) -> TurnRequest {
-    let Inbound {
-        new_session,
-        user_info,
-        event,
-        payload,
-        tags,
-        language,
-        ..
-    } = inbound;
+fn turn_request(bot: &Arc<Bot>, user_id: String, trace_id: String, started: Instant, inbound: Inbound) -> TurnRequest {
+    let Inbound { new_session, user_info, event, payload, tags, language, .. } = inbound;
     TurnRequest {
         bot: bot.clone(),
         user_id,
         new_session,
-        input: Input {
-            event,
-            message: payload,
-            language,
-            session_tags: tags.session_level_tags,
-        },
+        input: Input { event, message: payload, language, session_tags: tags.session_level_tags },
         user_info,
         user_tags: tags.user_level_tags,
         message_tags: tags.message_level_tags,
@@ -230,38 +170,22 @@ fn v1_response(reply: TurnReply) -> V1Response {
         1 => texts.remove(0),
         _ => Value::Array(texts),
     };
-    V1Response {
-        text,
-        end_of_task: reply.completion.is_some(),
-        completion: reply.completion,
-        form: reply.form,
-    }
+    V1Response { text, end_of_task: reply.completion.is_some(), completion: reply.completion, form: reply.form }
 }
 
 fn require_json(headers: &HeaderMap) -> Result<()> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let essence = content_type.split(';').next().unwrap_or_default().trim();
-    if essence.eq_ignore_ascii_case("application/json") {
-        Ok(())
-    } else {
-        Err(Error::UnsupportedMediaType)
-    }
+    if essence.eq_ignore_ascii_case("application/json") { Ok(()) } else { Err(Error::UnsupportedMediaType) }
 }
 
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(Error::PayloadTooLarge { limit });
     }
-    to_bytes(body, limit)
-        .await
-        .map_err(|_| Error::PayloadTooLarge { limit })
+    to_bytes(body, limit).await.map_err(|_| Error::PayloadTooLarge { limit })
 }
 
 /// Display metadata that Kore's client SDKs fetch before the first message.
@@ -272,14 +196,6 @@ async fn botmeta(
 ) -> Result<Json<BotMeta>> {
     let bot = find_bot(&state, &bot_id)?;
     let apps: Vec<String> = bot.def.apps.iter().map(|a| a.client_id.clone()).collect();
-    auth::authenticate(
-        &bot,
-        &apps,
-        auth::bearer_token(&headers)?,
-        Utc::now().timestamp(),
-    )?;
-    Ok(Json(BotMeta {
-        name: bot.def.name.clone(),
-        icon: bot.def.icon.clone(),
-    }))
+    auth::authenticate(&bot, &apps, auth::bearer_token(&headers)?, Utc::now().timestamp())?;
+    Ok(Json(BotMeta { name: bot.def.name.clone(), icon: bot.def.icon.clone() }))
 }

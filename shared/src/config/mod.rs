@@ -109,11 +109,7 @@ impl Bot {
 
     /// The instance named in the URL, or the first instance of that version.
     pub fn instance(&self, version: WebhookVersion, id: Option<&str>) -> Option<&Instance> {
-        self.def
-            .instances
-            .iter()
-            .filter(|i| i.version == version)
-            .find(|i| id.is_none_or(|id| i.id == id))
+        self.def.instances.iter().filter(|i| i.version == version).find(|i| id.is_none_or(|id| i.id == id))
     }
 
     /// A secret named by `{ env: NAME }` in a node's headers.
@@ -130,8 +126,7 @@ impl Bot {
     }
 
     pub fn supports_language(&self, language: &str) -> bool {
-        language == self.def.languages.default
-            || self.def.languages.supported.iter().any(|l| l == language)
+        language == self.def.languages.default || self.def.languages.supported.iter().any(|l| l == language)
     }
 
     /// The task whose triggers match best; ties go to the task listed first.
@@ -190,16 +185,9 @@ impl Registry {
     }
 
     fn or_errors(loaded: Loaded) -> Result<Self, LoadError> {
-        let errors: Vec<Diagnostic> = loaded
-            .diagnostics
-            .into_iter()
-            .filter(|d| d.severity == Severity::Error)
-            .collect();
-        if errors.is_empty() {
-            Ok(loaded.registry)
-        } else {
-            Err(LoadError(errors))
-        }
+        let errors: Vec<Diagnostic> =
+            loaded.diagnostics.into_iter().filter(|d| d.severity == Severity::Error).collect();
+        if errors.is_empty() { Ok(loaded.registry) } else { Err(LoadError(errors)) }
     }
 }
 
@@ -220,10 +208,7 @@ impl Loaded {
             let name = path.display().to_string();
             match definition_files(path) {
                 Ok(files) if files.is_empty() => {
-                    diagnostics.push(diagnostic(
-                        &name,
-                        "no bot definition files (.yaml, .yml) here".into(),
-                    ));
+                    diagnostics.push(diagnostic(&name, "no bot definition files (.yaml, .yml) here".into()));
                 }
                 Ok(files) => {
                     for file in files {
@@ -251,31 +236,18 @@ impl Loaded {
             diagnostics.extend(found);
             let Some(bot) = bot else { continue };
             if registry.bots.contains_key(bot.id()) {
-                diagnostics.push(diagnostic(
-                    file,
-                    format!("bot id {} is defined twice", bot.id()),
-                ));
+                diagnostics.push(diagnostic(file, format!("bot id {} is defined twice", bot.id())));
             } else {
                 registry.bots.insert(bot.id().to_string(), Arc::new(bot));
             }
         }
         let files = sources.iter().map(|(file, _)| file.clone()).collect();
-        Self {
-            registry,
-            files,
-            diagnostics,
-        }
+        Self { registry, files, diagnostics }
     }
 }
 
 fn diagnostic(file: &str, message: String) -> Diagnostic {
-    Diagnostic {
-        file: file.to_string(),
-        line: None,
-        path: String::new(),
-        severity: Severity::Error,
-        message,
-    }
+    Diagnostic { file: file.to_string(), line: None, path: String::new(), severity: Severity::Error, message }
 }
 
 fn definition_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
@@ -319,35 +291,21 @@ pub fn check(
             let path = e.path().to_string();
             let path = if path == "." { String::new() } else { path };
             let line = document.line_of(&path).or(Some(1));
-            return (
-                None,
-                vec![at(path, line, Severity::Error, e.into_inner().to_string())],
-            );
+            return (None, vec![at(path, line, Severity::Error, e.into_inner().to_string())]);
         }
     };
     let outcome = validate::validate(&def, purpose, env);
     let mut diagnostics: Vec<Diagnostic> = outcome
         .problems
         .into_iter()
-        .map(|p| {
-            at(
-                p.path.clone(),
-                document.line_of(&p.path),
-                p.severity,
-                p.message,
-            )
-        })
+        .map(|p| at(p.path.clone(), document.line_of(&p.path), p.severity, p.message))
         .collect();
     diagnostics.sort_by_key(|d| d.line);
     if diagnostics.iter().any(|d| d.severity == Severity::Error) {
         return (None, diagnostics);
     }
     let bot = Bot {
-        apps: outcome
-            .apps
-            .into_iter()
-            .map(|a| (a.client_id.clone(), a))
-            .collect(),
+        apps: outcome.apps.into_iter().map(|a| (a.client_id.clone(), a)).collect(),
         matchers: outcome.matchers,
         secrets: outcome.secrets,
         def,
@@ -391,8 +349,9 @@ tasks:
         let env = |_: &str| None;
         let deployed = run(literal, Purpose::Deployed, &env);
         assert!(
-            deployed.iter().any(|d| d
-                .contains("error: apps[0].secret: literal secrets are for local development only")),
+            deployed
+                .iter()
+                .any(|d| d.contains("error: apps[0].secret: literal secrets are for local development only")),
             "{deployed:?}"
         );
         let local = run(literal, Purpose::Local, &env);
@@ -401,16 +360,11 @@ tasks:
         let from_env = "{ env: UNIT_SECRET }";
         let missing = run(from_env, Purpose::Deployed, &env);
         assert!(
-            missing.iter().any(|d| d
-                .contains("error: apps[0].secret: environment variable UNIT_SECRET is not set")),
+            missing.iter().any(|d| d.contains("error: apps[0].secret: environment variable UNIT_SECRET is not set")),
             "{missing:?}"
         );
         let set = |_: &str| Some("0123456789abcdef0123456789abcdef".to_string());
-        assert!(
-            !run(from_env, Purpose::Deployed, &set)
-                .iter()
-                .any(|d| d.contains("secret"))
-        );
+        assert!(!run(from_env, Purpose::Deployed, &set).iter().any(|d| d.contains("secret")));
     }
 
     #[test]
@@ -422,26 +376,18 @@ tasks:
         let (bot, diagnostics) = check("unit.yaml", &source, Purpose::Local, &|_| None);
         assert!(bot.is_none());
         let text: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
-        assert!(
-            text.iter()
-                .any(|d| d.contains("apps[0].publicKey: RSA keys must be at least 2048 bits")),
-            "{text:?}"
-        );
+        assert!(text.iter().any(|d| d.contains("apps[0].publicKey: RSA keys must be at least 2048 bits")), "{text:?}");
     }
 
     const RSA_1024: &str = "        -----BEGIN PUBLIC KEY-----\n        MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQCzGG5PkSYLXka4QjsVng5hlann\n        eDfkCn3KM7ERZPCiViv5ZIqYQBK2GvQvgjbviSc47Zb9E7A1uDlfXS9egMY+E0tG\n        Fdj8m/dTg6BlD47Mf+oYp7IIW3+9MRqBFahMeA7MTwwGLCvEm98RyaeefCK2ks5u\n        gqt79omeCUccP2HU5wIDAQAB\n        -----END PUBLIC KEY-----";
 
     #[test]
     fn message_loops_are_reported() {
-        let diagnostics = run(
-            r#"{ value: "0123456789abcdef0123456789abcdef" }"#,
-            Purpose::Local,
-            &|_| None,
-        );
+        let diagnostics = run(r#"{ value: "0123456789abcdef0123456789abcdef" }"#, Purpose::Local, &|_| None);
         assert!(
-            diagnostics.iter().any(|d| d.starts_with(
-                "unit.yaml:17: error: tasks[0].nodes.a: message nodes loop back here"
-            )),
+            diagnostics
+                .iter()
+                .any(|d| d.starts_with("unit.yaml:17: error: tasks[0].nodes.a: message nodes loop back here")),
             "{diagnostics:?}"
         );
     }
@@ -451,17 +397,12 @@ tasks:
         let many = format!("[{}]", vec!["\"m\""; 50].join(", "));
         let source = BOT
             .replace("SECRET", r#"{ value: "0123456789abcdef0123456789abcdef" }"#)
-            .replace(
-                r#"text: "a", next: b"#,
-                &format!("messages: {many}, next: b"),
-            )
+            .replace(r#"text: "a", next: b"#, &format!("messages: {many}, next: b"))
             .replace(r#"text: "b", next: a"#, &format!("messages: {many}"));
         let (_, diagnostics) = check("unit.yaml", &source, Purpose::Local, &|_| None);
         let text: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
         assert!(
-            text.iter().any(
-                |d| d.contains("tasks[0].nodes.a: 100 messages in a row from here; at most 80")
-            ),
+            text.iter().any(|d| d.contains("tasks[0].nodes.a: 100 messages in a row from here; at most 80")),
             "{text:?}"
         );
         assert!(!text.iter().any(|d| d.contains("nodes.b:")), "{text:?}");
@@ -469,28 +410,14 @@ tasks:
 
     #[test]
     fn the_demo_bot_loads_for_local_serving() {
-        let registry =
-            Registry::from_sources(&[(DEMO_BOT_FILE.into(), DEMO_BOT.into())], Purpose::Local)
-                .unwrap();
+        let registry = Registry::from_sources(&[(DEMO_BOT_FILE.into(), DEMO_BOT.into())], Purpose::Local).unwrap();
         let bot = registry.get("st-hookline-demo").unwrap();
-        assert_eq!(
-            bot.instance(WebhookVersion::V2, None).unwrap().id,
-            "webchat"
-        );
+        assert_eq!(bot.instance(WebhookVersion::V2, None).unwrap().id, "webchat");
         assert_eq!(bot.instance(WebhookVersion::V1, None).unwrap().id, "ivr");
         assert!(bot.instance(WebhookVersion::V1, Some("webchat")).is_none());
         // Twice the same bot id is an error.
-        let twice = [
-            (DEMO_BOT_FILE.to_string(), DEMO_BOT.to_string()),
-            ("copy.yaml".into(), DEMO_BOT.into()),
-        ];
-        let error = Registry::from_sources(&twice, Purpose::Local)
-            .err()
-            .unwrap();
-        assert!(
-            error
-                .to_string()
-                .contains("bot id st-hookline-demo is defined twice")
-        );
+        let twice = [(DEMO_BOT_FILE.to_string(), DEMO_BOT.to_string()), ("copy.yaml".into(), DEMO_BOT.into())];
+        let error = Registry::from_sources(&twice, Purpose::Local).err().unwrap();
+        assert!(error.to_string().contains("bot id st-hookline-demo is defined twice"));
     }
 }

@@ -92,10 +92,7 @@ pub struct Languages {
 
 impl Default for Languages {
     fn default() -> Self {
-        Self {
-            default: default_language(),
-            supported: Vec::new(),
-        }
+        Self { default: default_language(), supported: Vec::new() }
     }
 }
 
@@ -118,10 +115,7 @@ pub struct SessionSettings {
 
 impl Default for SessionSettings {
     fn default() -> Self {
-        Self {
-            idle_timeout_minutes: default_idle_minutes(),
-            retention_days: default_retention_days(),
-        }
+        Self { idle_timeout_minutes: default_idle_minutes(), retention_days: default_retention_days() }
     }
 }
 
@@ -155,11 +149,7 @@ impl From<Algorithm> for jsonwebtoken::Algorithm {
 /// Where a secret comes from: an environment variable (deployments) or a
 /// literal value (local development only; `hookline validate` warns).
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(
-    untagged,
-    deny_unknown_fields,
-    expecting = "{ env: VARIABLE_NAME } or { value: \"...\" }"
-)]
+#[serde(untagged, deny_unknown_fields, expecting = "{ env: VARIABLE_NAME } or { value: \"...\" }")]
 pub enum SecretSource {
     Env {
         /// Name of the environment variable holding the value.
@@ -246,23 +236,12 @@ pub struct CancelSettings {
 
 impl Default for CancelSettings {
     fn default() -> Self {
-        Self {
-            phrases: default_cancel_phrases(),
-            message: None,
-        }
+        Self { phrases: default_cancel_phrases(), message: None }
     }
 }
 
 fn default_cancel_phrases() -> Vec<String> {
-    [
-        "cancel",
-        "cancel that",
-        "never mind",
-        "nevermind",
-        "forget it",
-    ]
-    .map(String::from)
-    .to_vec()
+    ["cancel", "cancel that", "never mind", "nevermind", "forget it"].map(String::from).to_vec()
 }
 
 /// User-visible text: one string, or one string per language code. Either may
@@ -327,31 +306,18 @@ impl Node {
         }
         let mut next: Vec<(String, &str)> = match self {
             Node::Message(n) => named("next", &n.next).into_iter().collect(),
-            Node::Question(n) => [named("next", &n.next), named("onGiveUp", &n.on_give_up)]
-                .into_iter()
-                .flatten()
-                .collect(),
+            Node::Question(n) => {
+                [named("next", &n.next), named("onGiveUp", &n.on_give_up)].into_iter().flatten().collect()
+            }
             Node::Form(n) => named("next", &n.next).into_iter().collect(),
-            Node::Service(n) => [named("next", &n.next), named("onError", &n.on_error)]
-                .into_iter()
-                .flatten()
-                .collect(),
-            Node::Webhook(n) => [named("next", &n.next), named("onError", &n.on_error)]
-                .into_iter()
-                .flatten()
-                .collect(),
-            Node::Logic(n) => [named("next", &n.next), named("else", &n.otherwise)]
-                .into_iter()
-                .flatten()
-                .collect(),
+            Node::Service(n) => [named("next", &n.next), named("onError", &n.on_error)].into_iter().flatten().collect(),
+            Node::Webhook(n) => [named("next", &n.next), named("onError", &n.on_error)].into_iter().flatten().collect(),
+            Node::Logic(n) => [named("next", &n.next), named("else", &n.otherwise)].into_iter().flatten().collect(),
             Node::End(_) => Vec::new(),
         };
         if let Node::Logic(n) = self {
             next.extend(
-                n.conditions
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| (format!("conditions[{i}].next"), c.next.as_str())),
+                n.conditions.iter().enumerate().map(|(i, c)| (format!("conditions[{i}].next"), c.next.as_str())),
             );
         }
         next
@@ -380,10 +346,7 @@ pub struct MessageNode {
 impl MessageNode {
     /// How many messages the node sends.
     pub fn count(&self) -> usize {
-        self.text.iter().count()
-            + self.messages.len()
-            + self.template.iter().count()
-            + self.attachment.iter().count()
+        self.text.iter().count() + self.messages.len() + self.template.iter().count() + self.attachment.iter().count()
     }
 }
 

@@ -30,10 +30,7 @@ pub fn check(path: &str, node: &Node, languages: &[String], p: &mut Problems) {
             }
             for (field, pointer) in &s.map {
                 if !field_name_ok(field) {
-                    p.error(
-                        format!("{path}.map.{field}"),
-                        "a name of letters, digits and '_' (not 'session')",
-                    );
+                    p.error(format!("{path}.map.{field}"), "a name of letters, digits and '_' (not 'session')");
                 }
                 if !(pointer.is_empty() || pointer.starts_with('/')) {
                     p.error(
@@ -47,10 +44,7 @@ pub fn check(path: &str, node: &Node, languages: &[String], p: &mut Problems) {
         Node::Logic(l) => {
             for (field, value) in &l.set {
                 if !field_name_ok(field) {
-                    p.error(
-                        format!("{path}.set.{field}"),
-                        "a name of letters, digits and '_' (not 'session')",
-                    );
+                    p.error(format!("{path}.set.{field}"), "a name of letters, digits and '_' (not 'session')");
                 }
                 templates_in(&format!("{path}.set.{field}"), value, p);
             }
@@ -60,15 +54,11 @@ pub fn check(path: &str, node: &Node, languages: &[String], p: &mut Problems) {
                 if needs_value && condition.value.is_none() {
                     p.error(&at, "this operator compares with a value: give one");
                 }
-                if let (Operator::Matches, Some(Value::String(pattern))) =
-                    (condition.op, &condition.value)
+                if let (Operator::Matches, Some(Value::String(pattern))) = (condition.op, &condition.value)
                     && !pattern.contains("{{")
                     && let Err(e) = compile_pattern(pattern)
                 {
-                    p.error(
-                        format!("{at}.value"),
-                        format!("invalid regular expression: {e}"),
-                    );
+                    p.error(format!("{at}.value"), format!("invalid regular expression: {e}"));
                 }
             }
         }
@@ -81,17 +71,9 @@ pub fn check(path: &str, node: &Node, languages: &[String], p: &mut Problems) {
 }
 
 fn message(path: &str, m: &MessageNode, languages: &[String], p: &mut Problems) {
-    let kinds = [
-        m.text.is_some(),
-        !m.messages.is_empty(),
-        m.template.is_some(),
-        m.attachment.is_some(),
-    ];
+    let kinds = [m.text.is_some(), !m.messages.is_empty(), m.template.is_some(), m.attachment.is_some()];
     if kinds.iter().filter(|k| **k).count() != 1 {
-        p.error(
-            path,
-            "give exactly one of text, messages, template and attachment",
-        );
+        p.error(path, "give exactly one of text, messages, template and attachment");
     }
     if let Some(text) = &m.text {
         check_text(&format!("{path}.text"), text, languages, p);
@@ -101,10 +83,7 @@ fn message(path: &str, m: &MessageNode, languages: &[String], p: &mut Problems) 
     }
     if let Some(object) = &m.template {
         if !object.is_object() {
-            p.error(
-                format!("{path}.template"),
-                "a template message is a JSON object",
-            );
+            p.error(format!("{path}.template"), "a template message is a JSON object");
         }
         templates_in(&format!("{path}.template"), object, p);
     }
@@ -126,10 +105,7 @@ fn question(path: &str, q: &QuestionNode, languages: &[String], p: &mut Problems
         check_text(&format!("{path}.retryPrompt"), text, languages, p);
     }
     if !field_name_ok(&q.field) {
-        p.error(
-            format!("{path}.field"),
-            "a name of letters, digits and '_' (not 'session')",
-        );
+        p.error(format!("{path}.field"), "a name of letters, digits and '_' (not 'session')");
     }
     match (q.entity == Entity::Choice, q.choices.is_empty()) {
         (true, true) => p.error(format!("{path}.choices"), "a choice question needs choices"),
@@ -148,31 +124,19 @@ fn form(path: &str, f: &FormNode, languages: &[String], p: &mut Problems) {
     if let Some(field) = &f.field
         && !field_name_ok(field)
     {
-        p.error(
-            format!("{path}.field"),
-            "a name of letters, digits and '_' (not 'session')",
-        );
+        p.error(format!("{path}.field"), "a name of letters, digits and '_' (not 'session')");
     }
     if f.components.is_empty() {
-        p.error(
-            format!("{path}.components"),
-            "a form needs at least one component",
-        );
+        p.error(format!("{path}.components"), "a form needs at least one component");
     }
     let mut names = HashSet::new();
     for (i, c) in f.components.iter().enumerate() {
         let at = format!("{path}.components[{i}]");
         if !names.insert(c.name.as_str()) {
-            p.error(
-                format!("{at}.name"),
-                format!("component name {} is used twice", c.name),
-            );
+            p.error(format!("{at}.name"), format!("component name {} is used twice", c.name));
         }
         if c.name == "Submit" || !field_name_ok(&c.name) {
-            p.error(
-                format!("{at}.name"),
-                "a name of letters, digits and '_' (not Submit or session)",
-            );
+            p.error(format!("{at}.name"), "a name of letters, digits and '_' (not Submit or session)");
         }
         check_text(&format!("{at}.label"), &c.label, languages, p);
         match (c.kind == ComponentType::Dropdown, c.options.is_empty()) {
@@ -183,10 +147,7 @@ fn form(path: &str, f: &FormNode, languages: &[String], p: &mut Problems) {
     }
     for (name, value) in &f.prefill {
         if !names.contains(name.as_str()) {
-            p.error(
-                format!("{path}.prefill.{name}"),
-                "no component has this name",
-            );
+            p.error(format!("{path}.prefill.{name}"), "no component has this name");
         }
         if let Err(e) = template::check(value) {
             p.error(format!("{path}.prefill.{name}"), e);
@@ -195,12 +156,7 @@ fn form(path: &str, f: &FormNode, languages: &[String], p: &mut Problems) {
 }
 
 /// The URL and headers of a service or webhook node.
-fn call_target(
-    path: &str,
-    target: &str,
-    headers: &std::collections::BTreeMap<String, HeaderValue>,
-    p: &mut Problems,
-) {
+fn call_target(path: &str, target: &str, headers: &std::collections::BTreeMap<String, HeaderValue>, p: &mut Problems) {
     url(&format!("{path}.url"), target, p);
     for (name, value) in headers {
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
@@ -231,13 +187,8 @@ fn templates_in(path: &str, value: &Value, p: &mut Problems) {
                 p.error(path, e);
             }
         }
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .for_each(|(i, v)| templates_in(&format!("{path}[{i}]"), v, p)),
-        Value::Object(entries) => entries
-            .iter()
-            .for_each(|(k, v)| templates_in(&format!("{path}.{k}"), v, p)),
+        Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| templates_in(&format!("{path}[{i}]"), v, p)),
+        Value::Object(entries) => entries.iter().for_each(|(k, v)| templates_in(&format!("{path}.{k}"), v, p)),
         _ => {}
     }
 }

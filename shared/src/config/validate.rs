@@ -37,11 +37,7 @@ impl Problems {
         self.push(path, Severity::Warning, message);
     }
     fn push(&mut self, path: impl Into<String>, severity: Severity, message: impl Into<String>) {
-        self.0.push(Problem {
-            path: path.into(),
-            severity,
-            message: message.into(),
-        });
+        self.0.push(Problem { path: path.into(), severity, message: message.into() });
     }
 }
 
@@ -49,17 +45,10 @@ fn id_pattern(prefix: &str) -> Regex {
     Regex::new(&format!("^{prefix}[A-Za-z0-9_-]{{1,96}}$")).expect("static pattern")
 }
 
-pub fn validate(
-    def: &BotDefinition,
-    purpose: Purpose,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Outcome {
+pub fn validate(def: &BotDefinition, purpose: Purpose, env: &dyn Fn(&str) -> Option<String>) -> Outcome {
     let mut p = Problems::default();
     if !id_pattern("st-").is_match(&def.id) {
-        p.error(
-            "id",
-            "must look like st-NAME (letters, digits, '-' and '_', at most 99 characters)",
-        );
+        p.error("id", "must look like st-NAME (letters, digits, '-' and '_', at most 99 characters)");
     }
     if def.name.trim().is_empty() {
         p.error("name", "must not be empty");
@@ -72,10 +61,7 @@ pub fn validate(
     }
     for (i, phrase) in def.cancel.phrases.iter().enumerate() {
         if words(phrase).is_empty() {
-            p.error(
-                format!("cancel.phrases[{i}]"),
-                "has no words, so it can never match",
-            );
+            p.error(format!("cancel.phrases[{i}]"), "has no words, so it can never match");
         }
     }
     let languages = languages(def, &mut p);
@@ -107,12 +93,7 @@ pub fn validate(
         })
         .collect();
     let secrets = header_secrets(def, purpose, env, &mut p);
-    Outcome {
-        problems: p.0,
-        apps,
-        matchers,
-        secrets,
-    }
+    Outcome { problems: p.0, apps, matchers, secrets }
 }
 
 /// The values of `{ env: NAME }` headers of service and webhook nodes.
@@ -135,9 +116,7 @@ fn header_secrets(
                     continue;
                 };
                 let path = format!("tasks[{i}].nodes.{name}.headers.{header}");
-                let source = SecretSource::Env {
-                    env: variable.clone(),
-                };
+                let source = SecretSource::Env { env: variable.clone() };
                 if let Some(secret) = resolve(&source, "secret", &path, purpose, env, p) {
                     secrets.insert(variable.clone(), secret);
                 }
@@ -153,15 +132,9 @@ fn languages(def: &BotDefinition, p: &mut Problems) -> Vec<String> {
     for (i, language) in all.iter().enumerate() {
         let valid = !language.is_empty()
             && language.len() <= 16
-            && language
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            && language.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !valid {
-            let path = if i == 0 {
-                "languages.default".into()
-            } else {
-                format!("languages.supported[{}]", i - 1)
-            };
+            let path = if i == 0 { "languages.default".into() } else { format!("languages.supported[{}]", i - 1) };
             p.error(path, format!("{language:?} is not a language code"));
         }
     }
@@ -170,12 +143,7 @@ fn languages(def: &BotDefinition, p: &mut Problems) -> Vec<String> {
     all
 }
 
-fn apps(
-    def: &BotDefinition,
-    purpose: Purpose,
-    env: &dyn Fn(&str) -> Option<String>,
-    p: &mut Problems,
-) -> Vec<AppKey> {
+fn apps(def: &BotDefinition, purpose: Purpose, env: &dyn Fn(&str) -> Option<String>, p: &mut Problems) -> Vec<AppKey> {
     if def.apps.is_empty() {
         p.error("apps", "at least one app is needed to call the bot");
     }
@@ -187,10 +155,7 @@ fn apps(
             p.error(format!("{path}.clientId"), "must not be empty");
         }
         if !seen.insert(app.client_id.as_str()) {
-            p.error(
-                format!("{path}.clientId"),
-                format!("clientId {} is used twice", app.client_id),
-            );
+            p.error(format!("{path}.clientId"), format!("clientId {} is used twice", app.client_id));
         }
         let hmac_bytes = match app.algorithm {
             Algorithm::HS256 => Some(32),
@@ -202,16 +167,10 @@ fn apps(
             None => ("publicKey", &app.public_key, ("secret", &app.secret)),
         };
         if other.1.is_some() {
-            p.error(
-                format!("{path}.{}", other.0),
-                format!("not used with {:?}", app.algorithm),
-            );
+            p.error(format!("{path}.{}", other.0), format!("not used with {:?}", app.algorithm));
         }
         let Some(source) = source else {
-            p.error(
-                format!("{path}.{field}"),
-                format!("{:?} needs a {field}", app.algorithm),
-            );
+            p.error(format!("{path}.{field}"), format!("{:?} needs a {field}", app.algorithm));
             continue;
         };
         let field_path = format!("{path}.{field}");
@@ -232,16 +191,16 @@ fn apps(
             }
             Some(_) => DecodingKey::from_secret(material.as_bytes()),
             None if !rsa_key_is_large_enough(&material) => {
-                p.error(field_path, "RSA keys must be at least 2048 bits (tokens signed with smaller keys are refused)");
+                p.error(
+                    field_path,
+                    "RSA keys must be at least 2048 bits (tokens signed with smaller keys are refused)",
+                );
                 continue;
             }
             None => match DecodingKey::from_rsa_pem(material.as_bytes()) {
                 Ok(key) => key,
                 Err(e) => {
-                    p.error(
-                        field_path,
-                        format!("not an RSA public key in PEM form: {e}"),
-                    );
+                    p.error(field_path, format!("not an RSA public key in PEM form: {e}"));
                     continue;
                 }
             },
@@ -261,14 +220,8 @@ fn apps(
 /// to the PEM parser to report.
 fn rsa_key_is_large_enough(pem: &str) -> bool {
     use base64::Engine;
-    let body: String = pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .map(str::trim)
-        .collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .map_or(true, |der| der.len() >= 256)
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).map(str::trim).collect();
+    base64::engine::general_purpose::STANDARD.decode(body).map_or(true, |der| der.len() >= 256)
 }
 
 /// The key material, or None (with a problem recorded when that is an error).
@@ -281,27 +234,22 @@ fn resolve(
     p: &mut Problems,
 ) -> Option<String> {
     match source {
-        SecretSource::Env { env: name } => {
-            match env(name) {
-                Some(value) => Some(value),
-                None if purpose == Purpose::Validate => {
-                    p.warn(path, format!("environment variable {name} is not set here; it must be where the bot runs"));
-                    None
-                }
-                None => {
-                    p.error(path, format!("environment variable {name} is not set"));
-                    None
-                }
+        SecretSource::Env { env: name } => match env(name) {
+            Some(value) => Some(value),
+            None if purpose == Purpose::Validate => {
+                p.warn(path, format!("environment variable {name} is not set here; it must be where the bot runs"));
+                None
             }
-        }
+            None => {
+                p.error(path, format!("environment variable {name} is not set"));
+                None
+            }
+        },
         // A public key is not a secret: a literal one is fine anywhere.
         SecretSource::Literal { value } if field == "publicKey" => Some(value.clone()),
         SecretSource::Literal { value } => match purpose {
             Purpose::Deployed => {
-                p.error(
-                    path,
-                    "literal secrets are for local development only: use {env: VARIABLE}",
-                );
+                p.error(path, "literal secrets are for local development only: use {env: VARIABLE}");
                 None
             }
             Purpose::Validate => {
@@ -315,10 +263,7 @@ fn resolve(
 
 fn instances(def: &BotDefinition, p: &mut Problems) {
     if def.instances.is_empty() {
-        p.error(
-            "instances",
-            "at least one Webhook channel instance is needed",
-        );
+        p.error("instances", "at least one Webhook channel instance is needed");
     }
     let instance_id = id_pattern("");
     let app_ids: HashSet<&str> = def.apps.iter().map(|a| a.client_id.as_str()).collect();
@@ -326,29 +271,17 @@ fn instances(def: &BotDefinition, p: &mut Problems) {
     for (i, instance) in def.instances.iter().enumerate() {
         let path = format!("instances[{i}]");
         if !instance_id.is_match(&instance.id) {
-            p.error(
-                format!("{path}.id"),
-                "letters, digits, '-' and '_' only, at most 96",
-            );
+            p.error(format!("{path}.id"), "letters, digits, '-' and '_' only, at most 96");
         }
         if !seen.insert(instance.id.as_str()) {
-            p.error(
-                format!("{path}.id"),
-                format!("instance id {} is used twice", instance.id),
-            );
+            p.error(format!("{path}.id"), format!("instance id {} is used twice", instance.id));
         }
         if instance.apps.is_empty() {
-            p.error(
-                format!("{path}.apps"),
-                "name at least one app that may call this instance",
-            );
+            p.error(format!("{path}.apps"), "name at least one app that may call this instance");
         }
         for (j, app) in instance.apps.iter().enumerate() {
             if !app_ids.contains(app.as_str()) {
-                p.error(
-                    format!("{path}.apps[{j}]"),
-                    format!("no app has clientId {app:?}"),
-                );
+                p.error(format!("{path}.apps[{j}]"), format!("no app has clientId {app:?}"));
             }
         }
         if let Some(url) = &instance.post_url
@@ -357,76 +290,45 @@ fn instances(def: &BotDefinition, p: &mut Problems) {
             p.error(format!("{path}.postUrl"), "must be an http(s) URL");
         }
         if instance.mode == Mode::Async {
-            p.error(
-                format!("{path}.mode"),
-                "asynchronous delivery to a POST_URL is not available in this version",
-            );
+            p.error(format!("{path}.mode"), "asynchronous delivery to a POST_URL is not available in this version");
         }
     }
 }
 
-fn task_checks(
-    path: &str,
-    task: &Task,
-    welcome: Option<&str>,
-    languages: &[String],
-    p: &mut Problems,
-) -> Matcher {
+fn task_checks(path: &str, task: &Task, welcome: Option<&str>, languages: &[String], p: &mut Problems) -> Matcher {
     if !id_pattern("").is_match(&task.id) {
-        p.error(
-            format!("{path}.id"),
-            "letters, digits, '-' and '_' only, at most 96",
-        );
+        p.error(format!("{path}.id"), "letters, digits, '-' and '_' only, at most 96");
     }
     if !task.nodes.contains_key(&task.start) {
-        p.error(
-            format!("{path}.start"),
-            format!("no node {:?} in this task", task.start),
-        );
+        p.error(format!("{path}.start"), format!("no node {:?} in this task", task.start));
     }
     for (name, node) in &task.nodes {
         let node_path = format!("{path}.nodes.{name}");
         nodes::check(&node_path, node, languages, p);
         for (field, next) in node.successors() {
             if !task.nodes.contains_key(next) {
-                p.error(
-                    format!("{node_path}.{field}"),
-                    format!("no node {next:?} in this task"),
-                );
+                p.error(format!("{node_path}.{field}"), format!("no node {next:?} in this task"));
             }
         }
     }
     check_reachable(path, task, p);
     check_runs(path, task, p);
     let triggers = &task.triggers;
-    for (kind, list) in [
-        ("phrases", &triggers.phrases),
-        ("keywords", &triggers.keywords),
-    ] {
+    for (kind, list) in [("phrases", &triggers.phrases), ("keywords", &triggers.keywords)] {
         for (i, trigger) in list.iter().enumerate() {
             if words(trigger).is_empty() {
-                p.error(
-                    format!("{path}.triggers.{kind}[{i}]"),
-                    "has no words, so it can never match",
-                );
+                p.error(format!("{path}.triggers.{kind}[{i}]"), "has no words, so it can never match");
             }
         }
     }
-    let untriggered =
-        triggers.phrases.is_empty() && triggers.keywords.is_empty() && triggers.patterns.is_empty();
+    let untriggered = triggers.phrases.is_empty() && triggers.keywords.is_empty() && triggers.patterns.is_empty();
     if untriggered && welcome != Some(task.id.as_str()) {
-        p.warn(
-            format!("{path}.triggers"),
-            "no triggers and not the welcome task: this task never runs",
-        );
+        p.warn(format!("{path}.triggers"), "no triggers and not the welcome task: this task never runs");
     }
     match Matcher::compile(&task.triggers) {
         Ok(matcher) => matcher,
         Err((i, message)) => {
-            p.error(
-                format!("{path}.triggers.patterns[{i}]"),
-                format!("invalid regular expression: {message}"),
-            );
+            p.error(format!("{path}.triggers.patterns[{i}]"), format!("invalid regular expression: {message}"));
             Matcher::default()
         }
     }
@@ -444,10 +346,7 @@ fn check_reachable(path: &str, task: &Task, p: &mut Problems) {
         }
     }
     for name in task.nodes.keys().filter(|n| !seen.contains(n.as_str())) {
-        p.error(
-            format!("{path}.nodes.{name}"),
-            "unreachable: no node leads here from start",
-        );
+        p.error(format!("{path}.nodes.{name}"), "unreachable: no node leads here from start");
     }
 }
 
@@ -474,9 +373,8 @@ fn check_runs(path: &str, task: &Task, p: &mut Problems) {
             next = m.next.as_deref();
         }
         if messages > MAX_MESSAGES_IN_A_ROW {
-            let message = format!(
-                "{messages} messages in a row from here; at most {MAX_MESSAGES_IN_A_ROW} before a question"
-            );
+            let message =
+                format!("{messages} messages in a row from here; at most {MAX_MESSAGES_IN_A_ROW} before a question");
             p.error(format!("{path}.nodes.{start}"), message);
         }
     }
@@ -501,27 +399,16 @@ pub(super) fn check_text(path: &str, text: &Text, languages: &[String], p: &mut 
     }
 }
 
-fn check_per_language(
-    path: &str,
-    map: &BTreeMap<String, String>,
-    languages: &[String],
-    p: &mut Problems,
-) {
+fn check_per_language(path: &str, map: &BTreeMap<String, String>, languages: &[String], p: &mut Problems) {
     for language in map.keys() {
         if !languages.contains(language) {
-            p.error(
-                format!("{path}.{language}"),
-                format!("{language} is not one of the bot's languages"),
-            );
+            p.error(format!("{path}.{language}"), format!("{language} is not one of the bot's languages"));
         }
     }
     if map.is_empty() {
         p.error(path, "give the text in at least one language");
     }
     for language in languages.iter().filter(|l| !map.contains_key(*l)) {
-        p.warn(
-            path,
-            format!("no {language} translation: the default language's text is used"),
-        );
+        p.warn(path, format!("no {language} translation: the default language's text is used"));
     }
 }

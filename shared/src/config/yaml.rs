@@ -38,31 +38,16 @@ pub fn parse(source: &str) -> Result<Document, YamlError> {
     let mut builder = Builder::default();
     Parser::new_from_str(source)
         .load(&mut builder, false)
-        .map_err(|e| YamlError {
-            line: e.marker().line(),
-            message: e.info().to_string(),
-        })?;
+        .map_err(|e| YamlError { line: e.marker().line(), message: e.info().to_string() })?;
     if let Some(message) = builder.error {
         return Err(message);
     }
-    Ok(Document {
-        value: builder.root.unwrap_or(Value::Null),
-        lines: builder.lines,
-    })
+    Ok(Document { value: builder.root.unwrap_or(Value::Null), lines: builder.lines })
 }
 
 enum Frame {
-    Seq {
-        path: String,
-        items: Vec<Value>,
-        anchor: usize,
-    },
-    Map {
-        path: String,
-        entries: Map<String, Value>,
-        key: Option<String>,
-        anchor: usize,
-    },
+    Seq { path: String, items: Vec<Value>, anchor: usize },
+    Map { path: String, entries: Map<String, Value>, key: Option<String>, anchor: usize },
 }
 
 #[derive(Default)]
@@ -95,12 +80,8 @@ impl Builder {
             None => Some(String::new()),
             Some(Frame::Seq { path, items, .. }) => Some(format!("{path}[{}]", items.len())),
             Some(Frame::Map { key: None, .. }) => None,
-            Some(Frame::Map {
-                path, key: Some(k), ..
-            }) if path.is_empty() => Some(k.clone()),
-            Some(Frame::Map {
-                path, key: Some(k), ..
-            }) => Some(format!("{path}.{k}")),
+            Some(Frame::Map { path, key: Some(k), .. }) if path.is_empty() => Some(k.clone()),
+            Some(Frame::Map { path, key: Some(k), .. }) => Some(format!("{path}.{k}")),
         }
     }
 
@@ -121,10 +102,8 @@ impl Builder {
                     Value::Bool(b) => *key = Some(b.to_string()),
                     _ => {
                         // Complex keys cannot become JSON; report instead of guessing.
-                        self.error.get_or_insert(YamlError {
-                            line: 0,
-                            message: "mapping keys must be plain scalars".into(),
-                        });
+                        self.error
+                            .get_or_insert(YamlError { line: 0, message: "mapping keys must be plain scalars".into() });
                     }
                 },
             },
@@ -138,11 +117,7 @@ fn scalar(text: String, style: TScalarStyle) -> Value {
     }
     match Yaml::from_str(&text) {
         Yaml::Integer(i) => Value::Number(i.into()),
-        Yaml::Real(r) => r
-            .parse::<f64>()
-            .ok()
-            .and_then(Number::from_f64)
-            .map_or(Value::String(text), Value::Number),
+        Yaml::Real(r) => r.parse::<f64>().ok().and_then(Number::from_f64).map_or(Value::String(text), Value::Number),
         Yaml::Boolean(b) => Value::Bool(b),
         Yaml::Null => Value::Null,
         _ => Value::String(text),
@@ -160,35 +135,18 @@ impl MarkedEventReceiver for Builder {
         };
         if self.nodes > MAX_NODES {
             let message = format!("the document expands to more than {MAX_NODES} values");
-            self.error = Some(YamlError {
-                line: mark.line(),
-                message,
-            });
+            self.error = Some(YamlError { line: mark.line(), message });
             return;
         }
         let path = self.next_path();
-        if let (
-            None,
-            Event::Scalar(key, ..),
-            Some(Frame::Map {
-                path: parent,
-                entries,
-                ..
-            }),
-        ) = (&path, &event, self.stack.last())
+        if let (None, Event::Scalar(key, ..), Some(Frame::Map { path: parent, entries, .. })) =
+            (&path, &event, self.stack.last())
         {
             if entries.contains_key(key) && self.error.is_none() {
-                self.error = Some(YamlError {
-                    line: mark.line(),
-                    message: format!("duplicate key {key:?}"),
-                });
+                self.error = Some(YamlError { line: mark.line(), message: format!("duplicate key {key:?}") });
             }
             // A key: its line is where the entry is, even if the value starts below.
-            let key_path = if parent.is_empty() {
-                key.clone()
-            } else {
-                format!("{parent}.{key}")
-            };
+            let key_path = if parent.is_empty() { key.clone() } else { format!("{parent}.{key}") };
             self.lines.entry(key_path).or_insert(mark.line());
         }
         if let Some(p) = &path
@@ -202,27 +160,19 @@ impl MarkedEventReceiver for Builder {
                 let value = self.anchors.get(&id).cloned().unwrap_or(Value::Null);
                 self.place(value, 0);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
-                path: path.unwrap_or_default(),
-                items: Vec::new(),
-                anchor,
-            }),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
-                path: path.unwrap_or_default(),
-                entries: Map::new(),
-                key: None,
-                anchor,
-            }),
+            Event::SequenceStart(anchor, _) => {
+                self.stack.push(Frame::Seq { path: path.unwrap_or_default(), items: Vec::new(), anchor })
+            }
+            Event::MappingStart(anchor, _) => {
+                self.stack.push(Frame::Map { path: path.unwrap_or_default(), entries: Map::new(), key: None, anchor })
+            }
             Event::SequenceEnd => {
                 if let Some(Frame::Seq { items, anchor, .. }) = self.stack.pop() {
                     self.place(Value::Array(items), anchor);
                 }
             }
             Event::MappingEnd => {
-                if let Some(Frame::Map {
-                    entries, anchor, ..
-                }) = self.stack.pop()
-                {
+                if let Some(Frame::Map { entries, anchor, .. }) = self.stack.pop() {
                     self.place(Value::Object(entries), anchor);
                 }
             }
@@ -238,10 +188,7 @@ mod tests {
     #[test]
     fn values_and_lines() {
         let doc = parse("a: 1\nb:\n  - x\n  - 'yes'\n  - true\nc: &k {d: 2.5}\ne: *k\n").unwrap();
-        assert_eq!(
-            doc.value,
-            serde_json::json!({"a": 1, "b": ["x", "yes", true], "c": {"d": 2.5}, "e": {"d": 2.5}})
-        );
+        assert_eq!(doc.value, serde_json::json!({"a": 1, "b": ["x", "yes", true], "c": {"d": 2.5}, "e": {"d": 2.5}}));
         assert_eq!(doc.lines["a"], 1);
         assert_eq!(doc.lines["b[1]"], 4);
         assert_eq!(doc.line_of("c.d.missing"), Some(6));

@@ -16,14 +16,13 @@ impl Resolve for GuardedResolver {
         let allow_private = self.allow_private;
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let addresses: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = addresses
-                .into_iter()
-                .filter(|a| allow_private || is_public(a.ip()))
-                .collect();
+            let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> =
+                addresses.into_iter().filter(|a| allow_private || is_public(a.ip())).collect();
             if allowed.is_empty() {
-                return Err(format!("{host} resolves to no public address; calls to private networks are not allowed").into());
+                return Err(
+                    format!("{host} resolves to no public address; calls to private networks are not allowed").into()
+                );
             }
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
@@ -33,10 +32,7 @@ impl Resolve for GuardedResolver {
 /// Scheme and literal-address checks (names are checked when resolved).
 pub fn check_url(url: &reqwest::Url, allow_private: bool) -> Result<(), String> {
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "only http and https URLs may be called, not {}",
-            url.scheme()
-        ));
+        return Err(format!("only http and https URLs may be called, not {}", url.scheme()));
     }
     let literal = match url.host() {
         Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
@@ -45,9 +41,9 @@ pub fn check_url(url: &reqwest::Url, allow_private: bool) -> Result<(), String> 
         None => return Err("the URL has no host".into()),
     };
     match literal {
-        Some(ip) if !allow_private && !is_public(ip) => Err(format!(
-            "{ip} is not a public address; calls to private networks are not allowed"
-        )),
+        Some(ip) if !allow_private && !is_public(ip) => {
+            Err(format!("{ip} is not a public address; calls to private networks are not allowed"))
+        }
         _ => Ok(()),
     }
 }

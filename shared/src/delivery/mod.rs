@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use guard::GuardedResolver;
 
-/// Redirects followed, and only within the same host.
+/// Redirects followed, and only within the same origin (scheme, host, port).
 const MAX_REDIRECTS: usize = 3;
 
 /// One HTTP request a flow wants made.
@@ -47,25 +47,16 @@ pub struct Outbound {
 
 impl Outbound {
     pub fn new() -> Result<Self, String> {
-        Ok(Self {
-            public_only: client(false)?,
-            any_address: client(true)?,
-        })
+        Ok(Self { public_only: client(false)?, any_address: client(true)? })
     }
 
     /// Makes the call; any failure (refused address, timeout, transport
     /// error, oversized response) is an `Err` with a reason for the logs.
     pub async fn call(&self, call: &HttpCall) -> Result<HttpReply, String> {
-        let url = reqwest::Url::parse(&call.url)
-            .map_err(|e| format!("invalid URL {:?}: {e}", call.url))?;
+        let url = reqwest::Url::parse(&call.url).map_err(|e| format!("invalid URL {:?}: {e}", call.url))?;
         guard::check_url(&url, call.allow_private)?;
-        let method =
-            reqwest::Method::from_bytes(call.method.as_bytes()).map_err(|e| e.to_string())?;
-        let client = if call.allow_private {
-            &self.any_address
-        } else {
-            &self.public_only
-        };
+        let method = reqwest::Method::from_bytes(call.method.as_bytes()).map_err(|e| e.to_string())?;
+        let client = if call.allow_private { &self.any_address } else { &self.public_only };
         let mut request = client.request(method, url);
         for (name, value) in &call.headers {
             request = request.header(name, value);
@@ -79,10 +70,7 @@ impl Outbound {
             let mut body = Vec::new();
             while let Some(chunk) = response.chunk().await.map_err(describe)? {
                 if body.len() + chunk.len() > call.max_response_bytes {
-                    return Err(format!(
-                        "response larger than {} bytes",
-                        call.max_response_bytes
-                    ));
+                    return Err(format!("response larger than {} bytes", call.max_response_bytes));
                 }
                 body.extend_from_slice(&chunk);
             }
@@ -111,13 +99,11 @@ fn client(allow_private: bool) -> Result<reqwest::Client, String> {
         // A proxy would resolve names itself, out of the guard's reach.
         .no_proxy()
         .redirect(Policy::custom(|attempt| {
-            let same_host = attempt.previous().first().map(|first| first.host_str())
-                == Some(attempt.url().host_str());
-            if same_host && attempt.previous().len() <= MAX_REDIRECTS {
-                attempt.follow()
-            } else {
-                attempt.stop()
-            }
+            let origin = |url: &reqwest::Url| {
+                (url.scheme().to_string(), url.host_str().map(String::from), url.port_or_known_default())
+            };
+            let same_origin = attempt.previous().first().map(origin) == Some(origin(attempt.url()));
+            if same_origin && attempt.previous().len() <= MAX_REDIRECTS { attempt.follow() } else { attempt.stop() }
         }))
         .connect_timeout(Duration::from_secs(3))
         .user_agent(concat!("Hookline/", env!("CARGO_PKG_VERSION")))

@@ -14,12 +14,7 @@ pub struct AnswerContext {
 }
 
 /// The value to save, or the name of the expected kind for the re-prompt.
-pub fn parse(
-    entity: Entity,
-    choices: &[Choice],
-    text: &str,
-    ctx: &AnswerContext,
-) -> Result<Value, &'static str> {
+pub fn parse(entity: Entity, choices: &[Choice], text: &str, ctx: &AnswerContext) -> Result<Value, &'static str> {
     let text = text.trim();
     match entity {
         Entity::Text if !text.is_empty() => Ok(Value::String(text.to_string())),
@@ -61,9 +56,7 @@ fn phone(text: &str) -> Option<Value> {
             _ => return None,
         }
     }
-    (7..=15)
-        .contains(&digits.len())
-        .then(|| Value::String(format!("{plus}{digits}")))
+    (7..=15).contains(&digits.len()).then(|| Value::String(format!("{plus}{digits}")))
 }
 
 fn number(text: &str) -> Option<Value> {
@@ -93,9 +86,7 @@ fn date(text: &str, now_ms: i64) -> Option<Value> {
 }
 
 fn yes_no(text: &str) -> Option<Value> {
-    const YES: &[&str] = &[
-        "yes", "y", "yeah", "yep", "sure", "ok", "okay", "true", "oui", "si", "ja",
-    ];
+    const YES: &[&str] = &["yes", "y", "yeah", "yep", "sure", "ok", "okay", "true", "oui", "si", "ja"];
     const NO: &[&str] = &["no", "n", "nope", "nah", "false", "non", "nein"];
     let answer = words(text).join(" ");
     if YES.contains(&answer.as_str()) {
@@ -135,16 +126,8 @@ mod tests {
 
     fn choices() -> Vec<Choice> {
         vec![
-            Choice {
-                value: "inside".into(),
-                label: Some(Text::Plain("Indoors".into())),
-                synonyms: vec!["in".into()],
-            },
-            Choice {
-                value: "terrace".into(),
-                label: None,
-                synonyms: vec![],
-            },
+            Choice { value: "inside".into(), label: Some(Text::Plain("Indoors".into())), synonyms: vec!["in".into()] },
+            Choice { value: "terrace".into(), label: None, synonyms: vec![] },
         ]
     }
 
@@ -152,10 +135,7 @@ mod tests {
     const NOW: i64 = 1_795_341_600_000;
 
     fn parse_as(entity: Entity, text: &str) -> Result<Value, &'static str> {
-        let ctx = AnswerContext {
-            now_ms: NOW,
-            attachments: Value::Null,
-        };
+        let ctx = AnswerContext { now_ms: NOW, attachments: Value::Null };
         parse(entity, &choices(), text, &ctx)
     }
 
@@ -164,10 +144,7 @@ mod tests {
         assert_eq!(parse_as(Entity::Email, " a.b@c.io "), Ok("a.b@c.io".into()));
         assert!(parse_as(Entity::Email, "a@b").is_err());
         assert!(parse_as(Entity::Email, "a b@c.io").is_err());
-        assert_eq!(
-            parse_as(Entity::Phone, "+1 (555) 010-9999"),
-            Ok("+15550109999".into())
-        );
+        assert_eq!(parse_as(Entity::Phone, "+1 (555) 010-9999"), Ok("+15550109999".into()));
         assert!(parse_as(Entity::Phone, "12ab345678").is_err());
         assert_eq!(parse_as(Entity::Number, "4"), Ok(4.into()));
         assert_eq!(parse_as(Entity::Number, "2.5"), Ok(2.5.into()));
@@ -177,18 +154,9 @@ mod tests {
 
     #[test]
     fn dates() {
-        assert_eq!(
-            parse_as(Entity::Date, "2026-12-24"),
-            Ok("2026-12-24".into())
-        );
-        assert_eq!(
-            parse_as(Entity::Date, "24/12/2026"),
-            Ok("2026-12-24".into())
-        );
-        assert_eq!(
-            parse_as(Entity::Date, "24.12.2026"),
-            Ok("2026-12-24".into())
-        );
+        assert_eq!(parse_as(Entity::Date, "2026-12-24"), Ok("2026-12-24".into()));
+        assert_eq!(parse_as(Entity::Date, "24/12/2026"), Ok("2026-12-24".into()));
+        assert_eq!(parse_as(Entity::Date, "24.12.2026"), Ok("2026-12-24".into()));
         assert_eq!(parse_as(Entity::Date, "Tomorrow"), Ok("2026-11-23".into()));
         assert_eq!(parse_as(Entity::Date, "today"), Ok("2026-11-22".into()));
         assert!(parse_as(Entity::Date, "31/02/2026").is_err());
@@ -201,14 +169,8 @@ mod tests {
         assert_eq!(parse_as(Entity::YesNo, "nope"), Ok(false.into()));
         assert!(parse_as(Entity::YesNo, "maybe").is_err());
         assert!(parse_as(Entity::Attachment, "here it is").is_err());
-        let with = AnswerContext {
-            now_ms: NOW,
-            attachments: json!([{"url": "https://x.io/a.png"}]),
-        };
-        assert_eq!(
-            parse(Entity::Attachment, &[], "here", &with),
-            Ok(json!([{"url": "https://x.io/a.png"}]))
-        );
+        let with = AnswerContext { now_ms: NOW, attachments: json!([{"url": "https://x.io/a.png"}]) };
+        assert_eq!(parse(Entity::Attachment, &[], "here", &with), Ok(json!([{"url": "https://x.io/a.png"}])));
     }
 
     #[test]

@@ -6,9 +6,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::{Instructions, Output, template};
-use crate::config::{
-    ATTACHMENT_MIME_TYPES, Bot, HeaderValue, HttpMethod, ServiceNode, WebhookNode,
-};
+use crate::config::{ATTACHMENT_MIME_TYPES, Bot, HeaderValue, HttpMethod, ServiceNode, WebhookNode};
 use crate::delivery::{HttpCall, HttpReply};
 use crate::session::Session;
 
@@ -50,10 +48,7 @@ pub fn service_call(bot: &Bot, node: &ServiceNode, scope: &Value) -> HttpCall {
     };
     let headers: Vec<_> = node.headers.iter().collect();
     HttpCall {
-        body: node
-            .body
-            .as_ref()
-            .map(|body| template::render_value(body, scope)),
+        body: node.body.as_ref().map(|body| template::render_value(body, scope)),
         ..call(bot, method, &node.url, &headers, node.timeout_ms, scope)
     }
 }
@@ -68,10 +63,7 @@ pub fn webhook_call(bot: &Bot, node: &WebhookNode, session: &Session, scope: &Va
     }
     body.insert("conversation".into(), Value::String(conversation));
     let headers: Vec<_> = node.headers.iter().collect();
-    HttpCall {
-        body: Some(Value::Object(body)),
-        ..call(bot, "POST", &node.url, &headers, node.timeout_ms, scope)
-    }
+    HttpCall { body: Some(Value::Object(body)), ..call(bot, "POST", &node.url, &headers, node.timeout_ms, scope) }
 }
 
 /// A 2xx answer's JSON body (null when empty).
@@ -87,20 +79,12 @@ fn success_json(outcome: Result<HttpReply, String>) -> Result<Value, String> {
 }
 
 /// The context values a service node's `map` takes from its answer.
-pub fn service_values(
-    node: &ServiceNode,
-    outcome: Result<HttpReply, String>,
-) -> Result<Map<String, Value>, String> {
+pub fn service_values(node: &ServiceNode, outcome: Result<HttpReply, String>) -> Result<Map<String, Value>, String> {
     let answer = success_json(outcome)?;
     Ok(node
         .map
         .iter()
-        .map(|(field, pointer)| {
-            (
-                field.clone(),
-                answer.pointer(pointer).cloned().unwrap_or(Value::Null),
-            )
-        })
+        .map(|(field, pointer)| (field.clone(), answer.pointer(pointer).cloned().unwrap_or(Value::Null)))
         .collect())
 }
 
@@ -119,30 +103,15 @@ pub fn webhook_instructions(outcome: Result<HttpReply, String>) -> Result<Instru
         let responses = responses.as_array().ok_or("responses is not an array")?;
         let mut outputs = Vec::new();
         for response in responses.iter().filter(|r| r["type"] == "text") {
-            let mut elements: Vec<&Value> = response["elements"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .collect();
+            let mut elements: Vec<&Value> = response["elements"].as_array().into_iter().flatten().collect();
             elements.sort_by_key(|e| e["order"].as_i64().unwrap_or(0));
-            outputs.extend(
-                elements
-                    .iter()
-                    .filter_map(|e| e["label"].as_str())
-                    .map(|l| Output::Text(l.to_string())),
-            );
+            outputs.extend(elements.iter().filter_map(|e| e["label"].as_str()).map(|l| Output::Text(l.to_string())));
         }
-        return Ok(Instructions {
-            outputs,
-            ..Instructions::default()
-        });
+        return Ok(Instructions { outputs, ..Instructions::default() });
     }
     // `session` is where templates find the last message: not settable.
     answer.remove("session");
-    Ok(Instructions {
-        context: answer,
-        ..Instructions::default()
-    })
+    Ok(Instructions { context: answer, ..Instructions::default() })
 }
 
 fn konverse_instructions(konverse: &Value) -> Result<Instructions, String> {
@@ -150,36 +119,26 @@ fn konverse_instructions(konverse: &Value) -> Result<Instructions, String> {
     let outputs = match konverse["type"].as_str() {
         Some("text") => match &konverse["text"] {
             Value::String(text) => vec![Output::Text(text.clone())],
-            Value::Array(texts) => texts
-                .iter()
-                .filter_map(Value::as_str)
-                .map(|t| Output::Text(t.to_string()))
-                .collect(),
+            Value::Array(texts) => {
+                texts.iter().filter_map(Value::as_str).map(|t| Output::Text(t.to_string())).collect()
+            }
             _ => return Err("konverse text is neither a string nor an array".into()),
         },
         Some("attachment") => {
             let attachment = &konverse["attachment"];
-            let (Some(url), Some(mime)) = (attachment["url"].as_str(), attachment["mime"].as_str())
-            else {
+            let (Some(url), Some(mime)) = (attachment["url"].as_str(), attachment["mime"].as_str()) else {
                 return Err("konverse attachment needs url and mime".into());
             };
             if !ATTACHMENT_MIME_TYPES.contains(&mime) {
                 return Err(format!("attachment MIME type {mime} is not supported"));
             }
-            vec![Output::Attachment {
-                url: url.to_string(),
-                mime: mime.to_string(),
-            }]
+            vec![Output::Attachment { url: url.to_string(), mime: mime.to_string() }]
         }
         Some(other) => return Err(format!("unknown konverse type {other}")),
         None if stop => Vec::new(),
         None => return Err("konverse instruction without type".into()),
     };
-    Ok(Instructions {
-        outputs,
-        context: Map::new(),
-        stop,
-    })
+    Ok(Instructions { outputs, context: Map::new(), stop })
 }
 
 #[cfg(test)]
@@ -188,10 +147,7 @@ mod tests {
     use serde_json::json;
 
     fn reply(status: u16, body: &str) -> Result<HttpReply, String> {
-        Ok(HttpReply {
-            status,
-            body: body.as_bytes().to_vec(),
-        })
+        Ok(HttpReply { status, body: body.as_bytes().to_vec() })
     }
 
     #[test]
@@ -201,46 +157,27 @@ mod tests {
             {"type": "text", "elements": [{"label": "third", "order": 1, "placeholder": null}]}
         ]});
         let instructions = webhook_instructions(reply(200, &body.to_string())).unwrap();
-        assert_eq!(
-            instructions.outputs,
-            ["first", "second", "third"].map(|t| Output::Text(t.into()))
-        );
+        assert_eq!(instructions.outputs, ["first", "second", "third"].map(|t| Output::Text(t.into())));
     }
 
     #[test]
     fn other_objects_set_context_variables() {
-        let instructions = webhook_instructions(reply(
-            200,
-            r#"{"delivery_status":"delivered","session":"x"}"#,
-        ))
-        .unwrap();
-        assert_eq!(
-            Value::Object(instructions.context),
-            json!({"delivery_status": "delivered"})
-        );
+        let instructions =
+            webhook_instructions(reply(200, r#"{"delivery_status":"delivered","session":"x"}"#)).unwrap();
+        assert_eq!(Value::Object(instructions.context), json!({"delivery_status": "delivered"}));
     }
 
     #[test]
     fn konverse_formats() {
-        let text = webhook_instructions(reply(
-            200,
-            r#"{"konverse":{"type":"text","text":["Hello from webhook"]}}"#,
-        ))
-        .unwrap();
+        let text =
+            webhook_instructions(reply(200, r#"{"konverse":{"type":"text","text":["Hello from webhook"]}}"#)).unwrap();
         assert_eq!(text.outputs, [Output::Text("Hello from webhook".into())]);
         let file = r#"{"konverse":{"type":"attachment","attachment":{"url":"https://x.io/w.png","mime":"image/png"}}}"#;
         let file = webhook_instructions(reply(200, file)).unwrap();
-        assert_eq!(
-            file.outputs,
-            [Output::Attachment {
-                url: "https://x.io/w.png".into(),
-                mime: "image/png".into()
-            }]
-        );
+        assert_eq!(file.outputs, [Output::Attachment { url: "https://x.io/w.png".into(), mime: "image/png".into() }]);
         let bad = r#"{"konverse":{"type":"attachment","attachment":{"url":"https://x.io/a.exe","mime":"application/x-msdownload"}}}"#;
         assert!(webhook_instructions(reply(200, bad)).is_err());
-        let stop =
-            webhook_instructions(reply(200, r#"{"konverse":{"stopPropagation":true}}"#)).unwrap();
+        let stop = webhook_instructions(reply(200, r#"{"konverse":{"stopPropagation":true}}"#)).unwrap();
         assert!(stop.stop && stop.outputs.is_empty());
     }
 
@@ -250,9 +187,6 @@ mod tests {
         assert!(webhook_instructions(reply(200, "not json")).is_err());
         assert!(webhook_instructions(reply(200, "[1]")).is_err());
         assert!(webhook_instructions(Err("timeout".into())).is_err());
-        assert_eq!(
-            webhook_instructions(reply(204, "")).unwrap(),
-            Instructions::default()
-        );
+        assert_eq!(webhook_instructions(reply(204, "")).unwrap(), Instructions::default());
     }
 }

@@ -68,11 +68,7 @@ pub fn definition(
             json!({"_id": c.name, "name": c.name, "type": kind, "metaData": meta})
         })
         .collect();
-    let submit = form
-        .submit_label
-        .as_ref()
-        .map(text)
-        .unwrap_or_else(|| "Submit".into());
+    let submit = form.submit_label.as_ref().map(text).unwrap_or_else(|| "Submit".into());
     components.push(json!({
         "_id": "Submit",
         "name": "Submit",
@@ -103,10 +99,7 @@ pub fn definition(
         "formInitialization": {"valueMap": value_map},
     });
     if let Some((_, problems)) = retry {
-        answer["errors"] = problems
-            .iter()
-            .map(|p| json!({"componentId": p.component, "msg": p.message}))
-            .collect();
+        answer["errors"] = problems.iter().map(|p| json!({"componentId": p.component, "msg": p.message})).collect();
     }
     answer
 }
@@ -117,12 +110,7 @@ fn inputs(submitted: &Value) -> Map<String, Value> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|item| {
-            Some((
-                item["componentId"].as_str()?.to_string(),
-                item["input"].clone(),
-            ))
-        })
+        .filter_map(|item| Some((item["componentId"].as_str()?.to_string(), item["input"].clone())))
         .collect()
 }
 
@@ -136,11 +124,7 @@ pub fn submission(
 ) -> Result<Map<String, Value>, Vec<Problem>> {
     if submitted["formId"].as_str() != Some(form.id.as_str()) {
         let message = format!("expected formId {}", form.id);
-        return Err(vec![Problem {
-            component: String::new(),
-            label: "form".into(),
-            message,
-        }]);
+        return Err(vec![Problem { component: String::new(), label: "form".into(), message }]);
     }
     let inputs = inputs(submitted);
     let mut values = Map::new();
@@ -148,11 +132,7 @@ pub fn submission(
     for component in &form.components {
         let label = bot.localize(&component.label, language).to_string();
         let mut problem = |message: String| {
-            problems.push(Problem {
-                component: component.name.clone(),
-                label: label.clone(),
-                message,
-            });
+            problems.push(Problem { component: component.name.clone(), label: label.clone(), message });
         };
         let input = match inputs.get(&component.name) {
             None | Some(Value::Null) => String::new(),
@@ -166,9 +146,7 @@ pub fn submission(
             continue;
         }
         let entity = match component.kind {
-            ComponentType::TextField | ComponentType::TextArea
-                if input.chars().count() > MAX_FIELD_CHARS =>
-            {
+            ComponentType::TextField | ComponentType::TextArea if input.chars().count() > MAX_FIELD_CHARS => {
                 problem(format!("is longer than {MAX_FIELD_CHARS} characters"));
                 continue;
             }
@@ -179,10 +157,7 @@ pub fn submission(
             ComponentType::Date => Entity::Date,
             ComponentType::Dropdown => Entity::Choice,
             ComponentType::Checkbox => {
-                let checked = matches!(
-                    input.to_lowercase().as_str(),
-                    "true" | "on" | "yes" | "1" | "checked"
-                );
+                let checked = matches!(input.to_lowercase().as_str(), "true" | "on" | "yes" | "1" | "checked");
                 if component.required && !checked {
                     problem("must be checked".into());
                 }
@@ -197,9 +172,5 @@ pub fn submission(
             Err(kind) => problem(format!("is not a valid {kind}")),
         }
     }
-    if problems.is_empty() {
-        Ok(values)
-    } else {
-        Err(problems)
-    }
+    if problems.is_empty() { Ok(values) } else { Err(problems) }
 }

@@ -28,11 +28,7 @@ pub fn evaluate(node: &LogicNode, scope: &Value) -> (Map<String, Value>, Option<
 
 fn holds(condition: &Condition, scope: &Value) -> bool {
     let left = template::value_at(scope, &condition.value_of).unwrap_or(&Value::Null);
-    let right = condition
-        .value
-        .as_ref()
-        .map(|v| template::render_value(v, scope))
-        .unwrap_or(Value::Null);
+    let right = condition.value.as_ref().map(|v| template::render_value(v, scope)).unwrap_or(Value::Null);
     match condition.op {
         Operator::Equals => equals(left, &right),
         Operator::NotEquals => !equals(left, &right),
@@ -44,8 +40,9 @@ fn holds(condition: &Condition, scope: &Value) -> bool {
         Operator::Less => matches!((number(left), number(&right)), (Some(l), Some(r)) if l < r),
         Operator::Exists => exists(left),
         Operator::NotExists => !exists(left),
-        Operator::Matches => super::matcher::compile_pattern(&text(&right))
-            .is_ok_and(|r| r.is_match(&fold(&text(left)))),
+        Operator::Matches => {
+            super::matcher::compile_pattern(&text(&right)).is_ok_and(|r| r.is_match(&fold(&text(left))))
+        }
     }
 }
 
@@ -89,8 +86,7 @@ mod tests {
     use serde_json::json;
 
     fn logic(yaml_conditions: Value, set: Value) -> LogicNode {
-        serde_json::from_value(json!({"set": set, "conditions": yaml_conditions, "else": "other"}))
-            .unwrap()
+        serde_json::from_value(json!({"set": set, "conditions": yaml_conditions, "else": "other"})).unwrap()
     }
 
     fn next(conditions: Value, scope: Value) -> Option<String> {
@@ -99,13 +95,9 @@ mod tests {
 
     #[test]
     fn operators() {
-        let scope =
-            json!({"context": {"total": "120", "name": "Zoë", "tags": ["a", "b"], "empty": ""}});
+        let scope = json!({"context": {"total": "120", "name": "Zoë", "tags": ["a", "b"], "empty": ""}});
         let case = |op: &str, of: &str, value: Value| {
-            next(
-                json!([{"valueOf": of, "op": op, "value": value, "next": "yes"}]),
-                scope.clone(),
-            )
+            next(json!([{"valueOf": of, "op": op, "value": value, "next": "yes"}]), scope.clone())
         };
         let yes = Some("yes".to_string());
         let other = Some("other".to_string());
@@ -128,10 +120,7 @@ mod tests {
             json!({"copy": "{{context.total}}", "big": true, "label": "total={{context.total}}"}),
         );
         let (values, next) = evaluate(&node, &json!({"context": {"total": 7}}));
-        assert_eq!(
-            Value::Object(values),
-            json!({"big": true, "copy": 7, "label": "total=7"})
-        );
+        assert_eq!(Value::Object(values), json!({"big": true, "copy": 7, "label": "total=7"}));
         assert_eq!(next.as_deref(), Some("big"));
     }
 }

@@ -17,11 +17,7 @@ fn strip_accents(text: &str) -> String {
 
 /// Folded words, punctuation dropped: "Check my balance, please!" -> [check, my, balance, please].
 pub fn words(text: &str) -> Vec<String> {
-    fold(text)
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(String::from)
-        .collect()
+    fold(text).split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(String::from).collect()
 }
 
 /// How strongly an utterance matched a task; higher wins.
@@ -57,19 +53,11 @@ impl Matcher {
     }
 
     pub fn strength(&self, utterance: &Utterance) -> Option<Strength> {
-        if self
-            .phrases
-            .iter()
-            .any(|p| !p.is_empty() && *p == utterance.words)
-        {
+        if self.phrases.iter().any(|p| !p.is_empty() && *p == utterance.words) {
             Some(Strength::Phrase)
         } else if self.patterns.iter().any(|r| r.is_match(&utterance.folded)) {
             Some(Strength::Pattern)
-        } else if self
-            .keywords
-            .iter()
-            .any(|k| contains_run(&utterance.words, k))
-        {
+        } else if self.keywords.iter().any(|k| contains_run(&utterance.words, k)) {
             Some(Strength::Keyword)
         } else {
             None
@@ -84,16 +72,12 @@ pub fn compile_pattern(pattern: &str) -> Result<Regex, String> {
     if pattern.is_empty() {
         return Err("an empty pattern would match every message".into());
     }
-    RegexBuilder::new(&strip_accents(pattern))
-        .case_insensitive(true)
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|e| {
-            // regex's message draws the pattern over several lines; keep the cause.
-            let message = e.to_string();
-            let cause = message.lines().last().unwrap_or_default();
-            cause.trim_start_matches("error: ").to_string()
-        })
+    RegexBuilder::new(&strip_accents(pattern)).case_insensitive(true).size_limit(1 << 20).build().map_err(|e| {
+        // regex's message draws the pattern over several lines; keep the cause.
+        let message = e.to_string();
+        let cause = message.lines().last().unwrap_or_default();
+        cause.trim_start_matches("error: ").to_string()
+    })
 }
 
 /// A user message, prepared once per turn for matching.
@@ -105,10 +89,7 @@ pub struct Utterance {
 
 impl Utterance {
     pub fn new(text: &str) -> Self {
-        Self {
-            folded: fold(text),
-            words: words(text),
-        }
+        Self { folded: fold(text), words: words(text) }
     }
 
     /// Whole-utterance equality, as for phrases.
@@ -128,48 +109,31 @@ mod tests {
 
     fn matcher(phrases: &[&str], keywords: &[&str], patterns: &[&str]) -> Matcher {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect();
-        Matcher::compile(&Triggers {
-            phrases: s(phrases),
-            keywords: s(keywords),
-            patterns: s(patterns),
-        })
-        .unwrap()
+        Matcher::compile(&Triggers { phrases: s(phrases), keywords: s(keywords), patterns: s(patterns) }).unwrap()
     }
 
     #[test]
     fn case_and_accent_insensitive() {
         let m = matcher(&["Crème brûlée"], &[], &[]);
-        assert_eq!(
-            m.strength(&Utterance::new("CREME BRULEE!")),
-            Some(Strength::Phrase)
-        );
+        assert_eq!(m.strength(&Utterance::new("CREME BRULEE!")), Some(Strength::Phrase));
         assert_eq!(m.strength(&Utterance::new("creme brulee please")), None);
     }
 
     #[test]
     fn keywords_match_whole_words_anywhere() {
         let m = matcher(&[], &["account balance"], &[]);
-        assert_eq!(
-            m.strength(&Utterance::new("What's my Account  Balance?")),
-            Some(Strength::Keyword)
-        );
+        assert_eq!(m.strength(&Utterance::new("What's my Account  Balance?")), Some(Strength::Keyword));
         assert_eq!(m.strength(&Utterance::new("accountbalance")), None);
     }
 
     #[test]
     fn patterns_are_folded_and_case_insensitive() {
         let m = matcher(&[], &[], &[r"\bréserv(e|ation)\b"]);
-        assert_eq!(
-            m.strength(&Utterance::new("Une RÉSERVATION")),
-            Some(Strength::Pattern)
-        );
+        assert_eq!(m.strength(&Utterance::new("Une RÉSERVATION")), Some(Strength::Pattern));
         assert!(compile_pattern("(unclosed").is_err());
         assert!(compile_pattern("").is_err());
         let letters = matcher(&[], &[], &[r"^\D{3}x$"]);
-        assert_eq!(
-            letters.strength(&Utterance::new("ABCX")),
-            Some(Strength::Pattern)
-        );
+        assert_eq!(letters.strength(&Utterance::new("ABCX")), Some(Strength::Pattern));
         assert_eq!(letters.strength(&Utterance::new("123x")), None);
     }
 }

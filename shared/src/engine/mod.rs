@@ -131,12 +131,7 @@ pub fn run_turn(bot: &Bot, session: Option<Session>, input: Input, ctx: &TurnCon
 }
 
 /// Continues a turn that waited for a call, with the call's outcome.
-pub fn resume(
-    bot: &Bot,
-    session: Session,
-    outcome: Result<HttpReply, String>,
-    ctx: &TurnContext,
-) -> Turn {
+pub fn resume(bot: &Bot, session: Session, outcome: Result<HttpReply, String>, ctx: &TurnContext) -> Turn {
     let mut run = Run::new(bot, ctx, session);
     let Some((task, node)) = run.active_node() else {
         return run.finish();
@@ -173,11 +168,7 @@ fn close(had_session: bool) -> Turn {
         ("SESSION_CLOSURE_IGNORED", "Active session doesn't exist")
     };
     Turn {
-        outputs: vec![Output::Event {
-            val: "SESSION_CLOSURE",
-            event_type,
-            description,
-        }],
+        outputs: vec![Output::Event { val: "SESSION_CLOSURE", event_type, description }],
         completion: None,
         session: None,
         pending: None,
@@ -196,10 +187,7 @@ pub fn merge_tags(tags: &mut Vec<Tag>, new: Vec<Tag>) {
 }
 
 fn postback_text(val: &Value) -> Option<String> {
-    ["payload", "text", "title"]
-        .iter()
-        .find_map(|k| val.get(k).and_then(Value::as_str))
-        .map(String::from)
+    ["payload", "text", "title"].iter().find_map(|k| val.get(k).and_then(Value::as_str)).map(String::from)
 }
 
 /// What a webhook's answer asks the bot to do.
@@ -222,15 +210,7 @@ struct Run<'a> {
 
 impl<'a> Run<'a> {
     fn new(bot: &'a Bot, ctx: &'a TurnContext, session: Session) -> Self {
-        Self {
-            bot,
-            ctx,
-            session,
-            outputs: Vec::new(),
-            completion: None,
-            pending: None,
-            effects: Vec::new(),
-        }
+        Self { bot, ctx, session, outputs: Vec::new(), completion: None, pending: None, effects: Vec::new() }
     }
 
     fn finish(self) -> Turn {
@@ -270,30 +250,21 @@ impl<'a> Run<'a> {
 
     fn on_form_data(&mut self, val: &Value) {
         match self.active_node() {
-            Some((task, Node::Form(form))) => match forms::submission(
-                self.bot,
-                form,
-                &self.session.language,
-                val,
-                &self.answer_context(),
-            ) {
-                Ok(values) => {
-                    let field = form.field.clone().unwrap_or_else(|| form.id.clone());
-                    self.session.context.insert(field, Value::Object(values));
-                    self.go_on(task, form.next.as_deref());
+            Some((task, Node::Form(form))) => {
+                match forms::submission(self.bot, form, &self.session.language, val, &self.answer_context()) {
+                    Ok(values) => {
+                        let field = form.field.clone().unwrap_or_else(|| form.id.clone());
+                        self.session.context.insert(field, Value::Object(values));
+                        self.go_on(task, form.next.as_deref());
+                    }
+                    Err(problems) => {
+                        let listed: Vec<String> =
+                            problems.iter().map(|p| format!("{}: {}", p.label, p.message)).collect();
+                        self.outputs.push(Output::Text(format!("Please check the form. {}", listed.join("; "))));
+                        self.send_form(form, Some((val, &problems)));
+                    }
                 }
-                Err(problems) => {
-                    let listed: Vec<String> = problems
-                        .iter()
-                        .map(|p| format!("{}: {}", p.label, p.message))
-                        .collect();
-                    self.outputs.push(Output::Text(format!(
-                        "Please check the form. {}",
-                        listed.join("; ")
-                    )));
-                    self.send_form(form, Some((val, &problems)));
-                }
-            },
+            }
             _ => self.fallback(),
         }
     }
@@ -315,20 +286,14 @@ impl<'a> Run<'a> {
         let node = self.active_node();
         let Some((task, Node::Question(question))) = node else {
             if let Some((_, Node::Form(form))) = node {
-                self.outputs
-                    .push(Output::Text("Please fill in the form.".into()));
+                self.outputs.push(Output::Text("Please fill in the form.".into()));
                 return self.send_form(form, None);
             }
             // Not waiting for an answer (or the definition changed): start afresh.
             self.session.task = None;
             return self.fallback();
         };
-        match answer::parse(
-            question.entity,
-            &question.choices,
-            text,
-            &self.answer_context(),
-        ) {
+        match answer::parse(question.entity, &question.choices, text, &self.answer_context()) {
             Ok(value) => {
                 self.session.context.insert(question.field.clone(), value);
                 self.go_on(task, question.next.as_deref());
@@ -338,17 +303,13 @@ impl<'a> Run<'a> {
                 match &question.on_give_up {
                     Some(node) => self.run_from(task, node),
                     None => {
-                        self.outputs
-                            .push(Output::Text("Sorry, let's stop here.".into()));
+                        self.outputs.push(Output::Text("Sorry, let's stop here.".into()));
                         self.complete(task, CANCELLED);
                     }
                 }
             }
             Err(kind) => {
-                self.session.task = Some(ActiveTask {
-                    retries: active.retries + 1,
-                    ..active
-                });
+                self.session.task = Some(ActiveTask { retries: active.retries + 1, ..active });
                 let default = format!("Sorry, that doesn't look like a valid {kind}.");
                 self.say_or(question.retry_prompt.as_ref(), &default);
                 self.say(&question.prompt);
@@ -377,20 +338,14 @@ impl<'a> Run<'a> {
         match on_error {
             Some(node) => self.run_from(task, node),
             None => {
-                self.outputs.push(Output::Text(
-                    "Sorry, something went wrong. Please try again later.".into(),
-                ));
+                self.outputs.push(Output::Text("Sorry, something went wrong. Please try again later.".into()));
                 self.complete(task, CANCELLED);
             }
         }
     }
 
     fn wait_at(&mut self, task: &Task, node_id: String) {
-        self.session.task = Some(ActiveTask {
-            task_id: task.id.clone(),
-            node_id,
-            retries: 0,
-        });
+        self.session.task = Some(ActiveTask { task_id: task.id.clone(), node_id, retries: 0 });
     }
 
     fn run_from(&mut self, task: &'a Task, start: &str) {
@@ -459,18 +414,11 @@ impl<'a> Run<'a> {
         }
         if let Some(attachment) = &message.attachment {
             let url = template::render(&attachment.url, &self.scope());
-            self.outputs.push(Output::Attachment {
-                url,
-                mime: attachment.mime.clone(),
-            });
+            self.outputs.push(Output::Attachment { url, mime: attachment.mime.clone() });
         }
     }
 
-    fn send_form(
-        &mut self,
-        form: &crate::config::FormNode,
-        retry: Option<(&Value, &[forms::Problem])>,
-    ) {
+    fn send_form(&mut self, form: &crate::config::FormNode, retry: Option<(&Value, &[forms::Problem])>) {
         let scope = self.scope();
         let form = forms::definition(self.bot, form, &self.session.language, &scope, retry);
         self.outputs.push(Output::Form(form));
@@ -489,12 +437,7 @@ impl<'a> Run<'a> {
     }
 
     fn end_active(&mut self, reason: &str) {
-        if let Some(task) = self
-            .session
-            .task
-            .take()
-            .and_then(|a| self.bot.task(&a.task_id))
-        {
+        if let Some(task) = self.session.task.take().and_then(|a| self.bot.task(&a.task_id)) {
             self.complete(task, reason);
         }
     }
@@ -537,10 +480,7 @@ impl<'a> Run<'a> {
     /// What templates can read.
     fn scope(&self) -> Value {
         let mut context = self.session.context.clone();
-        context.insert(
-            "session".into(),
-            json!({"BotUserSession": {"lastMessage": self.session.last_message}}),
-        );
+        context.insert("session".into(), json!({"BotUserSession": {"lastMessage": self.session.last_message}}));
         json!({
             "context": context,
             "user": self.ctx.user,
@@ -553,7 +493,5 @@ impl<'a> Run<'a> {
 }
 
 fn tag_map(tags: &[Tag]) -> Map<String, Value> {
-    tags.iter()
-        .map(|t| (t.name.clone(), t.value.clone()))
-        .collect()
+    tags.iter().map(|t| (t.name.clone(), t.value.clone())).collect()
 }

@@ -8,9 +8,7 @@ pub fn check(template: &str) -> Result<(), String> {
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
         let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| format!("unclosed '{{{{' in {template:?}"))?;
+        let end = after.find("}}").ok_or_else(|| format!("unclosed '{{{{' in {template:?}"))?;
         let path = after[..end].trim();
         if path.is_empty() || path.contains("{{") {
             return Err(format!("empty or nested placeholder in {template:?}"));
@@ -30,9 +28,7 @@ pub fn render_url(template: &str, scope: &Value) -> String {
     render_with(template, scope, |s| {
         s.bytes()
             .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                    (b as char).to_string()
-                }
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
                 _ => format!("%{b:02X}"),
             })
             .collect()
@@ -48,12 +44,9 @@ pub fn render_value(value: &Value, scope: &Value) -> Value {
             None => Value::String(render(s, scope)),
         },
         Value::Array(items) => Value::Array(items.iter().map(|v| render_value(v, scope)).collect()),
-        Value::Object(entries) => Value::Object(
-            entries
-                .iter()
-                .map(|(k, v)| (k.clone(), render_value(v, scope)))
-                .collect(),
-        ),
+        Value::Object(entries) => {
+            Value::Object(entries.iter().map(|(k, v)| (k.clone(), render_value(v, scope))).collect())
+        }
         other => other.clone(),
     }
 }
@@ -111,13 +104,9 @@ mod tests {
 
     #[test]
     fn renders_paths_and_missing_values() {
-        let scope =
-            json!({"user": {"firstName": "Ada"}, "context": {"n": 3, "list": [{"x": "a"}]}});
+        let scope = json!({"user": {"firstName": "Ada"}, "context": {"n": 3, "list": [{"x": "a"}]}});
         assert_eq!(
-            render(
-                "Hi {{ user.firstName }}, {{context.n}} {{context.list[0].x}}{{nope.x}}!",
-                &scope
-            ),
+            render("Hi {{ user.firstName }}, {{context.n}} {{context.list[0].x}}{{nope.x}}!", &scope),
             "Hi Ada, 3 a!"
         );
         assert_eq!(render("unclosed {{ user", &scope), "unclosed {{ user");
@@ -127,17 +116,11 @@ mod tests {
     fn urls_encode_inserted_values_and_values_keep_types() {
         let scope = json!({"context": {"id": "a/../b c?x=1", "n": 5, "list": [1, 2]}});
         assert_eq!(
-            render_url(
-                "https://api.example.com/orders/{{context.id}}?n={{context.n}}",
-                &scope
-            ),
+            render_url("https://api.example.com/orders/{{context.id}}?n={{context.n}}", &scope),
             "https://api.example.com/orders/a%2F..%2Fb%20c%3Fx%3D1?n=5"
         );
         let value = json!({"total": "{{context.n}}", "items": ["{{ context.list }}", "n={{context.n}}"], "x": 1});
-        assert_eq!(
-            render_value(&value, &scope),
-            json!({"total": 5, "items": [[1, 2], "n=5"], "x": 1})
-        );
+        assert_eq!(render_value(&value, &scope), json!({"total": 5, "items": [[1, 2], "n=5"], "x": 1}));
     }
 
     #[test]

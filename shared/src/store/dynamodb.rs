@@ -16,8 +16,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put,
-    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put, ScalarAttributeType,
+    TimeToLiveSpecification, TransactWriteItem,
 };
 
 use super::{Store, TurnWrite};
@@ -59,10 +59,7 @@ fn json_attr<T: serde::de::DeserializeOwned>(item: &Item, name: &str) -> Result<
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        Self { client, table: table.into() }
     }
 
     /// Creates the table (on-demand, TTL on expiresAt) if it does not exist.
@@ -98,19 +95,12 @@ impl DynamoStore {
         Ok(())
     }
 
-    fn put(
-        &self,
-        item: Item,
-        condition: &str,
-        values: Option<(&str, AttributeValue)>,
-    ) -> Result<TransactWriteItem> {
+    fn put(&self, item: Item, condition: &str, values: Option<(&str, AttributeValue)>) -> Result<TransactWriteItem> {
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression(condition)
-            .set_expression_attribute_values(
-                values.map(|(k, v)| HashMap::from([(k.to_string(), v)])),
-            )
+            .set_expression_attribute_values(values.map(|(k, v)| HashMap::from([(k.to_string(), v)])))
             .build()
             .map_err(|e| storage("TransactWriteItems", e))?;
         Ok(TransactWriteItem::builder().put(put).build())
@@ -126,11 +116,7 @@ fn attribute(name: &str) -> Result<AttributeDefinition> {
 }
 
 fn key(name: &str, kind: KeyType) -> Result<KeySchemaElement> {
-    KeySchemaElement::builder()
-        .attribute_name(name)
-        .key_type(kind)
-        .build()
-        .map_err(|e| storage("CreateTable", e))
+    KeySchemaElement::builder().attribute_name(name).key_type(kind).build().map_err(|e| storage("CreateTable", e))
 }
 
 #[async_trait]
@@ -160,43 +146,29 @@ impl Store for DynamoStore {
         // and seq counter stay in force until it is gone.
         let expired = number("expiresAt")? < chrono::Utc::now().timestamp().max(0) as u64;
         let conversation = if expired {
-            Conversation {
-                next_seq,
-                ..Conversation::default()
-            }
+            Conversation { next_seq, ..Conversation::default() }
         } else {
             json_attr(&item, "conversation")?
         };
-        Ok(Some(Conversation {
-            version,
-            ..conversation
-        }))
+        Ok(Some(Conversation { version, ..conversation }))
     }
 
     async fn save_turn(&self, key: &ConversationKey, write: TurnWrite<'_>) -> Result<()> {
         let pk = key.partition_key();
-        let body = serde_json::to_string(write.conversation)
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let body = serde_json::to_string(write.conversation).map_err(|e| Error::Internal(e.to_string()))?;
         let conversation = HashMap::from([
             ("pk".to_string(), s(&pk)),
             ("sk".to_string(), s(SESSION_SK)),
             ("version".to_string(), n(write.expected_version + 1)),
             ("nextSeq".to_string(), n(write.conversation.next_seq)),
             // Outlives its log entries, so seq never restarts under them.
-            (
-                "expiresAt".to_string(),
-                n(write.expires_at + CONVERSATION_GRACE_SECS),
-            ),
+            ("expiresAt".to_string(), n(write.expires_at + CONVERSATION_GRACE_SECS)),
             ("conversation".to_string(), s(body)),
         ]);
         let mut items = vec![if write.expected_version == 0 {
             self.put(conversation, "attribute_not_exists(pk)", None)?
         } else {
-            self.put(
-                conversation,
-                "version = :v",
-                Some((":v", n(write.expected_version))),
-            )?
+            self.put(conversation, "version = :v", Some((":v", n(write.expected_version))))?
         }];
         for entry in write.log {
             let body = serde_json::to_string(entry).map_err(|e| Error::Internal(e.to_string()))?;
@@ -209,25 +181,17 @@ impl Store for DynamoStore {
             ]);
             items.push(self.put(item, "attribute_not_exists(pk)", None)?);
         }
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(()),
             Err(SdkError::ServiceError(e)) => match e.into_err() {
                 // A failed condition on the conversation (its version) or on a log
                 // entry (its seq already taken) both mean another writer got there
                 // first; the turn is run again on fresh state, within its deadline.
                 TransactWriteItemsError::TransactionCanceledException(cancelled)
-                    if cancelled.cancellation_reasons().iter().any(|r| {
-                        matches!(
-                            r.code(),
-                            Some("ConditionalCheckFailed" | "TransactionConflict")
-                        )
-                    }) =>
+                    if cancelled
+                        .cancellation_reasons()
+                        .iter()
+                        .any(|r| matches!(r.code(), Some("ConditionalCheckFailed" | "TransactionConflict"))) =>
                 {
                     Err(Error::Conflict)
                 }
@@ -237,12 +201,7 @@ impl Store for DynamoStore {
         }
     }
 
-    async fn read_log(
-        &self,
-        key: &ConversationKey,
-        after_seq: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<LogEntry>> {
+    async fn read_log(&self, key: &ConversationKey, after_seq: Option<u64>, limit: usize) -> Result<Vec<LogEntry>> {
         let from = after_seq.map_or(0, |s| s + 1);
         let mut entries = Vec::new();
         let mut start_key = None;

@@ -26,9 +26,7 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<ConversationKey, Entry>>> {
-        self.conversations
-            .lock()
-            .map_err(|_| Error::Internal("memory store lock poisoned".into()))
+        self.conversations.lock().map_err(|_| Error::Internal("memory store lock poisoned".into()))
     }
 }
 
@@ -47,33 +45,18 @@ impl Store for MemoryStore {
         if write.log.iter().any(|e| entry.log.contains_key(&e.seq)) {
             return Err(Error::Storage("log entry already exists".into()));
         }
-        entry.conversation = Conversation {
-            version: write.expected_version + 1,
-            ..write.conversation.clone()
-        };
-        entry
-            .log
-            .extend(write.log.iter().map(|e| (e.seq, e.clone())));
+        entry.conversation = Conversation { version: write.expected_version + 1, ..write.conversation.clone() };
+        entry.log.extend(write.log.iter().map(|e| (e.seq, e.clone())));
         Ok(())
     }
 
-    async fn read_log(
-        &self,
-        key: &ConversationKey,
-        after_seq: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<LogEntry>> {
+    async fn read_log(&self, key: &ConversationKey, after_seq: Option<u64>, limit: usize) -> Result<Vec<LogEntry>> {
         let conversations = self.lock()?;
         let Some(entry) = conversations.get(key) else {
             return Ok(Vec::new());
         };
         let from = after_seq.map_or(0, |s| s + 1);
-        Ok(entry
-            .log
-            .range(from..)
-            .take(limit)
-            .map(|(_, e)| e.clone())
-            .collect())
+        Ok(entry.log.range(from..).take(limit).map(|(_, e)| e.clone()).collect())
     }
 }
 
@@ -98,37 +81,18 @@ mod tests {
     async fn writes_are_conditional_on_the_version_read() {
         let store = MemoryStore::new();
         let key = ConversationKey::new("st-b", "u");
-        let conversation = Conversation {
-            next_seq: 1,
-            ..Conversation::default()
-        };
+        let conversation = Conversation { next_seq: 1, ..Conversation::default() };
         let (first, second) = ([entry(0)], [entry(1)]);
-        let write = |expected_version, log| TurnWrite {
-            conversation: &conversation,
-            expected_version,
-            log,
-            expires_at: 0,
-        };
+        let write =
+            |expected_version, log| TurnWrite { conversation: &conversation, expected_version, log, expires_at: 0 };
         store.save_turn(&key, write(0, &first)).await.unwrap();
         // A second writer that also read version 0 loses.
-        assert!(matches!(
-            store.save_turn(&key, write(0, &first)).await,
-            Err(Error::Conflict)
-        ));
+        assert!(matches!(store.save_turn(&key, write(0, &first)).await, Err(Error::Conflict)));
         assert_eq!(store.load(&key).await.unwrap().unwrap().version, 1);
         // A stale seq under the right version is a storage fault, not a retry.
-        assert!(matches!(
-            store.save_turn(&key, write(1, &first)).await,
-            Err(Error::Storage(_))
-        ));
+        assert!(matches!(store.save_turn(&key, write(1, &first)).await, Err(Error::Storage(_))));
         store.save_turn(&key, write(1, &second)).await.unwrap();
-        let seqs: Vec<u64> = store
-            .read_log(&key, None, 10)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| e.seq)
-            .collect();
+        let seqs: Vec<u64> = store.read_log(&key, None, 10).await.unwrap().iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [0, 1]);
     }
 }

@@ -34,10 +34,5 @@ pub trait Store: Send + Sync {
     async fn save_turn(&self, key: &ConversationKey, write: TurnWrite<'_>) -> Result<()>;
 
     /// Log entries with seq greater than `after_seq`, oldest first.
-    async fn read_log(
-        &self,
-        key: &ConversationKey,
-        after_seq: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<LogEntry>>;
+    async fn read_log(&self, key: &ConversationKey, after_seq: Option<u64>, limit: usize) -> Result<Vec<LogEntry>>;
 }
