@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+mod demo_api;
+
 use clap::{Parser, Subcommand};
 use hookline_core::api::{self, AppState, Settings};
 use hookline_core::config::{self, DEMO_BOT, DEMO_BOT_FILE, Loaded, Purpose, Registry, Severity};
@@ -93,10 +95,14 @@ fn report(result: Result<(), String>) -> ExitCode {
     }
 }
 
-fn load_registry(path: Option<&Path>) -> Result<Registry, String> {
+/// The definitions at `path`, or the built-in demo bot calling its API at `demo_api`.
+fn load_registry(path: Option<&Path>, demo_api: &str) -> Result<Registry, String> {
     match path {
         Some(path) => Registry::load(path, Purpose::Local),
-        None => Registry::from_sources(&[(DEMO_BOT_FILE.into(), DEMO_BOT.into())], Purpose::Local),
+        None => {
+            let demo = DEMO_BOT.replace(demo_api::DEMO_API, demo_api);
+            Registry::from_sources(&[(DEMO_BOT_FILE.into(), demo)], Purpose::Local)
+        }
     }
     .map_err(|e| format!("bot definitions are not valid:\n{e}"))
 }
@@ -109,7 +115,8 @@ async fn serve(
     create_table: bool,
 ) -> Result<(), String> {
     telemetry::init();
-    let registry = load_registry(bots.as_deref())?;
+    let demo = bots.is_none();
+    let registry = load_registry(bots.as_deref(), &format!("http://{addr}/demo"))?;
     let (store, storage): (Arc<dyn Store>, String) = match table {
         Some(table) => {
             let client = bootstrap::dynamodb_client(dynamodb_endpoint.as_deref()).await;
@@ -136,7 +143,8 @@ async fn serve(
             Err(e) => println!("(no ready token: {e}; see `hookline token --help`)\n"),
         }
     }
-    axum::serve(listener, api::app(state))
+    let app = if demo { api::app(state).merge(demo_api::router()) } else { api::app(state) };
+    axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
@@ -152,7 +160,7 @@ fn token(
     private_key: Option<&Path>,
     ttl: i64,
 ) -> Result<(), String> {
-    let registry = load_registry(config)?;
+    let registry = load_registry(config, demo_api::DEMO_API)?;
     let bot = registry.get(bot_id).ok_or_else(|| format!("no bot {bot_id} in the definitions"))?;
     let pem = private_key
         .map(|path| std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display())))

@@ -100,3 +100,25 @@ fn serve_on_dynamodb_creates_its_table() {
     let mut served = serve(&["--table", &table, "--dynamodb-endpoint", &endpoint, "--create-table"]);
     check_conversation(&mut served);
 }
+
+#[test]
+fn the_demo_bot_calls_its_stand_in_api() {
+    let served = serve(&[]);
+    let ask = |text: &str| {
+        let body = format!(r#"{{"message":{{"type":"text","val":"{text}"}},"from":{{"id":"demo-user"}}}}"#);
+        let (status, _, body) = post(&served.addr, &served.path, &served.token, &body);
+        assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+        let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
+        reply["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["val"].as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ask("weather"), ["Which city?"]);
+    let forecast = ask("Lisbon");
+    assert!(forecast[0].starts_with("Lisbon: ") && forecast[0].contains("°C"), "{forecast:?}");
+    ask("order status");
+    assert_eq!(ask("A-123")[0], "Order A-123 left our warehouse this morning.");
+}
