@@ -408,6 +408,64 @@ tasks:
         assert!(!text.iter().any(|d| d.contains("nodes.b:")), "{text:?}");
     }
 
+    const CALLS: &str = r#"
+id: st-calls
+name: Calls
+apps:
+  - { clientId: cs-1, algorithm: HS256, secret: { env: UNIT_APP_SECRET } }
+instances:
+  - { id: main, version: v2, apps: [cs-1] }
+tasks:
+  - id: t
+    name: t
+    triggers: { phrases: [go] }
+    start: call
+    nodes:
+      call:
+        type: service
+        url: https://api.example.com/x
+        headers: { X-Api-Key: { env: UNIT_API_KEY }, X-Trace: "{{user.id}}" }
+        next: file
+      file: { type: message, attachment: { url: "https://x.example.com/a.exe", mime: application/x-msdownload } }
+      lost: { type: message, text: "never reached" }
+      bad_url: { type: webhook, url: "ftp://x.example.com/{{user.id", next: ghost }
+"#;
+
+    #[test]
+    fn node_settings_are_checked() {
+        let (_, diagnostics) = check("calls.yaml", CALLS, Purpose::Validate, &|_| None);
+        let text: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+        for expected in [
+            "calls.yaml:17: warning: tasks[0].nodes.call.headers.X-Api-Key: environment variable UNIT_API_KEY is not set here",
+            "calls.yaml:19: error: tasks[0].nodes.file.attachment.mime: application/x-msdownload is not supported",
+            "calls.yaml:20: error: tasks[0].nodes.lost: unreachable",
+            "calls.yaml:21: error: tasks[0].nodes.bad_url.url: unclosed '{{'",
+            "calls.yaml:21: error: tasks[0].nodes.bad_url.next: no node \"ghost\" in this task",
+        ] {
+            assert!(text.iter().any(|d| d.starts_with(expected)), "missing {expected:?} in {text:#?}");
+        }
+    }
+
+    #[test]
+    fn header_secrets_come_from_the_environment() {
+        let fixed = CALLS
+            .replace("application/x-msdownload", "application/pdf")
+            .replace("      lost: { type: message, text: \"never reached\" }\n", "")
+            .replace("      bad_url: { type: webhook, url: \"ftp://x.example.com/{{user.id\", next: ghost }\n", "");
+        let env = |name: &str| match name {
+            "UNIT_API_KEY" => Some("k-123".to_string()),
+            "UNIT_APP_SECRET" => Some("0123456789abcdef0123456789abcdef".to_string()),
+            _ => None,
+        };
+        let (bot, diagnostics) = check("calls.yaml", &fixed, Purpose::Deployed, &env);
+        assert!(diagnostics.iter().all(|d| d.severity != Severity::Error), "{diagnostics:?}");
+        assert_eq!(bot.unwrap().secret("UNIT_API_KEY"), Some("k-123"));
+        let without_key = |name: &str| env(name).filter(|_| name != "UNIT_API_KEY");
+        let (bot, diagnostics) = check("calls.yaml", &fixed, Purpose::Deployed, &without_key);
+        assert!(bot.is_none());
+        assert!(diagnostics.iter().any(|d| d.to_string().contains("environment variable UNIT_API_KEY is not set")));
+    }
+
     #[test]
     fn the_demo_bot_loads_for_local_serving() {
         let registry = Registry::from_sources(&[(DEMO_BOT_FILE.into(), DEMO_BOT.into())], Purpose::Local).unwrap();
