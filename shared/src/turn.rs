@@ -26,6 +26,10 @@ use crate::store::{Store, TurnWrite};
 /// A conversation item stays well under DynamoDB's 400 KB item limit.
 const MAX_CONVERSATION_BYTES: usize = 300 * 1024;
 const MAX_USER_KEYS: usize = 100;
+/// A turn's log fits one TransactWriteItems (100 items, two of them the
+/// conversation and the user's message). Flow definitions stay well below;
+/// only what a webhook answers could go beyond.
+const MAX_OUTPUTS_PER_TURN: usize = 90;
 const LOCK_STRIPES: usize = 1024;
 
 pub struct TurnRequest {
@@ -224,7 +228,15 @@ fn finish(request: &TurnRequest, begun: Begun, ran: Ran) -> Result<(TurnReply, C
     let mut log = vec![entry(Direction::In, ids::message_id(), inbound)];
     let mut messages = Vec::new();
     let mut form = None;
-    for output in ran.outputs {
+    let mut outputs = ran.outputs;
+    if outputs.len() > MAX_OUTPUTS_PER_TURN {
+        tracing::warn!(
+            dropped = outputs.len() - MAX_OUTPUTS_PER_TURN,
+            "a turn sends at most {MAX_OUTPUTS_PER_TURN} messages"
+        );
+        outputs.truncate(MAX_OUTPUTS_PER_TURN);
+    }
+    for output in outputs {
         let message = data(output, &created_on);
         let body = serde_json::to_value(&message).unwrap_or(Value::Null);
         log.push(entry(Direction::Out, message.message_id.clone(), body));

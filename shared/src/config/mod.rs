@@ -387,9 +387,19 @@ tasks:
         assert!(
             diagnostics
                 .iter()
-                .any(|d| d.starts_with("unit.yaml:17: error: tasks[0].nodes.a: message nodes loop back here")),
+                .any(|d| d.starts_with("unit.yaml:17: error: tasks[0].nodes.a: these nodes loop back here")),
             "{diagnostics:?}"
         );
+    }
+
+    #[test]
+    fn loops_through_logic_nodes_are_reported() {
+        let source = BOT
+            .replace("SECRET", r#"{ value: "0123456789abcdef0123456789abcdef" }"#)
+            .replace(r#"b: { type: message, text: "b", next: a }"#, "b: { type: logic, next: a }");
+        let (_, diagnostics) = check("unit.yaml", &source, Purpose::Local, &|_| None);
+        let text: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+        assert!(text.iter().any(|d| d.contains("nodes.a: these nodes loop back here")), "{text:?}");
     }
 
     #[test]

@@ -382,7 +382,8 @@ pub enum Entity {
     Email,
     Phone,
     Number,
-    /// Saved as YYYY-MM-DD; accepts 2026-11-22, 22/11/2026, 22.11.2026, today, tomorrow.
+    /// Saved as YYYY-MM-DD; accepts 2026-11-22, 2026/11/22, 22/11/2026,
+    /// 22.11.2026, today, tomorrow and yesterday.
     Date,
     Choice,
     /// Saved as true or false.
@@ -570,8 +571,8 @@ pub struct WebhookNode {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LogicNode {
-    /// Context fields to set first; string values are templates (a lone
-    /// `{{path}}` keeps the value's type).
+    /// Context fields to set first, in name order; string values are
+    /// templates (a lone `{{path}}` keeps the value's type).
     #[serde(default)]
     pub set: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
@@ -579,7 +580,8 @@ pub struct LogicNode {
     /// Where to go when no condition holds; without it, `next`.
     #[serde(default, rename = "else")]
     pub otherwise: Option<String>,
-    /// Where to go when there are no conditions; without it the task ends.
+    /// Where to go when no condition holds and there is no `else`; without
+    /// it the task ends.
     #[serde(default)]
     pub next: Option<String>,
 }

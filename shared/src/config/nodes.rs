@@ -22,10 +22,11 @@ pub fn check(path: &str, node: &Node, languages: &[String], p: &mut Problems) {
         Node::Form(f) => form(path, f, languages, p),
         Node::Service(s) => {
             call_target(path, &s.url, &s.headers, p);
+            positive(&format!("{path}.timeoutMs"), s.timeout_ms, p);
             if let Some(body) = &s.body {
                 templates_in(&format!("{path}.body"), body, p);
                 if s.method == HttpMethod::Get {
-                    p.warn(format!("{path}.body"), "a GET request sends no body");
+                    p.warn(format!("{path}.body"), "a GET request sends no body: this one is ignored");
                 }
             }
             for (field, pointer) in &s.map {
@@ -40,7 +41,10 @@ pub fn check(path: &str, node: &Node, languages: &[String], p: &mut Problems) {
                 }
             }
         }
-        Node::Webhook(w) => call_target(path, &w.url, &w.headers, p),
+        Node::Webhook(w) => {
+            call_target(path, &w.url, &w.headers, p);
+            positive(&format!("{path}.timeoutMs"), w.timeout_ms, p);
+        }
         Node::Logic(l) => {
             for (field, value) in &l.set {
                 if !field_name_ok(field) {
@@ -119,8 +123,21 @@ fn question(path: &str, q: &QuestionNode, languages: &[String], p: &mut Problems
     }
 }
 
+/// Durations and sizes given must be at least 1.
+pub fn positive(path: &str, value: Option<impl Into<u64>>, p: &mut Problems) {
+    if value.is_some_and(|v| v.into() == 0) {
+        p.error(path, "must be at least 1");
+    }
+}
+
 fn form(path: &str, f: &FormNode, languages: &[String], p: &mut Problems) {
+    if !Regex::new("^[A-Za-z0-9_-]{1,96}$").is_ok_and(|r| r.is_match(&f.id)) || f.id == "session" {
+        p.error(format!("{path}.id"), "letters, digits, '-' and '_' only, at most 96 (not 'session')");
+    }
     check_text(&format!("{path}.title"), &f.title, languages, p);
+    if let Some(label) = &f.submit_label {
+        check_text(&format!("{path}.submitLabel"), label, languages, p);
+    }
     if let Some(field) = &f.field
         && !field_name_ok(field)
     {
@@ -139,6 +156,14 @@ fn form(path: &str, f: &FormNode, languages: &[String], p: &mut Problems) {
             p.error(format!("{at}.name"), "a name of letters, digits and '_' (not Submit or session)");
         }
         check_text(&format!("{at}.label"), &c.label, languages, p);
+        if let Some(placeholder) = &c.placeholder {
+            check_text(&format!("{at}.placeholder"), placeholder, languages, p);
+        }
+        for (j, option) in c.options.iter().enumerate() {
+            if let Some(label) = &option.label {
+                check_text(&format!("{at}.options[{j}].label"), label, languages, p);
+            }
+        }
         match (c.kind == ComponentType::Dropdown, c.options.is_empty()) {
             (true, true) => p.error(format!("{at}.options"), "a dropdown needs options"),
             (false, false) => p.warn(format!("{at}.options"), "only used by a dropdown"),

@@ -59,6 +59,11 @@ pub fn validate(def: &BotDefinition, purpose: Purpose, env: &dyn Fn(&str) -> Opt
     if def.session.retention_days == 0 {
         p.error("session.retentionDays", "must be at least 1");
     }
+    nodes::positive("outbound.timeoutMs", Some(def.outbound.timeout_ms), &mut p);
+    nodes::positive("outbound.maxResponseBytes", Some(def.outbound.max_response_bytes as u64), &mut p);
+    for (i, instance) in def.instances.iter().enumerate() {
+        nodes::positive(&format!("instances[{i}].syncDeadlineMs"), instance.sync_deadline_ms, &mut p);
+    }
     for (i, phrase) in def.cancel.phrases.iter().enumerate() {
         if words(phrase).is_empty() {
             p.error(format!("cancel.phrases[{i}]"), "has no words, so it can never match");
@@ -312,6 +317,7 @@ fn task_checks(path: &str, task: &Task, welcome: Option<&str>, languages: &[Stri
         }
     }
     check_reachable(path, task, p);
+    check_cycles(path, task, p);
     check_runs(path, task, p);
     let triggers = &task.triggers;
     for (kind, list) in [("phrases", &triggers.phrases), ("keywords", &triggers.keywords)] {
@@ -334,6 +340,44 @@ fn task_checks(path: &str, task: &Task, welcome: Option<&str>, languages: &[Stri
     }
 }
 
+/// Nodes that go on to the next without waiting for the user or a call.
+fn goes_straight_on(node: &Node) -> bool {
+    matches!(node, Node::Message(_) | Node::Logic(_))
+        || matches!(node, Node::Webhook(w) if w.mode == WebhookMode::Async)
+}
+
+/// A loop made only of nodes that go straight on would never wait for the
+/// user: report it instead of cutting it short at run time.
+fn check_cycles(path: &str, task: &Task, p: &mut Problems) {
+    fn visit<'t>(
+        task: &'t Task,
+        id: &'t str,
+        stack: &mut Vec<&'t str>,
+        done: &mut HashSet<&'t str>,
+    ) -> Option<&'t str> {
+        if stack.contains(&id) {
+            return Some(id);
+        }
+        let node = task.nodes.get(id).filter(|n| goes_straight_on(n))?;
+        if done.contains(id) {
+            return None;
+        }
+        stack.push(id);
+        let found = node.successors().into_iter().find_map(|(_, next)| visit(task, next, stack, done));
+        stack.pop();
+        done.insert(id);
+        found
+    }
+    let mut done = HashSet::new();
+    for id in task.nodes.keys() {
+        if let Some(start) = visit(task, id, &mut Vec::new(), &mut done) {
+            let message = "these nodes loop back here without a question, form or call in between";
+            p.error(format!("{path}.nodes.{start}"), message);
+            return;
+        }
+    }
+}
+
 /// Every node can be reached from `start`.
 fn check_reachable(path: &str, task: &Task, p: &mut Problems) {
     let mut seen = HashSet::from([task.start.as_str()]);
@@ -350,9 +394,8 @@ fn check_reachable(path: &str, task: &Task, p: &mut Problems) {
     }
 }
 
-/// Checks every run of consecutive message nodes: it must reach a question or
-/// the end of the task (a loop would never wait for the user), and send at
-/// most [`MAX_MESSAGES_IN_A_ROW`] messages, so a turn fits one store write.
+/// A run of consecutive message nodes sends at most [`MAX_MESSAGES_IN_A_ROW`]
+/// messages, so that a turn fits one store write.
 fn check_runs(path: &str, task: &Task, p: &mut Problems) {
     for (start, node) in &task.nodes {
         let Node::Message(first) = node else { continue };
@@ -361,11 +404,7 @@ fn check_runs(path: &str, task: &Task, p: &mut Problems) {
         let mut next = first.next.as_deref();
         while let Some(Node::Message(m)) = next.and_then(|id| task.nodes.get(id)) {
             let id = next.unwrap_or_default();
-            if id == start {
-                let message = "message nodes loop back here without a question in between";
-                p.error(format!("{path}.nodes.{start}"), message);
-                return;
-            }
+            // A loop is reported by check_cycles.
             if !seen.insert(id) {
                 break;
             }

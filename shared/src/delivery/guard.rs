@@ -82,6 +82,10 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (first & 0xfe00) == 0xfc00 // unique local
         || (first & 0xffc0) == 0xfe80 // link-local
         || (first == 0x64 && ip.segments()[1] == 0xff9b) // NAT64 to any IPv4
+        || first == 0x2002 // 6to4, embeds an IPv4 address
+        || (first == 0x2001 && ip.segments()[1] == 0) // Teredo
+        || (first & 0xffc0) == 0xfec0 // site-local (deprecated)
+        || ip.segments()[..6].iter().all(|s| *s == 0) // IPv4-compatible (deprecated)
         || first == 0x2001 && ip.segments()[1] == 0xdb8) // documentation
 }
 

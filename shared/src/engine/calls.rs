@@ -48,7 +48,11 @@ pub fn service_call(bot: &Bot, node: &ServiceNode, scope: &Value) -> HttpCall {
     };
     let headers: Vec<_> = node.headers.iter().collect();
     HttpCall {
-        body: node.body.as_ref().map(|body| template::render_value(body, scope)),
+        body: node
+            .body
+            .as_ref()
+            .filter(|_| node.method != HttpMethod::Get)
+            .map(|body| template::render_value(body, scope)),
         ..call(bot, method, &node.url, &headers, node.timeout_ms, scope)
     }
 }

@@ -40,7 +40,7 @@ pub fn definition(
     scope: &Value,
     retry: Option<(&Value, &[Problem])>,
 ) -> Value {
-    let text = |t: &crate::config::Text| bot.localize(t, language).to_string();
+    let text = |t: &crate::config::Text| template::render(bot.localize(t, language), scope);
     let mut components: Vec<Value> = form
         .components
         .iter()

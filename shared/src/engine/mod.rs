@@ -28,8 +28,10 @@ const MAX_STEPS_PER_TURN: usize = 100;
 pub const MAX_MESSAGES_IN_A_ROW: usize = 80;
 /// Invalid answers to a question before it gives up, unless it says otherwise.
 const DEFAULT_MAX_RETRIES: u32 = 3;
-/// Transcript lines kept for webhook nodes (`conversation`).
+/// Transcript kept for webhook nodes (`conversation`): the latest lines, within
+/// a line count and a size, so it cannot grow the session without bound.
 const MAX_TRANSCRIPT_LINES: usize = 200;
+const MAX_TRANSCRIPT_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum UserEvent {
@@ -260,7 +262,7 @@ impl<'a> Run<'a> {
                     Err(problems) => {
                         let listed: Vec<String> =
                             problems.iter().map(|p| format!("{}: {}", p.label, p.message)).collect();
-                        self.outputs.push(Output::Text(format!("Please check the form. {}", listed.join("; "))));
+                        self.say_plain(&format!("Please check the form. {}", listed.join("; ")));
                         self.send_form(form, Some((val, &problems)));
                     }
                 }
@@ -286,7 +288,7 @@ impl<'a> Run<'a> {
         let node = self.active_node();
         let Some((task, Node::Question(question))) = node else {
             if let Some((_, Node::Form(form))) = node {
-                self.outputs.push(Output::Text("Please fill in the form.".into()));
+                self.say_plain("Please fill in the form.");
                 return self.send_form(form, None);
             }
             // Not waiting for an answer (or the definition changed): start afresh.
@@ -303,7 +305,7 @@ impl<'a> Run<'a> {
                 match &question.on_give_up {
                     Some(node) => self.run_from(task, node),
                     None => {
-                        self.outputs.push(Output::Text("Sorry, let's stop here.".into()));
+                        self.say_plain("Sorry, let's stop here.");
                         self.complete(task, CANCELLED);
                     }
                 }
@@ -338,7 +340,7 @@ impl<'a> Run<'a> {
         match on_error {
             Some(node) => self.run_from(task, node),
             None => {
-                self.outputs.push(Output::Text("Sorry, something went wrong. Please try again later.".into()));
+                self.say_plain("Sorry, something went wrong. Please try again later.");
                 self.complete(task, CANCELLED);
             }
         }
@@ -461,19 +463,23 @@ impl<'a> Run<'a> {
     fn say_or(&mut self, text: Option<&Text>, default: &str) {
         match text {
             Some(text) => self.say(text),
-            None => {
-                self.transcript("Bot", default);
-                self.outputs.push(Output::Text(default.to_string()));
-            }
+            None => self.say_plain(default),
         }
+    }
+
+    /// A built-in or received text, said as it is (no templates).
+    fn say_plain(&mut self, text: &str) {
+        self.transcript("Bot", text);
+        self.outputs.push(Output::Text(text.to_string()));
     }
 
     /// The `Bot:` / `User:` lines webhook nodes send as `conversation`.
     fn transcript(&mut self, who: &str, text: &str) {
         let lines = &mut self.session.transcript;
         lines.push(format!("{who}: {text}"));
-        if lines.len() > MAX_TRANSCRIPT_LINES {
-            lines.drain(..lines.len() - MAX_TRANSCRIPT_LINES);
+        let mut bytes: usize = lines.iter().map(String::len).sum();
+        while lines.len() > 1 && (lines.len() > MAX_TRANSCRIPT_LINES || bytes > MAX_TRANSCRIPT_BYTES) {
+            bytes -= lines.remove(0).len();
         }
     }
 
