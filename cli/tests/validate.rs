@@ -71,7 +71,7 @@ fn the_published_schema_is_current() {
     let published = include_str!("../../docs/bot-definition.schema.json");
     let generated: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let published: serde_json::Value = serde_json::from_str(published).unwrap();
-    assert_eq!(generated, published, "run: cargo run -p hookline -- schema > docs/bot-definition.schema.json");
+    assert!(generated == published, "out of date: cargo run -p hookline -- schema > docs/bot-definition.schema.json");
 }
 
 #[test]

@@ -184,7 +184,8 @@ impl Turns {
                 return Err(Error::Timeout(deadline.saturating_duration_since(request.started)));
             }
             let call = HttpCall { timeout: call.timeout.min(remaining), ..call };
-            let outcome = self.outbound.call(&call).await;
+            let webhook_id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+            let outcome = self.outbound.call(&call, bot.signing_keys(), &webhook_id).await;
             match &outcome {
                 Ok(reply) => {
                     tracing::info!(method = %call.method, url = %call.url, status = reply.status, "flow call answered")

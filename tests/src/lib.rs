@@ -200,6 +200,8 @@ pub struct Received {
     pub path_and_query: String,
     pub headers: http::HeaderMap,
     pub body: Value,
+    /// The body as sent, for signature checks.
+    pub raw: Vec<u8>,
 }
 
 /// How the receiver answers a path: status, body, and a delay first.
@@ -226,7 +228,8 @@ impl Answer {
 }
 
 /// A customer's API on a loopback port: records what it receives and answers
-/// by path prefix (the longest that matches), 404 otherwise.
+/// by path prefix (the longest that matches; several answers for one prefix
+/// are given in turn), 404 otherwise.
 pub struct Receiver {
     pub addr: String,
     received: Arc<std::sync::Mutex<Vec<Received>>>,
@@ -250,13 +253,31 @@ impl Receiver {
                     path_and_query: path_and_query.clone(),
                     headers: parts.headers,
                     body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                    raw: bytes.to_vec(),
                 });
-                let answer = answers
+                // Answers listed for one prefix are given in turn, the last one repeated.
+                let longest = answers
                     .iter()
                     .filter(|(prefix, _)| path_and_query.starts_with(prefix.as_str()))
-                    .max_by_key(|(prefix, _)| prefix.len())
-                    .map(|(_, a)| a.clone())
-                    .unwrap_or(Answer::raw(404, "{}"));
+                    .map(|(prefix, _)| prefix.len())
+                    .max();
+                let answer = match longest {
+                    Some(len) => {
+                        let listed: Vec<&Answer> = answers
+                            .iter()
+                            .filter(|(p, _)| p.len() == len && path_and_query.starts_with(p.as_str()))
+                            .map(|(_, a)| a)
+                            .collect();
+                        let asked = seen
+                            .lock()
+                            .unwrap()
+                            .iter()
+                            .filter(|r| r.path_and_query.starts_with(&path_and_query[..len]))
+                            .count();
+                        listed[(asked - 1).min(listed.len() - 1)].clone()
+                    }
+                    None => Answer::raw(404, "{}"),
+                };
                 tokio::time::sleep(std::time::Duration::from_millis(answer.delay_ms)).await;
                 let status = http::StatusCode::from_u16(answer.status).unwrap_or(http::StatusCode::OK);
                 let mut headers = http::HeaderMap::new();
@@ -287,4 +308,26 @@ impl Receiver {
         }
         self.received()
     }
+}
+
+/// Verifies a request's Standard Webhooks signature with the reference
+/// implementation (the `standardwebhooks` package from PyPI, installed by the
+/// test command).
+pub fn verify_signature(secret: &str, received: &Received, body: &[u8]) -> bool {
+    let header = |name: &str| received.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let headers = serde_json::json!({
+        "webhook-id": header("webhook-id"),
+        "webhook-timestamp": header("webhook-timestamp"),
+        "webhook-signature": header("webhook-signature"),
+    });
+    let script = "import json, sys\nfrom standardwebhooks import Webhook\n\
+                  Webhook(sys.argv[1]).verify(sys.stdin.buffer.read(), json.loads(sys.argv[2]))";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script, secret, &headers.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), body).expect("write body");
+    child.wait().expect("python3 ends").success()
 }

@@ -333,3 +333,48 @@ async fn past_the_instance_deadline_the_turn_is_504_and_the_session_unchanged() 
     let reply = send(&server, &v2_path(FLOWS_BOT), "sue", json!({"message": {"type": "text", "val": "two"}})).await;
     assert_eq!(reply.texts(), ["done"]);
 }
+
+const SIGNING_SECRET: &str = "whsec_aG9va2xpbmUtdGVzdC1zaWduaW5nLXNlY3JldC0zMmIh";
+
+#[tokio::test]
+async fn async_webhooks_are_signed_and_retried_under_one_webhook_id() {
+    let answers = vec![
+        ("/leads", Answer::raw(500, "{}")),
+        ("/leads", Answer { status: 503, body: "{}".into(), delay_ms: 0, location: None }),
+        ("/leads", Answer::raw(204, "")),
+    ];
+    let signed = |yaml: String| {
+        yaml.replace(
+            "  maxResponseBytes: 1024",
+            &format!("  maxResponseBytes: 1024\n  signingSecrets: [{{ value: \"{SIGNING_SECRET}\" }}]"),
+        )
+    };
+    let (server, receiver) = setup_with(answers, signed).await;
+    say(&server, "sig", "lead").await;
+    say(&server, "sig", "sig@example.com").await;
+    let reply = say(&server, "sig", "+44 20 7946 0000").await;
+    assert_eq!(reply.texts(), ["Thanks, we'll be in touch."]);
+
+    let received = receiver.wait_for(3).await;
+    assert_eq!(received.len(), 3, "two failures, then delivered");
+    let ids: Vec<&str> = received.iter().map(|r| r.headers["webhook-id"].to_str().unwrap()).collect();
+    assert!(ids[0].starts_with("msg_") && ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    for attempt in &received {
+        assert!(verify_signature(SIGNING_SECRET, attempt, &attempt.raw), "signature verifies");
+    }
+    let mut tampered = received[2].raw.clone();
+    tampered.extend_from_slice(b" ");
+    assert!(!verify_signature(SIGNING_SECRET, &received[2], &tampered), "a tampered body fails");
+    assert!(!verify_signature("whsec_b3RoZXItc2VjcmV0LW90aGVyLXNlY3JldC0zMmIh", &received[2], &received[2].raw));
+}
+
+#[tokio::test]
+async fn a_410_stops_the_retries() {
+    let (server, receiver) = setup(vec![("/leads", Answer::raw(410, ""))]).await;
+    say(&server, "gone", "lead").await;
+    say(&server, "gone", "gone@example.com").await;
+    say(&server, "gone", "+44 20 7946 0001").await;
+    receiver.wait_for(1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(receiver.received().len(), 1);
+}

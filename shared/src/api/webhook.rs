@@ -107,25 +107,26 @@ async fn handle(state: AppState, call: Call) -> Result<Response> {
     let request = turn_request(&bot, user_id.clone(), call.trace_id, call.started, inbound);
     let limit = instance.sync_deadline_ms.map_or(state.settings.sync_deadline, Duration::from_millis);
     let mut reply = state.turns.run(request, call.started + limit).await?;
-    spawn_effects(&state, std::mem::take(&mut reply.effects));
+    spawn_effects(&state, &bot, std::mem::take(&mut reply.effects));
     Ok(match call.version {
         WebhookVersion::V1 => Json(v1_response(reply)).into_response(),
         WebhookVersion::V2 => Json(v2_response(&bot, user_id, reply)).into_response(),
     })
 }
 
-/// Async webhook nodes fire once the turn is saved, without delaying the
-/// answer. (In a Lambda function a call still running when the answer is
+/// Async webhook nodes are delivered (signed, retried) once the turn is saved,
+/// without delaying the answer. (In a Lambda function a call still running when the answer is
 /// returned may be frozen until the next invocation; the delivery queue
 /// removes that limit.)
-fn spawn_effects(state: &AppState, effects: Vec<HttpCall>) {
+fn spawn_effects(state: &AppState, bot: &Arc<Bot>, effects: Vec<HttpCall>) {
     if effects.is_empty() {
         return;
     }
     let outbound = state.outbound.clone();
+    let bot = bot.clone();
     let work = async move {
         for call in effects {
-            match outbound.call(&call).await {
+            match outbound.deliver(&call, bot.signing_keys()).await {
                 Ok(reply) => {
                     tracing::info!(url = %call.url, status = reply.status, "async webhook delivered")
                 }

@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use jsonwebtoken::DecodingKey;
 
+use crate::delivery::SigningKey;
+
 pub use model::*;
 
 use crate::engine::matcher::{Matcher, Strength, Utterance};
@@ -100,6 +102,7 @@ pub struct Bot {
     matchers: Vec<Matcher>,
     /// Header secrets of service and webhook nodes, by variable name.
     secrets: HashMap<String, String>,
+    signing_keys: Vec<SigningKey>,
 }
 
 impl Bot {
@@ -110,6 +113,11 @@ impl Bot {
     /// The instance named in the URL, or the first instance of that version.
     pub fn instance(&self, version: WebhookVersion, id: Option<&str>) -> Option<&Instance> {
         self.def.instances.iter().filter(|i| i.version == version).find(|i| id.is_none_or(|id| i.id == id))
+    }
+
+    /// The keys outbound calls are signed with (several during a rotation).
+    pub fn signing_keys(&self) -> &[SigningKey] {
+        &self.signing_keys
     }
 
     /// A secret named by `{ env: NAME }` in a node's headers.
@@ -308,6 +316,7 @@ pub fn check(
         apps: outcome.apps.into_iter().map(|a| (a.client_id.clone(), a)).collect(),
         matchers: outcome.matchers,
         secrets: outcome.secrets,
+        signing_keys: outcome.signing_keys,
         def,
     };
     (Some(bot), diagnostics)

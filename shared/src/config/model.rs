@@ -59,6 +59,10 @@ pub struct OutboundSettings {
     #[serde(default = "default_max_response_bytes")]
     #[schemars(range(min = 1))]
     pub max_response_bytes: usize,
+    /// Standard Webhooks secrets (`whsec_...`) that sign every call with a
+    /// body; list two while rotating.
+    #[serde(default)]
+    pub signing_secrets: Vec<SecretSource>,
 }
 
 impl Default for OutboundSettings {
@@ -67,6 +71,7 @@ impl Default for OutboundSettings {
             allow_private_networks: false,
             timeout_ms: default_call_timeout_ms(),
             max_response_bytes: default_max_response_bytes(),
+            signing_secrets: Vec::new(),
         }
     }
 }

@@ -9,6 +9,7 @@ use regex::Regex;
 use super::model::*;
 use super::nodes;
 use super::{AppKey, Purpose, Severity};
+use crate::delivery::SigningKey;
 use crate::engine::MAX_MESSAGES_IN_A_ROW;
 use crate::engine::matcher::{Matcher, words};
 use crate::engine::template;
@@ -24,6 +25,7 @@ pub struct Outcome {
     pub apps: Vec<AppKey>,
     pub matchers: Vec<Matcher>,
     pub secrets: HashMap<String, String>,
+    pub signing_keys: Vec<SigningKey>,
 }
 
 #[derive(Default)]
@@ -98,7 +100,26 @@ pub fn validate(def: &BotDefinition, purpose: Purpose, env: &dyn Fn(&str) -> Opt
         })
         .collect();
     let secrets = header_secrets(def, purpose, env, &mut p);
-    Outcome { problems: p.0, apps, matchers, secrets }
+    let signing_keys = signing_keys(def, purpose, env, &mut p);
+    Outcome { problems: p.0, apps, matchers, secrets, signing_keys }
+}
+
+fn signing_keys(
+    def: &BotDefinition,
+    purpose: Purpose,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems,
+) -> Vec<SigningKey> {
+    let mut keys = Vec::new();
+    for (i, source) in def.outbound.signing_secrets.iter().enumerate() {
+        let path = format!("outbound.signingSecrets[{i}]");
+        let Some(secret) = resolve(source, "secret", &path, purpose, env, p) else { continue };
+        match SigningKey::parse(&secret) {
+            Ok(key) => keys.push(key),
+            Err(e) => p.error(path, e),
+        }
+    }
+    keys
 }
 
 /// The values of `{ env: NAME }` headers of service and webhook nodes.

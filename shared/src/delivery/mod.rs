@@ -1,8 +1,10 @@
 //! Outbound HTTP: the calls flows make to the customer's APIs (service and
 //! webhook nodes). Every call is guarded against server-side request forgery,
-//! bounded in time and in response size.
+//! bounded in time and in response size, and signed (Standard Webhooks) when
+//! it carries a body and the bot has signing secrets.
 
 mod guard;
+mod signing;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +14,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use guard::GuardedResolver;
+pub use signing::SigningKey;
+
+/// Attempts of a fire-and-forget delivery, and the first wait between them.
+const DELIVERY_ATTEMPTS: u32 = 5;
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(250);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
 /// Redirects followed, and only within the same origin (scheme, host, port).
 const MAX_REDIRECTS: usize = 3;
@@ -34,6 +42,8 @@ pub struct HttpCall {
 pub struct HttpReply {
     pub status: u16,
     pub body: Vec<u8>,
+    /// The answer's Retry-After, in seconds.
+    pub retry_after: Option<Duration>,
 }
 
 /// The client for flows' calls: two connection pools, one that refuses
@@ -50,9 +60,10 @@ impl Outbound {
         Ok(Self { public_only: client(false)?, any_address: client(true)? })
     }
 
-    /// Makes the call; any failure (refused address, timeout, transport
-    /// error, oversized response) is an `Err` with a reason for the logs.
-    pub async fn call(&self, call: &HttpCall) -> Result<HttpReply, String> {
+    /// Makes the call once, signed with `keys` under `webhook_id`; any
+    /// failure (refused address, timeout, transport error, oversized
+    /// response) is an `Err` with a reason for the logs.
+    pub async fn call(&self, call: &HttpCall, keys: &[SigningKey], webhook_id: &str) -> Result<HttpReply, String> {
         let url = reqwest::Url::parse(&call.url).map_err(|e| format!("invalid URL {:?}: {e}", call.url))?;
         guard::check_url(&url, call.allow_private)?;
         let method = reqwest::Method::from_bytes(call.method.as_bytes()).map_err(|e| e.to_string())?;
@@ -62,11 +73,25 @@ impl Outbound {
             request = request.header(name, value);
         }
         if let Some(body) = &call.body {
-            request = request.json(body);
+            // Signed and sent as the same bytes.
+            let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+            if !keys.is_empty() {
+                let timestamp = chrono::Utc::now().timestamp();
+                for (name, value) in signing::headers(keys, webhook_id, timestamp, &bytes) {
+                    request = request.header(name, value);
+                }
+            }
+            request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes);
         }
         let exchange = async {
             let mut response = request.send().await.map_err(describe)?;
             let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
             let mut body = Vec::new();
             while let Some(chunk) = response.chunk().await.map_err(describe)? {
                 if body.len() + chunk.len() > call.max_response_bytes {
@@ -74,11 +99,39 @@ impl Outbound {
                 }
                 body.extend_from_slice(&chunk);
             }
-            Ok(HttpReply { status, body })
+            Ok(HttpReply { status, body, retry_after })
         };
         tokio::time::timeout(call.timeout, exchange)
             .await
             .map_err(|_| format!("no answer within {} ms", call.timeout.as_millis()))?
+    }
+
+    /// Delivers a fire-and-forget call: retried with exponential backoff and
+    /// jitter (or the receiver's Retry-After) until a 2xx answer, under one
+    /// webhook-id so receivers can drop duplicates; a 410 stops at once.
+    pub async fn deliver(&self, call: &HttpCall, keys: &[SigningKey]) -> Result<HttpReply, String> {
+        let webhook_id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+        let mut last = String::new();
+        for attempt in 0..DELIVERY_ATTEMPTS {
+            let wait = match self.call(call, keys, &webhook_id).await {
+                Ok(reply) if (200..300).contains(&reply.status) => return Ok(reply),
+                Ok(reply) if reply.status == 410 => return Err("410 Gone: the receiver asked to stop".into()),
+                Ok(reply) => {
+                    last = format!("status {}", reply.status);
+                    reply.retry_after
+                }
+                Err(reason) => {
+                    last = reason;
+                    None
+                }
+            };
+            if attempt + 1 < DELIVERY_ATTEMPTS {
+                let backoff = FIRST_RETRY_DELAY * 2u32.pow(attempt);
+                let jittered = backoff.mul_f64(rand::random_range(0.5..1.0));
+                tokio::time::sleep(wait.unwrap_or(jittered).min(MAX_RETRY_DELAY)).await;
+            }
+        }
+        Err(format!("gave up after {DELIVERY_ATTEMPTS} attempts: {last}"))
     }
 }
 

@@ -151,7 +151,7 @@ mod tests {
     use serde_json::json;
 
     fn reply(status: u16, body: &str) -> Result<HttpReply, String> {
-        Ok(HttpReply { status, body: body.as_bytes().to_vec() })
+        Ok(HttpReply { status, body: body.as_bytes().to_vec(), retry_after: None })
     }
 
     #[test]
