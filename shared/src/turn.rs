@@ -69,6 +69,10 @@ impl Turns {
         Self { store, outbound, locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect() }
     }
 
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
     async fn lock(&self, key: &ConversationKey) -> MutexGuard<'_, ()> {
         let mut hasher = DefaultHasher::new();
         key.hash(&mut hasher);

@@ -3,6 +3,7 @@
 //! same routers.
 
 mod envelope;
+mod history;
 mod inbound;
 mod webhook;
 
@@ -14,7 +15,7 @@ use http::{HeaderName, HeaderValue, Method, header};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::config::Registry;
+use crate::config::{Bot, Registry};
 use crate::delivery::Outbound;
 use crate::error::Error;
 use crate::store::Store;
@@ -86,9 +87,17 @@ impl AppState {
     }
 }
 
-/// The message ingress family: v1 and v2 webhooks and bot metadata.
+impl AppState {
+    /// The bot named in a URL.
+    pub fn bot(&self, bot_id: &str) -> Result<Arc<Bot>, Error> {
+        self.registry.get(bot_id).cloned().ok_or_else(|| Error::NotFound(format!("no bot {bot_id}")))
+    }
+}
+
+/// The message ingress family: v1 and v2 webhooks, bot metadata and chat history.
 pub fn webhook_router(state: AppState) -> Router {
-    with_layers(webhook::router(state.clone()), &state.settings)
+    let routes = webhook::router(state.clone()).merge(history::router(state.clone()));
+    with_layers(routes, &state.settings)
 }
 
 /// Every endpoint family, for the single local process.

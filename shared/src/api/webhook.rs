@@ -80,12 +80,8 @@ async fn v2(
     handle(state, Call { version, path, trace_id, started, headers, body }).await
 }
 
-fn find_bot(state: &AppState, bot_id: &str) -> Result<Arc<Bot>> {
-    state.registry.get(bot_id).cloned().ok_or_else(|| Error::NotFound(format!("no bot {bot_id}")))
-}
-
 async fn handle(state: AppState, call: Call) -> Result<Response> {
-    let bot = find_bot(&state, &call.path.bot_id)?;
+    let bot = state.bot(&call.path.bot_id)?;
     let instance = bot
         .instance(call.version, call.path.instance_id.as_deref())
         .ok_or_else(|| Error::NotFound("no Webhook channel instance of this version at this URL".into()))?;
@@ -195,7 +191,7 @@ async fn botmeta(
     Path(bot_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<BotMeta>> {
-    let bot = find_bot(&state, &bot_id)?;
+    let bot = state.bot(&bot_id)?;
     let apps: Vec<String> = bot.def.apps.iter().map(|a| a.client_id.clone()).collect();
     auth::authenticate(&bot, &apps, auth::bearer_token(&headers)?, Utc::now().timestamp())?;
     Ok(Json(BotMeta { name: bot.def.name.clone(), icon: bot.def.icon.clone() }))

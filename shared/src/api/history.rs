@@ -1,0 +1,91 @@
+//! GET /api/chathistory/{streamId}/{channelType}: the caller's own
+//! conversation, read from the conversation log. Pages go newest first
+//! (`limit`, `offset`); `after=SEQ` asks for everything after a message the
+//! client already has, oldest first.
+
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::Utc;
+use http::HeaderMap;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::auth;
+use crate::error::{Error, Result};
+use crate::session::{ConversationKey, Direction, LogEntry};
+
+const DEFAULT_LIMIT: u64 = 20;
+const MAX_LIMIT: u64 = 100;
+
+pub fn router(state: AppState) -> Router {
+    Router::new().route("/api/chathistory/{bot_id}/{channel_type}", get(history)).with_state(state)
+}
+
+#[derive(Deserialize)]
+struct Page {
+    #[serde(default)]
+    limit: Option<u64>,
+    #[serde(default)]
+    offset: Option<u64>,
+    /// Only messages with a greater seq.
+    #[serde(default)]
+    after: Option<u64>,
+}
+
+async fn history(
+    State(state): State<AppState>,
+    Path((bot_id, _channel_type)): Path<(String, String)>,
+    page: std::result::Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Json<Value>> {
+    let bot = state.bot(&bot_id)?;
+    let apps: Vec<String> = bot.def.apps.iter().map(|a| a.client_id.clone()).collect();
+    let caller = auth::authenticate(&bot, &apps, auth::bearer_token(&headers)?, Utc::now().timestamp())?;
+    // Only the token says whose history this is.
+    let user = caller.user_identity.ok_or_else(|| Error::Unauthorized("the token names no userIdentity".into()))?;
+    let Query(page) = page.map_err(|e| Error::InvalidPayload(e.body_text()))?;
+    let limit = page.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+
+    let store = state.turns.store();
+    let key = ConversationKey::new(bot.id(), user);
+    let next_seq = store.load(&key).await?.map_or(0, |c| c.next_seq);
+    let (from, to) = match page.after {
+        Some(after) => (after.saturating_add(1), next_seq.min(after.saturating_add(1) + limit)),
+        None => {
+            let to = next_seq.saturating_sub(page.offset.unwrap_or(0));
+            (to.saturating_sub(limit), to)
+        }
+    };
+    let entries =
+        if from < to { store.read_log(&key, from.checked_sub(1), (to - from) as usize).await? } else { Vec::new() };
+    let more_available = match page.after {
+        Some(_) => to < next_seq,
+        None => from > 0,
+    };
+    let messages: Vec<Value> = entries.iter().map(message).collect();
+    Ok(Json(json!({"messages": messages, "moreAvailable": more_available})))
+}
+
+fn message(entry: &LogEntry) -> Value {
+    let (direction, kind, val) = match entry.direction {
+        Direction::In => {
+            let message = &entry.body["request"]["message"];
+            let kind = message["type"].as_str().unwrap_or("text");
+            let val = if message["val"].is_null() { message["text"].clone() } else { message["val"].clone() };
+            ("incoming", kind.to_string(), val)
+        }
+        Direction::Out => {
+            ("outgoing", entry.body["type"].as_str().unwrap_or("text").to_string(), entry.body["val"].clone())
+        }
+    };
+    json!({
+        "seq": entry.seq,
+        "messageId": entry.message_id,
+        "direction": direction,
+        "createdOn": entry.created_on,
+        "type": kind,
+        "val": val,
+    })
+}
