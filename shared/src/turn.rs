@@ -30,6 +30,8 @@ const MAX_USER_KEYS: usize = 100;
 /// conversation and the user's message). Flow definitions stay well below;
 /// only what a webhook answers could go beyond.
 const MAX_OUTPUTS_PER_TURN: usize = 90;
+/// Service and sync webhook calls one turn may make.
+const MAX_CALLS_PER_TURN: usize = 10;
 const LOCK_STRIPES: usize = 1024;
 
 pub struct TurnRequest {
@@ -179,10 +181,21 @@ impl Turns {
             session: None,
             effects: std::mem::take(&mut turn.effects),
         };
+        let mut calls = 0;
         while let Some(call) = turn.pending.take() {
             let Some(session) = turn.session.take() else {
                 break;
             };
+            calls += 1;
+            if calls > MAX_CALLS_PER_TURN {
+                // A flow that keeps calling (a retry loop through onError) ends
+                // instead of running to the deadline.
+                tracing::warn!(calls, "a turn makes at most {MAX_CALLS_PER_TURN} calls: task abandoned");
+                turn = engine::abandon(bot, session, &begun.ctx);
+                ran.outputs.append(&mut turn.outputs);
+                ran.completion = turn.completion.take().or(ran.completion);
+                break;
+            }
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 return Err(Error::Timeout(deadline.saturating_duration_since(request.started)));

@@ -375,3 +375,13 @@ async fn a_410_stops_the_retries() {
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     assert_eq!(receiver.received().len(), 1);
 }
+
+#[tokio::test]
+async fn a_turn_makes_at_most_ten_calls() {
+    let (server, receiver) = setup(vec![("/down", Answer::raw(500, "{}"))]).await;
+    let reply = say(&server, "rita", "retry loop").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.texts(), ["Sorry, something went wrong. Please try again later."]);
+    assert_eq!(reply.body["endReason"], "Cancelled");
+    assert_eq!(receiver.received().len(), 10);
+}

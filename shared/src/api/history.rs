@@ -52,7 +52,7 @@ async fn history(
     let key = ConversationKey::new(bot.id(), user);
     let next_seq = store.load(&key).await?.map_or(0, |c| c.next_seq);
     let (from, to) = match page.after {
-        Some(after) => (after.saturating_add(1), next_seq.min(after.saturating_add(1) + limit)),
+        Some(after) => (after.saturating_add(1), next_seq.min(after.saturating_add(1).saturating_add(limit))),
         None => {
             let to = next_seq.saturating_sub(page.offset.unwrap_or(0));
             (to.saturating_sub(limit), to)

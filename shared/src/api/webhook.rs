@@ -102,7 +102,8 @@ async fn handle(state: AppState, call: Call) -> Result<Response> {
 
     let request = turn_request(&bot, user_id.clone(), call.trace_id, call.started, inbound);
     let limit = instance.sync_deadline_ms.map_or(state.settings.sync_deadline, Duration::from_millis);
-    let mut reply = state.turns.run(request, call.started + limit).await?;
+    let deadline = call.started.checked_add(limit).unwrap_or(call.started + Duration::from_secs(3600));
+    let mut reply = state.turns.run(request, deadline).await?;
     spawn_effects(&state, &bot, std::mem::take(&mut reply.effects));
     Ok(match call.version {
         WebhookVersion::V1 => Json(v1_response(reply)).into_response(),

@@ -69,7 +69,12 @@ impl Outbound {
         let method = reqwest::Method::from_bytes(call.method.as_bytes()).map_err(|e| e.to_string())?;
         let client = if call.allow_private { &self.any_address } else { &self.public_only };
         let mut request = client.request(method, url);
-        for (name, value) in &call.headers {
+        // The body's type and the signature headers are the client's own.
+        let reserved = |name: &str| {
+            let name = name.to_ascii_lowercase();
+            (call.body.is_some() && name == "content-type") || (!keys.is_empty() && name.starts_with("webhook-"))
+        };
+        for (name, value) in call.headers.iter().filter(|(name, _)| !reserved(name)) {
             request = request.header(name, value);
         }
         if let Some(body) = &call.body {

@@ -98,25 +98,22 @@ fn yes_no(text: &str) -> Option<Value> {
     }
 }
 
-/// By number (1-based), value, label in any language, or synonym.
+/// By value, label in any language or synonym, else by number (1-based):
+/// an option whose value is "2" wins over the second option.
 pub fn choice(choices: &[Choice], text: &str) -> Option<Value> {
-    let chosen = match text.parse::<usize>() {
-        Ok(n) if (1..=choices.len()).contains(&n) => Some(&choices[n - 1]),
-        _ => {
-            let utterance = Utterance::new(text);
-            choices.iter().find(|c| {
-                let labels = c.label.iter().flat_map(|l| match l {
-                    Text::Plain(s) => vec![s.as_str()],
-                    Text::PerLanguage(m) => m.values().map(String::as_str).collect(),
-                });
-                std::iter::once(c.value.as_str())
-                    .chain(labels)
-                    .chain(c.synonyms.iter().map(String::as_str))
-                    .any(|option| words(option) == utterance.words)
-            })
-        }
-    };
-    chosen.map(|c| Value::String(c.value.clone()))
+    let utterance = Utterance::new(text);
+    let named = choices.iter().find(|c| {
+        let labels = c.label.iter().flat_map(|l| match l {
+            Text::Plain(s) => vec![s.as_str()],
+            Text::PerLanguage(m) => m.values().map(String::as_str).collect(),
+        });
+        std::iter::once(c.value.as_str())
+            .chain(labels)
+            .chain(c.synonyms.iter().map(String::as_str))
+            .any(|option| words(option) == utterance.words)
+    });
+    let numbered = || text.trim().parse::<usize>().ok().and_then(|n| n.checked_sub(1)).and_then(|i| choices.get(i));
+    named.or_else(numbered).map(|c| Value::String(c.value.clone()))
 }
 
 #[cfg(test)]
@@ -181,5 +178,9 @@ mod tests {
         assert_eq!(parse_as(Entity::Choice, "Terrace"), Ok("terrace".into()));
         assert!(parse_as(Entity::Choice, "3").is_err());
         assert!(parse_as(Entity::Choice, "roof").is_err());
+        let numeric: Vec<Choice> =
+            ["0", "1", "2"].map(|v| Choice { value: v.into(), label: None, synonyms: vec![] }).to_vec();
+        let ctx = AnswerContext { now_ms: NOW, attachments: Value::Null };
+        assert_eq!(parse(Entity::Choice, &numeric, "1", &ctx), Ok("1".into()));
     }
 }

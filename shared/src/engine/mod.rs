@@ -162,6 +162,17 @@ pub fn resume(bot: &Bot, session: Session, outcome: Result<HttpReply, String>, c
     run.finish()
 }
 
+/// Ends the waiting task (Cancelled) with an apology: for a turn that may not
+/// make the call its flow waits for.
+pub fn abandon(bot: &Bot, session: Session, ctx: &TurnContext) -> Turn {
+    let mut run = Run::new(bot, ctx, session);
+    if let Some((task, _)) = run.active_node() {
+        run.say_plain("Sorry, something went wrong. Please try again later.");
+        run.complete(task, CANCELLED);
+    }
+    run.finish()
+}
+
 /// SESSION_CLOSURE: ends the session, saying whether there was one.
 fn close(had_session: bool) -> Turn {
     let (event_type, description) = if had_session {

@@ -23,16 +23,21 @@ pub fn render(template: &str, scope: &Value) -> String {
 }
 
 /// For URLs: inserted values are percent-encoded, so a value cannot change
-/// the URL's path, query or host.
+/// the URL's path, query or host. A value that is `.` or `..` would still move
+/// up the path (URLs treat `%2e` as a dot), so it makes the URL empty, which
+/// fails the call.
 pub fn render_url(template: &str, scope: &Value) -> String {
-    render_with(template, scope, |s| {
+    let mut dot_segment = false;
+    let url = render_with(template, scope, |s| {
+        dot_segment |= matches!(s, "." | "..");
         s.bytes()
             .map(|b| match b {
                 b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
                 _ => format!("%{b:02X}"),
             })
             .collect()
-    })
+    });
+    if dot_segment { String::new() } else { url }
 }
 
 /// A JSON value with every string rendered; a string that is one lone
@@ -61,7 +66,7 @@ fn lone_placeholder(s: &str) -> Option<&str> {
     (!inner.contains("{{") && !inner.contains("}}")).then(|| inner.trim())
 }
 
-fn render_with(template: &str, scope: &Value, encode: impl Fn(&str) -> String) -> String {
+fn render_with(template: &str, scope: &Value, mut encode: impl FnMut(&str) -> String) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
@@ -118,6 +123,10 @@ mod tests {
         assert_eq!(
             render_url("https://api.example.com/orders/{{context.id}}?n={{context.n}}", &scope),
             "https://api.example.com/orders/a%2F..%2Fb%20c%3Fx%3D1?n=5"
+        );
+        assert_eq!(
+            render_url("https://api.example.com/orders/{{context.up}}/cancel", &json!({"context": {"up": ".."}})),
+            ""
         );
         let value = json!({"total": "{{context.n}}", "items": ["{{ context.list }}", "n={{context.n}}"], "x": 1});
         assert_eq!(render_value(&value, &scope), json!({"total": 5, "items": [[1, 2], "n=5"], "x": 1}));

@@ -179,7 +179,9 @@ impl Store for DynamoStore {
                 ("expiresAt".to_string(), n(write.expires_at)),
                 ("entry".to_string(), s(body)),
             ]);
-            items.push(self.put(item, "attribute_not_exists(pk)", None)?);
+            // A leftover entry past its expiry (TTL deletes late) may be replaced.
+            let now = n(chrono::Utc::now().timestamp());
+            items.push(self.put(item, "attribute_not_exists(pk) OR expiresAt < :now", Some((":now", now)))?);
         }
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(()),
