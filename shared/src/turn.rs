@@ -169,6 +169,15 @@ struct Ran {
     effects: Vec<HttpCall>,
 }
 
+impl Ran {
+    /// Adds what a continued turn produced; its session stays with the turn.
+    fn absorb(&mut self, turn: &mut engine::Turn) {
+        self.outputs.append(&mut turn.outputs);
+        self.completion = turn.completion.take().or(self.completion.take());
+        self.effects.append(&mut turn.effects);
+    }
+}
+
 impl Turns {
     /// Runs the engine, making each call it waits for within the deadline. A
     /// turn retried after a concurrent write makes its calls again.
@@ -192,8 +201,7 @@ impl Turns {
                 // instead of running to the deadline.
                 tracing::warn!(calls, "a turn makes at most {MAX_CALLS_PER_TURN} calls: task abandoned");
                 turn = engine::abandon(bot, session, &begun.ctx);
-                ran.outputs.append(&mut turn.outputs);
-                ran.completion = turn.completion.take().or(ran.completion);
+                ran.absorb(&mut turn);
                 break;
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -212,9 +220,7 @@ impl Turns {
                 }
             }
             turn = engine::resume(bot, session, outcome, &begun.ctx);
-            ran.outputs.append(&mut turn.outputs);
-            ran.completion = turn.completion.take().or(ran.completion);
-            ran.effects.append(&mut turn.effects);
+            ran.absorb(&mut turn);
         }
         ran.session = turn.session;
         Ok(ran)
