@@ -5,14 +5,20 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 mod demo_api;
 
 use clap::{Parser, Subcommand};
 use hookline_core::api::{self, AppState, Settings};
 use hookline_core::config::{self, DEMO_BOT, DEMO_BOT_FILE, Loaded, Purpose, Registry, Severity};
+use hookline_core::queue::{MemoryQueue, SqsQueue};
 use hookline_core::store::{DynamoStore, MemoryStore, Store};
+use hookline_core::worker::{Worker, poller};
 use hookline_core::{bootstrap, devtoken, telemetry};
+
+/// Attempts of a job before it is dead-lettered.
+const DELIVERY_RECEIVES: u32 = 5;
 
 #[derive(Parser)]
 #[command(name = "hookline", version, about = "Webhook channel for virtual assistants")]
@@ -33,12 +39,30 @@ enum Command {
         /// Keep state in this DynamoDB table instead of memory.
         #[arg(long, env = "HOOKLINE_TABLE")]
         table: Option<String>,
-        /// A local DynamoDB-compatible endpoint, e.g. http://127.0.0.1:8000
-        #[arg(long, requires = "table")]
-        dynamodb_endpoint: Option<String>,
+        /// A local AWS-compatible endpoint (DynamoDB, SQS), e.g. http://127.0.0.1:5000
+        #[arg(long, alias = "dynamodb-endpoint")]
+        aws_endpoint: Option<String>,
         /// Create the table if it does not exist.
         #[arg(long, requires = "table")]
         create_table: bool,
+        /// Queue work on this SQS FIFO queue (and run the worker on it) instead of in memory.
+        #[arg(long, env = "HOOKLINE_QUEUE_URL", conflicts_with = "create_queue")]
+        queue_url: Option<String>,
+        /// Create an SQS FIFO queue NAME.fifo and its dead-letter queue NAME-dlq.fifo, and use it.
+        #[arg(long, value_name = "NAME")]
+        create_queue: Option<String>,
+    },
+    /// List the messages in a dead-letter queue, or move them back for another try.
+    DeadLetters {
+        /// The dead-letter queue's URL.
+        #[arg(long)]
+        dlq_url: String,
+        /// Move every message back to this queue (the worker's), in order per conversation.
+        #[arg(long)]
+        replay_to: Option<String>,
+        /// A local AWS-compatible endpoint, e.g. http://127.0.0.1:5000
+        #[arg(long)]
+        aws_endpoint: Option<String>,
     },
     /// Print a signed JWT for calling a bot locally.
     Token {
@@ -71,8 +95,16 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Serve { addr, bots, table, dynamodb_endpoint, create_table } => {
-            report(serve(addr, bots, table, dynamodb_endpoint, create_table).await)
+        Command::Serve { addr, bots, table, aws_endpoint, create_table, queue_url, create_queue } => {
+            let queue = match (queue_url, create_queue) {
+                (Some(url), _) => QueueChoice::Url(url),
+                (None, Some(name)) => QueueChoice::Create(name),
+                (None, None) => QueueChoice::Memory,
+            };
+            report(serve(addr, bots, table, aws_endpoint, create_table, queue).await)
+        }
+        Command::DeadLetters { dlq_url, replay_to, aws_endpoint } => {
+            report(dead_letters(&dlq_url, replay_to.as_deref(), aws_endpoint.as_deref()).await)
         }
         Command::Token { bot, user, app, config, private_key, ttl } => {
             report(token(&bot, &user, app.as_deref(), config.as_deref(), private_key.as_deref(), ttl))
@@ -107,19 +139,26 @@ fn load_registry(path: Option<&Path>, demo_api: &str) -> Result<Registry, String
     .map_err(|e| format!("bot definitions are not valid:\n{e}"))
 }
 
+enum QueueChoice {
+    Memory,
+    Url(String),
+    Create(String),
+}
+
 async fn serve(
     addr: SocketAddr,
     bots: Option<PathBuf>,
     table: Option<String>,
-    dynamodb_endpoint: Option<String>,
+    aws_endpoint: Option<String>,
     create_table: bool,
+    queue: QueueChoice,
 ) -> Result<(), String> {
     telemetry::init();
     let demo = bots.is_none();
     let registry = load_registry(bots.as_deref(), &format!("http://{addr}/demo"))?;
     let (store, storage): (Arc<dyn Store>, String) = match table {
         Some(table) => {
-            let client = bootstrap::dynamodb_client(dynamodb_endpoint.as_deref()).await;
+            let client = bootstrap::dynamodb_client(aws_endpoint.as_deref()).await;
             let store = DynamoStore::new(client, &table);
             if create_table {
                 store.create_table().await.map_err(|e| e.to_string())?;
@@ -129,10 +168,39 @@ async fn serve(
         None => (Arc::new(MemoryStore::new()), "in memory".into()),
     };
     let first_bot = registry.bots().map(|b| b.def.clone()).min_by(|a, b| a.id.cmp(&b.id));
-    let state = AppState::new(registry, store, Settings::from_env()?)?;
+    let settings = Settings::from_env()?;
+    let sqs = match queue {
+        QueueChoice::Memory => None,
+        QueueChoice::Url(url) => Some(SqsQueue::new(bootstrap::sqs_client(aws_endpoint.as_deref()).await, url)),
+        QueueChoice::Create(name) => {
+            let client = bootstrap::sqs_client(aws_endpoint.as_deref()).await;
+            let visibility = Duration::from_secs(60);
+            let (queue, dlq) = SqsQueue::create_fifo(&client, &name, visibility, DELIVERY_RECEIVES)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("Queue {} (dead letters: {})", queue.url(), dlq.url());
+            Some(queue)
+        }
+    };
+    // The in-process queue holds its worker weakly: `_worker` keeps it for the server's lifetime.
+    let (state, queued, _worker) = match sqs {
+        Some(sqs) => {
+            let sqs = Arc::new(sqs);
+            let state = AppState::new(registry, store, sqs.clone(), settings)?;
+            tokio::spawn(poller::run(Worker::new(state.clone()), sqs.clone()));
+            (state, format!("SQS queue {}", sqs.url()), None)
+        }
+        None => {
+            let memory = MemoryQueue::new(DELIVERY_RECEIVES);
+            let state = AppState::new(registry, store, Arc::new(memory.clone()), settings)?;
+            let worker = Worker::new(state.clone());
+            memory.start(&worker);
+            (state, "in memory".into(), Some(worker))
+        }
+    };
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
 
-    println!("Hookline is listening on http://{addr} (state: {storage})");
+    println!("Hookline is listening on http://{addr} (state: {storage}; queue: {queued})");
     if let Some(bot) = first_bot {
         println!("Talk to {} ({}):\n", bot.name, bot.id);
         match devtoken::sign(&bot, None, "demo-user", 24 * 3600, None) {
@@ -150,6 +218,23 @@ async fn serve(
         })
         .await
         .map_err(|e| e.to_string())
+}
+
+async fn dead_letters(dlq_url: &str, replay_to: Option<&str>, endpoint: Option<&str>) -> Result<(), String> {
+    let client = bootstrap::sqs_client(endpoint).await;
+    let dlq = SqsQueue::new(client.clone(), dlq_url);
+    if let Some(target) = replay_to {
+        let moved = dlq.move_messages(&SqsQueue::new(client, target), usize::MAX).await.map_err(|e| e.to_string())?;
+        println!("{moved} message(s) moved back to {target}");
+        return Ok(());
+    }
+    // Receiving hides them for the queue's visibility timeout; they stay in the queue.
+    let messages = dlq.receive(10, Duration::ZERO).await.map_err(|e| e.to_string())?;
+    for message in &messages {
+        println!("{} (received {} times)\n{}\n", message.message_id, message.receive_count, message.body);
+    }
+    println!("{} message(s) shown", messages.len());
+    Ok(())
 }
 
 fn token(

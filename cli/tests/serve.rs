@@ -94,10 +94,11 @@ fn the_printed_curl_gets_a_bot_reply_in_memory() {
 
 #[test]
 fn serve_on_dynamodb_creates_its_table() {
-    let endpoint = std::env::var("HOOKLINE_TEST_DYNAMODB_ENDPOINT")
-        .expect("HOOKLINE_TEST_DYNAMODB_ENDPOINT is not set: run the tests with scripts/test");
+    let endpoint = std::env::var("HOOKLINE_TEST_AWS_ENDPOINT")
+        .expect("HOOKLINE_TEST_AWS_ENDPOINT is not set: run the tests with scripts/test");
     let table = format!("hookline-serve-{}", std::process::id());
-    let mut served = serve(&["--table", &table, "--dynamodb-endpoint", &endpoint, "--create-table"]);
+    let mut served =
+        serve(&["--table", &table, "--aws-endpoint", &endpoint, "--create-table", "--create-queue", &table]);
     check_conversation(&mut served);
 }
 

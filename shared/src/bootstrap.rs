@@ -11,12 +11,13 @@ use aws_sdk_dynamodb::config::{Credentials, Region};
 
 use crate::api::{AppState, Settings};
 use crate::config::{Purpose, Registry};
+use crate::queue::SqsQueue;
 use crate::store::DynamoStore;
 
-/// A DynamoDB client from the standard AWS environment (region, credentials,
-/// AWS_ENDPOINT_URL). With `endpoint`, talks to a local DynamoDB-compatible
-/// server and falls back to dummy credentials and us-east-1 when none are set.
-pub async fn dynamodb_client(endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
+/// AWS configuration from the standard environment (region, credentials,
+/// AWS_ENDPOINT_URL). With `endpoint`, talks to a local AWS-compatible server
+/// and falls back to dummy credentials and us-east-1 when none are set.
+async fn aws_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
     // Bounded calls: a turn's write, once started, is awaited (never abandoned
     // at the sync deadline), so it must not be able to hang.
     let timeouts = TimeoutConfig::builder()
@@ -34,7 +35,15 @@ pub async fn dynamodb_client(endpoint: Option<&str>) -> aws_sdk_dynamodb::Client
             loader = loader.credentials_provider(Credentials::new("local", "local", None, None, "hookline-local"));
         }
     }
-    aws_sdk_dynamodb::Client::new(&loader.load().await)
+    loader.load().await
+}
+
+pub async fn dynamodb_client(endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(&aws_config(endpoint).await)
+}
+
+pub async fn sqs_client(endpoint: Option<&str>) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(&aws_config(endpoint).await)
 }
 
 fn required(name: &str) -> Result<String, String> {
@@ -43,12 +52,19 @@ fn required(name: &str) -> Result<String, String> {
 
 /// State of a deployed function: bot definitions from HOOKLINE_BOTS (a file
 /// or directory; secrets only from the environment), the DynamoDB table
-/// HOOKLINE_TABLE, limits from [`Settings::from_env`].
+/// HOOKLINE_TABLE, the FIFO queue HOOKLINE_QUEUE_URL, limits from
+/// [`Settings::from_env`].
 pub async fn lambda_state() -> Result<AppState, String> {
+    Ok(lambda_state_with_queue().await?.0)
+}
+
+/// [`lambda_state`], and the queue itself for the worker.
+pub async fn lambda_state_with_queue() -> Result<(AppState, Arc<SqsQueue>), String> {
     let bots = PathBuf::from(required("HOOKLINE_BOTS")?);
     let registry = Registry::load(&bots, Purpose::Deployed).map_err(|e| e.to_string())?;
     let settings = Settings::from_env()?;
-    let client = dynamodb_client(None).await;
-    let store = DynamoStore::new(client, required("HOOKLINE_TABLE")?);
-    AppState::new(registry, Arc::new(store), settings)
+    let store = DynamoStore::new(dynamodb_client(None).await, required("HOOKLINE_TABLE")?);
+    let queue = Arc::new(SqsQueue::new(sqs_client(None).await, required("HOOKLINE_QUEUE_URL")?));
+    let state = AppState::new(registry, Arc::new(store), queue.clone(), settings)?;
+    Ok((state, queue))
 }

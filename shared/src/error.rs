@@ -22,6 +22,13 @@ pub enum Error {
     /// The synchronous deadline passed before the turn was committed (504).
     #[error("turn did not complete within {0:?}")]
     Timeout(Duration),
+    /// A pollId unknown, of someone else, expired, or already answered (400,
+    /// the spec's "No data found").
+    #[error("no data for this pollId")]
+    NoData,
+    /// A v1 message for a conversation still waiting for a polled call (409).
+    #[error("the bot is still answering this user's previous message")]
+    Busy,
     /// Another writer changed the conversation first; the turn is retried.
     #[error("conversation was modified concurrently")]
     Conflict,

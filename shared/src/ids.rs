@@ -21,3 +21,8 @@ pub fn session_id() -> String {
 pub fn anonymous_user_id() -> String {
     format!("anonymous-{}", Uuid::new_v4().simple())
 }
+
+/// A pollId: 32 hex digits like the spec's samples, 122 of its bits random.
+pub fn poll_id() -> String {
+    Uuid::new_v4().simple().to_string()
+}

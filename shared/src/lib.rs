@@ -13,9 +13,11 @@ pub mod engine;
 pub mod error;
 pub mod ids;
 pub mod protocol;
+pub mod queue;
 pub mod session;
 pub mod store;
 pub mod telemetry;
 pub mod turn;
+pub mod worker;
 
 pub use error::Error;

@@ -164,6 +164,9 @@ pub struct V2Response {
     /// `{formDef, formInitialization}` when the bot asks for a form.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub form: Option<Value>,
+    /// Polling: the rest of the turn is read with this id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poll_id: Option<String>,
 }
 
 /// v1 answer: `text` is a string for one message, an array for several.

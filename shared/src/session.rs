@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::protocol::Tag;
+use crate::delivery::HttpCall;
+use crate::protocol::{Tag, TaskCompletion};
 
 /// Identifies one user's conversation with one bot (tenant isolation: every
 /// read and write is keyed by both).
@@ -43,6 +44,52 @@ pub struct Conversation {
     pub user_tags: Vec<Tag>,
     #[serde(default)]
     pub session: Option<Session>,
+    /// Polling: the call the session waits for, which the worker makes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingCall>,
+    /// The last turn applied, so that a queued turn delivered twice runs once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_turn: Option<LastTurn>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingCall {
+    /// The poll record that gets the messages that follow the call.
+    pub poll_id: String,
+    pub call: HttpCall,
+    pub trace_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastTurn {
+    pub trace_id: String,
+    /// The first log entry the turn wrote.
+    pub first_seq: u64,
+    #[serde(default)]
+    pub completion: Option<TaskCompletion>,
+}
+
+/// What a poll (GET .../poll/{pollId}) reads: work in progress, then the
+/// answer, readable once (or twice within the instance's reread window).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollRecord {
+    pub poll_id: String,
+    pub bot_id: String,
+    pub user_id: String,
+    /// The regular v2 response body, once the work is done.
+    #[serde(default)]
+    pub answer: Option<Value>,
+    /// Times the answer has been read.
+    #[serde(default)]
+    pub reads: u32,
+    /// Unix seconds of the first read.
+    #[serde(default)]
+    pub read_at: Option<i64>,
+    /// Unix seconds after which the record may be deleted.
+    pub expires_at: i64,
 }
 
 /// One conversation session: ends on SESSION_CLOSURE, `session.new`, or after

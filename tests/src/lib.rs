@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use hookline_core::api::{self, AppState, Settings};
 use hookline_core::config::{DEMO_BOT, Purpose, Registry};
+use hookline_core::queue::{MemoryQueue, SqsQueue};
 use hookline_core::store::{DynamoStore, MemoryStore, Store};
+use hookline_core::worker::{Worker, poller};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
@@ -44,15 +46,29 @@ pub enum Backend {
     DynamoDb,
 }
 
-/// The emulator's endpoint, set by the test command.
-pub fn dynamodb_endpoint() -> String {
-    std::env::var("HOOKLINE_TEST_DYNAMODB_ENDPOINT").expect(
-        "HOOKLINE_TEST_DYNAMODB_ENDPOINT is not set: run the tests with scripts/test, which starts the DynamoDB emulator",
-    )
+/// The emulator's endpoint (DynamoDB, SQS), set by the test command.
+pub fn aws_endpoint() -> String {
+    std::env::var("HOOKLINE_TEST_AWS_ENDPOINT")
+        .expect("HOOKLINE_TEST_AWS_ENDPOINT is not set: run the tests with scripts/test, which starts the AWS emulator")
 }
 
 pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
-    hookline_core::bootstrap::dynamodb_client(Some(&dynamodb_endpoint())).await
+    hookline_core::bootstrap::dynamodb_client(Some(&aws_endpoint())).await
+}
+
+pub async fn sqs_client() -> aws_sdk_sqs::Client {
+    hookline_core::bootstrap::sqs_client(Some(&aws_endpoint())).await
+}
+
+/// Receives a job gets before SQS dead-letters it, in the test queues.
+pub const TEST_MAX_RECEIVES: u32 = 3;
+
+/// A FIFO queue of its own, with a dead-letter queue, on the emulator.
+pub async fn sqs_queue() -> (SqsQueue, SqsQueue) {
+    let name = format!("hookline-test-{}", uuid::Uuid::new_v4().simple());
+    SqsQueue::create_fifo(&sqs_client().await, &name, std::time::Duration::from_secs(2), TEST_MAX_RECEIVES)
+        .await
+        .expect("create queues on the emulator")
 }
 
 /// A DynamoDB store on a fresh table of its own.
@@ -70,10 +86,20 @@ pub async fn store(backend: Backend) -> Arc<dyn Store> {
     }
 }
 
-/// The product's router served on a loopback port.
+/// Where a test server's jobs go, and where they end when every attempt fails.
+#[derive(Clone)]
+pub enum Queued {
+    Memory(MemoryQueue),
+    Sqs { queue: Arc<SqsQueue>, dead_letters: Arc<SqsQueue> },
+}
+
+/// The product's router served on a loopback port, with its worker.
 pub struct Server {
     pub base: String,
     pub store: Arc<dyn Store>,
+    pub queued: Queued,
+    pub state: AppState,
+    _worker: Arc<Worker>,
     http: reqwest::Client,
 }
 
@@ -111,12 +137,47 @@ impl Server {
         Self::start_with_registry(registry(), store, settings).await
     }
 
+    /// State in `store`, jobs on the in-process queue.
     pub async fn start_with_registry(registry: Registry, store: Arc<dyn Store>, settings: Settings) -> Self {
-        let state = AppState::new(registry, store.clone(), settings).expect("app state");
+        Self::serve(registry, store, Queued::Memory(MemoryQueue::new(TEST_MAX_RECEIVES)), settings).await
+    }
+
+    /// Everything on `backend`: memory for both, or DynamoDB and SQS on the
+    /// emulator with a worker polling the queue (as Lambda's event source does).
+    pub async fn start_on(backend: Backend, registry: Registry, settings: Settings) -> Self {
+        let queued = match backend {
+            Backend::Memory => Queued::Memory(MemoryQueue::new(TEST_MAX_RECEIVES)),
+            Backend::DynamoDb => {
+                let (queue, dead_letters) = sqs_queue().await;
+                Queued::Sqs { queue: Arc::new(queue), dead_letters: Arc::new(dead_letters) }
+            }
+        };
+        Self::serve(registry, store(backend).await, queued, settings).await
+    }
+
+    async fn serve(registry: Registry, store: Arc<dyn Store>, queued: Queued, settings: Settings) -> Self {
+        let queue: Arc<dyn hookline_core::queue::Queue> = match &queued {
+            Queued::Memory(memory) => Arc::new(memory.clone()),
+            Queued::Sqs { queue, .. } => queue.clone(),
+        };
+        let state = AppState::new(registry, store.clone(), queue, settings).expect("app state");
+        let worker = Worker::new(state.clone());
+        match &queued {
+            Queued::Memory(memory) => memory.start(&worker),
+            Queued::Sqs { queue, .. } => {
+                tokio::spawn(poller::run(worker.clone(), queue.clone()));
+            }
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
-        tokio::spawn(async move { axum::serve(listener, api::app(state)).await });
-        Self { base, store, http: reqwest::Client::new() }
+        let app = api::app(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { base, store, queued, state, _worker: worker, http: reqwest::Client::new() }
+    }
+
+    /// GET with a bearer token.
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        Self::send(self.request(reqwest::Method::GET, path).header("Authorization", format!("bearer {token}"))).await
     }
 
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {

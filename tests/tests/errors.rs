@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookline_core::api::Settings;
-use hookline_core::session::{Conversation, ConversationKey, LogEntry};
+use hookline_core::session::{Conversation, ConversationKey, LogEntry, PollRecord};
 use hookline_core::store::{Store, TurnWrite};
 use hookline_tests::*;
 use reqwest::Method;
@@ -267,6 +267,18 @@ impl Store for SlowStore {
         limit: usize,
     ) -> hookline_core::error::Result<Vec<LogEntry>> {
         self.inner.read_log(key, after_seq, limit).await
+    }
+
+    async fn put_poll(&self, record: &PollRecord) -> hookline_core::error::Result<()> {
+        self.inner.put_poll(record).await
+    }
+
+    async fn get_poll(&self, poll_id: &str) -> hookline_core::error::Result<Option<PollRecord>> {
+        self.inner.get_poll(poll_id).await
+    }
+
+    async fn record_poll_read(&self, poll_id: &str, reads: u32, now: i64) -> hookline_core::error::Result<bool> {
+        self.inner.record_poll_read(poll_id, reads, now).await
     }
 }
 

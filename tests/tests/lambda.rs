@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use hookline_core::api::{self, AppState, Settings};
+use hookline_core::queue::MemoryQueue;
 use hookline_core::store::MemoryStore;
 use hookline_tests::{hs256_token, registry};
 use http::StatusCode;
@@ -13,7 +14,9 @@ use tower::ServiceExt;
 async fn invoke(fixture: &str) -> (StatusCode, http::HeaderMap, Value) {
     let event = fixture.replace("__TOKEN__", &hs256_token("lambda-user"));
     let request = lambda_http::request::from_str(&event).expect("API Gateway event");
-    let state = AppState::new(registry(), Arc::new(MemoryStore::new()), Settings::default()).unwrap();
+    let state =
+        AppState::new(registry(), Arc::new(MemoryStore::new()), Arc::new(MemoryQueue::new(1)), Settings::default())
+            .unwrap();
     let response = api::webhook_router(state).oneshot(request).await.expect("infallible");
     let (parts, body) = response.into_parts();
     let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
@@ -56,7 +59,9 @@ async fn preflight_event() {
 async fn unauthenticated_event_gets_the_envelope() {
     let fixture = include_str!("../fixtures/apigw/v2-message.json").replace("bearer __TOKEN__", "bearer nope");
     let event = lambda_http::request::from_str(&fixture).unwrap();
-    let state = AppState::new(registry(), Arc::new(MemoryStore::new()), Settings::default()).unwrap();
+    let state =
+        AppState::new(registry(), Arc::new(MemoryStore::new()), Arc::new(MemoryQueue::new(1)), Settings::default())
+            .unwrap();
     let response = api::webhook_router(state).oneshot(event).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();

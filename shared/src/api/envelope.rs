@@ -37,6 +37,8 @@ impl IntoResponse for Error {
             Error::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
             Error::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "Request payload too large"),
             Error::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported Media Type"),
+            Error::NoData => (StatusCode::BAD_REQUEST, "No data found"),
+            Error::Busy => (StatusCode::CONFLICT, "The bot is still answering the previous message; retry shortly"),
             Error::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "The request has been timed-out"),
             Error::Conflict | Error::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "Service temporarily unavailable"),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),

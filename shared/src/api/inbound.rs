@@ -4,10 +4,16 @@
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
 use crate::auth::MAX_USER_ID_CHARS;
-use crate::engine::UserEvent;
+use crate::config::Bot;
+use crate::engine::{Input, UserEvent};
 use crate::error::{Error, Result};
 use crate::protocol::{Attachment, Envelope, Flag, MetaTags, V1Request, V2MessageType, V2Request};
+use crate::turn::{AnswerTo, Calls, TurnRequest};
 
 const MAX_ATTACHMENTS: usize = 20;
 const MAX_URL_CHARS: usize = 2048;
@@ -29,6 +35,28 @@ pub struct Inbound {
     pub payload: Value,
     pub tags: MetaTags,
     pub language: Option<String>,
+}
+
+impl Inbound {
+    /// The turn this checked request asks for: answered to the caller, calls
+    /// made inline, started now. Callers adjust the rest.
+    pub fn into_turn(self, bot: &Arc<Bot>, user_id: String, trace_id: String) -> TurnRequest {
+        let Inbound { new_session, user_info, event, payload, tags, language, .. } = self;
+        TurnRequest {
+            bot: bot.clone(),
+            user_id,
+            new_session,
+            input: Input { event, message: payload, language, session_tags: tags.session_level_tags },
+            user_info,
+            user_tags: tags.user_level_tags,
+            message_tags: tags.message_level_tags,
+            trace_id,
+            client_ip: None,
+            calls: Calls::Inline,
+            answer_to: AnswerTo::Caller,
+            started: Instant::now(),
+        }
+    }
 }
 
 fn invalid(detail: impl Into<String>) -> Error {

@@ -4,7 +4,8 @@
 
 mod envelope;
 mod history;
-mod inbound;
+pub(crate) mod inbound;
+mod poll;
 mod webhook;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::config::{Bot, Registry};
 use crate::delivery::Outbound;
 use crate::error::Error;
+use crate::queue::Queue;
 use crate::store::Store;
 use crate::turn::Turns;
 
@@ -34,11 +36,23 @@ pub struct Settings {
     pub sync_deadline: Duration,
     /// Origins browsers may call from (HOOKLINE_CORS_ORIGINS, comma separated, `*` for any).
     pub cors_origins: Vec<String>,
+    /// First wait before a failed job runs again, doubled each time
+    /// (HOOKLINE_RETRY_BASE_MS, default 10 s).
+    pub retry_base: Duration,
+    /// How long the worker gives one queued turn, calls included
+    /// (HOOKLINE_WORKER_DEADLINE_MS, default 60 s; keep it under the worker's timeout).
+    pub worker_turn_deadline: Duration,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { max_body_bytes: 64 * 1024, sync_deadline: Duration::from_secs(15), cors_origins: vec!["*".into()] }
+        Self {
+            max_body_bytes: 64 * 1024,
+            sync_deadline: Duration::from_secs(15),
+            cors_origins: vec!["*".into()],
+            retry_base: Duration::from_secs(10),
+            worker_turn_deadline: Duration::from_secs(60),
+        }
     }
 }
 
@@ -57,6 +71,12 @@ impl Settings {
         if let Some(ms) = number("HOOKLINE_SYNC_DEADLINE_MS")? {
             settings.sync_deadline = Duration::from_millis(ms);
         }
+        if let Some(ms) = number("HOOKLINE_RETRY_BASE_MS")? {
+            settings.retry_base = Duration::from_millis(ms);
+        }
+        if let Some(ms) = number("HOOKLINE_WORKER_DEADLINE_MS")? {
+            settings.worker_turn_deadline = Duration::from_millis(ms);
+        }
         if let Ok(origins) = std::env::var("HOOKLINE_CORS_ORIGINS") {
             settings.cors_origins =
                 origins.split(',').map(|o| o.trim().to_string()).filter(|o| !o.is_empty()).collect();
@@ -71,17 +91,25 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub turns: Arc<Turns>,
     pub outbound: Outbound,
+    /// Where work goes that does not happen before the answer.
+    pub queue: Arc<dyn Queue>,
     pub settings: Arc<Settings>,
 }
 
 impl AppState {
     /// Fails only if no HTTP client can be built (no TLS roots).
-    pub fn new(registry: Registry, store: Arc<dyn Store>, settings: Settings) -> Result<Self, String> {
+    pub fn new(
+        registry: Registry,
+        store: Arc<dyn Store>,
+        queue: Arc<dyn Queue>,
+        settings: Settings,
+    ) -> Result<Self, String> {
         let outbound = Outbound::new()?;
         Ok(Self {
             registry: Arc::new(registry),
             turns: Arc::new(Turns::new(store, outbound.clone())),
             outbound,
+            queue,
             settings: Arc::new(settings),
         })
     }
@@ -100,9 +128,17 @@ pub fn webhook_router(state: AppState) -> Router {
     with_layers(routes, &state.settings)
 }
 
+/// GET .../poll/{pollId}.
+pub fn poll_router(state: AppState) -> Router {
+    let routes = poll::router(state.clone());
+    with_layers(routes, &state.settings)
+}
+
 /// Every endpoint family, for the single local process.
 pub fn app(state: AppState) -> Router {
-    webhook_router(state)
+    let routes =
+        webhook::router(state.clone()).merge(history::router(state.clone())).merge(poll::router(state.clone()));
+    with_layers(routes, &state.settings)
 }
 
 /// Panic safety net, CORS, and outermost the trace id and error envelope, so

@@ -1,7 +1,6 @@
 //! The Webhook channel endpoints (v1 and v2, with and without hookInstance)
 //! and GET /api/botmeta.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, to_bytes};
@@ -13,20 +12,19 @@ use bytes::Bytes;
 use chrono::Utc;
 use http::{HeaderMap, header};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::time::Instant;
-use tracing::Instrument;
 
-use super::inbound::{self, Inbound};
+use super::inbound;
 use super::{AppState, TraceId};
 use crate::auth;
-use crate::config::{Bot, WebhookVersion};
-use crate::delivery::HttpCall;
-use crate::engine::Input;
+use crate::config::{Bot, Mode, WebhookVersion};
 use crate::error::{Error, Result};
 use crate::ids;
-use crate::protocol::{BotMeta, V1Response, V2Response, VERSION_V2};
-use crate::turn::{TurnReply, TurnRequest};
+use crate::protocol::{BotMeta, V1Response, VERSION_V2};
+use crate::queue::{Job, QueueMessage, QueuedAnswer, QueuedTurn};
+use crate::session::{ConversationKey, PollRecord};
+use crate::turn::{Calls, Outcome, POLL_RECORD_SECS, TurnReply, TurnRequest};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -99,66 +97,87 @@ async fn handle(state: AppState, call: Call) -> Result<Response> {
         )));
     }
     let user_id = auth::resolve_user(&caller, inbound.from_id.as_deref())?.unwrap_or_else(ids::anonymous_user_id);
+    let key = ConversationKey::new(bot.id(), &user_id);
+    let client_ip = client_ip(&call.headers);
 
-    let request = turn_request(&bot, user_id.clone(), call.trace_id, call.started, inbound);
+    if instance.mode == Mode::Async {
+        // Acknowledged only once the message is durably queued.
+        let answer = QueuedAnswer::PostUrl;
+        let job = queued_turn(&bot, &instance.id, &user_id, &call.trace_id, client_ip, inbound.payload, answer);
+        state.queue.send(&[QueueMessage::in_conversation(&key, &call.trace_id, job)]).await?;
+        return Ok(Json(json!({"status": "ok", "_v": VERSION_V2, "traceId": call.trace_id})).into_response());
+    }
+
+    let polling = call.version == WebhookVersion::V2 && instance.polling;
+    let payload = inbound.payload.clone();
+    let request = TurnRequest {
+        client_ip: client_ip.clone(),
+        calls: if polling { Calls::Poll } else { Calls::Inline },
+        started: call.started,
+        ..inbound.into_turn(&bot, user_id.clone(), call.trace_id.clone())
+    };
     let limit = instance.sync_deadline_ms.map_or(state.settings.sync_deadline, Duration::from_millis);
     let deadline = call.started.checked_add(limit).unwrap_or(call.started + Duration::from_secs(3600));
-    let mut reply = state.turns.run(request, deadline).await?;
-    spawn_effects(&state, &bot, std::mem::take(&mut reply.effects));
+    let reply = match state.turns.run(&request, deadline).await? {
+        Outcome::Answered(reply) => {
+            // The turn is saved: a failure here must not turn into an error the
+            // client would retry (and so send the message twice).
+            if let Err(e) = state.queue.send(&reply.jobs).await {
+                tracing::error!(error = %e, jobs = ?reply.jobs, "the turn is saved but its deliveries could not be queued");
+            }
+            reply
+        }
+        // The conversation waits for a call: the message queues behind it and
+        // its answer comes through polling.
+        Outcome::Busy if call.version == WebhookVersion::V2 => {
+            let poll_id = ids::poll_id();
+            let record = PollRecord {
+                poll_id: poll_id.clone(),
+                bot_id: bot.id().to_string(),
+                user_id: user_id.clone(),
+                answer: None,
+                reads: 0,
+                read_at: None,
+                expires_at: Utc::now().timestamp() + POLL_RECORD_SECS,
+            };
+            state.turns.store().put_poll(&record).await?;
+            let answer = QueuedAnswer::Poll { poll_id: poll_id.clone() };
+            let job = queued_turn(&bot, &instance.id, &user_id, &call.trace_id, client_ip, payload, answer);
+            state.queue.send(&[QueueMessage::in_conversation(&key, &call.trace_id, job)]).await?;
+            TurnReply { messages: Vec::new(), form: None, completion: None, poll_id: Some(poll_id), jobs: Vec::new() }
+        }
+        Outcome::Busy => return Err(Error::Busy),
+    };
     Ok(match call.version {
         WebhookVersion::V1 => Json(v1_response(reply)).into_response(),
-        WebhookVersion::V2 => Json(v2_response(&bot, user_id, reply)).into_response(),
+        WebhookVersion::V2 => Json(reply.v2(&key)).into_response(),
     })
 }
 
-/// Async webhook nodes are delivered (signed, retried) once the turn is saved,
-/// without delaying the answer. (In a Lambda function a call still running when the answer is
-/// returned may be frozen until the next invocation; the delivery queue
-/// removes that limit.)
-fn spawn_effects(state: &AppState, bot: &Arc<Bot>, effects: Vec<HttpCall>) {
-    if effects.is_empty() {
-        return;
-    }
-    let outbound = state.outbound.clone();
-    let bot = bot.clone();
-    let work = async move {
-        for call in effects {
-            match outbound.deliver(&call, bot.signing_keys()).await {
-                Ok(reply) => {
-                    tracing::info!(url = %call.url, status = reply.status, "async webhook delivered")
-                }
-                Err(reason) => tracing::warn!(url = %call.url, %reason, "async webhook failed"),
-            }
-        }
-    };
-    tokio::spawn(work.instrument(tracing::Span::current()));
+fn queued_turn(
+    bot: &Bot,
+    instance_id: &str,
+    user_id: &str,
+    trace_id: &str,
+    client_ip: Option<String>,
+    body: Value,
+    answer: QueuedAnswer,
+) -> Job {
+    Job::Turn(QueuedTurn {
+        bot_id: bot.id().to_string(),
+        instance_id: instance_id.to_string(),
+        user_id: user_id.to_string(),
+        body,
+        trace_id: trace_id.to_string(),
+        client_ip,
+        answer,
+    })
 }
 
-fn turn_request(bot: &Arc<Bot>, user_id: String, trace_id: String, started: Instant, inbound: Inbound) -> TurnRequest {
-    let Inbound { new_session, user_info, event, payload, tags, language, .. } = inbound;
-    TurnRequest {
-        bot: bot.clone(),
-        user_id,
-        new_session,
-        input: Input { event, message: payload, language, session_tags: tags.session_level_tags },
-        user_info,
-        user_tags: tags.user_level_tags,
-        message_tags: tags.message_level_tags,
-        trace_id,
-        started,
-    }
-}
-
-fn v2_response(bot: &Bot, user_id: String, reply: TurnReply) -> V2Response {
-    V2Response {
-        to: user_id,
-        from: bot.id().to_string(),
-        data: reply.messages,
-        version: VERSION_V2,
-        end_of_task: reply.completion.is_some(),
-        completion: reply.completion,
-        form: reply.form,
-    }
+/// The caller's address as API Gateway (or a proxy) reports it.
+fn client_ip(headers: &HeaderMap) -> Option<String> {
+    let forwarded = headers.get("x-forwarded-for")?.to_str().ok()?;
+    forwarded.split(',').next().map(|ip| ip.trim().to_string()).filter(|ip| !ip.is_empty())
 }
 
 /// v1 `text`: a string for one message, an array for several.

@@ -103,6 +103,8 @@ pub struct Bot {
     /// Header secrets of service and webhook nodes, by variable name.
     secrets: HashMap<String, String>,
     signing_keys: Vec<SigningKey>,
+    instance_keys: HashMap<String, Vec<SigningKey>>,
+    verify_tokens: HashMap<String, String>,
 }
 
 impl Bot {
@@ -118,6 +120,21 @@ impl Bot {
     /// The keys outbound calls are signed with (several during a rotation).
     pub fn signing_keys(&self) -> &[SigningKey] {
         &self.signing_keys
+    }
+
+    /// The keys that sign an instance's POST_URL deliveries: its own, or the bot's.
+    pub fn post_url_keys(&self, instance_id: &str) -> &[SigningKey] {
+        self.instance_keys.get(instance_id).map_or(&self.signing_keys, Vec::as_slice)
+    }
+
+    /// The Chatlayer verifyToken an instance's POST_URL bodies carry.
+    pub fn verify_token(&self, instance_id: &str) -> Option<&str> {
+        self.verify_tokens.get(instance_id).map(String::as_str)
+    }
+
+    /// The instance with this hookInstance id, of any version.
+    pub fn instance_by_id(&self, id: &str) -> Option<&Instance> {
+        self.def.instances.iter().find(|i| i.id == id)
     }
 
     /// A secret named by `{ env: NAME }` in a node's headers.
@@ -317,6 +334,8 @@ pub fn check(
         matchers: outcome.matchers,
         secrets: outcome.secrets,
         signing_keys: outcome.signing_keys,
+        instance_keys: outcome.instance_keys,
+        verify_tokens: outcome.verify_tokens,
         def,
     };
     (Some(bot), diagnostics)

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// One bot: its identity, the apps that may call it, its Webhook channel
 /// instances and its dialog tasks.
@@ -40,7 +40,23 @@ pub struct BotDefinition {
     #[serde(default)]
     pub outbound: OutboundSettings,
     #[serde(default)]
+    pub events: EventWebhooks,
+    #[serde(default)]
     pub tasks: Vec<Task>,
+}
+
+/// Bot-wide event webhooks, delivered signed and retried like every
+/// outbound POST.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventWebhooks {
+    /// POSTed for every message the bot receives or sends: time, data (the
+    /// message, JSON-encoded), ip, userId, botId, direction.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// POSTed when a task ends, with the fields the session collected.
+    #[serde(default)]
+    pub session_data_url: Option<String>,
 }
 
 /// How service and webhook nodes call out.
@@ -213,9 +229,22 @@ pub struct Instance {
     /// v2 synchronous mode: answer with a pollId while service nodes run.
     #[serde(default = "default_true")]
     pub polling: bool,
-    /// Asynchronous mode: where bot messages are delivered.
+    /// Polling: seconds during which an answered pollId may be read once more,
+    /// for a client whose answer was lost in transit. 0 (the spec): once only.
+    #[serde(default)]
+    #[schemars(range(max = 300))]
+    pub poll_reread_seconds: u32,
+    /// Asynchronous mode: where bot messages are delivered (POST_URL).
     #[serde(default)]
     pub post_url: Option<String>,
+    /// Asynchronous mode: Standard Webhooks secrets (`whsec_...`) that sign
+    /// POST_URL deliveries; list two while rotating [default: outbound.signingSecrets].
+    #[serde(default)]
+    pub signing_secrets: Vec<SecretSource>,
+    /// Asynchronous mode, Chatlayer form: every POST_URL body also carries
+    /// `recipient.id` (the user) and this `verifyToken`.
+    #[serde(default)]
+    pub verify_token: Option<SecretSource>,
     /// clientIds of the apps allowed to call this instance.
     pub apps: Vec<String>,
     /// Synchronous answer deadline for this instance [default: HOOKLINE_SYNC_DEADLINE_MS].
@@ -500,7 +529,7 @@ pub enum HttpMethod {
 }
 
 /// A header value: a template, or a secret from the environment.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged, expecting = "a text, or { env: VARIABLE_NAME }")]
 pub enum HeaderValue {
     Text(String),

@@ -26,6 +26,10 @@ pub struct Outcome {
     pub matchers: Vec<Matcher>,
     pub secrets: HashMap<String, String>,
     pub signing_keys: Vec<SigningKey>,
+    /// POST_URL signing keys of the instances that have their own.
+    pub instance_keys: HashMap<String, Vec<SigningKey>>,
+    /// Chatlayer verifyTokens by instance.
+    pub verify_tokens: HashMap<String, String>,
 }
 
 #[derive(Default)]
@@ -99,20 +103,43 @@ pub fn validate(def: &BotDefinition, purpose: Purpose, env: &dyn Fn(&str) -> Opt
             task_checks(&format!("tasks[{i}]"), task, welcome, &languages, &mut p)
         })
         .collect();
+    for (field, url) in [("url", &def.events.url), ("sessionDataUrl", &def.events.session_data_url)] {
+        if let Some(url) = url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            p.error(format!("events.{field}"), "must be an http(s) URL");
+        }
+    }
     let secrets = header_secrets(def, purpose, env, &mut p);
-    let signing_keys = signing_keys(def, purpose, env, &mut p);
-    Outcome { problems: p.0, apps, matchers, secrets, signing_keys }
+    let bot_keys = signing_keys("outbound.signingSecrets", &def.outbound.signing_secrets, purpose, env, &mut p);
+    let mut instance_keys = HashMap::new();
+    let mut verify_tokens = HashMap::new();
+    for (i, instance) in def.instances.iter().enumerate() {
+        let path = format!("instances[{i}].signingSecrets");
+        if !instance.signing_secrets.is_empty() {
+            let keys = signing_keys(&path, &instance.signing_secrets, purpose, env, &mut p);
+            instance_keys.insert(instance.id.clone(), keys);
+        }
+        if let Some(source) = &instance.verify_token {
+            let path = format!("instances[{i}].verifyToken");
+            if let Some(token) = resolve(source, "secret", &path, purpose, env, &mut p) {
+                verify_tokens.insert(instance.id.clone(), token);
+            }
+        }
+    }
+    Outcome { problems: p.0, apps, matchers, secrets, signing_keys: bot_keys, instance_keys, verify_tokens }
 }
 
 fn signing_keys(
-    def: &BotDefinition,
+    path: &str,
+    sources: &[SecretSource],
     purpose: Purpose,
     env: &dyn Fn(&str) -> Option<String>,
     p: &mut Problems,
 ) -> Vec<SigningKey> {
     let mut keys = Vec::new();
-    for (i, source) in def.outbound.signing_secrets.iter().enumerate() {
-        let path = format!("outbound.signingSecrets[{i}]");
+    for (i, source) in sources.iter().enumerate() {
+        let path = format!("{path}[{i}]");
         let Some(secret) = resolve(source, "secret", &path, purpose, env, p) else { continue };
         match SigningKey::parse(&secret) {
             Ok(key) => keys.push(key),
@@ -315,8 +342,22 @@ fn instances(def: &BotDefinition, p: &mut Problems) {
         {
             p.error(format!("{path}.postUrl"), "must be an http(s) URL");
         }
-        if instance.mode == Mode::Async {
-            p.error(format!("{path}.mode"), "asynchronous delivery to a POST_URL is not available in this version");
+        let is_async = instance.mode == Mode::Async;
+        if is_async && instance.post_url.is_none() {
+            p.error(format!("{path}.postUrl"), "asynchronous mode delivers to a POST_URL: set postUrl");
+        }
+        let async_only = [
+            ("postUrl", instance.post_url.is_some()),
+            ("signingSecrets", !instance.signing_secrets.is_empty()),
+            ("verifyToken", instance.verify_token.is_some()),
+        ];
+        for (field, set) in async_only {
+            if set && !is_async {
+                p.warn(format!("{path}.{field}"), "only used in asynchronous mode (mode: async)");
+            }
+        }
+        if instance.poll_reread_seconds > 300 {
+            p.error(format!("{path}.pollRereadSeconds"), "at most 300");
         }
     }
 }

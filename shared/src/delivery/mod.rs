@@ -13,13 +13,17 @@ use reqwest::redirect::Policy;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::config::{Bot, HeaderValue};
 use guard::GuardedResolver;
 pub use signing::SigningKey;
 
-/// Attempts of a fire-and-forget delivery, and the first wait between them.
-const DELIVERY_ATTEMPTS: u32 = 5;
+/// Attempts of a delivery within one run of the worker, and the first wait
+/// between them; later retries come from the queue (visibility backoff, then
+/// the dead-letter queue).
+const DELIVERY_ATTEMPTS: u32 = 3;
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(250);
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+/// A Retry-After longer than this is left to the queue.
+const MAX_INLINE_WAIT: Duration = Duration::from_secs(5);
 
 /// Redirects followed, and only within the same origin (scheme, host, port).
 const MAX_REDIRECTS: usize = 3;
@@ -29,7 +33,9 @@ const MAX_REDIRECTS: usize = 3;
 pub struct HttpCall {
     pub method: String,
     pub url: String,
-    pub headers: Vec<(String, String)>,
+    /// Values naming a secret (`{env}`) are resolved when the call is made,
+    /// so queued and stored calls never hold secrets.
+    pub headers: Vec<(String, HeaderValue)>,
     pub body: Option<Value>,
     pub timeout: Duration,
     /// Loopback and private addresses are reachable (local development only).
@@ -60,10 +66,17 @@ impl Outbound {
         Ok(Self { public_only: client(false)?, any_address: client(true)? })
     }
 
-    /// Makes the call once, signed with `keys` under `webhook_id`; any
-    /// failure (refused address, timeout, transport error, oversized
-    /// response) is an `Err` with a reason for the logs.
-    pub async fn call(&self, call: &HttpCall, keys: &[SigningKey], webhook_id: &str) -> Result<HttpReply, String> {
+    /// Makes the call once for `bot` (whose secrets its headers may name),
+    /// signed with `keys` under `webhook_id`; any failure (refused address,
+    /// timeout, transport error, oversized response) is an `Err` with a
+    /// reason for the logs.
+    pub async fn call(
+        &self,
+        call: &HttpCall,
+        bot: &Bot,
+        keys: &[SigningKey],
+        webhook_id: &str,
+    ) -> Result<HttpReply, String> {
         let url = reqwest::Url::parse(&call.url).map_err(|e| format!("invalid URL {:?}: {e}", call.url))?;
         guard::check_url(&url, call.allow_private)?;
         let method = reqwest::Method::from_bytes(call.method.as_bytes()).map_err(|e| e.to_string())?;
@@ -75,6 +88,10 @@ impl Outbound {
             (call.body.is_some() && name == "content-type") || (!keys.is_empty() && name.starts_with("webhook-"))
         };
         for (name, value) in call.headers.iter().filter(|(name, _)| !reserved(name)) {
+            let value = match value {
+                HeaderValue::Text(text) => text.as_str(),
+                HeaderValue::Secret { env } => bot.secret(env).unwrap_or_default(),
+            };
             request = request.header(name, value);
         }
         if let Some(body) = &call.body {
@@ -111,16 +128,15 @@ impl Outbound {
             .map_err(|_| format!("no answer within {} ms", call.timeout.as_millis()))?
     }
 
-    /// Delivers a fire-and-forget call: retried with exponential backoff and
-    /// jitter (or the receiver's Retry-After) until a 2xx answer, under one
-    /// webhook-id so receivers can drop duplicates; a 410 stops at once.
-    pub async fn deliver(&self, call: &HttpCall, keys: &[SigningKey]) -> Result<HttpReply, String> {
-        let webhook_id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+    /// Delivers a fire-and-forget POST: a few attempts with exponential
+    /// backoff and jitter (or the receiver's short Retry-After) under one
+    /// webhook-id, so receivers can drop duplicates.
+    pub async fn deliver(&self, call: &HttpCall, bot: &Bot, keys: &[SigningKey], webhook_id: &str) -> Delivered {
         let mut last = String::new();
         for attempt in 0..DELIVERY_ATTEMPTS {
-            let wait = match self.call(call, keys, &webhook_id).await {
-                Ok(reply) if (200..300).contains(&reply.status) => return Ok(reply),
-                Ok(reply) if reply.status == 410 => return Err("410 Gone: the receiver asked to stop".into()),
+            let wait = match self.call(call, bot, keys, webhook_id).await {
+                Ok(reply) if (200..300).contains(&reply.status) => return Delivered::Yes(reply.status),
+                Ok(reply) if reply.status == 410 => return Delivered::Gone,
                 Ok(reply) => {
                     last = format!("status {}", reply.status);
                     reply.retry_after
@@ -130,14 +146,31 @@ impl Outbound {
                     None
                 }
             };
+            if wait.is_some_and(|w| w > MAX_INLINE_WAIT) {
+                return Delivered::No { reason: last, retry_after: wait };
+            }
             if attempt + 1 < DELIVERY_ATTEMPTS {
                 let backoff = FIRST_RETRY_DELAY * 2u32.pow(attempt);
                 let jittered = backoff.mul_f64(rand::random_range(0.5..1.0));
-                tokio::time::sleep(wait.unwrap_or(jittered).min(MAX_RETRY_DELAY)).await;
+                tokio::time::sleep(wait.unwrap_or(jittered)).await;
             }
         }
-        Err(format!("gave up after {DELIVERY_ATTEMPTS} attempts: {last}"))
+        Delivered::No {
+            reason: format!("{DELIVERY_ATTEMPTS} attempts failed, the last with {last}"),
+            retry_after: None,
+        }
     }
+}
+
+/// How a delivery ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivered {
+    /// A 2xx answer, with its status.
+    Yes(u16),
+    /// 410 Gone: the receiver asked not to be sent this again.
+    Gone,
+    /// Still failing: retry later (no sooner than `retry_after` if given).
+    No { reason: String, retry_after: Option<Duration> },
 }
 
 fn describe(error: reqwest::Error) -> String {

@@ -26,8 +26,8 @@ fn call(
             .iter()
             .map(|(name, value)| {
                 let value = match value {
-                    HeaderValue::Text(text) => template::render(text, scope),
-                    HeaderValue::Secret { env } => bot.secret(env).unwrap_or_default().to_string(),
+                    HeaderValue::Text(text) => HeaderValue::Text(template::render(text, scope)),
+                    secret => (*secret).clone(),
                 };
                 (name.to_string(), value)
             })

@@ -4,6 +4,7 @@
 //! |--------------|--------------------------|------------------|
 //! | conversation | `BOT#{bot}#USER#{user}`  | `SESSION`        |
 //! | log entry    | `BOT#{bot}#USER#{user}`  | `MSG#{seq:012}`  |
+//! | poll record  | `POLL#{pollId}`          | `POLL`           |
 //!
 //! A turn is one consistent GetItem and one TransactWriteItems: the
 //! conversation put is conditioned on its version, each log put on the entry
@@ -22,9 +23,10 @@ use aws_sdk_dynamodb::types::{
 
 use super::{Store, TurnWrite};
 use crate::error::{Error, Result};
-use crate::session::{Conversation, ConversationKey, LogEntry};
+use crate::session::{Conversation, ConversationKey, LogEntry, PollRecord};
 
 const SESSION_SK: &str = "SESSION";
+const POLL_SK: &str = "POLL";
 const CONVERSATION_GRACE_SECS: i64 = 86_400;
 type Item = HashMap<String, AttributeValue>;
 
@@ -47,6 +49,23 @@ fn n(value: impl ToString) -> AttributeValue {
 
 fn log_sk(seq: u64) -> String {
     format!("MSG#{seq:012}")
+}
+
+fn poll_pk(poll_id: &str) -> String {
+    format!("POLL#{poll_id}")
+}
+
+/// The record as an item; `reads` and `readAt` live in attributes of their
+/// own so a read can be counted with a conditional update.
+fn poll_item(record: &PollRecord) -> Result<Item> {
+    let body = serde_json::to_string(record).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(HashMap::from([
+        ("pk".to_string(), s(poll_pk(&record.poll_id))),
+        ("sk".to_string(), s(POLL_SK)),
+        ("reads".to_string(), n(record.reads)),
+        ("expiresAt".to_string(), n(record.expires_at)),
+        ("poll".to_string(), s(body)),
+    ]))
 }
 
 fn json_attr<T: serde::de::DeserializeOwned>(item: &Item, name: &str) -> Result<T> {
@@ -183,6 +202,14 @@ impl Store for DynamoStore {
             let now = n(chrono::Utc::now().timestamp());
             items.push(self.put(item, "attribute_not_exists(pk) OR expiresAt < :now", Some((":now", now)))?);
         }
+        for record in write.polls {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(poll_item(record)?))
+                .build()
+                .map_err(|e| storage("TransactWriteItems", e))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(()),
             Err(SdkError::ServiceError(e)) => match e.into_err() {
@@ -231,5 +258,61 @@ impl Store for DynamoStore {
             }
         }
         Ok(entries)
+    }
+
+    async fn put_poll(&self, record: &PollRecord) -> Result<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(poll_item(record)?))
+            .send()
+            .await
+            .map_err(|e| storage("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn get_poll(&self, poll_id: &str) -> Result<Option<PollRecord>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(poll_pk(poll_id)))
+            .key("sk", s(POLL_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| storage("GetItem", e))?;
+        let Some(item) = output.item else {
+            return Ok(None);
+        };
+        let record: PollRecord = json_attr(&item, "poll")?;
+        if record.expires_at < chrono::Utc::now().timestamp() {
+            return Ok(None);
+        }
+        let reads = item.get("reads").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let read_at = item.get("readAt").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok());
+        Ok(Some(PollRecord { reads, read_at, ..record }))
+    }
+
+    async fn record_poll_read(&self, poll_id: &str, reads: u32, now: i64) -> Result<bool> {
+        let updated = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(poll_pk(poll_id)))
+            .key("sk", s(POLL_SK))
+            .update_expression("SET #reads = :next, readAt = if_not_exists(readAt, :now)")
+            .condition_expression("#reads = :reads")
+            .expression_attribute_names("#reads", "reads")
+            .expression_attribute_values(":reads", n(reads))
+            .expression_attribute_values(":next", n(reads + 1))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match updated {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(e) => Err(storage("UpdateItem", e)),
+        }
     }
 }

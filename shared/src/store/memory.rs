@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::{Store, TurnWrite};
 use crate::error::{Error, Result};
-use crate::session::{Conversation, ConversationKey, LogEntry};
+use crate::session::{Conversation, ConversationKey, LogEntry, PollRecord};
 
 #[derive(Default)]
 struct Entry {
@@ -18,6 +18,7 @@ struct Entry {
 #[derive(Default)]
 pub struct MemoryStore {
     conversations: Mutex<HashMap<ConversationKey, Entry>>,
+    polls: Mutex<HashMap<String, PollRecord>>,
 }
 
 impl MemoryStore {
@@ -27,6 +28,10 @@ impl MemoryStore {
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<ConversationKey, Entry>>> {
         self.conversations.lock().map_err(|_| Error::Internal("memory store lock poisoned".into()))
+    }
+
+    fn polls(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, PollRecord>>> {
+        self.polls.lock().map_err(|_| Error::Internal("memory store lock poisoned".into()))
     }
 }
 
@@ -47,6 +52,9 @@ impl Store for MemoryStore {
         }
         entry.conversation = Conversation { version: write.expected_version + 1, ..write.conversation.clone() };
         entry.log.extend(write.log.iter().map(|e| (e.seq, e.clone())));
+        // Taken while the conversation lock is held: the write stays all-or-nothing.
+        let mut polls = self.polls()?;
+        polls.extend(write.polls.iter().map(|p| (p.poll_id.clone(), p.clone())));
         Ok(())
     }
 
@@ -57,6 +65,28 @@ impl Store for MemoryStore {
         };
         let from = after_seq.map_or(0, |s| s + 1);
         Ok(entry.log.range(from..).take(limit).map(|(_, e)| e.clone()).collect())
+    }
+
+    async fn put_poll(&self, record: &PollRecord) -> Result<()> {
+        self.polls()?.insert(record.poll_id.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn get_poll(&self, poll_id: &str) -> Result<Option<PollRecord>> {
+        let now = chrono::Utc::now().timestamp();
+        Ok(self.polls()?.get(poll_id).filter(|p| p.expires_at >= now).cloned())
+    }
+
+    async fn record_poll_read(&self, poll_id: &str, reads: u32, now: i64) -> Result<bool> {
+        let mut polls = self.polls()?;
+        match polls.get_mut(poll_id) {
+            Some(record) if record.reads == reads => {
+                record.reads += 1;
+                record.read_at.get_or_insert(now);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 
@@ -83,8 +113,13 @@ mod tests {
         let key = ConversationKey::new("st-b", "u");
         let conversation = Conversation { next_seq: 1, ..Conversation::default() };
         let (first, second) = ([entry(0)], [entry(1)]);
-        let write =
-            |expected_version, log| TurnWrite { conversation: &conversation, expected_version, log, expires_at: 0 };
+        let write = |expected_version, log| TurnWrite {
+            conversation: &conversation,
+            expected_version,
+            log,
+            expires_at: 0,
+            polls: &[],
+        };
         store.save_turn(&key, write(0, &first)).await.unwrap();
         // A second writer that also read version 0 loses.
         assert!(matches!(store.save_turn(&key, write(0, &first)).await, Err(Error::Conflict)));

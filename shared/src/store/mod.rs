@@ -10,7 +10,7 @@ pub use dynamodb::DynamoStore;
 pub use memory::MemoryStore;
 
 use crate::error::Result;
-use crate::session::{Conversation, ConversationKey, LogEntry};
+use crate::session::{Conversation, ConversationKey, LogEntry, PollRecord};
 
 /// One turn's write: the conversation as it is after the turn and the log
 /// entries the turn added.
@@ -22,6 +22,8 @@ pub struct TurnWrite<'a> {
     pub log: &'a [LogEntry],
     /// Unix seconds after which the items may be deleted.
     pub expires_at: i64,
+    /// Poll records written (replaced) with the turn.
+    pub polls: &'a [PollRecord],
 }
 
 #[async_trait]
@@ -35,4 +37,13 @@ pub trait Store: Send + Sync {
 
     /// Log entries with seq greater than `after_seq`, oldest first.
     async fn read_log(&self, key: &ConversationKey, after_seq: Option<u64>, limit: usize) -> Result<Vec<LogEntry>>;
+
+    /// Stores a poll record on its own (a message queued behind a call).
+    async fn put_poll(&self, record: &PollRecord) -> Result<()>;
+
+    async fn get_poll(&self, poll_id: &str) -> Result<Option<PollRecord>>;
+
+    /// Counts one more read of a poll answer, if it has been read exactly
+    /// `reads` times so far; `false` when another read came first.
+    async fn record_poll_read(&self, poll_id: &str, reads: u32, now: i64) -> Result<bool>;
 }
