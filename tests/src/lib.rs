@@ -99,7 +99,7 @@ pub struct Server {
     pub store: Arc<dyn Store>,
     pub queued: Queued,
     pub state: AppState,
-    _worker: Arc<Worker>,
+    worker: Arc<Worker>,
     http: reqwest::Client,
 }
 
@@ -139,7 +139,7 @@ impl Server {
 
     /// State in `store`, jobs on the in-process queue.
     pub async fn start_with_registry(registry: Registry, store: Arc<dyn Store>, settings: Settings) -> Self {
-        Self::serve(registry, store, Queued::Memory(MemoryQueue::new(TEST_MAX_RECEIVES)), settings).await
+        Self::serve(registry, store, Queued::Memory(MemoryQueue::new(TEST_MAX_RECEIVES)), settings, true).await
     }
 
     /// Everything on `backend`: memory for both, or DynamoDB and SQS on the
@@ -152,10 +152,28 @@ impl Server {
                 Queued::Sqs { queue: Arc::new(queue), dead_letters: Arc::new(dead_letters) }
             }
         };
-        Self::serve(registry, store(backend).await, queued, settings).await
+        Self::serve(registry, store(backend).await, queued, settings, true).await
     }
 
-    async fn serve(registry: Registry, store: Arc<dyn Store>, queued: Queued, settings: Settings) -> Self {
+    /// On DynamoDB and SQS, with no worker serving the queue: the test runs it.
+    pub async fn start_without_worker(registry: Registry, settings: Settings) -> Self {
+        let (queue, dead_letters) = sqs_queue().await;
+        let queued = Queued::Sqs { queue: Arc::new(queue), dead_letters: Arc::new(dead_letters) };
+        Self::serve(registry, store(Backend::DynamoDb).await, queued, settings, false).await
+    }
+
+    /// The worker serving this server's queue.
+    pub fn worker(&self) -> Arc<Worker> {
+        self.worker.clone()
+    }
+
+    async fn serve(
+        registry: Registry,
+        store: Arc<dyn Store>,
+        queued: Queued,
+        settings: Settings,
+        run_worker: bool,
+    ) -> Self {
         let queue: Arc<dyn hookline_core::queue::Queue> = match &queued {
             Queued::Memory(memory) => Arc::new(memory.clone()),
             Queued::Sqs { queue, .. } => queue.clone(),
@@ -164,15 +182,16 @@ impl Server {
         let worker = Worker::new(state.clone());
         match &queued {
             Queued::Memory(memory) => memory.start(&worker),
-            Queued::Sqs { queue, .. } => {
+            Queued::Sqs { queue, .. } if run_worker => {
                 tokio::spawn(poller::run(worker.clone(), queue.clone()));
             }
+            Queued::Sqs { .. } => {}
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
         let app = api::app(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { base, store, queued, state, _worker: worker, http: reqwest::Client::new() }
+        Self { base, store, queued, state, worker, http: reqwest::Client::new() }
     }
 
     /// GET with a bearer token.
@@ -357,6 +376,21 @@ impl Receiver {
 
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
+    }
+
+    /// The requests to paths starting with `prefix`, once there are `count`
+    /// of them (or after `seconds`, with what came).
+    pub async fn wait_for_path(&self, prefix: &str, count: usize, seconds: u64) -> Vec<Received> {
+        let of_path = || -> Vec<Received> {
+            self.received().into_iter().filter(|r| r.path_and_query.starts_with(prefix)).collect()
+        };
+        for _ in 0..seconds * 50 {
+            if of_path().len() >= count {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        of_path()
     }
 
     /// Waits (up to two seconds) until `count` requests have arrived.

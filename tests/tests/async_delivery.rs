@@ -1,0 +1,341 @@
+//! Asynchronous mode: the ingress acknowledges once the message is queued,
+//! the worker runs the turn and POSTs each message to the POST_URL, signed,
+//! in order, retried, dead-lettered and replayable; bot-wide event and
+//! session-data webhooks. On memory, and on DynamoDB with SQS and the worker.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use hookline_core::api::Settings;
+use hookline_core::queue::{Job, QueuedAnswer, QueuedTurn};
+use hookline_core::worker::poller;
+use hookline_tests::*;
+use jsonwebtoken::Algorithm;
+use serde_json::{Value, json};
+
+const BOT: &str = "st-channel-bot";
+const SECRET: &str = "channel-bot-secret-0123456789-abcdefgh";
+const INSTANCE_SIGNING_SECRET: &str = "whsec_aW5zdGFuY2Utc2lnbmluZy1zZWNyZXQtMzJieXRlcyE=";
+const BOT_SIGNING_SECRET: &str = "whsec_aG9va2xpbmUtdGVzdC1zaWduaW5nLXNlY3JldC0zMmIh";
+
+fn settings() -> Settings {
+    Settings { retry_base: Duration::from_millis(100), ..Settings::default() }
+}
+
+fn channel_bot(receiver: &Receiver, extra: &str) -> hookline_core::config::Registry {
+    let yaml = include_str!("../fixtures/bots/channel-bot.yaml").replace("RECEIVER", &receiver.addr);
+    registry_with(&[("channel-bot.yaml".into(), format!("{yaml}{}", extra.replace("RECEIVER", &receiver.addr)))])
+}
+
+async fn setup(backend: Backend, answers: Vec<(&str, Answer)>) -> (Server, Receiver) {
+    let receiver = Receiver::start(answers).await;
+    let registry = channel_bot(&receiver, "");
+    (Server::start_on(backend, registry, settings()).await, receiver)
+}
+
+fn token(user: &str) -> String {
+    sign_hs(Algorithm::HS256, SECRET, &claims("cs-channel", user))
+}
+
+fn message(text: &str, user: &str) -> Value {
+    json!({"message": {"type": "text", "val": text}, "from": {"id": user}})
+}
+
+async fn say(server: &Server, instance: &str, user: &str, text: &str) -> Reply {
+    let path = format!("/chatbot/v2/webhook/{BOT}/hookInstance/{instance}");
+    server.post(&path, &token(user), &message(text, user)).await
+}
+
+/// The received requests with duplicates (by webhook-id) dropped, as a
+/// receiver following Standard Webhooks does.
+fn deduplicated(received: Vec<Received>) -> Vec<Received> {
+    let mut seen = HashSet::new();
+    received.into_iter().filter(|r| seen.insert(r.headers["webhook-id"].to_str().unwrap().to_string())).collect()
+}
+
+fn data_texts(received: &[Received]) -> Vec<String> {
+    received
+        .iter()
+        .map(|r| match r.body["data"].as_array().and_then(|d| d.first()) {
+            Some(message) => message["val"].as_str().unwrap_or_default().to_string(),
+            None => format!("endOfTask:{}", r.body["endReason"].as_str().unwrap_or_default()),
+        })
+        .collect()
+}
+
+async fn async_mode_acknowledges_then_posts_each_message(backend: Backend) {
+    let (server, receiver) = setup(backend, vec![("/post", Answer::json(json!({})))]).await;
+    let ack = say(&server, "async", "ada", "hello").await;
+    assert_eq!(ack.status, 200, "{}", ack.body);
+    let trace_id = ack.headers["x-trace-id"].to_str().unwrap();
+    assert_eq!(ack.body, json!({"status": "ok", "_v": "v2", "traceId": trace_id}));
+
+    let posts = receiver.wait_for_path("/post", 3, 10).await;
+    assert_eq!(data_texts(&posts), ["Hello!", "How can I help?", "endOfTask:Fulfilled"]);
+    let first = &posts[0];
+    assert_eq!(first.method, "POST");
+    assert_eq!(first.body["to"], "ada");
+    assert_eq!(first.body["from"], BOT);
+    assert_eq!(first.body["_v"], "v2");
+    assert_eq!(first.body["data"][0]["type"], "text");
+    assert!(first.body["data"][0]["messageId"].as_str().unwrap().starts_with("ms-"));
+    // The end-of-task fields come as a message of their own.
+    assert_eq!(
+        posts[2].body,
+        json!({"to": "ada", "from": BOT, "data": [], "_v": "v2", "endOfTask": true, "endReason": "Fulfilled",
+               "completedTaskId": "hello", "completedTaskName": "hello"})
+    );
+    // Signed with the instance's own secret, verified by the reference implementation.
+    for post in &posts {
+        assert!(verify_signature(INSTANCE_SIGNING_SECRET, post, &post.raw), "{:?}", post.headers);
+        assert!(!verify_signature(BOT_SIGNING_SECRET, post, &post.raw));
+    }
+    let mut tampered = first.raw.clone();
+    tampered[10] ^= 1;
+    assert!(!verify_signature(INSTANCE_SIGNING_SECRET, first, &tampered));
+    // The turn is in the log like any other.
+    let history = server.get(&format!("/api/chathistory/{BOT}/webhook"), &token("ada")).await;
+    assert_eq!(history.body["messages"].as_array().unwrap().len(), 3, "{}", history.body);
+}
+
+async fn v1_and_chatlayer_bodies(backend: Backend) {
+    let answers = vec![("/ivr", Answer::json(json!({}))), ("/chatlayer", Answer::json(json!({})))];
+    let (server, receiver) = setup(backend, answers).await;
+    let path = format!("/chatbot/hooks/{BOT}/hookInstance/ivr");
+    let ack = server.post(&path, &token("bo"), &json!({"message": {"text": "survey"}, "from": {"id": "bo"}})).await;
+    assert_eq!(ack.status, 200, "{}", ack.body);
+    assert_eq!(ack.body["status"], "ok");
+    let posts = receiver.wait_for_path("/ivr", 1, 10).await;
+    assert_eq!(posts[0].body, json!({"to": "bo", "from": BOT, "text": "Rate us from 1 to 5"}));
+
+    say(&server, "chatlayer", "cy", "survey").await;
+    let posts = receiver.wait_for_path("/chatlayer", 1, 10).await;
+    let body = &posts[0].body;
+    assert_eq!(body["recipient"], json!({"id": "cy"}));
+    assert_eq!(body["verifyToken"], "eenheeluniekeverifytoken");
+    assert_eq!(body["data"][0]["val"], "Rate us from 1 to 5");
+}
+
+async fn a_post_url_failing_twice_then_succeeding_gets_every_message_once_in_order(backend: Backend) {
+    let answers = vec![
+        ("/post", Answer::raw(500, "{}")),
+        ("/post", Answer::raw(503, "{}")),
+        ("/post", Answer::json(json!({}))),
+        ("/api/current", Answer::json(json!({"sky": "clear"}))),
+        ("/api/forecast", Answer::json(json!({"tomorrow": "rain"}))),
+    ];
+    let (server, receiver) = setup(backend, answers).await;
+    assert_eq!(say(&server, "async", "dee", "hello").await.status, 200);
+    assert_eq!(say(&server, "async", "dee", "weather").await.status, 200);
+    let expected = [
+        "Hello!",
+        "How can I help?",
+        "endOfTask:Fulfilled",
+        "Let me check.",
+        "Sky: clear",
+        "Tomorrow: rain",
+        "endOfTask:Fulfilled",
+    ];
+    let posts = receiver.wait_for_path("/post", expected.len() + 2, 15).await;
+    // The first message was tried three times under one webhook-id.
+    let ids: Vec<&str> = posts.iter().map(|p| p.headers["webhook-id"].to_str().unwrap()).collect();
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(ids[1], ids[2]);
+    assert_eq!(posts.len(), expected.len() + 2, "{:?}", data_texts(&posts));
+    assert_eq!(data_texts(&deduplicated(posts)), expected);
+}
+
+/// Dead-lettering after the retry budget, then replay from the dead-letter
+/// queue. One message per conversation: the emulator keeps FIFO order across
+/// redrives only for single-message groups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_down_past_the_retry_budget_leaves_the_message_dead_lettered_and_replay_delivers_it() {
+    // Three receives of three attempts each fail; the next attempt succeeds.
+    let failures = (TEST_MAX_RECEIVES * 3) as usize;
+    let mut answers = vec![("/post", Answer::raw(503, "{}")); failures];
+    answers.push(("/post", Answer::json(json!({}))));
+    let receiver = Receiver::start(answers).await;
+    let server = Server::start_on(Backend::DynamoDb, channel_bot(&receiver, ""), settings()).await;
+    let Queued::Sqs { queue, dead_letters } = server.queued.clone() else { unreachable!() };
+    assert_eq!(say(&server, "async", "eve", "survey").await.status, 200);
+
+    let tried = receiver.wait_for_path("/post", failures, 20).await;
+    assert_eq!(tried.len(), failures);
+    assert!(tried.iter().all(|t| t.body["data"][0]["val"] == "Rate us from 1 to 5"));
+    // The redrive policy moves it on its next receive.
+    let mut moved = 0;
+    for _ in 0..100 {
+        moved = dead_letters.move_messages(&queue, 10).await.unwrap();
+        if moved > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(moved, 1, "the delivery is in the dead-letter queue");
+    let delivered = receiver.wait_for_path("/post", failures + 1, 10).await;
+    assert_eq!(delivered.len(), failures + 1);
+    let last = delivered.last().unwrap();
+    assert_eq!(last.headers["webhook-id"], tried[0].headers["webhook-id"]);
+    assert!(verify_signature(INSTANCE_SIGNING_SECRET, last, &last.raw));
+    // Nothing else is left anywhere.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(receiver.received().len(), failures + 1);
+    assert_eq!(dead_letters.move_messages(&queue, 10).await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_memory_a_delivery_that_always_fails_is_dead_lettered() {
+    let (server, receiver) = setup(Backend::Memory, vec![("/post", Answer::raw(500, "{}"))]).await;
+    let Queued::Memory(memory) = server.queued.clone() else { unreachable!() };
+    say(&server, "async", "fay", "survey").await;
+    receiver.wait_for_path("/post", (TEST_MAX_RECEIVES * 3) as usize, 10).await;
+    for _ in 0..100 {
+        if !memory.dead_letters().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dead = memory.dead_letters();
+    assert_eq!(dead.len(), 1);
+    let Job::Deliver(delivery) = &dead[0].job else { panic!("{:?}", dead[0].job) };
+    assert_eq!(delivery.call.body.as_ref().unwrap()["data"][0]["val"], "Rate us from 1 to 5");
+}
+
+/// A worker killed mid-batch: what it delivered comes again after the
+/// visibility timeout, under the same webhook-id, so a receiver that drops
+/// duplicates sees every message once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_batch_loses_and_duplicates_nothing() {
+    let receiver = Receiver::start(vec![("/post", Answer { delay_ms: 400, ..Answer::json(json!({})) })]).await;
+    let server = Server::start_without_worker(channel_bot(&receiver, ""), settings()).await;
+    let Queued::Sqs { queue, .. } = server.queued.clone() else { unreachable!() };
+    let users = ["u1", "u2", "u3"];
+    for user in users {
+        assert_eq!(say(&server, "async", user, "survey").await.status, 200);
+    }
+    // The turns run; each leaves one delivery.
+    let worker = server.worker();
+    let mut turns = 0;
+    while turns < users.len() {
+        turns += poller::poll_once(&worker, &queue, Duration::from_secs(1)).await.unwrap();
+    }
+    // The deliveries' batch is cut short once the first has reached the receiver.
+    let batch = tokio::spawn({
+        let (worker, queue) = (worker.clone(), queue.clone());
+        async move { poller::poll_once(&worker, &queue, Duration::from_secs(1)).await }
+    });
+    receiver.wait_for_path("/post", 1, 10).await;
+    batch.abort();
+    // A new worker takes over once the messages are visible again.
+    tokio::spawn(poller::run(worker, queue));
+    let posts = receiver.wait_for_path("/post", users.len() + 1, 15).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // What the killed worker had sent came again.
+    assert!(receiver.received().len() > users.len(), "{} requests", receiver.received().len());
+    let unique = deduplicated(receiver.received());
+    let mut recipients: Vec<&str> = unique.iter().map(|p| p.body["to"].as_str().unwrap()).collect();
+    recipients.sort();
+    assert_eq!(recipients, users, "{} requests in all", posts.len());
+    assert!(unique.iter().all(|p| p.body["data"][0]["val"] == "Rate us from 1 to 5"));
+}
+
+/// A queued turn delivered twice runs once: the second time its saved answer
+/// is delivered again, under the same webhook-ids.
+async fn a_queued_turn_delivered_twice_runs_once(backend: Backend) {
+    let (server, receiver) = setup(backend, vec![("/post", Answer::json(json!({})))]).await;
+    let job = Job::Turn(QueuedTurn {
+        bot_id: BOT.into(),
+        instance_id: "async".into(),
+        user_id: "gus".into(),
+        body: message("hello", "gus"),
+        trace_id: "tr-queued-twice".into(),
+        client_ip: None,
+        answer: QueuedAnswer::PostUrl,
+    });
+    let worker = server.worker();
+    worker.handle(&job).await.unwrap();
+    worker.handle(&job).await.unwrap();
+    receiver.wait_for_path("/post", 3, 10).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(data_texts(&deduplicated(receiver.received())), ["Hello!", "How can I help?", "endOfTask:Fulfilled"]);
+    let history = server.get(&format!("/api/chathistory/{BOT}/webhook"), &token("gus")).await;
+    assert_eq!(history.body["messages"].as_array().unwrap().len(), 3, "{}", history.body);
+}
+
+/// Only a message that is durably queued is acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_cannot_be_queued_is_not_acknowledged() {
+    let receiver = Receiver::start(vec![]).await;
+    let missing = format!("{}/000000000000/no-such-queue.fifo", aws_endpoint());
+    let queue = std::sync::Arc::new(hookline_core::queue::SqsQueue::new(sqs_client().await, missing));
+    let state =
+        hookline_core::api::AppState::new(channel_bot(&receiver, ""), store(Backend::Memory).await, queue, settings())
+            .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hookline_core::api::app(state)).await });
+    let path = format!("{base}/chatbot/v2/webhook/{BOT}/hookInstance/async");
+    let send = |body: Value| {
+        reqwest::Client::new().post(&path).header("Authorization", format!("bearer {}", token("hal"))).json(&body)
+    };
+    let reply = Server::send(send(message("hello", "hal"))).await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.error_msg(), "Service temporarily unavailable");
+    // Invalid messages are refused before anything is queued.
+    let reply = Server::send(send(message("", "hal"))).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+}
+
+const EVENTS: &str = "
+events:
+  url: http://RECEIVER/events
+  sessionDataUrl: http://RECEIVER/session-data
+";
+
+async fn event_webhooks_see_every_message_and_each_task_end(backend: Backend) {
+    let receiver =
+        Receiver::start(vec![("/events", Answer::json(json!({}))), ("/session-data", Answer::json(json!({})))]).await;
+    let server = Server::start_on(backend, channel_bot(&receiver, EVENTS), settings()).await;
+    let path = format!("/chatbot/v2/webhook/{BOT}/hookInstance/poll");
+    let request = server
+        .request(reqwest::Method::POST, &path)
+        .header("Authorization", format!("bearer {}", token("ivy")))
+        .header("X-Forwarded-For", "203.0.113.7, 10.0.0.1")
+        .json(&message("survey", "ivy"));
+    assert_eq!(Server::send(request).await.texts(), ["Rate us from 1 to 5"]);
+    assert_eq!(say(&server, "poll", "ivy", "4").await.texts(), ["Thanks for 4!"]);
+
+    let events = receiver.wait_for_path("/events", 4, 10).await;
+    let summary: Vec<(String, String)> = events
+        .iter()
+        .map(|e| (e.body["direction"].as_str().unwrap().into(), e.body["data"].as_str().unwrap().into()))
+        .collect();
+    let expected = [
+        ("received", "\"survey\""),
+        ("sent", "\"Rate us from 1 to 5\""),
+        ("received", "\"4\""),
+        ("sent", "\"Thanks for 4!\""),
+    ]
+    .map(|(d, t)| (d.to_string(), t.to_string()));
+    assert_eq!(summary, expected);
+    let first = &events[0].body;
+    assert_eq!(first["ip"], "203.0.113.7");
+    assert_eq!((first["userId"].as_str(), first["botId"].as_str()), (Some("ivy"), Some(BOT)));
+    assert!(first["time"].as_str().unwrap().ends_with('Z'));
+    assert!(events.iter().all(|e| verify_signature(BOT_SIGNING_SECRET, e, &e.raw)));
+
+    let ends = receiver.wait_for_path("/session-data", 1, 10).await;
+    assert_eq!(ends.len(), 1);
+    let end = &ends[0].body;
+    assert_eq!((end["taskId"].as_str(), end["endReason"].as_str()), (Some("survey"), Some("Fulfilled")));
+    assert_eq!(end["data"]["rating"], 4);
+    assert_eq!(end["userId"], "ivy");
+}
+
+on_both_stores!(
+    async_mode_acknowledges_then_posts_each_message,
+    v1_and_chatlayer_bodies,
+    a_post_url_failing_twice_then_succeeding_gets_every_message_once_in_order,
+    a_queued_turn_delivered_twice_runs_once,
+    event_webhooks_see_every_message_and_each_task_end,
+);

@@ -1,0 +1,172 @@
+//! Synchronous mode with polling (v2): the answer carries the messages
+//! before the first service call and a pollId; GET .../poll/{pollId} reads
+//! the rest, once. On memory, and on DynamoDB with SQS and the worker.
+
+use hookline_core::api::Settings;
+use hookline_tests::*;
+use jsonwebtoken::Algorithm;
+use serde_json::json;
+
+const BOT: &str = "st-channel-bot";
+const SECRET: &str = "channel-bot-secret-0123456789-abcdefgh";
+
+async fn setup(backend: Backend, answers: Vec<(&str, Answer)>) -> (Server, Receiver) {
+    let receiver = Receiver::start(answers).await;
+    let yaml = include_str!("../fixtures/bots/channel-bot.yaml").replace("RECEIVER", &receiver.addr);
+    let registry = registry_with(&[("channel-bot.yaml".into(), yaml)]);
+    (Server::start_on(backend, registry, Settings::default()).await, receiver)
+}
+
+fn token(user: &str) -> String {
+    sign_hs(Algorithm::HS256, SECRET, &claims("cs-channel", user))
+}
+
+fn instance_path(instance: &str) -> String {
+    format!("/chatbot/v2/webhook/{BOT}/hookInstance/{instance}")
+}
+
+async fn say(server: &Server, instance: &str, user: &str, text: &str) -> Reply {
+    let body = json!({"message": {"type": "text", "val": text}, "from": {"id": user}});
+    server.post(&instance_path(instance), &token(user), &body).await
+}
+
+async fn poll(server: &Server, instance: &str, user: &str, poll_id: &str) -> Reply {
+    server.get(&format!("{}/poll/{poll_id}", instance_path(instance)), &token(user)).await
+}
+
+/// Polls while the answer is `Inprogress` (checking that shape), up to ten seconds.
+async fn poll_until_done(server: &Server, instance: &str, user: &str, poll_id: &str) -> Reply {
+    for _ in 0..500 {
+        let reply = poll(server, instance, user, poll_id).await;
+        if reply.body["status"] != "Inprogress" {
+            return reply;
+        }
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body, json!({"status": "Inprogress", "pollId": poll_id, "_v": "v2"}));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("poll {poll_id} still in progress after ten seconds");
+}
+
+fn poll_id(reply: &Reply) -> String {
+    let id = reply.body["pollId"].as_str().unwrap_or_else(|| panic!("no pollId: {}", reply.body)).to_string();
+    assert!(id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+    id
+}
+
+fn slow(body: serde_json::Value) -> Answer {
+    Answer { delay_ms: 300, ..Answer::json(body) }
+}
+
+async fn a_turn_is_answered_in_parts_through_polling(backend: Backend) {
+    let answers =
+        vec![("/api/current", slow(json!({"sky": "clear"}))), ("/api/forecast", slow(json!({"tomorrow": "rain"})))];
+    let (server, receiver) = setup(backend, answers).await;
+    let first = say(&server, "poll", "ada", "weather").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.texts(), ["Let me check."]);
+    assert_eq!(first.body["_v"], "v2");
+    let p1 = poll_id(&first);
+
+    // The first call is still running: in progress.
+    let pending = poll(&server, "poll", "ada", &p1).await;
+    assert_eq!(pending.body, json!({"status": "Inprogress", "pollId": p1, "_v": "v2"}));
+
+    // Then the messages up to the next call, with a new pollId.
+    let second = poll_until_done(&server, "poll", "ada", &p1).await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert_eq!(second.texts(), ["Sky: clear"]);
+    assert_eq!(second.body["endOfTask"], false);
+    let p2 = poll_id(&second);
+    assert_ne!(p1, p2);
+
+    // An answer is given once.
+    let again = poll(&server, "poll", "ada", &p1).await;
+    assert_eq!(again.status, 400, "{}", again.body);
+    assert_eq!(again.error_msg(), "No data found");
+
+    let last = poll_until_done(&server, "poll", "ada", &p2).await;
+    assert_eq!(last.texts(), ["Tomorrow: rain"]);
+    assert_eq!(last.body["endOfTask"], true);
+    assert_eq!(last.body["endReason"], "Fulfilled");
+    assert_eq!(last.body["completedTaskName"], "weather");
+    assert!(last.body.get("pollId").is_none(), "{}", last.body);
+    assert_eq!(poll(&server, "poll", "ada", &p2).await.status, 400);
+
+    // Each call was made once.
+    let calls: Vec<String> = receiver.received().into_iter().map(|r| r.path_and_query).collect();
+    assert_eq!(calls, ["/api/current", "/api/forecast"]);
+}
+
+async fn a_message_sent_during_a_call_queues_behind_it(backend: Backend) {
+    let answers =
+        vec![("/api/current", slow(json!({"sky": "grey"}))), ("/api/forecast", slow(json!({"tomorrow": "sun"})))];
+    let (server, _receiver) = setup(backend, answers).await;
+    let first = say(&server, "poll", "bo", "weather").await;
+    let p1 = poll_id(&first);
+    // The conversation waits for the call: this message's answer comes through polling.
+    let queued = say(&server, "poll", "bo", "hello").await;
+    assert_eq!(queued.status, 200, "{}", queued.body);
+    assert_eq!(queued.body["data"], json!([]), "clients need data even when it is empty");
+    assert_eq!(queued.body["_v"], "v2");
+    let p3 = poll_id(&queued);
+
+    let second = poll_until_done(&server, "poll", "bo", &p1).await;
+    assert_eq!(second.texts(), ["Sky: grey"]);
+    let third = poll_until_done(&server, "poll", "bo", &poll_id(&second)).await;
+    assert_eq!(third.texts(), ["Tomorrow: sun"]);
+    let hello = poll_until_done(&server, "poll", "bo", &p3).await;
+    assert_eq!(hello.texts(), ["Hello!", "How can I help?"]);
+
+    // The log has every message in the order it happened.
+    let history = server.get(&format!("/api/chathistory/{BOT}/webhook?limit=20"), &token("bo")).await;
+    let texts: Vec<&str> =
+        history.body["messages"].as_array().unwrap().iter().map(|m| m["val"].as_str().unwrap_or_default()).collect();
+    assert_eq!(
+        texts,
+        ["weather", "Let me check.", "Sky: grey", "Tomorrow: sun", "hello", "Hello!", "How can I help?"],
+        "{}",
+        history.body
+    );
+}
+
+async fn polls_belong_to_their_user_and_bot(backend: Backend) {
+    let (server, _receiver) = setup(backend, vec![("/api/current", slow(json!({"sky": "clear"})))]).await;
+    let p1 = poll_id(&say(&server, "poll", "cy", "weather").await);
+    // Another user of the same app: refused.
+    let other = poll(&server, "poll", "dee", &p1).await;
+    assert_eq!(other.status, 401, "{}", other.body);
+    // Another bot's URL: nothing there.
+    let path = format!("/chatbot/v2/webhook/{TEST_BOT}/poll/{p1}");
+    let foreign = server.get(&path, &hs256_token("cy")).await;
+    assert_eq!(foreign.status, 400, "{}", foreign.body);
+    assert_eq!(foreign.error_msg(), "No data found");
+    // An unknown pollId, and no token at all.
+    assert_eq!(poll(&server, "poll", "cy", "0123456789abcdef0123456789abcdef").await.error_msg(), "No data found");
+    let anonymous =
+        Server::send(server.request(reqwest::Method::GET, &format!("{}/poll/{p1}", instance_path("poll")))).await;
+    assert_eq!(anonymous.status, 401);
+    // The owner still gets it.
+    assert_eq!(poll_until_done(&server, "poll", "cy", &p1).await.status, 200);
+}
+
+async fn a_lost_poll_answer_can_be_read_again_within_the_window(backend: Backend) {
+    let (server, _receiver) = setup(backend, vec![("/api/current", slow(json!({"sky": "blue"})))]).await;
+    let p1 = poll_id(&say(&server, "reread", "eve", "weather").await);
+    let first = poll_until_done(&server, "reread", "eve", &p1).await;
+    assert_eq!(first.texts(), ["Sky: blue"]);
+    // The instance allows one more read within pollRereadSeconds: the same answer.
+    let second = poll(&server, "reread", "eve", &p1).await;
+    assert_eq!(second.status, 200);
+    assert_eq!(second.body, first.body);
+    let third = poll(&server, "reread", "eve", &p1).await;
+    assert_eq!(third.status, 400);
+    assert_eq!(third.error_msg(), "No data found");
+}
+
+on_both_stores!(
+    a_turn_is_answered_in_parts_through_polling,
+    a_message_sent_during_a_call_queues_behind_it,
+    polls_belong_to_their_user_and_bot,
+    a_lost_poll_answer_can_be_read_again_within_the_window,
+);

@@ -1,0 +1,70 @@
+//! The worker Lambda's handler: an SQS event from the FIFO queue in, the
+//! partial batch response out.
+
+use std::time::Duration;
+
+use aws_lambda_events::sqs::SqsEvent;
+use hookline_core::api::Settings;
+use hookline_core::worker::sqs_event;
+use hookline_tests::*;
+use serde_json::{Value, json};
+
+fn delivery(receiver: &Receiver, path: &str, webhook_id: &str) -> String {
+    json!({
+        "job": "deliver",
+        "botId": TEST_BOT,
+        "kind": "webhookNode",
+        "webhookId": webhook_id,
+        "call": {
+            "method": "POST",
+            "url": format!("http://{}{path}", receiver.addr),
+            "headers": [],
+            "body": {"id": webhook_id},
+            "timeout": {"secs": 2, "nanos": 0},
+            "allow_private": true,
+            "max_response_bytes": 1024
+        }
+    })
+    .to_string()
+}
+
+fn record(id: &str, group: &str, body: String) -> Value {
+    json!({
+        "messageId": id,
+        "receiptHandle": format!("receipt-{id}"),
+        "body": body,
+        "attributes": {"MessageGroupId": group, "ApproximateReceiveCount": "1"},
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:hookline.fifo",
+        "awsRegion": "us-east-1"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_reported_per_message_and_stop_their_group() {
+    let receiver = Receiver::start(vec![("/ok", Answer::json(json!({}))), ("/down", Answer::raw(500, "{}"))]).await;
+    let settings = Settings { retry_base: Duration::from_millis(100), ..Settings::default() };
+    let server = Server::start_on(Backend::Memory, registry(), settings).await;
+    let event: SqsEvent = serde_json::from_value(json!({"Records": [
+        record("a1", "group-a", delivery(&receiver, "/down", "a1")),
+        record("b1", "group-b", delivery(&receiver, "/ok", "b1")),
+        record("a2", "group-a", delivery(&receiver, "/ok", "a2")),
+        record("c1", "group-c", "not a job".into()),
+        record("b2", "group-b", delivery(&receiver, "/ok", "b2")),
+    ]}))
+    .unwrap();
+    let response = sqs_event::handle(&server.worker(), event, None).await;
+    let mut failed: Vec<String> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+    failed.sort();
+    // a1 failed, so a2 (after it in its group) was not run; c1 is unreadable.
+    assert_eq!(failed, ["a1", "a2", "c1"]);
+    let seen: Vec<String> = receiver.received().iter().map(|r| r.body["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(seen.iter().filter(|id| *id == "a1").count(), 3, "three attempts: {seen:?}");
+    assert!(!seen.contains(&"a2".to_string()), "{seen:?}");
+    let group_b: Vec<&String> = seen.iter().filter(|id| id.starts_with('b')).collect();
+    assert_eq!(group_b, ["b1", "b2"]);
+    // The response is what Lambda expects with ReportBatchItemFailures.
+    let wire = serde_json::to_value(&response).unwrap();
+    assert!(wire["batchItemFailures"].as_array().unwrap().iter().any(|f| f["itemIdentifier"] == "a1"), "{wire}");
+}
