@@ -170,3 +170,41 @@ on_both_stores!(
     polls_belong_to_their_user_and_bot,
     a_lost_poll_answer_can_be_read_again_within_the_window,
 );
+
+/// The turn was saved but its continuation could not be queued: polling
+/// queues it again, so the answer still comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continuation_lost_to_the_queue_is_queued_again_by_polling() {
+    let receiver = Receiver::start(vec![("/api/current", Answer::json(json!({"sky": "pink"})))]).await;
+    let yaml = include_str!("../fixtures/bots/channel-bot.yaml").replace("RECEIVER", &receiver.addr);
+    let registry = registry_with(&[("channel-bot.yaml".into(), yaml)]);
+    let server = Server::start_with_flaky_queue(registry, 1, Settings::default()).await;
+    let first = say(&server, "poll", "fin", "weather").await;
+    assert_eq!(first.status, 200, "the turn is saved: the client is not told to send it again");
+    let p1 = poll_id(&first);
+    let answer = poll_until_done(&server, "poll", "fin", &p1).await;
+    assert_eq!(answer.texts(), ["Sky: pink"]);
+}
+
+/// A message queued behind a call that the bot then refuses: the poll
+/// answers with the error instead of staying in progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_message_the_bot_refuses_is_answered_with_its_error() {
+    let (server, _receiver) = setup(Backend::Memory, vec![("/api/current", slow(json!({"sky": "clear"})))]).await;
+    let path = instance_path("poll");
+    // A user keeps at most 100 userInfo keys: fill them.
+    for round in 0..2 {
+        let info: serde_json::Map<String, serde_json::Value> =
+            (0..50).map(|i| (format!("k{round}-{i}"), json!(i))).collect();
+        let body = json!({"message": {"type": "text", "val": "hello"}, "from": {"id": "gil", "userInfo": info}});
+        assert_eq!(server.post(&path, &token("gil"), &body).await.status, 200);
+    }
+    let p1 = poll_id(&say(&server, "poll", "gil", "weather").await);
+    let body = json!({"message": {"type": "text", "val": "hi"}, "from": {"id": "gil", "userInfo": {"one": "more"}}});
+    let queued = server.post(&path, &token("gil"), &body).await;
+    let p2 = poll_id(&queued);
+    assert_eq!(poll_until_done(&server, "poll", "gil", &p1).await.texts(), ["Sky: clear"]);
+    let refused = poll_until_done(&server, "poll", "gil", &p2).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(refused.body["errors"][0]["detail"].as_str().unwrap().contains("userInfo"), "{}", refused.body);
+}

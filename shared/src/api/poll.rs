@@ -15,6 +15,11 @@ use crate::auth;
 use crate::config::WebhookVersion;
 use crate::error::{Error, Result};
 use crate::protocol::VERSION_V2;
+use crate::session::ConversationKey;
+use crate::turn::{POLL_RECORD_SECS, jobs};
+
+/// An answer still in progress after this long gets its continuation queued again.
+const STALLED_SECS: i64 = 3;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -39,23 +44,43 @@ async fn poll(State(state): State<AppState>, Path(path): Path<PollPath>, headers
     let instance = bot
         .instance(WebhookVersion::V2, path.instance_id.as_deref())
         .ok_or_else(|| Error::NotFound("no v2 Webhook channel instance at this URL".into()))?;
-    let caller = auth::authenticate(&bot, &instance.apps, auth::bearer_token(&headers)?, Utc::now().timestamp())?;
+    let now = Utc::now().timestamp();
+    let caller = auth::authenticate(&bot, &instance.apps, auth::bearer_token(&headers)?, now)?;
+    if !is_poll_id(&path.poll_id) {
+        return Err(Error::NoData);
+    }
     let store = state.turns.store();
     let record = store.get_poll(&path.poll_id).await?.filter(|r| r.bot_id == bot.id()).ok_or(Error::NoData)?;
     auth::resolve_user(&caller, Some(&record.user_id))?;
     let Some(answer) = record.answer else {
+        let age = now - (record.expires_at - POLL_RECORD_SECS);
+        if age >= STALLED_SECS {
+            // Its continuation may never have been queued (the queue failed
+            // after the turn was saved): queue it again; a duplicate is a no-op.
+            let key = ConversationKey::new(bot.id(), &record.user_id);
+            if let Err(e) = state.queue.send(&[jobs::resume(&key, &record.poll_id)]).await {
+                tracing::warn!(error = %e, poll_id = %record.poll_id, "could not queue a stalled continuation");
+            }
+        }
         return Ok(Json(json!({"status": "Inprogress", "pollId": record.poll_id, "_v": VERSION_V2})).into_response());
     };
-    let now = Utc::now().timestamp();
     let reread = i64::from(instance.poll_reread_seconds);
     let readable = match (record.reads, record.read_at) {
         (0, _) => true,
         (1, Some(first)) => reread > 0 && now - first <= reread,
         _ => false,
     };
-    if readable && store.record_poll_read(&record.poll_id, record.reads, now).await? {
-        Ok(Json(answer).into_response())
-    } else {
-        Err(Error::NoData)
+    if !(readable && store.record_poll_read(&record.poll_id, record.reads, now).await?) {
+        return Err(Error::NoData);
     }
+    // A queued message the bot refused is answered with its error.
+    match answer["errors"][0]["detail"].as_str() {
+        Some(detail) => Err(Error::InvalidPayload(detail.to_string())),
+        None => Ok(Json(answer).into_response()),
+    }
+}
+
+/// pollIds are 32 hex digits; anything else is not looked up.
+fn is_poll_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }

@@ -9,6 +9,8 @@ use super::{Store, TurnWrite};
 use crate::error::{Error, Result};
 use crate::session::{Conversation, ConversationKey, LogEntry, PollRecord};
 
+const MAX_POLLS_BEFORE_SWEEP: usize = 10_000;
+
 #[derive(Default)]
 struct Entry {
     conversation: Conversation,
@@ -35,6 +37,15 @@ impl MemoryStore {
     }
 }
 
+fn insert_poll(polls: &mut HashMap<String, PollRecord>, record: &PollRecord) {
+    // Expired records go, as DynamoDB's TTL removes them.
+    if polls.len() >= MAX_POLLS_BEFORE_SWEEP {
+        let now = chrono::Utc::now().timestamp();
+        polls.retain(|_, p| p.expires_at >= now);
+    }
+    polls.insert(record.poll_id.clone(), record.clone());
+}
+
 #[async_trait]
 impl Store for MemoryStore {
     async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>> {
@@ -50,11 +61,13 @@ impl Store for MemoryStore {
         if write.log.iter().any(|e| entry.log.contains_key(&e.seq)) {
             return Err(Error::Storage("log entry already exists".into()));
         }
-        entry.conversation = Conversation { version: write.expected_version + 1, ..write.conversation.clone() };
-        entry.log.extend(write.log.iter().map(|e| (e.seq, e.clone())));
         // Taken while the conversation lock is held: the write stays all-or-nothing.
         let mut polls = self.polls()?;
-        polls.extend(write.polls.iter().map(|p| (p.poll_id.clone(), p.clone())));
+        entry.conversation = Conversation { version: write.expected_version + 1, ..write.conversation.clone() };
+        entry.log.extend(write.log.iter().map(|e| (e.seq, e.clone())));
+        for record in write.polls {
+            insert_poll(&mut polls, record);
+        }
         Ok(())
     }
 
@@ -68,7 +81,7 @@ impl Store for MemoryStore {
     }
 
     async fn put_poll(&self, record: &PollRecord) -> Result<()> {
-        self.polls()?.insert(record.poll_id.clone(), record.clone());
+        insert_poll(&mut *self.polls()?, record);
         Ok(())
     }
 

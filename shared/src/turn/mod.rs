@@ -3,7 +3,7 @@
 //! the worker when the client polls), append the turn to the log and save,
 //! all-or-nothing, retrying when another writer got there first.
 
-mod jobs;
+pub(crate) mod jobs;
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};

@@ -9,7 +9,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
 use futures_util::future::join_all;
+use serde_json::json;
 use tokio::time::Instant;
 
 use crate::api::AppState;
@@ -17,9 +21,10 @@ use crate::api::inbound;
 use crate::config::{Bot, WebhookVersion};
 use crate::delivery::Delivered;
 use crate::error::Error;
+use crate::protocol::VERSION_V2;
 use crate::queue::{Delivery, DeliveryKind, Job, QueuedAnswer, QueuedTurn};
-use crate::session::ConversationKey;
-use crate::turn::{AnswerTo, Calls, Outcome, TurnRequest};
+use crate::session::{ConversationKey, PollRecord};
+use crate::turn::{AnswerTo, Calls, Outcome, POLL_RECORD_SECS, TurnRequest};
 
 /// Longest wait between two attempts of a job.
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
@@ -114,7 +119,16 @@ impl Worker {
         self.handle(&job).await
     }
 
+    /// Runs one job. A panic is a failure of that job alone: it is retried
+    /// and dead-lettered like any other, and the rest of the batch goes on.
     pub async fn handle(&self, job: &Job) -> Result<(), Retry> {
+        match AssertUnwindSafe(self.dispatch(job)).catch_unwind().await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Retry { reason: "the job panicked".into(), after: None }),
+        }
+    }
+
+    async fn dispatch(&self, job: &Job) -> Result<(), Retry> {
         match job {
             Job::Deliver(delivery) => self.deliver(delivery).await,
             Job::Turn(turn) => self.turn(turn).await,
@@ -172,7 +186,12 @@ impl Worker {
         };
         let key = ConversationKey::new(bot.id(), &queued.user_id);
         for _ in 0..2 {
-            match self.state.turns.run(&request, self.deadline()).await? {
+            let outcome = match self.state.turns.run(&request, self.deadline()).await {
+                // It will never succeed: a polling client is told, not left waiting.
+                Err(Error::InvalidPayload(detail)) => return self.refuse(queued, detail).await,
+                outcome => outcome?,
+            };
+            match outcome {
                 Outcome::Answered(reply) => {
                     self.state.queue.send(&reply.jobs).await?;
                     return match reply.poll_id {
@@ -205,6 +224,27 @@ impl Worker {
             next = reply.poll_id;
         }
         Ok(())
+    }
+
+    /// A queued message the turn refuses (e.g. state grown past its bounds):
+    /// a polled answer becomes the error; a POST_URL message is logged.
+    async fn refuse(&self, queued: &QueuedTurn, detail: String) -> Result<(), Retry> {
+        tracing::error!(trace_id = %queued.trace_id, %detail, "queued message refused");
+        let QueuedAnswer::Poll { poll_id } = &queued.answer else {
+            return Ok(());
+        };
+        let answer =
+            json!({"errors": [{"msg": "Invalid Request Payload", "code": 400, "detail": detail}], "_v": VERSION_V2});
+        let record = PollRecord {
+            poll_id: poll_id.clone(),
+            bot_id: queued.bot_id.clone(),
+            user_id: queued.user_id.clone(),
+            answer: Some(answer),
+            reads: 0,
+            read_at: None,
+            expires_at: chrono::Utc::now().timestamp() + POLL_RECORD_SECS,
+        };
+        Ok(self.state.turns.store().put_poll(&record).await?)
     }
 
     fn deadline(&self) -> Instant {
