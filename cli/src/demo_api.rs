@@ -2,7 +2,9 @@
 //! its webhook and service nodes work without anything else running. Mounted
 //! only when `hookline serve` runs the built-in demo bot.
 
-use axum::extract::{Path, Query};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -19,6 +21,26 @@ pub fn router() -> Router {
         .route("/demo/orders/{order}", post(order))
         .route("/demo/delivery", post(delivery))
         .route("/demo/weather", get(weather))
+        .route("/demo/inbox", post(deliver).get(inbox))
+        .with_state(Inbox::default())
+}
+
+/// What the demo's asynchronous instance delivered to its POST_URL.
+type Inbox = Arc<Mutex<Vec<Value>>>;
+
+/// The POST_URL: keeps each delivery (the most recent 100).
+async fn deliver(State(inbox): State<Inbox>, Json(message): Json<Value>) -> StatusCode {
+    tracing::info!(%message, "demo POST_URL received a message");
+    let mut inbox = inbox.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    inbox.push(message);
+    let excess = inbox.len().saturating_sub(100);
+    inbox.drain(..excess);
+    StatusCode::NO_CONTENT
+}
+
+/// Everything delivered so far, oldest first.
+async fn inbox(State(inbox): State<Inbox>) -> Json<Value> {
+    Json(Value::Array(inbox.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()))
 }
 
 /// Async webhook: what a CRM would store.

@@ -52,7 +52,7 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         create_queue: Option<String>,
     },
-    /// List the messages in a dead-letter queue, or move them back for another try.
+    /// List the first messages of a dead-letter queue, or move them all back for another try.
     DeadLetters {
         /// The dead-letter queue's URL.
         #[arg(long)]
@@ -228,8 +228,7 @@ async fn dead_letters(dlq_url: &str, replay_to: Option<&str>, endpoint: Option<&
         println!("{moved} message(s) moved back to {target}");
         return Ok(());
     }
-    // Receiving hides them for the queue's visibility timeout; they stay in the queue.
-    let messages = dlq.receive(10, Duration::ZERO).await.map_err(|e| e.to_string())?;
+    let messages = dlq.peek(10).await.map_err(|e| e.to_string())?;
     for message in &messages {
         println!("{} (received {} times)\n{}\n", message.message_id, message.receive_count, message.body);
     }

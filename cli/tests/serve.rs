@@ -16,6 +16,8 @@ struct Served {
     path: String,
     token: String,
     body: String,
+    /// With --create-queue: the job queue's and the dead-letter queue's URLs.
+    queues: Option<(String, String)>,
 }
 
 impl Drop for Served {
@@ -34,12 +36,15 @@ fn serve(extra: &[&str]) -> Served {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start hookline serve");
-    let (mut path, mut token, mut body) = (None, None, None);
+    let (mut path, mut token, mut body, mut queues) = (None, None, None, None);
     let unquote = |s: &str| s.trim_end_matches([' ', '\\']).trim_end_matches('\'').to_string();
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
         let line = line.trim();
-        if let Some(url) = line.strip_prefix("curl -s http://") {
+        if let Some(rest) = line.strip_prefix("Queue ") {
+            let (queue, dlq) = rest.split_once(" (dead letters: ").expect("queue line");
+            queues = Some((queue.to_string(), dlq.trim_end_matches(')').to_string()));
+        } else if let Some(url) = line.strip_prefix("curl -s http://") {
             path = url.split_once('/').map(|(_, p)| format!("/{}", unquote(p)));
         } else if let Some(rest) = line.strip_prefix("-H 'Authorization: bearer ") {
             token = Some(unquote(rest));
@@ -49,7 +54,37 @@ fn serve(extra: &[&str]) -> Served {
         }
     }
     let printed = |part: Option<String>| part.expect("serve prints a complete curl command");
-    Served { child, addr, path: printed(path), token: printed(token), body: printed(body) }
+    Served { child, addr, path: printed(path), token: printed(token), body: printed(body), queues }
+}
+
+fn get(addr: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+/// Waits (up to ten seconds) for the demo's POST_URL inbox to hold a delivery containing `needle`.
+fn wait_for_inbox(served: &Served, needle: &str) -> String {
+    for _ in 0..200 {
+        let inbox = get(&served.addr, "/demo/inbox");
+        if inbox.contains(needle) {
+            return inbox;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("nothing with {needle} reached the inbox: {}", get(&served.addr, "/demo/inbox"));
+}
+
+/// The demo's asynchronous instance: acknowledged, then delivered to its POST_URL.
+fn check_async_delivery(served: &Served) {
+    let path = "/chatbot/v2/webhook/st-hookline-demo/hookInstance/async";
+    let (status, _, body) = post(&served.addr, path, &served.token, &served.body);
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    assert!(body.contains(r#""status":"ok""#), "{body}");
+    let inbox = wait_for_inbox(served, "Hello, how can I help you?");
+    assert!(inbox.contains(r#""to":"demo-user""#), "{inbox}");
 }
 
 /// One HTTP/1.1 exchange; returns the status line, the headers and the body.
@@ -89,6 +124,7 @@ fn check_conversation(served: &mut Served) {
 #[test]
 fn the_printed_curl_gets_a_bot_reply_in_memory() {
     let mut served = serve(&[]);
+    check_async_delivery(&served);
     check_conversation(&mut served);
 }
 
@@ -99,7 +135,37 @@ fn serve_on_dynamodb_creates_its_table() {
     let table = format!("hookline-serve-{}", std::process::id());
     let mut served =
         serve(&["--table", &table, "--aws-endpoint", &endpoint, "--create-table", "--create-queue", &table]);
+    check_async_delivery(&served);
+    check_dead_letter_replay(&served, &endpoint);
     check_conversation(&mut served);
+}
+
+/// A job in the dead-letter queue is listed by `hookline dead-letters` and,
+/// replayed, done by the serving worker.
+fn check_dead_letter_replay(served: &Served, endpoint: &str) {
+    let (queue, dlq) = served.queues.clone().expect("serve printed its queues");
+    let job = serde_json::json!({
+        "job": "deliver", "botId": "st-hookline-demo", "kind": "postUrl", "instanceId": "async",
+        "webhookId": "msg_replayed",
+        "call": {"method": "POST", "url": format!("http://{}/demo/inbox", served.addr), "headers": [],
+                 "body": {"replayed": "from the dead-letter queue"}, "timeout": {"secs": 2, "nanos": 0},
+                 "allow_private": true, "max_response_bytes": 1024}
+    });
+    let script = "import sys, boto3\n\
+                  boto3.client('sqs', endpoint_url=sys.argv[1], region_name='us-east-1').send_message(QueueUrl=sys.argv[2], \
+                  MessageBody=sys.argv[3], MessageGroupId='g', MessageDeduplicationId='d')";
+    let sent = Command::new("python3").args(["-c", script, endpoint, &dlq, &job.to_string()]).status().unwrap();
+    assert!(sent.success());
+    let hookline = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_hookline")).args(args).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let listed = hookline(&["dead-letters", "--dlq-url", &dlq, "--aws-endpoint", endpoint]);
+    assert!(listed.contains("msg_replayed") && listed.contains("1 message(s) shown"), "{listed}");
+    let replayed = hookline(&["dead-letters", "--dlq-url", &dlq, "--replay-to", &queue, "--aws-endpoint", endpoint]);
+    assert!(replayed.contains("1 message(s) moved"), "{replayed}");
+    wait_for_inbox(served, "from the dead-letter queue");
 }
 
 #[test]

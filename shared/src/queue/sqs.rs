@@ -93,12 +93,22 @@ impl SqsQueue {
 
     /// Up to `max` messages, waiting up to `wait` for the first (long polling).
     pub async fn receive(&self, max: i32, wait: Duration) -> Result<Vec<SqsMessage>> {
+        self.receive_hiding(max, wait, None).await
+    }
+
+    /// Up to `max` messages without hiding them from the next receive.
+    pub async fn peek(&self, max: i32) -> Result<Vec<SqsMessage>> {
+        self.receive_hiding(max, Duration::ZERO, Some(0)).await
+    }
+
+    async fn receive_hiding(&self, max: i32, wait: Duration, visibility: Option<i32>) -> Result<Vec<SqsMessage>> {
         let output = self
             .client
             .receive_message()
             .queue_url(&self.url)
             .max_number_of_messages(max.clamp(1, 10))
             .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .set_visibility_timeout(visibility)
             .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
