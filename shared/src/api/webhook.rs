@@ -125,7 +125,7 @@ async fn handle(state: AppState, call: Call) -> Result<Response> {
             if let Err(e) = state.queue.send(&reply.jobs).await {
                 tracing::error!(error = %e, jobs = ?reply.jobs, "the turn is saved but its deliveries could not be queued");
             }
-            reply
+            *reply
         }
         // The conversation waits for a call: the message queues behind it and
         // its answer comes through polling.

@@ -106,7 +106,7 @@ impl TurnReply {
 
 #[derive(Debug)]
 pub enum Outcome {
-    Answered(TurnReply),
+    Answered(Box<TurnReply>),
     /// The conversation waits for a call the worker makes (polling): the
     /// message must queue behind it.
     Busy,
@@ -155,10 +155,10 @@ impl Turns {
         if let Some(last) =
             stored.as_ref().and_then(|c| c.last_turn.as_ref()).filter(|t| t.trace_id == request.trace_id)
         {
-            return self.saved_answer(request, &key, last).await.map(Outcome::Answered);
+            return self.saved_answer(request, &key, last).await.map(|reply| Outcome::Answered(Box::new(reply)));
         }
         let reply = self.commit(&request.bot, &key, Step::Message(request), stored, deadline, request.started).await?;
-        Ok(reply.map_or(Outcome::Busy, Outcome::Answered))
+        Ok(reply.map_or(Outcome::Busy, |reply| Outcome::Answered(Box::new(reply))))
     }
 
     /// Makes the call a polled conversation waits for under `poll_id` and
