@@ -121,7 +121,6 @@ pub struct Server {
     pub base: String,
     pub store: Arc<dyn Store>,
     pub queued: Queued,
-    pub state: AppState,
     worker: Arc<Worker>,
     http: reqwest::Client,
 }
@@ -222,9 +221,9 @@ impl Server {
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
-        let app = api::app(state.clone());
+        let app = api::app(state);
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { base, store, queued, state, worker, http: reqwest::Client::new() }
+        Self { base, store, queued, worker, http: reqwest::Client::new() }
     }
 
     /// GET with a bearer token.

@@ -114,6 +114,21 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// A consistent read of one item.
+    async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| storage("GetItem", e))?;
+        Ok(output.item)
+    }
+
     fn put(&self, item: Item, condition: &str, values: Option<(&str, AttributeValue)>) -> Result<TransactWriteItem> {
         let put = Put::builder()
             .table_name(&self.table)
@@ -141,17 +156,7 @@ fn key(name: &str, kind: KeyType) -> Result<KeySchemaElement> {
 #[async_trait]
 impl Store for DynamoStore {
     async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(key.partition_key()))
-            .key("sk", s(SESSION_SK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| storage("GetItem", e))?;
-        let Some(item) = output.item else {
+        let Some(item) = self.get_item(key.partition_key(), SESSION_SK).await? else {
             return Ok(None);
         };
         let number = |name: &str| -> Result<u64> {
@@ -272,17 +277,7 @@ impl Store for DynamoStore {
     }
 
     async fn get_poll(&self, poll_id: &str) -> Result<Option<PollRecord>> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(poll_pk(poll_id)))
-            .key("sk", s(POLL_SK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| storage("GetItem", e))?;
-        let Some(item) = output.item else {
+        let Some(item) = self.get_item(poll_pk(poll_id), POLL_SK).await? else {
             return Ok(None);
         };
         let record: PollRecord = json_attr(&item, "poll")?;
