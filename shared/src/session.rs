@@ -92,6 +92,29 @@ pub struct PollRecord {
     pub expires_at: i64,
 }
 
+/// How long a poll record can be read.
+pub const POLL_RECORD_SECS: i64 = 3600;
+
+impl PollRecord {
+    /// A record of `key`'s conversation, its answer `None` while the work runs.
+    pub fn new(poll_id: &str, key: &ConversationKey, answer: Option<Value>, now_secs: i64) -> Self {
+        Self {
+            poll_id: poll_id.to_string(),
+            bot_id: key.bot_id.clone(),
+            user_id: key.user_id.clone(),
+            answer,
+            reads: 0,
+            read_at: None,
+            expires_at: now_secs + POLL_RECORD_SECS,
+        }
+    }
+
+    /// Unix seconds when the record was made.
+    pub fn created_at(&self) -> i64 {
+        self.expires_at - POLL_RECORD_SECS
+    }
+}
+
 /// One conversation session: ends on SESSION_CLOSURE, `session.new`, or after
 /// the bot's idle timeout.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

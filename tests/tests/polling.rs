@@ -133,9 +133,10 @@ async fn a_message_sent_during_a_call_queues_behind_it(backend: Backend) {
 async fn polls_belong_to_their_user_and_bot(backend: Backend) {
     let (server, _receiver) = setup(backend, vec![("/api/current", slow(json!({"sky": "clear"})))]).await;
     let p1 = poll_id(&say(&server, "poll", "cy", "weather").await);
-    // Another user of the same app: refused.
+    // Another user of the same app: as if it did not exist.
     let other = poll(&server, "poll", "dee", &p1).await;
-    assert_eq!(other.status, 401, "{}", other.body);
+    assert_eq!(other.status, 400, "{}", other.body);
+    assert_eq!(other.error_msg(), "No data found");
     // Another bot's URL: nothing there.
     let path = format!("/chatbot/v2/webhook/{TEST_BOT}/poll/{p1}");
     let foreign = server.get(&path, &hs256_token("cy")).await;

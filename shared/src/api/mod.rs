@@ -39,8 +39,10 @@ pub struct Settings {
     /// First wait before a failed job runs again, doubled each time
     /// (HOOKLINE_RETRY_BASE_MS, default 10 s).
     pub retry_base: Duration,
-    /// How long the worker gives one queued turn, calls included
-    /// (HOOKLINE_WORKER_DEADLINE_MS, default 60 s; keep it under the worker's timeout).
+    /// How long the worker gives each step of a job (a queued turn, a polled
+    /// call and what follows it), and how long a job goes on to further
+    /// steps (HOOKLINE_WORKER_DEADLINE_MS, default 40 s; keep twice it under
+    /// the worker's timeout).
     pub worker_turn_deadline: Duration,
 }
 
@@ -51,7 +53,7 @@ impl Default for Settings {
             sync_deadline: Duration::from_secs(15),
             cors_origins: vec!["*".into()],
             retry_base: Duration::from_secs(10),
-            worker_turn_deadline: Duration::from_secs(60),
+            worker_turn_deadline: Duration::from_secs(40),
         }
     }
 }

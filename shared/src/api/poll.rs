@@ -16,7 +16,7 @@ use crate::config::WebhookVersion;
 use crate::error::{Error, Result};
 use crate::protocol::VERSION_V2;
 use crate::session::ConversationKey;
-use crate::turn::{POLL_RECORD_SECS, jobs};
+use crate::turn::jobs;
 
 /// An answer still in progress after this long gets its continuation queued again.
 const STALLED_SECS: i64 = 3;
@@ -51,9 +51,13 @@ async fn poll(State(state): State<AppState>, Path(path): Path<PollPath>, headers
     }
     let store = state.turns.store();
     let record = store.get_poll(&path.poll_id).await?.filter(|r| r.bot_id == bot.id()).ok_or(Error::NoData)?;
+    // Someone else's pollId is as good as an unknown one: its existence is not told.
+    if caller.user_identity.as_deref().is_some_and(|user| user != record.user_id) {
+        return Err(Error::NoData);
+    }
     auth::resolve_user(&caller, Some(&record.user_id))?;
     let Some(answer) = record.answer else {
-        let age = now - (record.expires_at - POLL_RECORD_SECS);
+        let age = now - record.created_at();
         if age >= STALLED_SECS {
             // Its continuation may never have been queued (the queue failed
             // after the turn was saved): queue it again; a duplicate is a no-op.

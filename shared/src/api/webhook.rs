@@ -22,9 +22,9 @@ use crate::config::{Bot, Mode, WebhookVersion};
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::protocol::{BotMeta, V1Response, VERSION_V2};
-use crate::queue::{Job, QueueMessage, QueuedAnswer, QueuedTurn};
+use crate::queue::{Job, MAX_JOB_BYTES, QueueMessage, QueuedAnswer, QueuedTurn};
 use crate::session::{ConversationKey, PollRecord};
-use crate::turn::{Calls, Outcome, POLL_RECORD_SECS, TurnReply, TurnRequest};
+use crate::turn::{Calls, Outcome, TurnReply, TurnRequest};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -104,6 +104,9 @@ async fn handle(state: AppState, call: Call) -> Result<Response> {
         // Acknowledged only once the message is durably queued.
         let answer = QueuedAnswer::PostUrl;
         let job = queued_turn(&bot, &instance.id, &user_id, &call.trace_id, client_ip, inbound.payload, answer);
+        if serde_json::to_vec(&job).map_or(true, |json| json.len() > MAX_JOB_BYTES) {
+            return Err(Error::PayloadTooLarge { limit: MAX_JOB_BYTES });
+        }
         state.queue.send(&[QueueMessage::in_conversation(&key, &call.trace_id, job)]).await?;
         return Ok(Json(json!({"status": "ok", "_v": VERSION_V2, "traceId": call.trace_id})).into_response());
     }
@@ -128,18 +131,10 @@ async fn handle(state: AppState, call: Call) -> Result<Response> {
             *reply
         }
         // The conversation waits for a call: the message queues behind it and
-        // its answer comes through polling.
-        Outcome::Busy if call.version == WebhookVersion::V2 => {
+        // its answer comes through polling (for clients that poll).
+        Outcome::Busy if polling => {
             let poll_id = ids::poll_id();
-            let record = PollRecord {
-                poll_id: poll_id.clone(),
-                bot_id: bot.id().to_string(),
-                user_id: user_id.clone(),
-                answer: None,
-                reads: 0,
-                read_at: None,
-                expires_at: Utc::now().timestamp() + POLL_RECORD_SECS,
-            };
+            let record = PollRecord::new(&poll_id, &key, None, Utc::now().timestamp());
             state.turns.store().put_poll(&record).await?;
             let answer = QueuedAnswer::Poll { poll_id: poll_id.clone() };
             let job = queued_turn(&bot, &instance.id, &user_id, &call.trace_id, client_ip, payload, answer);

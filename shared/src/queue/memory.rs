@@ -3,7 +3,8 @@
 //! FIFO queue, served by the same worker.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
@@ -11,35 +12,44 @@ use super::{Queue, QueueMessage};
 use crate::error::{Error, Result};
 use crate::worker::{Worker, backoff};
 
-/// Deduplication ids remembered, like SQS's five-minute window but by count.
-const DEDUP_MEMORY: usize = 10_000;
+/// Deduplication ids are remembered for SQS's five minutes.
+const DEDUP_WINDOW: Duration = Duration::from_secs(300);
+/// The longest wait before an attempt, as SQS's longest visibility timeout would allow.
+const MAX_WAIT: Duration = Duration::from_secs(12 * 3600);
 
 #[derive(Default)]
 struct Inner {
     /// Messages waiting per group; a group is present while its runner runs.
     groups: HashMap<String, VecDeque<QueueMessage>>,
     seen: HashSet<String>,
-    seen_order: VecDeque<String>,
+    seen_order: VecDeque<(Instant, String)>,
     dead_letters: Vec<QueueMessage>,
+    /// Set once by `start`; runners are spawned only after that.
+    worker: Option<Weak<Worker>>,
 }
 
 #[derive(Clone)]
 pub struct MemoryQueue {
     inner: Arc<Mutex<Inner>>,
-    worker: Arc<OnceLock<Weak<Worker>>>,
     max_receives: u32,
 }
 
 impl MemoryQueue {
     /// A message is tried `max_receives` times before it is dead-lettered.
     pub fn new(max_receives: u32) -> Self {
-        Self { inner: Arc::default(), worker: Arc::default(), max_receives: max_receives.max(1) }
+        Self { inner: Arc::default(), max_receives: max_receives.max(1) }
     }
 
     /// Starts serving queued jobs with `worker`, including those sent before.
     pub fn start(&self, worker: &Arc<Worker>) {
-        let _ = self.worker.set(Arc::downgrade(worker));
-        let groups: Vec<String> = self.lock().map(|i| i.groups.keys().cloned().collect()).unwrap_or_default();
+        // Under the lock that `send` takes: each group gets exactly one runner.
+        let groups: Vec<String> = match self.lock() {
+            Ok(mut inner) if inner.worker.is_none() => {
+                inner.worker = Some(Arc::downgrade(worker));
+                inner.groups.keys().cloned().collect()
+            }
+            _ => Vec::new(),
+        };
         for group in groups {
             self.spawn_runner(group);
         }
@@ -62,9 +72,10 @@ impl MemoryQueue {
     /// Runs a group's messages one at a time until none is left.
     async fn run_group(self, group: String) {
         loop {
-            let Some(worker) = self.worker.get().and_then(Weak::upgrade) else { return };
-            let Some(message) = self.lock().ok().and_then(|i| i.groups.get(&group).and_then(|q| q.front().cloned()))
-            else {
+            let Some((worker, message)) = self.lock().ok().and_then(|inner| {
+                let worker = inner.worker.as_ref().and_then(Weak::upgrade)?;
+                Some((worker, inner.groups.get(&group)?.front()?.clone()))
+            }) else {
                 return;
             };
             let mut receive = 1;
@@ -83,7 +94,8 @@ impl MemoryQueue {
                         break;
                     }
                     Err(retry) => {
-                        tokio::time::sleep(retry.after.unwrap_or_else(|| backoff(worker.retry_base(), receive))).await;
+                        let wait = retry.after.unwrap_or_else(|| backoff(worker.retry_base(), receive));
+                        tokio::time::sleep(wait.min(MAX_WAIT)).await;
                         receive += 1;
                     }
                 }
@@ -105,27 +117,32 @@ impl Queue for MemoryQueue {
         let mut start = Vec::new();
         {
             let mut inner = self.lock()?;
+            let now = Instant::now();
+            while let Some((at, id)) = inner.seen_order.front().cloned() {
+                if now.duration_since(at) < DEDUP_WINDOW {
+                    break;
+                }
+                inner.seen_order.pop_front();
+                inner.seen.remove(&id);
+            }
             for message in messages {
                 if !inner.seen.insert(message.dedup_id.clone()) {
                     continue;
                 }
-                inner.seen_order.push_back(message.dedup_id.clone());
-                if inner.seen_order.len() > DEDUP_MEMORY
-                    && let Some(old) = inner.seen_order.pop_front()
-                {
-                    inner.seen.remove(&old);
-                }
+                inner.seen_order.push_back((now, message.dedup_id.clone()));
                 let queue = inner.groups.entry(message.group.clone()).or_default();
                 if queue.is_empty() {
                     start.push(message.group.clone());
                 }
                 queue.push_back(message.clone());
             }
-        }
-        if self.worker.get().is_some() {
-            for group in start {
-                self.spawn_runner(group);
+            if inner.worker.is_none() {
+                // `start` spawns the runners.
+                start.clear();
             }
+        }
+        for group in start {
+            self.spawn_runner(group);
         }
         Ok(())
     }

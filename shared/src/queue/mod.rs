@@ -18,6 +18,9 @@ use crate::delivery::HttpCall;
 use crate::error::Result;
 use crate::session::ConversationKey;
 
+/// The largest job SQS takes (its message size limit).
+pub const MAX_JOB_BYTES: usize = 256 * 1024;
+
 /// One unit of work, as the queue message body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "job", rename_all = "camelCase")]

@@ -1,7 +1,7 @@
 //! SQS FIFO queue: group per conversation, deduplication ids, and a
 //! dead-letter queue behind a redrive policy.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,7 +9,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry};
 
-use super::{Queue, QueueMessage};
+use super::{MAX_JOB_BYTES, Queue, QueueMessage};
 use crate::error::{Error, Result};
 
 /// SQS takes at most 10 messages and 256 KiB per batch.
@@ -163,7 +163,7 @@ impl SqsQueue {
     pub async fn move_messages(&self, target: &SqsQueue, limit: usize) -> Result<usize> {
         let mut moved = 0;
         while moved < limit {
-            let batch = self.receive(10, Duration::ZERO).await?;
+            let batch = self.receive(i32::try_from(limit - moved).unwrap_or(10), Duration::ZERO).await?;
             if batch.is_empty() {
                 break;
             }
@@ -190,36 +190,53 @@ impl SqsQueue {
 
 #[async_trait]
 impl Queue for SqsQueue {
+    /// Batches hold at most one message of a group, and are sent one after
+    /// the other: a batch entry that fails can then never be overtaken by a
+    /// later message of its group. (Sending again is safe: deduplication ids
+    /// drop what already went through.)
     async fn send(&self, messages: &[QueueMessage]) -> Result<()> {
-        let mut batch: Vec<SendMessageBatchRequestEntry> = Vec::new();
-        let mut bytes = 0;
-        for (i, message) in messages.iter().enumerate() {
+        let mut pending: Vec<(&QueueMessage, String)> = Vec::new();
+        for message in messages {
             let body = serde_json::to_string(&message.job).map_err(|e| Error::Internal(e.to_string()))?;
-            if !batch.is_empty() && (batch.len() == BATCH_ENTRIES || bytes + body.len() > BATCH_BYTES) {
-                self.send_batch(std::mem::take(&mut batch)).await?;
-                bytes = 0;
+            if body.len() > MAX_JOB_BYTES {
+                // It can never be sent; the rest still can.
+                tracing::error!(bytes = body.len(), dedup_id = %message.dedup_id, "job too large for the queue: not sent");
+                continue;
             }
-            bytes += body.len();
-            let entry = SendMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .message_group_id(&message.group)
-                .message_deduplication_id(&message.dedup_id)
-                .message_body(body)
-                .build()
-                .map_err(|e| failed("SendMessageBatch", e))?;
-            batch.push(entry);
+            pending.push((message, body));
         }
-        if !batch.is_empty() {
+        while !pending.is_empty() {
+            let mut groups = HashSet::new();
+            let mut bytes = 0;
+            let mut batch = Vec::new();
+            let mut later = Vec::new();
+            for (message, body) in pending {
+                let fits = batch.is_empty() || (batch.len() < BATCH_ENTRIES && bytes + body.len() <= BATCH_BYTES);
+                if fits && groups.insert(message.group.as_str()) {
+                    bytes += body.len();
+                    let entry = SendMessageBatchRequestEntry::builder()
+                        .id(batch.len().to_string())
+                        .message_group_id(&message.group)
+                        .message_deduplication_id(&message.dedup_id)
+                        .message_body(body)
+                        .build()
+                        .map_err(|e| failed("SendMessageBatch", e))?;
+                    batch.push(entry);
+                } else {
+                    // Keeps its place among the messages of its group.
+                    groups.insert(message.group.as_str());
+                    later.push((message, body));
+                }
+            }
             self.send_batch(batch).await?;
+            pending = later;
         }
         Ok(())
     }
 }
 
 impl SqsQueue {
-    /// Entries of one group keep their order within a batch; a batch with
-    /// any failed entry is an error (the caller retries the whole send, and
-    /// deduplication ids drop what already went through).
+    /// A batch with any failed entry is an error.
     async fn send_batch(&self, entries: Vec<SendMessageBatchRequestEntry>) -> Result<()> {
         let output = self
             .client

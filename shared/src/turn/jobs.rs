@@ -124,7 +124,6 @@ pub fn events(bot: &Bot, key: &ConversationKey, log: &[LogEntry], client_ip: Opt
                 "direction": direction,
                 "messageId": entry.message_id,
                 "seq": entry.seq,
-                "message": message,
             });
             let webhook_id = format!("evt_{}", entry.message_id);
             let job = delivery(bot, DeliveryKind::Event, None, webhook_id.clone(), post(bot, url, body));
@@ -141,7 +140,7 @@ pub fn session_data(
     fields: &Map<String, Value>,
     completion: &TaskCompletion,
     time: &str,
-    trace_id: &str,
+    (trace_id, first_seq): (&str, u64),
 ) -> Option<QueueMessage> {
     let url = bot.def.events.session_data_url.as_deref()?;
     let body = json!({
@@ -154,7 +153,8 @@ pub fn session_data(
         "endReason": completion.end_reason,
         "data": fields,
     });
-    let webhook_id = format!("ses_{trace_id}");
+    // One per step of a turn: a continued turn can end a task again.
+    let webhook_id = format!("ses_{trace_id}_{first_seq}");
     let job = delivery(bot, DeliveryKind::SessionData, None, webhook_id.clone(), post(bot, url, body));
     Some(QueueMessage::beside_conversation(key, webhook_id, job))
 }

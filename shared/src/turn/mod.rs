@@ -36,8 +36,6 @@ const MAX_OUTPUTS_PER_TURN: usize = 90;
 /// Service and sync webhook calls one turn may make.
 const MAX_CALLS_PER_TURN: usize = 10;
 const LOCK_STRIPES: usize = 1024;
-/// How long a poll record can be read.
-pub const POLL_RECORD_SECS: i64 = 3600;
 
 /// How the calls a flow waits for are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -501,23 +499,14 @@ fn finish(bot: &Bot, key: &ConversationKey, step: &Step<'_>, begun: Begun, ran: 
             &ended_context,
             completion,
             &created_on,
-            &trace_id,
+            (&trace_id, first_seq),
         ));
     }
     jobs.extend(jobs::webhook_nodes(bot, key, ran.effects));
 
     let (messages, form) = split_form(sent);
     let reply = TurnReply { messages, form, completion: ran.completion, poll_id: poll_id.clone(), jobs };
-    let expires_at = now.timestamp() + POLL_RECORD_SECS;
-    let record = |poll_id: &str, answer| PollRecord {
-        poll_id: poll_id.to_string(),
-        bot_id: key.bot_id.clone(),
-        user_id: key.user_id.clone(),
-        answer,
-        reads: 0,
-        read_at: None,
-        expires_at,
-    };
+    let record = |poll_id: &str, answer| PollRecord::new(poll_id, key, answer, now.timestamp());
     let mut polls = Vec::new();
     let answered_poll = match step {
         Step::Message(TurnRequest { answer_to: AnswerTo::Poll(poll_id), .. }) => Some(poll_id.as_str()),

@@ -24,7 +24,7 @@ use crate::error::Error;
 use crate::protocol::VERSION_V2;
 use crate::queue::{Delivery, DeliveryKind, Job, QueuedAnswer, QueuedTurn};
 use crate::session::{ConversationKey, PollRecord};
-use crate::turn::{AnswerTo, Calls, Outcome, POLL_RECORD_SECS, TurnRequest};
+use crate::turn::{AnswerTo, Calls, Outcome, TurnRequest};
 
 /// Longest wait between two attempts of a job.
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
@@ -134,7 +134,7 @@ impl Worker {
             Job::Turn(turn) => self.turn(turn).await,
             Job::Resume { bot_id, user_id, poll_id } => {
                 let bot = self.state.bot(bot_id)?;
-                self.resume_from(&bot, user_id, poll_id.clone()).await
+                self.resume_from(&bot, user_id, poll_id.clone(), Instant::now()).await
             }
         }
     }
@@ -165,6 +165,7 @@ impl Worker {
     /// waits for), queue what it leaves, and with polling go on through the
     /// calls that follow.
     async fn turn(&self, queued: &QueuedTurn) -> Result<(), Retry> {
+        let started = Instant::now();
         let bot = self.state.bot(&queued.bot_id)?;
         let instance = bot
             .instance_by_id(&queued.instance_id)
@@ -195,7 +196,7 @@ impl Worker {
                 Outcome::Answered(reply) => {
                     self.state.queue.send(&reply.jobs).await?;
                     return match reply.poll_id {
-                        Some(poll_id) => self.resume_from(&bot, &queued.user_id, poll_id).await,
+                        Some(poll_id) => self.resume_from(&bot, &queued.user_id, poll_id, started).await,
                         None => Ok(()),
                     };
                 }
@@ -204,7 +205,7 @@ impl Worker {
                 Outcome::Busy => {
                     let stored = self.state.turns.store().load(&key).await?;
                     if let Some(pending) = stored.and_then(|c| c.pending) {
-                        self.resume_from(&bot, &queued.user_id, pending.poll_id).await?;
+                        self.resume_from(&bot, &queued.user_id, pending.poll_id, started).await?;
                     }
                 }
             }
@@ -212,11 +213,15 @@ impl Worker {
         Err(Retry { reason: "the conversation still waits for a call".into(), after: None })
     }
 
-    /// Continues a polled conversation from `poll_id` through every call
-    /// that follows.
-    async fn resume_from(&self, bot: &Arc<Bot>, user_id: &str, poll_id: String) -> Result<(), Retry> {
+    /// Continues a polled conversation from `poll_id` through the calls
+    /// that follow, while the job is young; each step also queued its own
+    /// continuation, which takes over where this one stops.
+    async fn resume_from(&self, bot: &Arc<Bot>, user_id: &str, poll_id: String, started: Instant) -> Result<(), Retry> {
         let mut next = Some(poll_id);
         while let Some(poll_id) = next.take() {
+            if started.elapsed() >= self.state.settings.worker_turn_deadline {
+                break;
+            }
             let Some(reply) = self.state.turns.resume(bot, user_id, &poll_id, self.deadline()).await? else {
                 break;
             };
@@ -235,15 +240,8 @@ impl Worker {
         };
         let answer =
             json!({"errors": [{"msg": "Invalid Request Payload", "code": 400, "detail": detail}], "_v": VERSION_V2});
-        let record = PollRecord {
-            poll_id: poll_id.clone(),
-            bot_id: queued.bot_id.clone(),
-            user_id: queued.user_id.clone(),
-            answer: Some(answer),
-            reads: 0,
-            read_at: None,
-            expires_at: chrono::Utc::now().timestamp() + POLL_RECORD_SECS,
-        };
+        let key = ConversationKey::new(&queued.bot_id, &queued.user_id);
+        let record = PollRecord::new(poll_id, &key, Some(answer), chrono::Utc::now().timestamp());
         Ok(self.state.turns.store().put_poll(&record).await?)
     }
 

@@ -9,7 +9,9 @@ use std::time::Duration;
 use super::{Record, Worker};
 use crate::queue::SqsQueue;
 
-/// Serves the queue until the task is dropped.
+/// Serves the queue until the task is dropped. One consumer: this is for
+/// local runs and tests, where SQS emulators do not all keep a FIFO group
+/// out of reach of a second consumer while one of its messages is in flight.
 pub async fn run(worker: Arc<Worker>, queue: Arc<SqsQueue>) {
     loop {
         if let Err(e) = poll_once(&worker, &queue, Duration::from_secs(20)).await {
@@ -19,10 +21,13 @@ pub async fn run(worker: Arc<Worker>, queue: Arc<SqsQueue>) {
     }
 }
 
-/// One receive (waiting up to `wait`) and its batch; returns how many
-/// messages were handled.
+/// One receive of one message (waiting up to `wait`), handled; returns how
+/// many messages were handled. One at a time, as the worker Lambda's batch
+/// size of 1: a message received beside a failing one of its group would be
+/// failed with it, and count receives towards the dead-letter queue without
+/// ever being run.
 pub async fn poll_once(worker: &Worker, queue: &SqsQueue, wait: Duration) -> crate::error::Result<usize> {
-    let messages = queue.receive(10, wait).await?;
+    let messages = queue.receive(1, wait).await?;
     let records = messages
         .iter()
         .map(|m| Record {
