@@ -59,6 +59,10 @@ pub struct PendingCall {
     pub poll_id: String,
     pub call: HttpCall,
     pub trace_id: String,
+    /// Calls made for the message so far, this one included: a turn makes
+    /// at most so many, across its polled steps too.
+    #[serde(default)]
+    pub calls: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

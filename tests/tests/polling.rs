@@ -165,7 +165,46 @@ async fn a_lost_poll_answer_can_be_read_again_within_the_window(backend: Backend
     assert_eq!(third.error_msg(), "No data found");
 }
 
+/// Follows pollIds until an answer carries none; returns every answer.
+async fn follow(server: &Server, instance: &str, user: &str, first: &Reply) -> Vec<Reply> {
+    let mut answers = Vec::new();
+    let mut next = first.body["pollId"].as_str().map(String::from);
+    while let Some(poll_id) = next {
+        let answer = poll_until_done(server, instance, user, &poll_id).await;
+        next = answer.body["pollId"].as_str().map(String::from);
+        answers.push(answer);
+        assert!(answers.len() <= 20, "too many steps");
+    }
+    answers
+}
+
+async fn a_polled_turn_makes_at_most_ten_calls(backend: Backend) {
+    let (server, receiver) = setup(backend, vec![("/api/down", Answer::raw(500, "{}"))]).await;
+    let first = say(&server, "poll", "hoa", "retry").await;
+    let answers = follow(&server, "poll", "hoa", &first).await;
+    let last = answers.last().unwrap();
+    assert_eq!(last.body["endReason"], "Cancelled", "{}", last.body);
+    assert_eq!(last.texts(), ["Sorry, something went wrong. Please try again later."]);
+    assert_eq!(receiver.received().len(), 10);
+    // The conversation takes messages again.
+    assert_eq!(say(&server, "poll", "hoa", "hello").await.texts(), ["Hello!", "How can I help?"]);
+}
+
+async fn a_call_that_cannot_be_resumed_is_abandoned(backend: Backend) {
+    // The answer would grow the conversation past its bound.
+    let big = json!({"big": "x".repeat(310 * 1024)});
+    let (server, _receiver) = setup(backend, vec![("/api/big", Answer::json(big))]).await;
+    let first = say(&server, "poll", "ian", "big").await;
+    let answers = follow(&server, "poll", "ian", &first).await;
+    let last = answers.last().unwrap();
+    assert_eq!(last.texts(), ["Sorry, something went wrong. Please try again later."], "{}", last.body);
+    assert_eq!(last.body["endReason"], "Cancelled");
+    assert_eq!(say(&server, "poll", "ian", "hello").await.texts(), ["Hello!", "How can I help?"]);
+}
+
 on_both_stores!(
+    a_polled_turn_makes_at_most_ten_calls,
+    a_call_that_cannot_be_resumed_is_abandoned,
     a_turn_is_answered_in_parts_through_polling,
     a_message_sent_during_a_call_queues_behind_it,
     polls_belong_to_their_user_and_bot,

@@ -123,7 +123,11 @@ pub struct Turns {
 /// conversation that waited for it.
 enum Step<'r> {
     Message(&'r TurnRequest),
-    Resume { poll_id: &'r str, outcome: Result<HttpReply, String> },
+    /// The call's outcome, or `None` to give up on it.
+    Resume {
+        poll_id: &'r str,
+        outcome: Option<Result<HttpReply, String>>,
+    },
 }
 
 impl Turns {
@@ -172,13 +176,34 @@ impl Turns {
         let started = Instant::now();
         let key = ConversationKey::new(bot.id(), user_id);
         let timed_out = |_| Error::Timeout(deadline.saturating_duration_since(started));
-        let _serialised = timeout_at(deadline, self.lock(&key)).await.map_err(timed_out)?;
         let stored = timeout_at(deadline, self.store.load(&key)).await.map_err(timed_out)??;
-        let Some(pending) = stored.as_ref().and_then(|c| c.pending.clone()).filter(|p| p.poll_id == poll_id) else {
+        let Some(pending) = stored.and_then(|c| c.pending).filter(|p| p.poll_id == poll_id) else {
             return Ok(None);
         };
+        // Not serialised while the call runs: a message arriving meanwhile
+        // is told at once that it queues behind the call.
         let outcome = self.make_call(bot, &pending.call, deadline, started).await?;
-        self.commit(bot, &key, Step::Resume { poll_id, outcome }, stored, deadline, started).await
+        let _serialised = timeout_at(deadline, self.lock(&key)).await.map_err(timed_out)?;
+        let stored = timeout_at(deadline, self.store.load(&key)).await.map_err(timed_out)??;
+        self.commit(bot, &key, Step::Resume { poll_id, outcome: Some(outcome) }, stored, deadline, started).await
+    }
+
+    /// Gives up on the call a polled conversation waits for under `poll_id`
+    /// (it cannot be resumed): the user gets an apology and the session
+    /// ends, so the conversation takes messages again.
+    pub async fn abandon(
+        &self,
+        bot: &Arc<Bot>,
+        user_id: &str,
+        poll_id: &str,
+        deadline: Instant,
+    ) -> Result<Option<TurnReply>> {
+        let started = Instant::now();
+        let key = ConversationKey::new(bot.id(), user_id);
+        let timed_out = |_| Error::Timeout(deadline.saturating_duration_since(started));
+        let _serialised = timeout_at(deadline, self.lock(&key)).await.map_err(timed_out)?;
+        let stored = timeout_at(deadline, self.store.load(&key)).await.map_err(timed_out)??;
+        self.commit(bot, &key, Step::Resume { poll_id, outcome: None }, stored, deadline, started).await
     }
 
     /// Runs the step on the stored conversation and saves it; on a
@@ -334,8 +359,10 @@ struct Ran {
     outputs: Vec<Output>,
     completion: Option<TaskCompletion>,
     session: Option<Session>,
-    /// Polling: the call left for the worker.
+    /// Polling: the call left for the worker, and the calls made for this
+    /// message by then (it included).
     pending: Option<HttpCall>,
+    calls_made: usize,
     effects: Vec<HttpCall>,
 }
 
@@ -369,7 +396,15 @@ impl Turns {
                 let Some(session) = begun.active.clone() else {
                     return Err(Error::Internal("a conversation waiting for a call has a session".into()));
                 };
-                (engine::resume(bot, session, outcome.clone(), &begun.ctx), Calls::Poll)
+                match outcome {
+                    Some(outcome) => (engine::resume(bot, session, outcome.clone(), &begun.ctx), Calls::Poll),
+                    // Given up: an apology, and no session, which keeps the state small.
+                    None => {
+                        let mut turn = engine::abandon(bot, session, &begun.ctx);
+                        turn.session = None;
+                        (turn, Calls::Poll)
+                    }
+                }
             }
         };
         let mut ran = Ran {
@@ -377,20 +412,23 @@ impl Turns {
             completion: turn.completion.take(),
             session: None,
             pending: None,
+            calls_made: 0,
             effects: std::mem::take(&mut turn.effects),
         };
-        let mut calls_made = 0;
+        // Calls already made for this message, across the steps of a polled turn.
+        let mut calls_made = begun.conversation.pending.as_ref().map_or(0, |p| p.calls);
         while let Some(call) = turn.pending.take() {
             let Some(session) = turn.session.take() else {
                 break;
             };
-            if calls == Calls::Poll {
+            if calls == Calls::Poll && calls_made < MAX_CALLS_PER_TURN {
                 ran.pending = Some(call);
+                ran.calls_made = calls_made + 1;
                 turn.session = Some(session);
                 break;
             }
             calls_made += 1;
-            if calls_made > MAX_CALLS_PER_TURN {
+            if calls_made > MAX_CALLS_PER_TURN || calls == Calls::Poll {
                 // A flow that keeps calling (a retry loop through onError) ends
                 // instead of running to the deadline.
                 tracing::warn!(calls_made, "a turn makes at most {MAX_CALLS_PER_TURN} calls: task abandoned");
@@ -468,6 +506,7 @@ fn finish(bot: &Bot, key: &ConversationKey, step: &Step<'_>, begun: Begun, ran: 
         poll_id,
         call,
         trace_id: trace_id.clone(),
+        calls: ran.calls_made,
     });
     conversation.last_turn =
         Some(LastTurn { trace_id: trace_id.clone(), first_seq, completion: ran.completion.clone() });

@@ -222,7 +222,16 @@ impl Worker {
             if started.elapsed() >= self.state.settings.worker_turn_deadline {
                 break;
             }
-            let Some(reply) = self.state.turns.resume(bot, user_id, &poll_id, self.deadline()).await? else {
+            let turns = &self.state.turns;
+            let resumed = match turns.resume(bot, user_id, &poll_id, self.deadline()).await {
+                // It can never be resumed: give up on it, or the conversation stays stuck.
+                Err(e @ (Error::InvalidPayload(_) | Error::Internal(_))) => {
+                    tracing::error!(error = %e, %poll_id, "a polled call cannot be resumed: the task is abandoned");
+                    turns.abandon(bot, user_id, &poll_id, self.deadline()).await?
+                }
+                resumed => resumed?,
+            };
+            let Some(reply) = resumed else {
                 break;
             };
             self.state.queue.send(&reply.jobs).await?;
