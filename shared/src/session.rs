@@ -47,9 +47,18 @@ pub struct Conversation {
     /// Polling: the call the session waits for, which the worker makes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingCall>,
-    /// The last turn applied, so that a queued turn delivered twice runs once.
+    /// Trace ids of messages queued behind a polled call, oldest first: new
+    /// messages queue behind them too, so none overtakes another.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queued: Vec<String>,
+    /// The last turn applied, so that a queued turn delivered twice runs once
+    /// and its answer can be given again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_turn: Option<LastTurn>,
+    /// Trace ids of the latest queued messages applied, oldest first: one
+    /// delivered again after others ran is still recognised.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub applied: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -248,3 +248,55 @@ async fn a_queued_message_the_bot_refuses_is_answered_with_its_error() {
     assert_eq!(refused.status, 400, "{}", refused.body);
     assert!(refused.body["errors"][0]["detail"].as_str().unwrap().contains("userInfo"), "{}", refused.body);
 }
+
+/// A message arriving after a call ended but before the messages queued
+/// behind it ran queues too: none overtakes another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_does_not_overtake_those_queued_before_it() {
+    let receiver = Receiver::start(vec![
+        ("/api/current", Answer::json(json!({"sky": "grey"}))),
+        ("/api/forecast", Answer::json(json!({"tomorrow": "sun"}))),
+    ])
+    .await;
+    let yaml = include_str!("../fixtures/bots/channel-bot.yaml").replace("RECEIVER", &receiver.addr);
+    let registry = registry_with(&[("channel-bot.yaml".into(), yaml)]);
+    let server = Server::start_without_worker(registry, Settings::default()).await;
+    let Queued::Sqs { queue, .. } = server.queued.clone() else { unreachable!() };
+    let worker = server.worker();
+    let work_once = || hookline_core::worker::poller::poll_once(&worker, &queue, std::time::Duration::from_secs(1));
+
+    let p1 = poll_id(&say(&server, "poll", "jo", "weather").await);
+    let p2 = poll_id(&say(&server, "poll", "jo", "hello").await);
+    // The worker finishes the weather call; "hello" has not run yet.
+    assert_eq!(work_once().await.unwrap(), 1);
+    let third = say(&server, "poll", "jo", "survey").await;
+    assert_eq!(third.body["data"], json!([]), "queued, not run: {}", third.body);
+    let p3 = poll_id(&third);
+    while work_once().await.unwrap() > 0 {}
+
+    assert_eq!(follow(&server, "poll", "jo", &json_reply(&p1)).await.last().unwrap().texts(), ["Tomorrow: sun"]);
+    assert_eq!(poll(&server, "poll", "jo", &p2).await.texts(), ["Hello!", "How can I help?"]);
+    assert_eq!(poll(&server, "poll", "jo", &p3).await.texts(), ["Rate us from 1 to 5"]);
+    let history = server.get(&format!("/api/chathistory/{BOT}/webhook?limit=20"), &token("jo")).await;
+    let texts: Vec<&str> =
+        history.body["messages"].as_array().unwrap().iter().map(|m| m["val"].as_str().unwrap_or_default()).collect();
+    assert_eq!(
+        texts,
+        [
+            "weather",
+            "Let me check.",
+            "Sky: grey",
+            "Tomorrow: sun",
+            "hello",
+            "Hello!",
+            "How can I help?",
+            "survey",
+            "Rate us from 1 to 5"
+        ]
+    );
+}
+
+/// A reply carrying only `pollId`, to start [`follow`] from.
+fn json_reply(poll_id: &str) -> Reply {
+    Reply { status: 200, headers: Default::default(), body: json!({"pollId": poll_id}) }
+}

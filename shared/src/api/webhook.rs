@@ -121,28 +121,53 @@ async fn handle(state: AppState, call: Call) -> Result<Response> {
     };
     let limit = instance.sync_deadline_ms.map_or(state.settings.sync_deadline, Duration::from_millis);
     let deadline = call.started.checked_add(limit).unwrap_or(call.started + Duration::from_secs(3600));
-    let reply = match state.turns.run(&request, deadline).await? {
-        Outcome::Answered(reply) => {
-            // The turn is saved: a failure here must not turn into an error the
-            // client would retry (and so send the message twice).
-            if let Err(e) = state.queue.send(&reply.jobs).await {
-                tracing::error!(error = %e, jobs = ?reply.jobs, "the turn is saved but its deliveries could not be queued");
+    let mut reply = None;
+    // A conversation found busy may be free again by the time the message
+    // would queue behind it: then the message runs after all.
+    for _ in 0..3 {
+        match state.turns.run(&request, deadline).await? {
+            Outcome::Answered(answered) => {
+                // The turn is saved: a failure here must not turn into an error
+                // the client would retry (and so send the message twice).
+                if let Err(e) = state.queue.send(&answered.jobs).await {
+                    tracing::error!(error = %e, jobs = ?answered.jobs, "the turn is saved but its deliveries could not be queued");
+                }
+                reply = Some(*answered);
             }
-            *reply
+            // Messages wait for a call, or for messages queued behind one:
+            // this one queues too and its answer comes through polling (for
+            // clients that poll).
+            Outcome::Busy if polling => {
+                let poll_id = ids::poll_id();
+                let record = PollRecord::new(&poll_id, &key, None, Utc::now().timestamp());
+                if !state.turns.queue_behind(&request, &record, deadline).await? {
+                    continue;
+                }
+                let answer = QueuedAnswer::Poll { poll_id: poll_id.clone() };
+                let job = queued_turn(
+                    &bot,
+                    &instance.id,
+                    &user_id,
+                    &call.trace_id,
+                    client_ip.clone(),
+                    payload.clone(),
+                    answer,
+                );
+                state.queue.send(&[QueueMessage::in_conversation(&key, &call.trace_id, job)]).await?;
+                let messages = Vec::new();
+                reply = Some(TurnReply {
+                    messages,
+                    form: None,
+                    completion: None,
+                    poll_id: Some(poll_id),
+                    jobs: Vec::new(),
+                });
+            }
+            Outcome::Busy => return Err(Error::Busy),
         }
-        // The conversation waits for a call: the message queues behind it and
-        // its answer comes through polling (for clients that poll).
-        Outcome::Busy if polling => {
-            let poll_id = ids::poll_id();
-            let record = PollRecord::new(&poll_id, &key, None, Utc::now().timestamp());
-            state.turns.store().put_poll(&record).await?;
-            let answer = QueuedAnswer::Poll { poll_id: poll_id.clone() };
-            let job = queued_turn(&bot, &instance.id, &user_id, &call.trace_id, client_ip, payload, answer);
-            state.queue.send(&[QueueMessage::in_conversation(&key, &call.trace_id, job)]).await?;
-            TurnReply { messages: Vec::new(), form: None, completion: None, poll_id: Some(poll_id), jobs: Vec::new() }
-        }
-        Outcome::Busy => return Err(Error::Busy),
-    };
+        break;
+    }
+    let reply = reply.ok_or(Error::Busy)?;
     Ok(match call.version {
         WebhookVersion::V1 => Json(v1_response(reply)).into_response(),
         WebhookVersion::V2 => Json(reply.v2(&key)).into_response(),

@@ -36,6 +36,10 @@ const MAX_OUTPUTS_PER_TURN: usize = 90;
 /// Service and sync webhook calls one turn may make.
 const MAX_CALLS_PER_TURN: usize = 10;
 const LOCK_STRIPES: usize = 1024;
+/// Messages that may wait behind a polled call.
+const MAX_QUEUED_MESSAGES: usize = 20;
+/// Queued messages remembered as applied.
+const MAX_APPLIED_REMEMBERED: usize = 20;
 
 /// How the calls a flow waits for are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +163,13 @@ impl Turns {
         {
             return self.saved_answer(request, &key, last).await.map(|reply| Outcome::Answered(Box::new(reply)));
         }
+        if stored.as_ref().is_some_and(|c| c.applied.contains(&request.trace_id)) {
+            // Applied before later turns: what it owed was queued then.
+            tracing::warn!(trace_id = %request.trace_id, "a queued message delivered again after later turns: not run again");
+            let reply =
+                TurnReply { messages: Vec::new(), form: None, completion: None, poll_id: None, jobs: Vec::new() };
+            return Ok(Outcome::Answered(Box::new(reply)));
+        }
         let reply = self.commit(&request.bot, &key, Step::Message(request), stored, deadline, request.started).await?;
         Ok(reply.map_or(Outcome::Busy, |reply| Outcome::Answered(Box::new(reply))))
     }
@@ -186,6 +197,41 @@ impl Turns {
         let _serialised = timeout_at(deadline, self.lock(&key)).await.map_err(timed_out)?;
         let stored = timeout_at(deadline, self.store.load(&key)).await.map_err(timed_out)??;
         self.commit(bot, &key, Step::Resume { poll_id, outcome: Some(outcome) }, stored, deadline, started).await
+    }
+
+    /// Records that the message queues behind the conversation's call (or
+    /// the messages already queued behind it), with the poll record its
+    /// answer will go to. `false` if the conversation is free by now.
+    pub async fn queue_behind(&self, request: &TurnRequest, record: &PollRecord, deadline: Instant) -> Result<bool> {
+        let key = ConversationKey::new(request.bot.id(), &request.user_id);
+        let timed_out = |_| Error::Timeout(deadline.saturating_duration_since(request.started));
+        let _serialised = timeout_at(deadline, self.lock(&key)).await.map_err(timed_out)?;
+        let retention = i64::from(request.bot.def.session.retention_days) * 86_400;
+        let mut attempt = 0;
+        loop {
+            let stored = timeout_at(deadline, self.store.load(&key)).await.map_err(timed_out)??;
+            let Some(mut conversation) = stored.filter(|c| c.pending.is_some() || !c.queued.is_empty()) else {
+                return Ok(false);
+            };
+            if conversation.queued.len() >= MAX_QUEUED_MESSAGES {
+                return Err(Error::Busy);
+            }
+            conversation.queued.push(request.trace_id.clone());
+            let write = TurnWrite {
+                conversation: &conversation,
+                expected_version: conversation.version,
+                log: &[],
+                expires_at: Utc::now().timestamp() + retention,
+                polls: std::slice::from_ref(record),
+            };
+            match self.store.save_turn(&key, write).await {
+                Err(Error::Conflict) => {
+                    timeout_at(deadline, backoff(attempt)).await.map_err(timed_out)?;
+                    attempt += 1;
+                }
+                outcome => return outcome.map(|()| true),
+            }
+        }
     }
 
     /// Gives up on the call a polled conversation waits for under `poll_id`
@@ -225,7 +271,11 @@ impl Turns {
         loop {
             let conversation = stored.clone().unwrap_or_default();
             let applies = match &step {
-                Step::Message(_) => conversation.pending.is_none(),
+                // Messages from the queue come in order; others wait for those queued.
+                Step::Message(request) => {
+                    conversation.pending.is_none()
+                        && (request.answer_to != AnswerTo::Caller || conversation.queued.is_empty())
+                }
                 Step::Resume { poll_id, .. } => conversation.pending.as_ref().is_some_and(|p| p.poll_id == *poll_id),
             };
             if !applies {
@@ -476,6 +526,15 @@ fn finish(bot: &Bot, key: &ConversationKey, step: &Step<'_>, begun: Begun, ran: 
         }
     };
     let mut log = Vec::new();
+    if let Step::Message(request) = step
+        && let Some(at) = conversation.queued.iter().position(|t| *t == request.trace_id)
+    {
+        if at > 0 {
+            // Their jobs were lost (not sent, or dead-lettered): they must not hold up the rest.
+            tracing::warn!(skipped = ?&conversation.queued[..at], "queued messages that never ran are passed over");
+        }
+        conversation.queued.drain(..=at);
+    }
     if let Step::Message(request) = step {
         let mut inbound = json!({"request": request.input.message});
         if !request.message_tags.is_empty() {
@@ -510,6 +569,13 @@ fn finish(bot: &Bot, key: &ConversationKey, step: &Step<'_>, begun: Begun, ran: 
     });
     conversation.last_turn =
         Some(LastTurn { trace_id: trace_id.clone(), first_seq, completion: ran.completion.clone() });
+    if let Step::Message(request) = step
+        && request.answer_to != AnswerTo::Caller
+    {
+        conversation.applied.push(trace_id.clone());
+        let excess = conversation.applied.len().saturating_sub(MAX_APPLIED_REMEMBERED);
+        conversation.applied.drain(..excess);
+    }
     let size = serde_json::to_vec(&conversation).map_or(usize::MAX, |json| json.len());
     if size > MAX_CONVERSATION_BYTES {
         let detail = "the conversation's state has grown too large; start a new session (session.new)";
