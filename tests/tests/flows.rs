@@ -54,6 +54,9 @@ async fn lead_generation_posts_fields_and_transcript_asynchronously() {
     assert_eq!((lead.method.as_str(), lead.path_and_query.as_str()), ("POST", "/leads"));
     assert_eq!(lead.headers["x-source"], "hookline lena");
     assert_eq!(lead.headers["content-type"], "application/json");
+    // Without signing secrets: an id to drop duplicates by, and no signature.
+    assert!(lead.headers["webhook-id"].to_str().unwrap().starts_with("msg_"));
+    assert!(lead.headers.get("webhook-signature").is_none());
     assert_eq!(
         lead.body,
         json!({

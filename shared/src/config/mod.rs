@@ -396,6 +396,33 @@ tasks:
     }
 
     #[test]
+    fn deployed_deliveries_must_be_signed() {
+        let source = r#"
+id: st-unit
+name: Unit
+apps: [{ clientId: cs-1, algorithm: HS256, secret: { env: APP_SECRET } }]
+instances:
+  - { id: out, version: v2, mode: async, postUrl: "https://example.com/in", apps: [cs-1] }
+events: { url: "https://example.com/events" }
+"#;
+        let env = |name: &str| match name {
+            "APP_SECRET" => Some("0123456789abcdef0123456789abcdef".to_string()),
+            _ => Some("whsec_aW5zdGFuY2Utc2lnbmluZy1zZWNyZXQtMzJieXRlcyE=".to_string()),
+        };
+        let messages = |source: &str, purpose| -> Vec<String> {
+            check("unit.yaml", source, purpose, &env).1.iter().map(ToString::to_string).collect()
+        };
+        let deployed = messages(source, Purpose::Deployed);
+        assert!(
+            deployed.iter().any(|d| d.contains("error: instances[0].signingSecrets: deliveries would go unsigned"))
+        );
+        assert!(deployed.iter().any(|d| d.contains("error: outbound.signingSecrets: deliveries would go unsigned")));
+        assert!(messages(source, Purpose::Local).is_empty());
+        let signed = source.replace("events:", "outbound: { signingSecrets: [{ env: SIGNING }] }\nevents:");
+        assert_eq!(messages(&signed, Purpose::Deployed), Vec::<String>::new());
+    }
+
+    #[test]
     fn rsa_keys_under_2048_bits_are_refused() {
         let source = BOT.replace(
             "algorithm: HS256\n    secret: SECRET",

@@ -127,7 +127,39 @@ pub fn validate(def: &BotDefinition, purpose: Purpose, env: &dyn Fn(&str) -> Opt
             }
         }
     }
+    unsigned_deliveries(def, purpose, &bot_keys, &instance_keys, &mut p);
     Outcome { problems: p.0, apps, matchers, secrets, signing_keys: bot_keys, instance_keys, verify_tokens }
+}
+
+/// POST_URL deliveries and event webhooks of a deployed bot are signed, so
+/// receivers can tell them from forgeries.
+fn unsigned_deliveries(
+    def: &BotDefinition,
+    purpose: Purpose,
+    bot_keys: &[SigningKey],
+    instance_keys: &HashMap<String, Vec<SigningKey>>,
+    p: &mut Problems,
+) {
+    let unsigned = |instance: Option<&Instance>| {
+        bot_keys.is_empty() && instance.is_none_or(|i| instance_keys.get(&i.id).is_none_or(Vec::is_empty))
+    };
+    let mut paths = Vec::new();
+    for (i, instance) in def.instances.iter().enumerate() {
+        if instance.mode == Mode::Async && unsigned(Some(instance)) {
+            paths.push(format!("instances[{i}].signingSecrets"));
+        }
+    }
+    if (def.events.url.is_some() || def.events.session_data_url.is_some()) && unsigned(None) {
+        paths.push("outbound.signingSecrets".to_string());
+    }
+    let message = "deliveries would go unsigned: set signing secrets (whsec_...)";
+    for path in paths {
+        match purpose {
+            Purpose::Deployed => p.error(path, message),
+            Purpose::Validate => p.warn(path, message),
+            Purpose::Local => {}
+        }
+    }
 }
 
 fn signing_keys(

@@ -85,7 +85,7 @@ impl Outbound {
         // The body's type and the signature headers are the client's own.
         let reserved = |name: &str| {
             let name = name.to_ascii_lowercase();
-            (call.body.is_some() && name == "content-type") || (!keys.is_empty() && name.starts_with("webhook-"))
+            call.body.is_some() && (name == "content-type" || name.starts_with("webhook-"))
         };
         for (name, value) in call.headers.iter().filter(|(name, _)| !reserved(name)) {
             let value = match value {
@@ -97,11 +97,9 @@ impl Outbound {
         if let Some(body) = &call.body {
             // Signed and sent as the same bytes.
             let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
-            if !keys.is_empty() {
-                let timestamp = chrono::Utc::now().timestamp();
-                for (name, value) in signing::headers(keys, webhook_id, timestamp, &bytes) {
-                    request = request.header(name, value);
-                }
+            let timestamp = chrono::Utc::now().timestamp();
+            for (name, value) in signing::headers(keys, webhook_id, timestamp, &bytes) {
+                request = request.header(name, value);
             }
             request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes);
         }

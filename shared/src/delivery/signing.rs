@@ -22,17 +22,20 @@ impl SigningKey {
     }
 }
 
-/// The three headers for `body`, signed with every key.
+/// The headers for `body`: `webhook-id` and `webhook-timestamp` always (a
+/// receiver drops duplicates by id), `webhook-signature` with every key when
+/// there are keys.
 pub fn headers(keys: &[SigningKey], webhook_id: &str, timestamp: i64, body: &[u8]) -> Vec<(String, String)> {
-    let mut signed = format!("{webhook_id}.{timestamp}.").into_bytes();
-    signed.extend_from_slice(body);
-    let signatures: Vec<String> =
-        keys.iter().map(|key| format!("v1,{}", STANDARD.encode(hmac::sign(&key.0, &signed).as_ref()))).collect();
-    vec![
-        ("webhook-id".into(), webhook_id.into()),
-        ("webhook-timestamp".into(), timestamp.to_string()),
-        ("webhook-signature".into(), signatures.join(" ")),
-    ]
+    let mut headers =
+        vec![("webhook-id".into(), webhook_id.into()), ("webhook-timestamp".into(), timestamp.to_string())];
+    if !keys.is_empty() {
+        let mut signed = format!("{webhook_id}.{timestamp}.").into_bytes();
+        signed.extend_from_slice(body);
+        let signatures: Vec<String> =
+            keys.iter().map(|key| format!("v1,{}", STANDARD.encode(hmac::sign(&key.0, &signed).as_ref()))).collect();
+        headers.push(("webhook-signature".into(), signatures.join(" ")));
+    }
+    headers
 }
 
 #[cfg(test)]
