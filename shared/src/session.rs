@@ -92,9 +92,9 @@ pub struct PollRecord {
     pub poll_id: String,
     pub bot_id: String,
     pub user_id: String,
-    /// The regular v2 response body, once the work is done.
+    /// Once the work is done: where the answer is.
     #[serde(default)]
-    pub answer: Option<Value>,
+    pub answer: Option<PollAnswer>,
     /// Times the answer has been read.
     #[serde(default)]
     pub reads: u32,
@@ -105,12 +105,30 @@ pub struct PollRecord {
     pub expires_at: i64,
 }
 
+/// A poll's answer, as a range of the conversation log (the messages are
+/// not stored twice, and no record grows with them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollAnswer {
+    /// The log entries from this seq, up to `end_seq` (excluded).
+    pub from_seq: u64,
+    pub end_seq: u64,
+    #[serde(default)]
+    pub completion: Option<TaskCompletion>,
+    /// Where the rest is, if the flow reached another call.
+    #[serde(default)]
+    pub poll_id: Option<String>,
+    /// A queued message the bot refused: why (answered as a 400).
+    #[serde(default)]
+    pub refused: Option<String>,
+}
+
 /// How long a poll record can be read.
 pub const POLL_RECORD_SECS: i64 = 3600;
 
 impl PollRecord {
     /// A record of `key`'s conversation, its answer `None` while the work runs.
-    pub fn new(poll_id: &str, key: &ConversationKey, answer: Option<Value>, now_secs: i64) -> Self {
+    pub fn new(poll_id: &str, key: &ConversationKey, answer: Option<PollAnswer>, now_secs: i64) -> Self {
         Self {
             poll_id: poll_id.to_string(),
             bot_id: key.bot_id.clone(),

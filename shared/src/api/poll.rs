@@ -16,7 +16,7 @@ use crate::config::WebhookVersion;
 use crate::error::{Error, Result};
 use crate::protocol::VERSION_V2;
 use crate::session::ConversationKey;
-use crate::turn::jobs;
+use crate::turn::{self, jobs};
 
 /// An answer still in progress after this long gets its continuation queued again.
 const STALLED_SECS: i64 = 3;
@@ -78,10 +78,12 @@ async fn poll(State(state): State<AppState>, Path(path): Path<PollPath>, headers
         return Err(Error::NoData);
     }
     // A queued message the bot refused is answered with its error.
-    match answer["errors"][0]["detail"].as_str() {
-        Some(detail) => Err(Error::InvalidPayload(detail.to_string())),
-        None => Ok(Json(answer).into_response()),
+    if let Some(detail) = answer.refused {
+        return Err(Error::InvalidPayload(detail));
     }
+    let key = ConversationKey::new(bot.id(), &record.user_id);
+    let reply = turn::poll_answer(store.as_ref(), &key, &answer).await?;
+    Ok(Json(reply.v2(&key)).into_response())
 }
 
 /// pollIds are 32 hex digits; anything else is not looked up.

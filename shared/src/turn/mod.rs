@@ -23,7 +23,9 @@ use crate::error::{Error, Result};
 use crate::ids;
 use crate::protocol::{Tag, TaskCompletion, V2Data, V2Response, VERSION_V2};
 use crate::queue::QueueMessage;
-use crate::session::{Conversation, ConversationKey, Direction, LastTurn, LogEntry, PendingCall, PollRecord, Session};
+use crate::session::{
+    Conversation, ConversationKey, Direction, LastTurn, LogEntry, PendingCall, PollAnswer, PollRecord, Session,
+};
 use crate::store::{Store, TurnWrite};
 
 /// A conversation item stays well under DynamoDB's 400 KB item limit.
@@ -312,11 +314,7 @@ impl Turns {
     async fn saved_answer(&self, request: &TurnRequest, key: &ConversationKey, last: &LastTurn) -> Result<TurnReply> {
         let entries = self.store.read_log(key, last.first_seq.checked_sub(1), MAX_OUTPUTS_PER_TURN + 1).await?;
         let entries: Vec<LogEntry> = entries.into_iter().filter(|e| e.trace_id == last.trace_id).collect();
-        let sent: Vec<V2Data> = entries
-            .iter()
-            .filter(|e| e.direction == Direction::Out)
-            .filter_map(|e| serde_json::from_value(e.body.clone()).ok())
-            .collect();
+        let sent = sent_messages(&entries);
         let mut jobs = Vec::new();
         if let AnswerTo::PostUrl(instance) = &request.answer_to
             && let Some(instance) = request.bot.instance_by_id(instance)
@@ -619,13 +617,37 @@ fn finish(bot: &Bot, key: &ConversationKey, step: &Step<'_>, begun: Begun, ran: 
         Step::Message(_) => None,
     };
     if let Some(answered) = answered_poll {
-        let answer = serde_json::to_value(reply.v2(key)).map_err(|e| Error::Internal(e.to_string()))?;
+        let answer = PollAnswer {
+            from_seq: first_seq,
+            end_seq: conversation.next_seq,
+            completion: reply.completion.clone(),
+            poll_id: poll_id.clone(),
+            refused: None,
+        };
         polls.push(record(answered, Some(answer)));
     }
     if let Some(poll_id) = &poll_id {
         polls.push(record(poll_id, None));
     }
     Ok(Finished { reply, conversation, log, polls })
+}
+
+/// The messages the bot sent among `entries`.
+fn sent_messages(entries: &[LogEntry]) -> Vec<V2Data> {
+    entries
+        .iter()
+        .filter(|e| e.direction == Direction::Out)
+        .filter_map(|e| serde_json::from_value(e.body.clone()).ok())
+        .collect()
+}
+
+/// A poll's answer, read back from the log.
+pub async fn poll_answer(store: &dyn Store, key: &ConversationKey, answer: &PollAnswer) -> Result<TurnReply> {
+    let count = answer.end_seq.saturating_sub(answer.from_seq) as usize;
+    let entries = store.read_log(key, answer.from_seq.checked_sub(1), count).await?;
+    let (messages, form) = split_form(sent_messages(&entries));
+    let completion = answer.completion.clone();
+    Ok(TurnReply { messages, form, completion, poll_id: answer.poll_id.clone(), jobs: Vec::new() })
 }
 
 /// A form travels in the answer's `form`, as the spec shows it.

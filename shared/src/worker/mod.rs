@@ -13,7 +13,6 @@ use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
 use futures_util::future::join_all;
-use serde_json::json;
 use tokio::time::Instant;
 
 use crate::api::AppState;
@@ -21,9 +20,8 @@ use crate::api::inbound;
 use crate::config::{Bot, WebhookVersion};
 use crate::delivery::Delivered;
 use crate::error::Error;
-use crate::protocol::VERSION_V2;
 use crate::queue::{Delivery, DeliveryKind, Job, QueuedAnswer, QueuedTurn};
-use crate::session::{ConversationKey, PollRecord};
+use crate::session::{ConversationKey, PollAnswer, PollRecord};
 use crate::turn::{AnswerTo, Calls, Outcome, TurnRequest};
 
 /// Longest wait between two attempts of a job.
@@ -247,8 +245,7 @@ impl Worker {
         let QueuedAnswer::Poll { poll_id } = &queued.answer else {
             return Ok(());
         };
-        let answer =
-            json!({"errors": [{"msg": "Invalid Request Payload", "code": 400, "detail": detail}], "_v": VERSION_V2});
+        let answer = PollAnswer { refused: Some(detail), ..PollAnswer::default() };
         let key = ConversationKey::new(&queued.bot_id, &queued.user_id);
         let record = PollRecord::new(poll_id, &key, Some(answer), chrono::Utc::now().timestamp());
         Ok(self.state.turns.store().put_poll(&record).await?)
