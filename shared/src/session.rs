@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::delivery::HttpCall;
 use crate::protocol::{Tag, TaskCompletion};
+use crate::queue::QueueMessage;
 
 /// Identifies one user's conversation with one bot (tenant isolation: every
 /// read and write is keyed by both).
@@ -82,6 +83,15 @@ pub struct LastTurn {
     pub first_seq: u64,
     #[serde(default)]
     pub completion: Option<TaskCompletion>,
+    /// The poll record the turn answered, and the one it left in progress.
+    #[serde(default)]
+    pub answered_poll: Option<String>,
+    #[serde(default)]
+    pub next_poll: Option<String>,
+    /// What the turn queued that cannot be rebuilt from the log (its
+    /// continuation, session-data and async webhook node deliveries).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<QueueMessage>,
 }
 
 /// What a poll (GET .../poll/{pollId}) reads: work in progress, then the

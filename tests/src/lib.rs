@@ -91,25 +91,30 @@ pub async fn store(backend: Backend) -> Arc<dyn Store> {
 pub enum Queued {
     Memory(MemoryQueue),
     /// The in-process queue, behind sends that fail this many times first.
-    Flaky(MemoryQueue, Arc<std::sync::atomic::AtomicUsize>),
+    Flaky(MemoryQueue, Arc<std::sync::atomic::AtomicUsize>, JobFilter),
     Sqs {
         queue: Arc<SqsQueue>,
         dead_letters: Arc<SqsQueue>,
     },
 }
 
-/// A queue whose first sends fail, as an unreachable SQS would.
+/// Which sends a flaky queue fails: those with a job it matches.
+pub type JobFilter = fn(&hookline_core::queue::Job) -> bool;
+
+/// A queue whose first sends (of some jobs) fail, as an unreachable SQS would.
 struct FlakyQueue {
     inner: MemoryQueue,
     failures_left: Arc<std::sync::atomic::AtomicUsize>,
+    failing: JobFilter,
 }
 
 #[async_trait::async_trait]
 impl hookline_core::queue::Queue for FlakyQueue {
     async fn send(&self, messages: &[hookline_core::queue::QueueMessage]) -> hookline_core::error::Result<()> {
         use std::sync::atomic::Ordering;
-        let failing = self.failures_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        if failing.is_ok() {
+        if messages.iter().any(|m| (self.failing)(&m.job))
+            && self.failures_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+        {
             return Err(hookline_core::Error::Storage("queue unreachable".into()));
         }
         self.inner.send(messages).await
@@ -177,10 +182,16 @@ impl Server {
         Self::serve(registry, store(backend).await, queued, settings, true).await
     }
 
-    /// In memory, with the first `failures` sends to the queue failing.
-    pub async fn start_with_flaky_queue(registry: Registry, failures: usize, settings: Settings) -> Self {
+    /// In memory, with the first `failures` sends of jobs that `failing`
+    /// matches failing.
+    pub async fn start_with_flaky_queue(
+        registry: Registry,
+        failures: usize,
+        failing: JobFilter,
+        settings: Settings,
+    ) -> Self {
         let failures = Arc::new(std::sync::atomic::AtomicUsize::new(failures));
-        let queued = Queued::Flaky(MemoryQueue::new(TEST_MAX_RECEIVES), failures);
+        let queued = Queued::Flaky(MemoryQueue::new(TEST_MAX_RECEIVES), failures, failing);
         Self::serve(registry, store(Backend::Memory).await, queued, settings, true).await
     }
 
@@ -205,15 +216,15 @@ impl Server {
     ) -> Self {
         let queue: Arc<dyn hookline_core::queue::Queue> = match &queued {
             Queued::Memory(memory) => Arc::new(memory.clone()),
-            Queued::Flaky(memory, failures) => {
-                Arc::new(FlakyQueue { inner: memory.clone(), failures_left: failures.clone() })
+            Queued::Flaky(memory, failures, failing) => {
+                Arc::new(FlakyQueue { inner: memory.clone(), failures_left: failures.clone(), failing: *failing })
             }
             Queued::Sqs { queue, .. } => queue.clone(),
         };
         let state = AppState::new(registry, store.clone(), queue, settings).expect("app state");
         let worker = Worker::new(state.clone());
         match &queued {
-            Queued::Memory(memory) | Queued::Flaky(memory, _) => memory.start(&worker),
+            Queued::Memory(memory) | Queued::Flaky(memory, ..) => memory.start(&worker),
             Queued::Sqs { queue, .. } if run_worker => {
                 tokio::spawn(poller::run(worker.clone(), queue.clone()));
             }

@@ -295,6 +295,28 @@ async fn a_message_that_cannot_be_queued_is_not_acknowledged() {
     assert_eq!(reply.status, 400, "{}", reply.body);
 }
 
+/// The worker saved a turn but could not queue what it owes: the turn is
+/// delivered again and its saved answer, with everything it owed, is queued
+/// then, without running the turn twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_saved_turn_owes_is_queued_when_its_job_comes_again() {
+    let answer = || Answer::json(json!({}));
+    let receiver = Receiver::start(vec![("/post", answer()), ("/events", answer()), ("/session-data", answer())]).await;
+    let is_delivery: JobFilter = |job| matches!(job, Job::Deliver(_));
+    let server = Server::start_with_flaky_queue(channel_bot(&receiver, EVENTS), 1, is_delivery, settings()).await;
+    assert_eq!(say(&server, "async", "kit", "hello").await.status, 200);
+    let posts = receiver.wait_for_path("/post", 3, 10).await;
+    let events = receiver.wait_for_path("/events", 3, 10).await;
+    let ends = receiver.wait_for_path("/session-data", 1, 10).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(data_texts(&deduplicated(posts)), ["Hello!", "How can I help?", "endOfTask:Fulfilled"]);
+    assert_eq!(deduplicated(events).len(), 3);
+    assert_eq!(ends.len(), 1);
+    assert_eq!(ends[0].body["taskId"], "hello");
+    let history = server.get(&format!("/api/chathistory/{BOT}/webhook"), &token("kit")).await;
+    assert_eq!(history.body["messages"].as_array().unwrap().len(), 3, "the turn ran once: {}", history.body);
+}
+
 const EVENTS: &str = "
 events:
   url: http://RECEIVER/events

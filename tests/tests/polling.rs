@@ -218,7 +218,7 @@ async fn a_continuation_lost_to_the_queue_is_queued_again_by_polling() {
     let receiver = Receiver::start(vec![("/api/current", Answer::json(json!({"sky": "pink"})))]).await;
     let yaml = include_str!("../fixtures/bots/channel-bot.yaml").replace("RECEIVER", &receiver.addr);
     let registry = registry_with(&[("channel-bot.yaml".into(), yaml)]);
-    let server = Server::start_with_flaky_queue(registry, 1, Settings::default()).await;
+    let server = Server::start_with_flaky_queue(registry, 1, |_| true, Settings::default()).await;
     let first = say(&server, "poll", "fin", "weather").await;
     assert_eq!(first.status, 200, "the turn is saved: the client is not told to send it again");
     let p1 = poll_id(&first);

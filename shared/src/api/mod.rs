@@ -39,10 +39,9 @@ pub struct Settings {
     /// First wait before a failed job runs again, doubled each time
     /// (HOOKLINE_RETRY_BASE_MS, default 10 s).
     pub retry_base: Duration,
-    /// How long the worker gives each step of a job (a queued turn, a polled
-    /// call and what follows it), and how long a job goes on to further
-    /// steps (HOOKLINE_WORKER_DEADLINE_MS, default 40 s; keep twice it under
-    /// the worker's timeout).
+    /// How long the worker gives one step (a queued turn, or a polled call
+    /// and what follows it) (HOOKLINE_WORKER_DEADLINE_MS, default 40 s; keep
+    /// it under the worker's timeout).
     pub worker_turn_deadline: Duration,
 }
 

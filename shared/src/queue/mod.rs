@@ -88,7 +88,8 @@ pub struct Delivery {
 }
 
 /// A job and its place in the queue.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct QueueMessage {
     /// FIFO message group: jobs of one group run one at a time, in order.
     pub group: String,

@@ -42,6 +42,8 @@ const LOCK_STRIPES: usize = 1024;
 const MAX_QUEUED_MESSAGES: usize = 20;
 /// Queued messages remembered as applied.
 const MAX_APPLIED_REMEMBERED: usize = 20;
+/// Deliveries kept with a turn for a worker that stops before queuing them.
+const MAX_KEPT_JOBS_BYTES: usize = 64 * 1024;
 
 /// How the calls a flow waits for are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +165,12 @@ impl Turns {
         if let Some(last) =
             stored.as_ref().and_then(|c| c.last_turn.as_ref()).filter(|t| t.trace_id == request.trace_id)
         {
-            return self.saved_answer(request, &key, last).await.map(|reply| Outcome::Answered(Box::new(reply)));
+            let post_url = match &request.answer_to {
+                AnswerTo::PostUrl(instance) => Some(instance.as_str()),
+                _ => None,
+            };
+            let saved = self.saved_answer(&request.bot, &key, last, post_url, request.client_ip.as_deref()).await;
+            return saved.map(|reply| Outcome::Answered(Box::new(reply)));
         }
         if stored.as_ref().is_some_and(|c| c.applied.contains(&request.trace_id)) {
             // Applied before later turns: what it owed was queued then.
@@ -189,9 +196,13 @@ impl Turns {
         let started = Instant::now();
         let key = ConversationKey::new(bot.id(), user_id);
         let timed_out = |_| Error::Timeout(deadline.saturating_duration_since(started));
-        let stored = timeout_at(deadline, self.store.load(&key)).await.map_err(timed_out)??;
-        let Some(pending) = stored.and_then(|c| c.pending).filter(|p| p.poll_id == poll_id) else {
-            return Ok(None);
+        let stored = timeout_at(deadline, self.store.load(&key)).await.map_err(timed_out)??.unwrap_or_default();
+        let Some(pending) = stored.pending.filter(|p| p.poll_id == poll_id) else {
+            // Resumed already: if that was the last step, give what it owes again.
+            return match stored.last_turn.filter(|t| t.answered_poll.as_deref() == Some(poll_id)) {
+                Some(last) => self.saved_answer(bot, &key, &last, None, None).await.map(Some),
+                None => Ok(None),
+            };
         };
         // Not serialised while the call runs: a message arriving meanwhile
         // is told at once that it queues behind the call.
@@ -311,19 +322,26 @@ impl Turns {
 
     /// The answer of a turn already saved, rebuilt from the log, with the
     /// deliveries it owes (which receivers drop by webhook-id if they had them).
-    async fn saved_answer(&self, request: &TurnRequest, key: &ConversationKey, last: &LastTurn) -> Result<TurnReply> {
+    async fn saved_answer(
+        &self,
+        bot: &Bot,
+        key: &ConversationKey,
+        last: &LastTurn,
+        post_url: Option<&str>,
+        client_ip: Option<&str>,
+    ) -> Result<TurnReply> {
         let entries = self.store.read_log(key, last.first_seq.checked_sub(1), MAX_OUTPUTS_PER_TURN + 1).await?;
         let entries: Vec<LogEntry> = entries.into_iter().filter(|e| e.trace_id == last.trace_id).collect();
         let sent = sent_messages(&entries);
         let mut jobs = Vec::new();
-        if let AnswerTo::PostUrl(instance) = &request.answer_to
-            && let Some(instance) = request.bot.instance_by_id(instance)
-        {
-            jobs = jobs::post_url(&request.bot, instance, key, &sent, last.completion.as_ref(), &last.trace_id);
+        if let Some(instance) = post_url.and_then(|id| bot.instance_by_id(id)) {
+            jobs = jobs::post_url(bot, instance, key, &sent, last.completion.as_ref(), &last.trace_id);
         }
-        jobs.extend(jobs::events(&request.bot, key, &entries, request.client_ip.as_deref()));
+        jobs.extend(jobs::events(bot, key, &entries, client_ip));
+        jobs.extend(last.jobs.iter().cloned());
         let (messages, form) = split_form(sent);
-        Ok(TurnReply { messages, form, completion: last.completion.clone(), poll_id: None, jobs })
+        let completion = last.completion.clone();
+        Ok(TurnReply { messages, form, completion, poll_id: last.next_poll.clone(), jobs })
     }
 
     async fn make_call(
@@ -565,8 +583,6 @@ fn finish(bot: &Bot, key: &ConversationKey, step: &Step<'_>, begun: Begun, ran: 
         trace_id: trace_id.clone(),
         calls: ran.calls_made,
     });
-    conversation.last_turn =
-        Some(LastTurn { trace_id: trace_id.clone(), first_seq, completion: ran.completion.clone() });
     if let Step::Message(request) = step
         && request.answer_to != AnswerTo::Caller
     {
@@ -574,28 +590,25 @@ fn finish(bot: &Bot, key: &ConversationKey, step: &Step<'_>, begun: Begun, ran: 
         let excess = conversation.applied.len().saturating_sub(MAX_APPLIED_REMEMBERED);
         conversation.applied.drain(..excess);
     }
-    let size = serde_json::to_vec(&conversation).map_or(usize::MAX, |json| json.len());
-    if size > MAX_CONVERSATION_BYTES {
-        let detail = "the conversation's state has grown too large; start a new session (session.new)";
-        return Err(Error::InvalidPayload(detail.into()));
-    }
-
     let mut jobs = Vec::new();
     if let Step::Message(TurnRequest { answer_to: AnswerTo::PostUrl(instance), .. }) = step
         && let Some(instance) = bot.instance_by_id(instance)
     {
         jobs.extend(jobs::post_url(bot, instance, key, &sent, ran.completion.as_ref(), &trace_id));
     }
-    if let Some(poll_id) = &poll_id {
-        jobs.push(jobs::resume(key, poll_id));
-    }
     let client_ip = match step {
         Step::Message(request) => request.client_ip.as_deref(),
         Step::Resume { .. } => None,
     };
     jobs.extend(jobs::events(bot, key, &log, client_ip));
+    // What cannot be rebuilt from the log is kept with the turn, for a
+    // worker that saved it but stopped before queuing it.
+    let mut kept = Vec::new();
+    if let Some(poll_id) = &poll_id {
+        kept.push(jobs::resume(key, poll_id));
+    }
     if let Some(completion) = &ran.completion {
-        jobs.extend(jobs::session_data(
+        kept.extend(jobs::session_data(
             bot,
             key,
             session_id.as_deref(),
@@ -605,18 +618,37 @@ fn finish(bot: &Bot, key: &ConversationKey, step: &Step<'_>, begun: Begun, ran: 
             (&trace_id, first_seq),
         ));
     }
-    jobs.extend(jobs::webhook_nodes(bot, key, ran.effects));
+    kept.extend(jobs::webhook_nodes(bot, key, ran.effects));
+    jobs.extend(kept.iter().cloned());
+    let answered_poll = match step {
+        Step::Message(TurnRequest { answer_to: AnswerTo::Poll(poll_id), .. }) => Some(poll_id.clone()),
+        Step::Resume { poll_id, .. } => Some(poll_id.to_string()),
+        Step::Message(_) => None,
+    };
+    if serde_json::to_vec(&kept).map_or(true, |json| json.len() > MAX_KEPT_JOBS_BYTES) {
+        tracing::warn!("this turn's deliveries are too large to keep for a worker that would stop before queuing them");
+        kept.clear();
+    }
+    conversation.last_turn = Some(LastTurn {
+        trace_id: trace_id.clone(),
+        first_seq,
+        completion: ran.completion.clone(),
+        answered_poll: answered_poll.clone(),
+        next_poll: poll_id.clone(),
+        jobs: kept,
+    });
+
+    let size = serde_json::to_vec(&conversation).map_or(usize::MAX, |json| json.len());
+    if size > MAX_CONVERSATION_BYTES {
+        let detail = "the conversation's state has grown too large; start a new session (session.new)";
+        return Err(Error::InvalidPayload(detail.into()));
+    }
 
     let (messages, form) = split_form(sent);
     let reply = TurnReply { messages, form, completion: ran.completion, poll_id: poll_id.clone(), jobs };
     let record = |poll_id: &str, answer| PollRecord::new(poll_id, key, answer, now.timestamp());
     let mut polls = Vec::new();
-    let answered_poll = match step {
-        Step::Message(TurnRequest { answer_to: AnswerTo::Poll(poll_id), .. }) => Some(poll_id.as_str()),
-        Step::Resume { poll_id, .. } => Some(*poll_id),
-        Step::Message(_) => None,
-    };
-    if let Some(answered) = answered_poll {
+    if let Some(answered) = &answered_poll {
         let answer = PollAnswer {
             from_seq: first_seq,
             end_seq: conversation.next_seq,

@@ -132,7 +132,7 @@ impl Worker {
             Job::Turn(turn) => self.turn(turn).await,
             Job::Resume { bot_id, user_id, poll_id } => {
                 let bot = self.state.bot(bot_id)?;
-                self.resume_from(&bot, user_id, poll_id.clone(), Instant::now()).await
+                self.resume(&bot, user_id, poll_id).await
             }
         }
     }
@@ -160,10 +160,8 @@ impl Worker {
     }
 
     /// A queued message: run it (after any call its conversation still
-    /// waits for), queue what it leaves, and with polling go on through the
-    /// calls that follow.
+    /// waits for) and queue what it leaves, its continuation included.
     async fn turn(&self, queued: &QueuedTurn) -> Result<(), Retry> {
-        let started = Instant::now();
         let bot = self.state.bot(&queued.bot_id)?;
         let instance = bot
             .instance_by_id(&queued.instance_id)
@@ -191,19 +189,16 @@ impl Worker {
                 outcome => outcome?,
             };
             match outcome {
-                Outcome::Answered(reply) => {
-                    self.state.queue.send(&reply.jobs).await?;
-                    return match reply.poll_id {
-                        Some(poll_id) => self.resume_from(&bot, &queued.user_id, poll_id, started).await,
-                        None => Ok(()),
-                    };
-                }
+                Outcome::Answered(reply) => return Ok(self.state.queue.send(&reply.jobs).await?),
                 // Waiting for a call whose job was lost or dead-lettered:
-                // finish it first, then the message.
+                // finish that first, then the message.
                 Outcome::Busy => {
-                    let stored = self.state.turns.store().load(&key).await?;
-                    if let Some(pending) = stored.and_then(|c| c.pending) {
-                        self.resume_from(&bot, &queued.user_id, pending.poll_id, started).await?;
+                    let started = Instant::now();
+                    while let Some(pending) = self.state.turns.store().load(&key).await?.and_then(|c| c.pending) {
+                        if started.elapsed() >= self.state.settings.worker_turn_deadline {
+                            break;
+                        }
+                        self.resume(&bot, &queued.user_id, &pending.poll_id).await?;
                     }
                 }
             }
@@ -211,29 +206,21 @@ impl Worker {
         Err(Retry { reason: "the conversation still waits for a call".into(), after: None })
     }
 
-    /// Continues a polled conversation from `poll_id` through the calls
-    /// that follow, while the job is young; each step also queued its own
-    /// continuation, which takes over where this one stops.
-    async fn resume_from(&self, bot: &Arc<Bot>, user_id: &str, poll_id: String, started: Instant) -> Result<(), Retry> {
-        let mut next = Some(poll_id);
-        while let Some(poll_id) = next.take() {
-            if started.elapsed() >= self.state.settings.worker_turn_deadline {
-                break;
+    /// One step of a polled conversation: the call it waits for under
+    /// `poll_id`, and the flow on to the next call (whose own job is queued
+    /// with the step) or question.
+    async fn resume(&self, bot: &Arc<Bot>, user_id: &str, poll_id: &str) -> Result<(), Retry> {
+        let turns = &self.state.turns;
+        let resumed = match turns.resume(bot, user_id, poll_id, self.deadline()).await {
+            // It can never be resumed: give up on it, or the conversation stays stuck.
+            Err(e @ (Error::InvalidPayload(_) | Error::Internal(_))) => {
+                tracing::error!(error = %e, %poll_id, "a polled call cannot be resumed: the task is abandoned");
+                turns.abandon(bot, user_id, poll_id, self.deadline()).await?
             }
-            let turns = &self.state.turns;
-            let resumed = match turns.resume(bot, user_id, &poll_id, self.deadline()).await {
-                // It can never be resumed: give up on it, or the conversation stays stuck.
-                Err(e @ (Error::InvalidPayload(_) | Error::Internal(_))) => {
-                    tracing::error!(error = %e, %poll_id, "a polled call cannot be resumed: the task is abandoned");
-                    turns.abandon(bot, user_id, &poll_id, self.deadline()).await?
-                }
-                resumed => resumed?,
-            };
-            let Some(reply) = resumed else {
-                break;
-            };
+            resumed => resumed?,
+        };
+        if let Some(reply) = resumed {
             self.state.queue.send(&reply.jobs).await?;
-            next = reply.poll_id;
         }
         Ok(())
     }
