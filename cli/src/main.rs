@@ -195,7 +195,13 @@ async fn serve(
             let state = AppState::new(registry, store, Arc::new(memory.clone()), settings)?;
             let worker = Worker::new(state.clone());
             memory.start(&worker);
-            (state, "in memory".into(), Some(worker))
+            let queued = if storage.starts_with("DynamoDB") {
+                // Durable state beside a queue that is not: say so.
+                "in memory: queued work is lost if the process stops; add --queue-url for durable queuing".into()
+            } else {
+                "in memory".into()
+            };
+            (state, queued, Some(worker))
         }
     };
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
