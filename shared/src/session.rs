@@ -48,10 +48,10 @@ pub struct Conversation {
     /// Polling: the call the session waits for, which the worker makes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingCall>,
-    /// Trace ids of messages queued behind a polled call, oldest first: new
-    /// messages queue behind them too, so none overtakes another.
+    /// Messages queued behind a polled call: new messages queue behind them
+    /// too, so none overtakes another.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub queued: Vec<String>,
+    pub queued: Vec<QueuedMessage>,
     /// The last turn applied, so that a queued turn delivered twice runs once
     /// and its answer can be given again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,6 +60,27 @@ pub struct Conversation {
     /// delivered again after others ran is still recognised.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub applied: Vec<String>,
+}
+
+/// A message queued behind a polled call, until the worker runs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueuedMessage {
+    pub trace_id: String,
+    /// Unix seconds; one that has waited past [`QUEUED_STALE_SECS`] (its
+    /// job lost or dead-lettered) no longer holds the conversation up.
+    pub queued_at: i64,
+}
+
+/// See [`QueuedMessage::queued_at`]: longer than a job can wait behind
+/// failing deliveries before it is dead-lettered.
+pub const QUEUED_STALE_SECS: i64 = 900;
+
+impl Conversation {
+    /// Messages still waiting to run (stale ones are forgotten).
+    pub fn drop_stale_queued(&mut self, now_secs: i64) {
+        self.queued.retain(|q| now_secs - q.queued_at < QUEUED_STALE_SECS);
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -300,3 +300,25 @@ async fn a_message_does_not_overtake_those_queued_before_it() {
 fn json_reply(poll_id: &str) -> Reply {
     Reply { status: 200, headers: Default::default(), body: json!({"pollId": poll_id}) }
 }
+
+/// A message that could not be queued behind a call is refused (503) and
+/// holds up nothing after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_could_not_be_queued_holds_up_nothing() {
+    let receiver = Receiver::start(vec![
+        ("/api/current", slow(json!({"sky": "teal"}))),
+        ("/api/forecast", Answer::json(json!({"tomorrow": "fog"}))),
+    ])
+    .await;
+    let yaml = include_str!("../fixtures/bots/channel-bot.yaml").replace("RECEIVER", &receiver.addr);
+    let registry = registry_with(&[("channel-bot.yaml".into(), yaml)]);
+    let is_turn: JobFilter = |job| matches!(job, hookline_core::queue::Job::Turn(_));
+    let server = Server::start_with_flaky_queue(registry, 1, is_turn, Settings::default()).await;
+    let first = say(&server, "poll", "kai", "weather").await;
+    let refused = say(&server, "poll", "kai", "hello").await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    let answers = follow(&server, "poll", "kai", &first).await;
+    assert_eq!(answers.last().unwrap().texts(), ["Tomorrow: fog"]);
+    // Nothing is left waiting: the next message runs at once.
+    assert_eq!(say(&server, "poll", "kai", "survey").await.texts(), ["Rate us from 1 to 5"]);
+}

@@ -74,16 +74,20 @@ async fn poll(State(state): State<AppState>, Path(path): Path<PollPath>, headers
         (1, Some(first)) => reread > 0 && now - first <= reread,
         _ => false,
     };
-    if !(readable && store.record_poll_read(&record.poll_id, record.reads, now).await?) {
+    if !readable {
         return Err(Error::NoData);
     }
-    // A queued message the bot refused is answered with its error.
-    if let Some(detail) = answer.refused {
-        return Err(Error::InvalidPayload(detail));
-    }
+    // Read before the read is counted: an answer that fails to load is not used up.
     let key = ConversationKey::new(bot.id(), &record.user_id);
-    let reply = turn::poll_answer(store.as_ref(), &key, &answer).await?;
-    Ok(Json(reply.v2(&key)).into_response())
+    let reply = match &answer.refused {
+        // A queued message the bot refused is answered with its error.
+        Some(detail) => Err(Error::InvalidPayload(detail.clone())),
+        None => Ok(turn::poll_answer(store.as_ref(), &key, &answer).await?),
+    };
+    if !store.record_poll_read(&record.poll_id, record.reads, now).await? {
+        return Err(Error::NoData);
+    }
+    Ok(Json(reply?.v2(&key)).into_response())
 }
 
 /// pollIds are 32 hex digits; anything else is not looked up.

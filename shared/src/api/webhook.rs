@@ -104,9 +104,7 @@ async fn handle(state: AppState, call: Call) -> Result<Response> {
         // Acknowledged only once the message is durably queued.
         let answer = QueuedAnswer::PostUrl;
         let job = queued_turn(&bot, &instance.id, &user_id, &call.trace_id, client_ip, inbound.payload, answer);
-        if serde_json::to_vec(&job).map_or(true, |json| json.len() > MAX_JOB_BYTES) {
-            return Err(Error::PayloadTooLarge { limit: MAX_JOB_BYTES });
-        }
+        check_job_size(&job)?;
         state.queue.send(&[QueueMessage::in_conversation(&key, &call.trace_id, job)]).await?;
         return Ok(Json(json!({"status": "ok", "_v": VERSION_V2, "traceId": call.trace_id})).into_response());
     }
@@ -139,21 +137,22 @@ async fn handle(state: AppState, call: Call) -> Result<Response> {
             // clients that poll).
             Outcome::Busy if polling => {
                 let poll_id = ids::poll_id();
+                let answer = QueuedAnswer::Poll { poll_id: poll_id.clone() };
+                let (ip, body) = (client_ip.clone(), payload.clone());
+                let job = queued_turn(&bot, &instance.id, &user_id, &call.trace_id, ip, body, answer);
+                check_job_size(&job)?;
                 let record = PollRecord::new(&poll_id, &key, None, Utc::now().timestamp());
                 if !state.turns.queue_behind(&request, &record, deadline).await? {
                     continue;
                 }
-                let answer = QueuedAnswer::Poll { poll_id: poll_id.clone() };
-                let job = queued_turn(
-                    &bot,
-                    &instance.id,
-                    &user_id,
-                    &call.trace_id,
-                    client_ip.clone(),
-                    payload.clone(),
-                    answer,
-                );
-                state.queue.send(&[QueueMessage::in_conversation(&key, &call.trace_id, job)]).await?;
+                let sent = state.queue.send(&[QueueMessage::in_conversation(&key, &call.trace_id, job)]).await;
+                if let Err(e) = sent {
+                    // Not queued: it must not hold up the messages after it.
+                    if let Err(e) = state.turns.forget_queued(&bot, &user_id, &call.trace_id).await {
+                        tracing::warn!(error = %e, "a message that could not be queued is still listed as queued");
+                    }
+                    return Err(e);
+                }
                 let messages = Vec::new();
                 reply = Some(TurnReply {
                     messages,
@@ -192,6 +191,14 @@ fn queued_turn(
         client_ip,
         answer,
     })
+}
+
+/// A message the queue could not take is refused, never lost.
+fn check_job_size(job: &Job) -> Result<()> {
+    match serde_json::to_vec(job) {
+        Ok(json) if json.len() <= MAX_JOB_BYTES => Ok(()),
+        _ => Err(Error::PayloadTooLarge { limit: MAX_JOB_BYTES }),
+    }
 }
 
 /// The caller's address as API Gateway (or a proxy) reports it.

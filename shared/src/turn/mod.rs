@@ -24,7 +24,8 @@ use crate::ids;
 use crate::protocol::{Tag, TaskCompletion, V2Data, V2Response, VERSION_V2};
 use crate::queue::QueueMessage;
 use crate::session::{
-    Conversation, ConversationKey, Direction, LastTurn, LogEntry, PendingCall, PollAnswer, PollRecord, Session,
+    Conversation, ConversationKey, Direction, LastTurn, LogEntry, PendingCall, PollAnswer, PollRecord, QueuedMessage,
+    Session,
 };
 use crate::store::{Store, TurnWrite};
 
@@ -38,10 +39,16 @@ const MAX_OUTPUTS_PER_TURN: usize = 90;
 /// Service and sync webhook calls one turn may make.
 const MAX_CALLS_PER_TURN: usize = 10;
 const LOCK_STRIPES: usize = 1024;
+/// Time to save a polled step once its call is made.
+const SAVE_AFTER_CALL: Duration = Duration::from_secs(10);
 /// Messages that may wait behind a polled call.
 const MAX_QUEUED_MESSAGES: usize = 20;
 /// Queued messages remembered as applied.
 const MAX_APPLIED_REMEMBERED: usize = 20;
+/// A log entry stays under DynamoDB's 400 KB item limit, a turn's log under
+/// the 4 MB of one transaction.
+const MAX_LOG_ENTRY_BYTES: usize = 350 * 1024;
+const MAX_TURN_LOG_BYTES: usize = 3 * 1024 * 1024;
 /// Deliveries kept with a turn for a worker that stops before queuing them.
 const MAX_KEPT_JOBS_BYTES: usize = 64 * 1024;
 
@@ -207,6 +214,10 @@ impl Turns {
         // Not serialised while the call runs: a message arriving meanwhile
         // is told at once that it queues behind the call.
         let outcome = self.make_call(bot, &pending.call, deadline, started).await?;
+        // The call is made: saving what follows gets time of its own, or a
+        // call that used the whole deadline could never be saved.
+        let deadline = Instant::now() + SAVE_AFTER_CALL;
+        let timed_out = |_| Error::Timeout(SAVE_AFTER_CALL);
         let _serialised = timeout_at(deadline, self.lock(&key)).await.map_err(timed_out)?;
         let stored = timeout_at(deadline, self.store.load(&key)).await.map_err(timed_out)??;
         self.commit(bot, &key, Step::Resume { poll_id, outcome: Some(outcome) }, stored, deadline, started).await
@@ -223,13 +234,20 @@ impl Turns {
         let mut attempt = 0;
         loop {
             let stored = timeout_at(deadline, self.store.load(&key)).await.map_err(timed_out)??;
-            let Some(mut conversation) = stored.filter(|c| c.pending.is_some() || !c.queued.is_empty()) else {
+            let now = Utc::now().timestamp();
+            let Some(mut conversation) = stored.map(|mut c| {
+                c.drop_stale_queued(now);
+                c
+            }) else {
                 return Ok(false);
             };
+            if conversation.pending.is_none() && conversation.queued.is_empty() {
+                return Ok(false);
+            }
             if conversation.queued.len() >= MAX_QUEUED_MESSAGES {
                 return Err(Error::Busy);
             }
-            conversation.queued.push(request.trace_id.clone());
+            conversation.queued.push(QueuedMessage { trace_id: request.trace_id.clone(), queued_at: now });
             let write = TurnWrite {
                 conversation: &conversation,
                 expected_version: conversation.version,
@@ -245,6 +263,35 @@ impl Turns {
                 outcome => return outcome.map(|()| true),
             }
         }
+    }
+
+    /// Forgets a queued message that will not run (its job could not be
+    /// queued, or the bot refused it), so it holds nothing up.
+    pub async fn forget_queued(&self, bot: &Bot, user_id: &str, trace_id: &str) -> Result<()> {
+        let key = ConversationKey::new(bot.id(), user_id);
+        let _serialised = self.lock(&key).await;
+        let retention = i64::from(bot.def.session.retention_days) * 86_400;
+        for attempt in 0..5 {
+            let Some(mut conversation) = self.store.load(&key).await? else {
+                return Ok(());
+            };
+            if !conversation.queued.iter().any(|q| q.trace_id == trace_id) {
+                return Ok(());
+            }
+            conversation.queued.retain(|q| q.trace_id != trace_id);
+            let write = TurnWrite {
+                conversation: &conversation,
+                expected_version: conversation.version,
+                log: &[],
+                expires_at: Utc::now().timestamp() + retention,
+                polls: &[],
+            };
+            match self.store.save_turn(&key, write).await {
+                Err(Error::Conflict) => backoff(attempt).await,
+                outcome => return outcome,
+            }
+        }
+        Err(Error::Conflict)
     }
 
     /// Gives up on the call a polled conversation waits for under `poll_id`
@@ -282,7 +329,8 @@ impl Turns {
         let timed_out = |_| Error::Timeout(deadline.saturating_duration_since(started));
         let mut attempt = 0;
         loop {
-            let conversation = stored.clone().unwrap_or_default();
+            let mut conversation = stored.clone().unwrap_or_default();
+            conversation.drop_stale_queued(Utc::now().timestamp());
             let applies = match &step {
                 // Messages from the queue come in order; others wait for those queued.
                 Step::Message(request) => {
@@ -542,16 +590,8 @@ fn finish(bot: &Bot, key: &ConversationKey, step: &Step<'_>, begun: Begun, ran: 
         }
     };
     let mut log = Vec::new();
-    if let Step::Message(request) = step
-        && let Some(at) = conversation.queued.iter().position(|t| *t == request.trace_id)
-    {
-        if at > 0 {
-            // Their jobs were lost (not sent, or dead-lettered): they must not hold up the rest.
-            tracing::warn!(skipped = ?&conversation.queued[..at], "queued messages that never ran are passed over");
-        }
-        conversation.queued.drain(..=at);
-    }
     if let Step::Message(request) = step {
+        conversation.queued.retain(|q| q.trace_id != request.trace_id);
         let mut inbound = json!({"request": request.input.message});
         if !request.message_tags.is_empty() {
             inbound["messageLevelTags"] = json!(request.message_tags);
@@ -627,7 +667,8 @@ fn finish(bot: &Bot, key: &ConversationKey, step: &Step<'_>, begun: Begun, ran: 
     };
     if serde_json::to_vec(&kept).map_or(true, |json| json.len() > MAX_KEPT_JOBS_BYTES) {
         tracing::warn!("this turn's deliveries are too large to keep for a worker that would stop before queuing them");
-        kept.clear();
+        // The continuation is small, and without it the conversation would wait.
+        kept.retain(|job| matches!(job.job, crate::queue::Job::Resume { .. }));
     }
     conversation.last_turn = Some(LastTurn {
         trace_id: trace_id.clone(),
@@ -642,6 +683,14 @@ fn finish(bot: &Bot, key: &ConversationKey, step: &Step<'_>, begun: Begun, ran: 
     if size > MAX_CONVERSATION_BYTES {
         let detail = "the conversation's state has grown too large; start a new session (session.new)";
         return Err(Error::InvalidPayload(detail.into()));
+    }
+    // Each log entry is an item, and the turn one transaction: both bounded.
+    let sizes: Vec<usize> = log.iter().map(|e| serde_json::to_vec(e).map_or(usize::MAX, |json| json.len())).collect();
+    if sizes.iter().any(|&n| n > MAX_LOG_ENTRY_BYTES) || sizes.iter().sum::<usize>() > MAX_TURN_LOG_BYTES {
+        let detail = format!(
+            "a message of this turn is larger than {MAX_LOG_ENTRY_BYTES} bytes, or all of them than {MAX_TURN_LOG_BYTES}"
+        );
+        return Err(Error::InvalidPayload(detail));
     }
 
     let (messages, form) = split_form(sent);

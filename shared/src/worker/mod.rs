@@ -127,12 +127,13 @@ impl Worker {
     }
 
     async fn dispatch(&self, job: &Job) -> Result<(), Retry> {
+        let started = Instant::now();
         match job {
             Job::Deliver(delivery) => self.deliver(delivery).await,
-            Job::Turn(turn) => self.turn(turn).await,
+            Job::Turn(turn) => self.turn(turn, started).await,
             Job::Resume { bot_id, user_id, poll_id } => {
                 let bot = self.state.bot(bot_id)?;
-                self.resume(&bot, user_id, poll_id).await
+                self.resume(&bot, user_id, poll_id, started).await
             }
         }
     }
@@ -161,7 +162,7 @@ impl Worker {
 
     /// A queued message: run it (after any call its conversation still
     /// waits for) and queue what it leaves, its continuation included.
-    async fn turn(&self, queued: &QueuedTurn) -> Result<(), Retry> {
+    async fn turn(&self, queued: &QueuedTurn, started: Instant) -> Result<(), Retry> {
         let bot = self.state.bot(&queued.bot_id)?;
         let instance = bot
             .instance_by_id(&queued.instance_id)
@@ -183,7 +184,7 @@ impl Worker {
         };
         let key = ConversationKey::new(bot.id(), &queued.user_id);
         for _ in 0..2 {
-            let outcome = match self.state.turns.run(&request, self.deadline()).await {
+            let outcome = match self.state.turns.run(&request, self.deadline(started)).await {
                 // It will never succeed: a polling client is told, not left waiting.
                 Err(Error::InvalidPayload(detail)) => return self.refuse(queued, detail).await,
                 outcome => outcome?,
@@ -193,12 +194,11 @@ impl Worker {
                 // Waiting for a call whose job was lost or dead-lettered:
                 // finish that first, then the message.
                 Outcome::Busy => {
-                    let started = Instant::now();
                     while let Some(pending) = self.state.turns.store().load(&key).await?.and_then(|c| c.pending) {
                         if started.elapsed() >= self.state.settings.worker_turn_deadline {
                             break;
                         }
-                        self.resume(&bot, &queued.user_id, &pending.poll_id).await?;
+                        self.resume(&bot, &queued.user_id, &pending.poll_id, started).await?;
                     }
                 }
             }
@@ -209,13 +209,13 @@ impl Worker {
     /// One step of a polled conversation: the call it waits for under
     /// `poll_id`, and the flow on to the next call (whose own job is queued
     /// with the step) or question.
-    async fn resume(&self, bot: &Arc<Bot>, user_id: &str, poll_id: &str) -> Result<(), Retry> {
+    async fn resume(&self, bot: &Arc<Bot>, user_id: &str, poll_id: &str, started: Instant) -> Result<(), Retry> {
         let turns = &self.state.turns;
-        let resumed = match turns.resume(bot, user_id, poll_id, self.deadline()).await {
+        let resumed = match turns.resume(bot, user_id, poll_id, self.deadline(started)).await {
             // It can never be resumed: give up on it, or the conversation stays stuck.
             Err(e @ (Error::InvalidPayload(_) | Error::Internal(_))) => {
                 tracing::error!(error = %e, %poll_id, "a polled call cannot be resumed: the task is abandoned");
-                turns.abandon(bot, user_id, poll_id, self.deadline()).await?
+                turns.abandon(bot, user_id, poll_id, Instant::now() + self.state.settings.worker_turn_deadline).await?
             }
             resumed => resumed?,
         };
@@ -229,6 +229,8 @@ impl Worker {
     /// a polled answer becomes the error; a POST_URL message is logged.
     async fn refuse(&self, queued: &QueuedTurn, detail: String) -> Result<(), Retry> {
         tracing::error!(trace_id = %queued.trace_id, %detail, "queued message refused");
+        let bot = self.state.bot(&queued.bot_id)?;
+        self.state.turns.forget_queued(&bot, &queued.user_id, &queued.trace_id).await?;
         let QueuedAnswer::Poll { poll_id } = &queued.answer else {
             return Ok(());
         };
@@ -238,8 +240,11 @@ impl Worker {
         Ok(self.state.turns.store().put_poll(&record).await?)
     }
 
-    fn deadline(&self) -> Instant {
-        Instant::now() + self.state.settings.worker_turn_deadline
+    /// A step's deadline: its full time, within twice that since the job
+    /// started (the worker's timeout stays above).
+    fn deadline(&self, job_started: Instant) -> Instant {
+        let step = self.state.settings.worker_turn_deadline;
+        (Instant::now() + step).min(job_started + step * 2)
     }
 }
 
