@@ -53,9 +53,11 @@ pub fn post_url(
     let Some(url) = instance.post_url.as_deref() else {
         return Vec::new();
     };
-    let envelope = |mut body: Map<String, Value>| {
+    let envelope = |fields: Map<String, Value>| {
+        let mut body = Map::new();
         body.insert("to".into(), json!(key.user_id));
         body.insert("from".into(), json!(key.bot_id));
+        body.extend(fields);
         if instance.version == WebhookVersion::V2 {
             body.entry("data").or_insert_with(|| json!([]));
             body.insert("_v".into(), json!(VERSION_V2));
