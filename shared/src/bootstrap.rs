@@ -42,6 +42,12 @@ pub async fn dynamodb_client(endpoint: Option<&str>) -> aws_sdk_dynamodb::Client
     aws_sdk_dynamodb::Client::new(&aws_config(endpoint).await)
 }
 
+/// With a local endpoint, path-style addressing (emulators serve no bucket subdomains).
+pub async fn s3_client(endpoint: Option<&str>) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(&aws_config(endpoint).await).force_path_style(endpoint.is_some());
+    aws_sdk_s3::Client::from_conf(config.build())
+}
+
 pub async fn sqs_client(endpoint: Option<&str>) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(&aws_config(endpoint).await)
 }

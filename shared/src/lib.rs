@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod blobs;
 pub mod bootstrap;
 pub mod config;
 pub mod delivery;
