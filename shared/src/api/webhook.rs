@@ -110,12 +110,11 @@ async fn handle(state: AppState, call: Call) -> Result<Response> {
     }
 
     let polling = call.version == WebhookVersion::V2 && instance.polling;
-    let payload = inbound.payload.clone();
     let request = TurnRequest {
-        client_ip: client_ip.clone(),
+        client_ip,
         calls: if polling { Calls::Poll } else { Calls::Inline },
         started: call.started,
-        ..inbound.into_turn(&bot, user_id.clone(), call.trace_id.clone())
+        ..inbound.into_turn(&bot, user_id, call.trace_id)
     };
     let limit = instance.sync_deadline_ms.map_or(state.settings.sync_deadline, Duration::from_millis);
     let deadline = call.started.checked_add(limit).unwrap_or(call.started + Duration::from_secs(3600));
@@ -123,54 +122,57 @@ async fn handle(state: AppState, call: Call) -> Result<Response> {
     // A conversation found busy may be free again by the time the message
     // would queue behind it: then the message runs after all.
     for _ in 0..3 {
-        match state.turns.run(&request, deadline).await? {
+        reply = match state.turns.run(&request, deadline).await? {
             Outcome::Answered(answered) => {
                 // The turn is saved: a failure here must not turn into an error
                 // the client would retry (and so send the message twice).
                 if let Err(e) = state.queue.send(&answered.jobs).await {
                     tracing::error!(error = %e, jobs = ?answered.jobs, "the turn is saved but its deliveries could not be queued");
                 }
-                reply = Some(*answered);
+                Some(*answered)
             }
-            // Messages wait for a call, or for messages queued behind one:
-            // this one queues too and its answer comes through polling (for
-            // clients that poll).
-            Outcome::Busy if polling => {
-                let poll_id = ids::poll_id();
-                let answer = QueuedAnswer::Poll { poll_id: poll_id.clone() };
-                let (ip, body) = (client_ip.clone(), payload.clone());
-                let job = queued_turn(&bot, &instance.id, &user_id, &call.trace_id, ip, body, answer);
-                check_job_size(&job)?;
-                let record = PollRecord::new(&poll_id, &key, None, Utc::now().timestamp());
-                if !state.turns.queue_behind(&request, &record, deadline).await? {
-                    continue;
-                }
-                let sent = state.queue.send(&[QueueMessage::in_conversation(&key, &call.trace_id, job)]).await;
-                if let Err(e) = sent {
-                    // Not queued: it must not hold up the messages after it.
-                    if let Err(e) = state.turns.forget_queued(&bot, &user_id, &call.trace_id).await {
-                        tracing::warn!(error = %e, "a message that could not be queued is still listed as queued");
-                    }
-                    return Err(e);
-                }
-                let messages = Vec::new();
-                reply = Some(TurnReply {
-                    messages,
-                    form: None,
-                    completion: None,
-                    poll_id: Some(poll_id),
-                    jobs: Vec::new(),
-                });
-            }
+            Outcome::Busy if polling => queue_behind(&state, &request, &instance.id, deadline).await?,
             Outcome::Busy => return Err(Error::Busy),
+        };
+        if reply.is_some() {
+            break;
         }
-        break;
     }
     let reply = reply.ok_or(Error::Busy)?;
     Ok(match call.version {
         WebhookVersion::V1 => Json(v1_response(reply)).into_response(),
         WebhookVersion::V2 => Json(reply.v2(&key)).into_response(),
     })
+}
+
+/// Messages wait for a call, or for messages queued behind one: this one
+/// queues too, and its answer comes through polling. `None` if the
+/// conversation is free by now.
+async fn queue_behind(
+    state: &AppState,
+    request: &TurnRequest,
+    instance_id: &str,
+    deadline: Instant,
+) -> Result<Option<TurnReply>> {
+    let (bot, user_id, trace_id) = (&request.bot, &request.user_id, &request.trace_id);
+    let key = ConversationKey::new(bot.id(), user_id);
+    let poll_id = ids::poll_id();
+    let answer = QueuedAnswer::Poll { poll_id: poll_id.clone() };
+    let (ip, body) = (request.client_ip.clone(), request.input.message.clone());
+    let job = queued_turn(bot, instance_id, user_id, trace_id, ip, body, answer);
+    check_job_size(&job)?;
+    let record = PollRecord::new(&poll_id, &key, None, Utc::now().timestamp());
+    if !state.turns.queue_behind(request, &record, deadline).await? {
+        return Ok(None);
+    }
+    if let Err(e) = state.queue.send(&[QueueMessage::in_conversation(&key, trace_id, job)]).await {
+        // Not queued: it must not hold up the messages after it.
+        if let Err(e) = state.turns.forget_queued(bot, user_id, trace_id).await {
+            tracing::warn!(error = %e, "a message that could not be queued is still listed as queued");
+        }
+        return Err(e);
+    }
+    Ok(Some(TurnReply { messages: Vec::new(), form: None, completion: None, poll_id: Some(poll_id), jobs: Vec::new() }))
 }
 
 fn queued_turn(
