@@ -154,6 +154,19 @@ impl Turns {
         &self.store
     }
 
+    /// The conversation, read while this process's writers of it wait.
+    async fn lock_and_load(
+        &self,
+        key: &ConversationKey,
+        deadline: Instant,
+        started: Instant,
+    ) -> Result<(MutexGuard<'_, ()>, Option<Conversation>)> {
+        let timed_out = |_| Error::Timeout(deadline.saturating_duration_since(started));
+        let serialised = timeout_at(deadline, self.lock(key)).await.map_err(timed_out)?;
+        let stored = timeout_at(deadline, self.store.load(key)).await.map_err(timed_out)??;
+        Ok((serialised, stored))
+    }
+
     async fn lock(&self, key: &ConversationKey) -> MutexGuard<'_, ()> {
         let mut hasher = DefaultHasher::new();
         key.hash(&mut hasher);
@@ -166,9 +179,7 @@ impl Turns {
     /// delivered a second time is not run again: its saved answer comes back.
     pub async fn run(&self, request: &TurnRequest, deadline: Instant) -> Result<Outcome> {
         let key = ConversationKey::new(request.bot.id(), &request.user_id);
-        let timed_out = |_| Error::Timeout(deadline.saturating_duration_since(request.started));
-        let _serialised = timeout_at(deadline, self.lock(&key)).await.map_err(timed_out)?;
-        let stored = timeout_at(deadline, self.store.load(&key)).await.map_err(timed_out)??;
+        let (_serialised, stored) = self.lock_and_load(&key, deadline, request.started).await?;
         if let Some(last) =
             stored.as_ref().and_then(|c| c.last_turn.as_ref()).filter(|t| t.trace_id == request.trace_id)
         {
@@ -216,10 +227,8 @@ impl Turns {
         let outcome = self.make_call(bot, &pending.call, deadline, started).await?;
         // The call is made: saving what follows gets time of its own, or a
         // call that used the whole deadline could never be saved.
-        let deadline = Instant::now() + SAVE_AFTER_CALL;
-        let timed_out = |_| Error::Timeout(SAVE_AFTER_CALL);
-        let _serialised = timeout_at(deadline, self.lock(&key)).await.map_err(timed_out)?;
-        let stored = timeout_at(deadline, self.store.load(&key)).await.map_err(timed_out)??;
+        let (deadline, saving) = (Instant::now() + SAVE_AFTER_CALL, Instant::now());
+        let (_serialised, stored) = self.lock_and_load(&key, deadline, saving).await?;
         self.commit(bot, &key, Step::Resume { poll_id, outcome: Some(outcome) }, stored, deadline, started).await
     }
 
@@ -306,9 +315,7 @@ impl Turns {
     ) -> Result<Option<TurnReply>> {
         let started = Instant::now();
         let key = ConversationKey::new(bot.id(), user_id);
-        let timed_out = |_| Error::Timeout(deadline.saturating_duration_since(started));
-        let _serialised = timeout_at(deadline, self.lock(&key)).await.map_err(timed_out)?;
-        let stored = timeout_at(deadline, self.store.load(&key)).await.map_err(timed_out)??;
+        let (_serialised, stored) = self.lock_and_load(&key, deadline, started).await?;
         self.commit(bot, &key, Step::Resume { poll_id, outcome: None }, stored, deadline, started).await
     }
 
