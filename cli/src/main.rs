@@ -11,6 +11,7 @@ mod demo_api;
 
 use clap::{Parser, Subcommand};
 use hookline_core::api::{self, AppState, Settings};
+use hookline_core::blobs::{Blobs, LocalBlobs, S3Blobs};
 use hookline_core::config::{self, DEMO_BOT, DEMO_BOT_FILE, Loaded, Purpose, Registry, Severity};
 use hookline_core::queue::{MemoryQueue, SqsQueue};
 use hookline_core::store::{DynamoStore, MemoryStore, Store};
@@ -39,7 +40,7 @@ enum Command {
         /// Keep state in this DynamoDB table instead of memory.
         #[arg(long, env = "HOOKLINE_TABLE")]
         table: Option<String>,
-        /// A local AWS-compatible endpoint (DynamoDB, SQS), e.g. http://127.0.0.1:5000
+        /// A local AWS-compatible endpoint (DynamoDB, SQS, S3), e.g. http://127.0.0.1:5000
         #[arg(long, alias = "dynamodb-endpoint")]
         aws_endpoint: Option<String>,
         /// Create the table if it does not exist.
@@ -51,6 +52,15 @@ enum Command {
         /// Create an SQS FIFO queue NAME.fifo and its dead-letter queue NAME-dlq.fifo, and use it.
         #[arg(long, value_name = "NAME")]
         create_queue: Option<String>,
+        /// Keep uploaded files in this directory [default: hookline-files in the system's temporary directory]
+        #[arg(long, env = "HOOKLINE_FILES_DIR", conflicts_with = "bucket")]
+        files_dir: Option<PathBuf>,
+        /// Keep uploaded files in this S3 bucket instead of a directory.
+        #[arg(long, env = "HOOKLINE_BUCKET")]
+        bucket: Option<String>,
+        /// Create the bucket if it does not exist.
+        #[arg(long, requires = "bucket")]
+        create_bucket: bool,
     },
     /// List the first messages of a dead-letter queue, or move them all back for another try.
     DeadLetters {
@@ -95,13 +105,28 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Serve { addr, bots, table, aws_endpoint, create_table, queue_url, create_queue } => {
+        Command::Serve {
+            addr,
+            bots,
+            table,
+            aws_endpoint,
+            create_table,
+            queue_url,
+            create_queue,
+            files_dir,
+            bucket,
+            create_bucket,
+        } => {
             let queue = match (queue_url, create_queue) {
                 (Some(url), _) => QueueChoice::Url(url),
                 (None, Some(name)) => QueueChoice::Create(name),
                 (None, None) => QueueChoice::Memory,
             };
-            report(serve(addr, bots, table, aws_endpoint, create_table, queue).await)
+            let files = match bucket {
+                Some(name) => FilesChoice::Bucket { name, create: create_bucket },
+                None => FilesChoice::Dir(files_dir.unwrap_or_else(|| std::env::temp_dir().join("hookline-files"))),
+            };
+            report(serve(addr, bots, table, aws_endpoint, create_table, queue, files).await)
         }
         Command::DeadLetters { dlq_url, replay_to, aws_endpoint } => {
             report(dead_letters(&dlq_url, replay_to.as_deref(), aws_endpoint.as_deref()).await)
@@ -139,6 +164,11 @@ fn load_registry(path: Option<&Path>, demo_api: &str) -> Result<Registry, String
     .map_err(|e| format!("bot definitions are not valid:\n{e}"))
 }
 
+enum FilesChoice {
+    Dir(PathBuf),
+    Bucket { name: String, create: bool },
+}
+
 enum QueueChoice {
     Memory,
     Url(String),
@@ -152,6 +182,7 @@ async fn serve(
     aws_endpoint: Option<String>,
     create_table: bool,
     queue: QueueChoice,
+    files: FilesChoice,
 ) -> Result<(), String> {
     telemetry::init();
     let demo = bots.is_none();
@@ -166,6 +197,19 @@ async fn serve(
             (Arc::new(store), format!("DynamoDB table {table}"))
         }
         None => (Arc::new(MemoryStore::new()), "in memory".into()),
+    };
+    let (blobs, files_at): (Arc<dyn Blobs>, String) = match files {
+        FilesChoice::Dir(dir) => {
+            let at = format!("directory {}", dir.display());
+            (Arc::new(LocalBlobs::new(dir)), at)
+        }
+        FilesChoice::Bucket { name, create } => {
+            let blobs = S3Blobs::new(bootstrap::s3_client(aws_endpoint.as_deref()).await, &name);
+            if create {
+                blobs.create_bucket().await.map_err(|e| e.to_string())?;
+            }
+            (Arc::new(blobs), format!("S3 bucket {name}"))
+        }
     };
     let first_bot = registry.bots().map(|b| b.def.clone()).min_by(|a, b| a.id.cmp(&b.id));
     let settings = Settings::from_env()?;
@@ -206,7 +250,7 @@ async fn serve(
     };
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
 
-    println!("Hookline is listening on http://{addr} (state: {storage}; queue: {queued})");
+    println!("Hookline is listening on http://{addr} (state: {storage}; queue: {queued}; files: {files_at})");
     if let Some(bot) = first_bot {
         println!("Talk to {} ({}):\n", bot.name, bot.id);
         match devtoken::sign(&bot, None, "demo-user", 24 * 3600, None) {
@@ -217,7 +261,8 @@ async fn serve(
             Err(e) => println!("(no ready token: {e}; see `hookline token --help`)\n"),
         }
     }
-    let app = if demo { api::app(state).merge(demo_api::router()) } else { api::app(state) };
+    let app = api::app(state, blobs);
+    let app = if demo { app.merge(demo_api::router()) } else { app };
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -10,6 +10,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{Credentials, Region};
 
 use crate::api::{AppState, Settings};
+use crate::blobs::{Blobs, S3Blobs};
 use crate::config::{Purpose, Registry};
 use crate::queue::SqsQueue;
 use crate::store::DynamoStore;
@@ -73,4 +74,9 @@ pub async fn lambda_state_with_queue() -> Result<(AppState, Arc<SqsQueue>), Stri
     let queue = Arc::new(SqsQueue::new(sqs_client(None).await, required("HOOKLINE_QUEUE_URL")?));
     let state = AppState::new(registry, Arc::new(store), queue.clone(), settings)?;
     Ok((state, queue))
+}
+
+/// The files bucket HOOKLINE_BUCKET of a deployed function.
+pub async fn lambda_blobs() -> Result<Arc<dyn Blobs>, String> {
+    Ok(Arc::new(S3Blobs::new(s3_client(None).await, required("HOOKLINE_BUCKET")?)))
 }

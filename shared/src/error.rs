@@ -17,8 +17,9 @@ pub enum Error {
     MethodNotAllowed,
     #[error("request body larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
-    #[error("content type must be application/json")]
-    UnsupportedMediaType,
+    /// The body's content type is not one the endpoint reads (415); names what it reads.
+    #[error("content type must be {0}")]
+    UnsupportedMediaType(&'static str),
     /// The synchronous deadline passed before the turn was committed (504).
     #[error("turn did not complete within {0:?}")]
     Timeout(Duration),

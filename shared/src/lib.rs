@@ -12,6 +12,7 @@ pub mod delivery;
 pub mod devtoken;
 pub mod engine;
 pub mod error;
+pub mod files;
 pub mod ids;
 pub mod protocol;
 pub mod queue;

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use hookline_core::api::{self, AppState, Settings};
+use hookline_core::blobs::{Blobs, LocalBlobs, S3Blobs};
 use hookline_core::config::{DEMO_BOT, Purpose, Registry};
 use hookline_core::queue::{MemoryQueue, SqsQueue};
 use hookline_core::store::{DynamoStore, MemoryStore, Store};
@@ -54,6 +55,51 @@ pub fn aws_endpoint() -> String {
 
 pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
     hookline_core::bootstrap::dynamodb_client(Some(&aws_endpoint())).await
+}
+
+pub async fn s3_client() -> aws_sdk_s3::Client {
+    hookline_core::bootstrap::s3_client(Some(&aws_endpoint())).await
+}
+
+/// A fresh directory for files, under the system's temporary directory.
+pub fn local_blobs() -> (LocalBlobs, std::path::PathBuf) {
+    let root = std::env::temp_dir().join(format!("hookline-files-{}", uuid::Uuid::new_v4().simple()));
+    (LocalBlobs::new(&root), root)
+}
+
+/// A bucket of its own on the emulator.
+pub async fn s3_blobs() -> S3Blobs {
+    let blobs = S3Blobs::new(s3_client().await, format!("hookline-test-{}", uuid::Uuid::new_v4().simple()));
+    blobs.create_bucket().await.expect("create a bucket on the emulator");
+    blobs
+}
+
+/// Where files go with `backend`: a directory beside memory, a bucket beside DynamoDB.
+pub async fn blobs(backend: Backend) -> Arc<dyn Blobs> {
+    match backend {
+        Backend::Memory => Arc::new(local_blobs().0),
+        Backend::DynamoDb => Arc::new(s3_blobs().await),
+    }
+}
+
+/// Bytes that are not all alike: every byte value, in a varying order.
+pub fn content(seed: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i as u64).wrapping_mul(2_654_435_761).wrapping_add(u64::from(seed)) as u8).collect()
+}
+
+/// SHA-256 by an implementation independent of the product's (Python's hashlib).
+pub fn sha256_by_python(bytes: &[u8]) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let script = "import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child.stdin.take().expect("stdin").write_all(bytes).expect("write to python3");
+    String::from_utf8(child.wait_with_output().expect("python3 output").stdout).expect("utf-8").trim().to_string()
 }
 
 pub async fn sqs_client() -> aws_sdk_sqs::Client {
@@ -125,6 +171,7 @@ impl hookline_core::queue::Queue for FlakyQueue {
 pub struct Server {
     pub base: String,
     pub store: Arc<dyn Store>,
+    pub blobs: Arc<dyn Blobs>,
     pub queued: Queued,
     worker: Arc<Worker>,
     http: reqwest::Client,
@@ -166,7 +213,8 @@ impl Server {
 
     /// State in `store`, jobs on the in-process queue.
     pub async fn start_with_registry(registry: Registry, store: Arc<dyn Store>, settings: Settings) -> Self {
-        Self::serve(registry, store, Queued::Memory(MemoryQueue::new(TEST_MAX_RECEIVES)), settings, true).await
+        let queued = Queued::Memory(MemoryQueue::new(TEST_MAX_RECEIVES));
+        Self::serve(registry, store, blobs(Backend::Memory).await, queued, settings, true).await
     }
 
     /// Everything on `backend`: memory for both, or DynamoDB and SQS on the
@@ -179,7 +227,7 @@ impl Server {
                 Queued::Sqs { queue: Arc::new(queue), dead_letters: Arc::new(dead_letters) }
             }
         };
-        Self::serve(registry, store(backend).await, queued, settings, true).await
+        Self::serve(registry, store(backend).await, blobs(backend).await, queued, settings, true).await
     }
 
     /// In memory, with the first `failures` sends of jobs that `failing`
@@ -192,14 +240,15 @@ impl Server {
     ) -> Self {
         let failures = Arc::new(std::sync::atomic::AtomicUsize::new(failures));
         let queued = Queued::Flaky(MemoryQueue::new(TEST_MAX_RECEIVES), failures, failing);
-        Self::serve(registry, store(Backend::Memory).await, queued, settings, true).await
+        Self::serve(registry, store(Backend::Memory).await, blobs(Backend::Memory).await, queued, settings, true).await
     }
 
     /// On DynamoDB and SQS, with no worker serving the queue: the test runs it.
     pub async fn start_without_worker(registry: Registry, settings: Settings) -> Self {
         let (queue, dead_letters) = sqs_queue().await;
         let queued = Queued::Sqs { queue: Arc::new(queue), dead_letters: Arc::new(dead_letters) };
-        Self::serve(registry, store(Backend::DynamoDb).await, queued, settings, false).await
+        let (store, blobs) = (store(Backend::DynamoDb).await, blobs(Backend::DynamoDb).await);
+        Self::serve(registry, store, blobs, queued, settings, false).await
     }
 
     /// The worker serving this server's queue.
@@ -210,6 +259,7 @@ impl Server {
     async fn serve(
         registry: Registry,
         store: Arc<dyn Store>,
+        blobs: Arc<dyn Blobs>,
         queued: Queued,
         settings: Settings,
         run_worker: bool,
@@ -232,9 +282,9 @@ impl Server {
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
-        let app = api::app(state);
+        let app = api::app(state, blobs.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { base, store, queued, worker, http: reqwest::Client::new() }
+        Self { base, store, blobs, queued, worker, http: reqwest::Client::new() }
     }
 
     /// GET with a bearer token.
@@ -269,6 +319,58 @@ impl Server {
         let body = json!({"message": {"type": "text", "val": text}, "from": {"id": user}});
         self.post(&v2_path(TEST_BOT), &hs256_token(user), &body).await
     }
+}
+
+/// One part of a multipart/form-data body.
+pub struct Part<'a> {
+    pub name: &'a str,
+    pub filename: Option<&'a str>,
+    pub headers: &'a [&'a str],
+    pub body: &'a [u8],
+}
+
+pub fn field<'a>(name: &'a str, value: &'a str) -> Part<'a> {
+    Part { name, filename: None, headers: &[], body: value.as_bytes() }
+}
+
+pub fn file_part<'a>(filename: &'a str, body: &'a [u8]) -> Part<'a> {
+    Part { name: "file", filename: Some(filename), headers: &["Content-Type: application/octet-stream"], body }
+}
+
+/// The body and its Content-Type, written out by hand so every header of a part is as a client sends it.
+pub fn multipart(parts: &[Part]) -> (String, Vec<u8>) {
+    let boundary = "----hookline-test-boundary-7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    for part in parts {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"", part.name).as_bytes(),
+        );
+        if let Some(filename) = part.filename {
+            body.extend_from_slice(format!("; filename=\"{filename}\"").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        for header in part.headers {
+            body.extend_from_slice(format!("{header}\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(part.body);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// Uploads `bytes` to `bot` in one request, as Kore's web SDK does; the fileId.
+pub async fn upload_file(server: &Server, bot: &str, token: &str, name: &str, bytes: &[u8]) -> String {
+    let (content_type, body) = multipart(&[field("filename", name), file_part(name, bytes)]);
+    let request = server
+        .request(reqwest::Method::POST, &format!("/api/attachments/file/{bot}/rtm"))
+        .header("Authorization", format!("bearer {token}"))
+        .header("Content-Type", content_type)
+        .body(body);
+    let reply = Server::send(request).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.body["fileId"].as_str().expect("fileId").to_string()
 }
 
 pub fn v2_path(bot: &str) -> String {

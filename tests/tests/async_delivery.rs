@@ -282,7 +282,7 @@ async fn a_message_that_cannot_be_queued_is_not_acknowledged() {
             .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, hookline_core::api::app(state)).await });
+    tokio::spawn(async move { axum::serve(listener, hookline_core::api::webhook_router(state)).await });
     let path = format!("{base}/chatbot/v2/webhook/{BOT}/hookInstance/async");
     let send = |body: Value| {
         reqwest::Client::new().post(&path).header("Authorization", format!("bearer {}", token("hal"))).json(&body)

@@ -2,38 +2,19 @@
 //! binary content, and parts joined into one file by streaming, with the
 //! hash checked by an independent implementation (Python's hashlib).
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use bytes::Bytes;
-use hookline_core::blobs::{Blobs, LocalBlobs, S3Blobs};
+use hookline_core::blobs::Blobs;
 use hookline_tests::*;
 
 const MIB: usize = 1024 * 1024;
 
 async fn local() -> (Box<dyn Blobs>, std::path::PathBuf) {
-    let root = std::env::temp_dir().join(format!("hookline-blobs-{}", uuid::Uuid::new_v4().simple()));
-    (Box::new(LocalBlobs::new(&root)), root)
+    let (blobs, root) = local_blobs();
+    (Box::new(blobs), root)
 }
 
 async fn s3() -> Box<dyn Blobs> {
-    let client = hookline_core::bootstrap::s3_client(Some(&aws_endpoint())).await;
-    let blobs = S3Blobs::new(client, format!("hookline-test-{}", uuid::Uuid::new_v4().simple()));
-    blobs.create_bucket().await.expect("create a bucket on the emulator");
-    Box::new(blobs)
-}
-
-/// Bytes that are not all alike: every byte value, in a varying order.
-fn content(seed: u8, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i as u64).wrapping_mul(2_654_435_761).wrapping_add(u64::from(seed)) as u8).collect()
-}
-
-fn sha256_by_python(bytes: &[u8]) -> String {
-    let script = "import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())";
-    let mut child =
-        Command::new("python3").args(["-c", script]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(bytes).unwrap();
-    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap().trim().to_string()
+    Box::new(s3_blobs().await)
 }
 
 async fn round_trips(blobs: &dyn Blobs) {

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookline_core::api::Settings;
+use hookline_core::files::{ChunkRecord, FileRecord, Upload};
 use hookline_core::session::{Conversation, ConversationKey, LogEntry, PollRecord};
-use hookline_core::store::{Store, TurnWrite};
+use hookline_core::store::{FileStore, Store, TurnWrite};
 use hookline_tests::*;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -279,6 +280,43 @@ impl Store for SlowStore {
 
     async fn record_poll_read(&self, poll_id: &str, reads: u32, now: i64) -> hookline_core::error::Result<bool> {
         self.inner.record_poll_read(poll_id, reads, now).await
+    }
+}
+
+/// Files are not slowed down.
+#[async_trait::async_trait]
+impl FileStore for SlowStore {
+    async fn put_file(&self, file: &FileRecord) -> hookline_core::error::Result<()> {
+        self.inner.put_file(file).await
+    }
+
+    async fn get_file(&self, file_id: &str) -> hookline_core::error::Result<Option<FileRecord>> {
+        self.inner.get_file(file_id).await
+    }
+
+    async fn put_upload(&self, upload: &Upload) -> hookline_core::error::Result<()> {
+        self.inner.put_upload(upload).await
+    }
+
+    async fn get_upload(&self, file_token: &str) -> hookline_core::error::Result<Option<Upload>> {
+        self.inner.get_upload(file_token).await
+    }
+
+    async fn put_chunk(
+        &self,
+        file_token: &str,
+        chunk: &ChunkRecord,
+        expires_at: i64,
+    ) -> hookline_core::error::Result<()> {
+        self.inner.put_chunk(file_token, chunk, expires_at).await
+    }
+
+    async fn chunks(&self, file_token: &str) -> hookline_core::error::Result<Vec<ChunkRecord>> {
+        self.inner.chunks(file_token).await
+    }
+
+    async fn commit_upload(&self, file_token: &str, file: &FileRecord) -> hookline_core::error::Result<bool> {
+        self.inner.commit_upload(file_token, file).await
     }
 }
 

@@ -36,7 +36,7 @@ impl IntoResponse for Error {
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "Resource not found"),
             Error::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
             Error::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "Request payload too large"),
-            Error::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported Media Type"),
+            Error::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported Media Type"),
             Error::NoData => (StatusCode::BAD_REQUEST, "No data found"),
             Error::Busy => (StatusCode::CONFLICT, "The bot is still answering the previous message; retry shortly"),
             Error::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "The request has been timed-out"),
@@ -47,7 +47,7 @@ impl IntoResponse for Error {
         // for what it can fix.
         let detail = match &self {
             Error::InvalidPayload(d) | Error::Unauthorized(d) | Error::NotFound(d) => Some(d.clone()),
-            Error::PayloadTooLarge { .. } | Error::UnsupportedMediaType => Some(self.to_string()),
+            Error::PayloadTooLarge { .. } | Error::UnsupportedMediaType(_) => Some(self.to_string()),
             _ => None,
         };
         if status.is_server_error() {
@@ -67,7 +67,7 @@ fn reply_for(status: StatusCode) -> ErrorReply {
     let error = match status {
         StatusCode::NOT_FOUND => Error::NotFound("no such route".into()),
         StatusCode::METHOD_NOT_ALLOWED => Error::MethodNotAllowed,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => Error::UnsupportedMediaType,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Error::UnsupportedMediaType("another type"),
         s if s.is_client_error() => Error::InvalidPayload(s.canonical_reason().unwrap_or("bad request").into()),
         _ => Error::Internal(status.to_string()),
     };

@@ -3,6 +3,7 @@
 //! same routers.
 
 mod envelope;
+mod files;
 mod history;
 pub(crate) mod inbound;
 mod poll;
@@ -16,11 +17,13 @@ use http::{HeaderName, HeaderValue, Method, header};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::blobs::Blobs;
 use crate::config::{Bot, Registry};
 use crate::delivery::Outbound;
 use crate::error::Error;
+use crate::files::FileLimits;
 use crate::queue::Queue;
-use crate::store::Store;
+use crate::store::{FileStore, Store};
 use crate::turn::Turns;
 
 pub use envelope::TraceId;
@@ -43,6 +46,7 @@ pub struct Settings {
     /// and what follows it) (HOOKLINE_WORKER_DEADLINE_MS, default 40 s; keep
     /// it under the worker's timeout).
     pub worker_turn_deadline: Duration,
+    pub files: FileLimits,
 }
 
 impl Default for Settings {
@@ -53,6 +57,7 @@ impl Default for Settings {
             cors_origins: vec!["*".into()],
             retry_base: Duration::from_secs(10),
             worker_turn_deadline: Duration::from_secs(40),
+            files: FileLimits::default(),
         }
     }
 }
@@ -78,6 +83,29 @@ impl Settings {
         if let Some(ms) = number("HOOKLINE_WORKER_DEADLINE_MS")? {
             settings.worker_turn_deadline = Duration::from_millis(ms);
         }
+        if let Some(bytes) = number("HOOKLINE_MAX_FILE_BYTES")? {
+            settings.files.max_file_bytes = bytes;
+        }
+        if let Some(bytes) = number("HOOKLINE_MAX_UPLOAD_BYTES")? {
+            settings.files.max_upload_bytes = bytes as usize;
+        }
+        if let Some(secs) = number("HOOKLINE_UPLOAD_TOKEN_SECS")? {
+            settings.files.token_lifetime = Duration::from_secs(secs);
+        }
+        if let Some(days) = number("HOOKLINE_FILE_RETENTION_DAYS")? {
+            settings.files.retention = Duration::from_secs(days * 86_400);
+        }
+        if let Ok(types) = std::env::var("HOOKLINE_FILE_TYPES") {
+            let types: Vec<String> = types
+                .split(',')
+                .map(|t| t.trim().trim_start_matches('.').to_ascii_lowercase())
+                .filter(|t| !t.is_empty())
+                .collect();
+            // Empty (as a template parameter left blank): the default list.
+            if !types.is_empty() {
+                settings.files.extensions = types;
+            }
+        }
         if let Ok(origins) = std::env::var("HOOKLINE_CORS_ORIGINS") {
             settings.cors_origins =
                 origins.split(',').map(|o| o.trim().to_string()).filter(|o| !o.is_empty()).collect();
@@ -94,6 +122,8 @@ pub struct AppState {
     pub outbound: Outbound,
     /// Where work goes that does not happen before the answer.
     pub queue: Arc<dyn Queue>,
+    /// File metadata, to check the fileIds messages name.
+    pub files: Arc<dyn FileStore>,
     pub settings: Arc<Settings>,
 }
 
@@ -108,9 +138,10 @@ impl AppState {
         let outbound = Outbound::new()?;
         Ok(Self {
             registry: Arc::new(registry),
-            turns: Arc::new(Turns::new(store, outbound.clone())),
+            turns: Arc::new(Turns::new(store.clone(), outbound.clone())),
             outbound,
             queue,
+            files: store,
             settings: Arc::new(settings),
         })
     }
@@ -135,10 +166,18 @@ pub fn poll_router(state: AppState) -> Router {
     with_layers(routes, &state.settings)
 }
 
+/// File uploads: single-shot, uploadfile, and chunked (token, chunk, commit).
+pub fn files_router(state: AppState, blobs: Arc<dyn Blobs>) -> Router {
+    let routes = files::router(state.clone(), blobs);
+    with_layers(routes, &state.settings)
+}
+
 /// Every endpoint family, for the single local process.
-pub fn app(state: AppState) -> Router {
-    let routes =
-        webhook::router(state.clone()).merge(history::router(state.clone())).merge(poll::router(state.clone()));
+pub fn app(state: AppState, blobs: Arc<dyn Blobs>) -> Router {
+    let routes = webhook::router(state.clone())
+        .merge(history::router(state.clone()))
+        .merge(poll::router(state.clone()))
+        .merge(files::router(state.clone(), blobs));
     with_layers(routes, &state.settings)
 }
 
@@ -161,7 +200,7 @@ fn cors(settings: &Settings) -> CorsLayer {
     };
     CorsLayer::new()
         .allow_origin(origins)
-        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::OPTIONS])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
         .expose_headers([HeaderName::from_static(TRACE_HEADER)])
         .max_age(Duration::from_secs(600))

@@ -20,6 +20,7 @@ use super::{AppState, TraceId};
 use crate::auth;
 use crate::config::{Bot, Mode, WebhookVersion};
 use crate::error::{Error, Result};
+use crate::files;
 use crate::ids;
 use crate::protocol::{BotMeta, V1Response, VERSION_V2};
 use crate::queue::{Job, MAX_JOB_BYTES, QueueMessage, QueuedAnswer, QueuedTurn};
@@ -87,7 +88,7 @@ async fn handle(state: AppState, call: Call) -> Result<Response> {
     let body = read_body(call.body, &call.headers, state.settings.max_body_bytes).await?;
     let token = auth::bearer_token(&call.headers)?;
     let caller = auth::authenticate(&bot, &instance.apps, token, Utc::now().timestamp())?;
-    let inbound = match call.version {
+    let mut inbound = match call.version {
         WebhookVersion::V1 => inbound::parse_v1(&body)?,
         WebhookVersion::V2 => inbound::parse_v2(&body)?,
     };
@@ -97,6 +98,7 @@ async fn handle(state: AppState, call: Call) -> Result<Response> {
         )));
     }
     let user_id = auth::resolve_user(&caller, inbound.from_id.as_deref())?.unwrap_or_else(ids::anonymous_user_id);
+    files::resolve_attachments(&*state.files, bot.id(), &user_id, &mut inbound.payload).await?;
     let key = ConversationKey::new(bot.id(), &user_id);
     let client_ip = client_ip(&call.headers);
 
@@ -222,7 +224,11 @@ fn v1_response(reply: TurnReply) -> V1Response {
 fn require_json(headers: &HeaderMap) -> Result<()> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let essence = content_type.split(';').next().unwrap_or_default().trim();
-    if essence.eq_ignore_ascii_case("application/json") { Ok(()) } else { Err(Error::UnsupportedMediaType) }
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(Error::UnsupportedMediaType("application/json"))
+    }
 }
 
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes> {

@@ -56,6 +56,13 @@ fn check_key(key: &str) -> Result<()> {
     if valid { Ok(()) } else { Err(Error::Internal(format!("not a valid blob key: {key:?}"))) }
 }
 
+/// SHA-256 of `bytes`, lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let mut hasher = Hasher::new();
+    hasher.update(bytes);
+    hasher.finish()
+}
+
 /// SHA-256 computed as the bytes stream by.
 struct Hasher(digest::Context);
 

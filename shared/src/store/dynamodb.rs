@@ -6,9 +6,13 @@
 //! | log entry    | `BOT#{bot}#USER#{user}`  | `MSG#{seq:012}`  |
 //! | poll record  | `POLL#{pollId}`          | `POLL`           |
 //!
+//! and the items of [`files`].
+//!
 //! A turn is one consistent GetItem and one TransactWriteItems: the
 //! conversation put is conditioned on its version, each log put on the entry
 //! not existing, so concurrent writers never lose or duplicate a message.
+
+mod files;
 
 use std::collections::HashMap;
 

@@ -1,5 +1,7 @@
 //! In-process store for the embedded local mode.
 
+mod files;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
@@ -21,6 +23,7 @@ struct Entry {
 pub struct MemoryStore {
     conversations: Mutex<HashMap<ConversationKey, Entry>>,
     polls: Mutex<HashMap<String, PollRecord>>,
+    files: Mutex<files::FileTables>,
 }
 
 impl MemoryStore {

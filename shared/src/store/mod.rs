@@ -10,6 +10,7 @@ pub use dynamodb::DynamoStore;
 pub use memory::MemoryStore;
 
 use crate::error::Result;
+use crate::files::{ChunkRecord, FileRecord, Upload};
 use crate::session::{Conversation, ConversationKey, LogEntry, PollRecord};
 
 /// One turn's write: the conversation as it is after the turn and the log
@@ -27,7 +28,7 @@ pub struct TurnWrite<'a> {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: FileStore {
     /// The conversation, with the version it was stored under.
     async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>>;
 
@@ -46,4 +47,29 @@ pub trait Store: Send + Sync {
     /// Counts one more read of a poll answer, if it has been read exactly
     /// `reads` times so far; `false` when another read came first.
     async fn record_poll_read(&self, poll_id: &str, reads: u32, now: i64) -> Result<bool>;
+}
+
+/// Files and chunked uploads. Items expire at their `expires_at`.
+#[async_trait]
+pub trait FileStore: Send + Sync {
+    async fn put_file(&self, file: &FileRecord) -> Result<()>;
+
+    /// The file, unless unknown or expired.
+    async fn get_file(&self, file_id: &str) -> Result<Option<FileRecord>>;
+
+    async fn put_upload(&self, upload: &Upload) -> Result<()>;
+
+    /// The upload (expired ones too, until they are swept, so the client can
+    /// be told its token expired).
+    async fn get_upload(&self, file_token: &str) -> Result<Option<Upload>>;
+
+    /// Records a staged chunk, replacing one of the same number.
+    async fn put_chunk(&self, file_token: &str, chunk: &ChunkRecord, expires_at: i64) -> Result<()>;
+
+    /// The staged chunks, by number.
+    async fn chunks(&self, file_token: &str) -> Result<Vec<ChunkRecord>>;
+
+    /// Stores `file` as the upload's file, all or nothing; `false` when the
+    /// upload was committed first by another request.
+    async fn commit_upload(&self, file_token: &str, file: &FileRecord) -> Result<bool>;
 }
