@@ -345,6 +345,9 @@ fn chunk_numbers(chunks: &[ChunkRecord], total_chunks: u32) -> Result<Vec<u32>> 
         return Err(invalid(format!("totalChunks must be 1 to {MAX_CHUNKS}")));
     }
     let staged: BTreeSet<u32> = chunks.iter().map(|c| c.chunk_no).collect();
+    if staged.is_empty() {
+        return Err(invalid("no chunks were received for this fileToken"));
+    }
     let first = u32::from(!staged.contains(&0));
     let expected: Vec<u32> = (first..first + total_chunks).collect();
     let missing: Vec<String> = expected.iter().filter(|n| !staged.contains(n)).map(u32::to_string).collect();
@@ -392,6 +395,8 @@ mod tests {
         let error = chunk_numbers(&staged(&[0, 1, 2, 3]), 3).unwrap_err().to_string();
         assert!(error.contains("totalChunks is 3 but 4 chunks were received: 0, 1, 2, 3"), "{error}");
         assert!(chunk_numbers(&staged(&[0]), 0).is_err());
+        let error = chunk_numbers(&[], 2).unwrap_err().to_string();
+        assert!(error.contains("no chunks were received"), "{error}");
     }
 
     #[test]
