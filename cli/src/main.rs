@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use hookline_core::api::{self, AppState, Settings};
 use hookline_core::blobs::{Blobs, LocalBlobs, S3Blobs};
 use hookline_core::config::{self, DEMO_BOT, DEMO_BOT_FILE, Loaded, Purpose, Registry, Severity};
+use hookline_core::files::FileLimits;
 use hookline_core::queue::{MemoryQueue, SqsQueue};
 use hookline_core::store::{DynamoStore, MemoryStore, Store};
 use hookline_core::worker::{Worker, poller};
@@ -198,10 +199,13 @@ async fn serve(
         }
         None => (Arc::new(MemoryStore::new()), "in memory".into()),
     };
+    let settings = Settings::from_env()?;
     let (blobs, files_at): (Arc<dyn Blobs>, String) = match files {
         FilesChoice::Dir(dir) => {
             let at = format!("directory {}", dir.display());
-            (Arc::new(LocalBlobs::new(dir)), at)
+            let local = Arc::new(LocalBlobs::new(dir));
+            tokio::spawn(sweep_files(local.clone(), settings.files.clone()));
+            (local, at)
         }
         FilesChoice::Bucket { name, create } => {
             let blobs = S3Blobs::new(bootstrap::s3_client(aws_endpoint.as_deref()).await, &name);
@@ -212,7 +216,6 @@ async fn serve(
         }
     };
     let first_bot = registry.bots().map(|b| b.def.clone()).min_by(|a, b| a.id.cmp(&b.id));
-    let settings = Settings::from_env()?;
     let sqs = match queue {
         QueueChoice::Memory => None,
         QueueChoice::Url(url) => Some(SqsQueue::new(bootstrap::sqs_client(aws_endpoint.as_deref()).await, url)),
@@ -269,6 +272,20 @@ async fn serve(
         })
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Removes, every ten minutes, the chunks of uploads whose token has expired
+/// and files past their retention, as the bucket's lifecycle rules do in AWS.
+async fn sweep_files(blobs: Arc<LocalBlobs>, limits: FileLimits) {
+    let mut every = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        every.tick().await;
+        for (prefix, age) in [("uploads", limits.token_lifetime), ("files", limits.retention)] {
+            if let Err(e) = blobs.remove_older_than(prefix, age).await {
+                tracing::warn!(error = %e, prefix, "expired files were not removed");
+            }
+        }
+    }
 }
 
 async fn dead_letters(dlq_url: &str, replay_to: Option<&str>, endpoint: Option<&str>) -> Result<(), String> {

@@ -3,6 +3,7 @@
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -39,6 +40,38 @@ impl LocalBlobs {
         let temporary = path.with_extension(format!("partial-{}", uuid::Uuid::new_v4().simple()));
         let file = tokio::fs::File::create(&temporary).await.map_err(|e| io("create", &temporary, e))?;
         Ok((file, temporary))
+    }
+
+    /// Removes each entry directly under `prefix` (a file, or a directory
+    /// with all it holds) last changed more than `age` ago: the embedded
+    /// mode's stand-in for a bucket's lifecycle rules. Says how many went.
+    pub async fn remove_older_than(&self, prefix: &str, age: Duration) -> Result<usize> {
+        let dir = self.path(prefix)?;
+        let cutoff = SystemTime::now().checked_sub(age).unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut entries = match tokio::fs::read_dir(&dir).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io("list", &dir, e)),
+        };
+        let mut removed = 0;
+        while let Some(entry) = entries.next_entry().await.map_err(|e| io("list", &dir, e))? {
+            let path = entry.path();
+            let Ok(metadata) = entry.metadata().await else { continue };
+            if metadata.modified().is_ok_and(|modified| modified >= cutoff) {
+                continue;
+            }
+            let gone = if metadata.is_dir() {
+                tokio::fs::remove_dir_all(&path).await
+            } else {
+                tokio::fs::remove_file(&path).await
+            };
+            match gone {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(io("delete", &path, e)),
+            }
+        }
+        Ok(removed)
     }
 
     async fn commit(file: tokio::fs::File, temporary: &Path, path: &Path) -> Result<()> {
@@ -104,5 +137,27 @@ impl Blobs for LocalBlobs {
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn old_entries_are_removed_and_recent_ones_kept() {
+        let root = std::env::temp_dir().join(format!("hookline-local-{}", uuid::Uuid::new_v4().simple()));
+        let blobs = LocalBlobs::new(&root);
+        blobs.put("uploads/tok1/00000", Bytes::from_static(b"a")).await.unwrap();
+        blobs.put("uploads/tok1/00001", Bytes::from_static(b"b")).await.unwrap();
+        blobs.put("files/f1", Bytes::from_static(b"c")).await.unwrap();
+        assert_eq!(blobs.remove_older_than("uploads", Duration::from_secs(3600)).await.unwrap(), 0);
+        assert!(blobs.get("uploads/tok1/00001").await.unwrap().is_some());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(blobs.remove_older_than("uploads", Duration::from_millis(10)).await.unwrap(), 1);
+        assert_eq!(blobs.get("uploads/tok1/00000").await.unwrap(), None);
+        assert!(blobs.get("files/f1").await.unwrap().is_some(), "other prefixes stay");
+        assert_eq!(blobs.remove_older_than("nothing-here", Duration::ZERO).await.unwrap(), 0);
+        tokio::fs::remove_dir_all(&root).await.unwrap();
     }
 }
