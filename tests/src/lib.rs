@@ -74,11 +74,15 @@ pub async fn s3_blobs() -> S3Blobs {
     blobs
 }
 
-/// Where files go with `backend`: a directory beside memory, a bucket beside DynamoDB.
-pub async fn blobs(backend: Backend) -> Arc<dyn Blobs> {
+/// Where files go with `backend`: a directory beside memory (removed with
+/// the server), a bucket beside DynamoDB.
+pub async fn blobs(backend: Backend) -> (Arc<dyn Blobs>, Option<std::path::PathBuf>) {
     match backend {
-        Backend::Memory => Arc::new(local_blobs().0),
-        Backend::DynamoDb => Arc::new(s3_blobs().await),
+        Backend::Memory => {
+            let (blobs, root) = local_blobs();
+            (Arc::new(blobs), Some(root))
+        }
+        Backend::DynamoDb => (Arc::new(s3_blobs().await), None),
     }
 }
 
@@ -167,11 +171,20 @@ impl hookline_core::queue::Queue for FlakyQueue {
     }
 }
 
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.files_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 /// The product's router served on a loopback port, with its worker.
 pub struct Server {
     pub base: String,
     pub store: Arc<dyn Store>,
     pub blobs: Arc<dyn Blobs>,
+    files_dir: Option<std::path::PathBuf>,
     pub queued: Queued,
     worker: Arc<Worker>,
     http: reqwest::Client,
@@ -247,8 +260,8 @@ impl Server {
     pub async fn start_without_worker(registry: Registry, settings: Settings) -> Self {
         let (queue, dead_letters) = sqs_queue().await;
         let queued = Queued::Sqs { queue: Arc::new(queue), dead_letters: Arc::new(dead_letters) };
-        let (store, blobs) = (store(Backend::DynamoDb).await, blobs(Backend::DynamoDb).await);
-        Self::serve(registry, store, blobs, queued, settings, false).await
+        Self::serve(registry, store(Backend::DynamoDb).await, blobs(Backend::DynamoDb).await, queued, settings, false)
+            .await
     }
 
     /// The worker serving this server's queue.
@@ -259,7 +272,7 @@ impl Server {
     async fn serve(
         registry: Registry,
         store: Arc<dyn Store>,
-        blobs: Arc<dyn Blobs>,
+        (blobs, files_dir): (Arc<dyn Blobs>, Option<std::path::PathBuf>),
         queued: Queued,
         settings: Settings,
         run_worker: bool,
@@ -284,7 +297,7 @@ impl Server {
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
         let app = api::app(state, blobs.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { base, store, blobs, queued, worker, http: reqwest::Client::new() }
+        Self { base, store, blobs, files_dir, queued, worker, http: reqwest::Client::new() }
     }
 
     /// GET with a bearer token.

@@ -1,4 +1,4 @@
-//! The ingress Lambda's router driven by API Gateway HTTP API (payload 2.0)
+//! The ingress and files Lambdas' routers driven by API Gateway HTTP API (payload 2.0)
 //! events, parsed by lambda_http exactly as the Lambda runtime would.
 
 use std::sync::Arc;
@@ -67,4 +67,41 @@ async fn unauthenticated_event_gets_the_envelope() {
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
     let body: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(body["errors"][0]["msg"], "Invalid Access token");
+}
+
+/// The files router behind API Gateway: a multipart upload arrives as a
+/// base64-encoded body, as API Gateway hands binary bodies to Lambda.
+#[tokio::test]
+async fn multipart_upload_event() {
+    use base64::Engine;
+    let bytes = hookline_tests::content(11, 100_000);
+    let (content_type, body) = hookline_tests::multipart(&[
+        hookline_tests::field("filename", "photo.jpg"),
+        hookline_tests::file_part("photo.jpg", &bytes),
+    ]);
+    let mut event: Value = serde_json::from_str(include_str!("../fixtures/apigw/v1-instance-base64.json")).unwrap();
+    let path = "/api/attachments/file/st-test-bot/rtm";
+    event["routeKey"] = json!("POST /api/attachments/file/{streamId}/{channelType}");
+    event["rawPath"] = json!(path);
+    event["requestContext"]["http"]["path"] = json!(path);
+    event["pathParameters"] = json!({"streamId": "st-test-bot", "channelType": "rtm"});
+    event["headers"]["content-type"] = json!(content_type);
+    event["headers"]["content-length"] = json!(body.len().to_string());
+    event["headers"]["authorization"] = json!(format!("bearer {}", hs256_token("lambda-user")));
+    event["body"] = json!(base64::engine::general_purpose::STANDARD.encode(&body));
+    let request = lambda_http::request::from_str(&event.to_string()).expect("API Gateway event");
+
+    let (blobs, root) = hookline_tests::local_blobs();
+    let blobs: Arc<dyn hookline_core::blobs::Blobs> = Arc::new(blobs);
+    let state =
+        AppState::new(registry(), Arc::new(MemoryStore::new()), Arc::new(MemoryQueue::new(1)), Settings::default())
+            .unwrap();
+    let response = api::files_router(state, blobs.clone()).oneshot(request).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    let reply: Value =
+        serde_json::from_slice(&axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap()).unwrap();
+    assert_eq!(reply["hash"], hookline_tests::sha256_by_python(&bytes));
+    let stored = blobs.get(&format!("files/{}", reply["fileId"].as_str().unwrap())).await.unwrap().unwrap();
+    assert!(stored == bytes, "the decoded bytes are stored");
+    std::fs::remove_dir_all(root).unwrap();
 }
