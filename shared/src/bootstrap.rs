@@ -43,9 +43,18 @@ pub async fn dynamodb_client(endpoint: Option<&str>) -> aws_sdk_dynamodb::Client
     aws_sdk_dynamodb::Client::new(&aws_config(endpoint).await)
 }
 
-/// With a local endpoint, path-style addressing (emulators serve no bucket subdomains).
+/// With a local endpoint, path-style addressing (emulators serve no bucket
+/// subdomains). Chunks and upload parts are megabytes: longer timeouts than
+/// the table's, within the files function's 29 s.
 pub async fn s3_client(endpoint: Option<&str>) -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::config::Builder::from(&aws_config(endpoint).await).force_path_style(endpoint.is_some());
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_attempt_timeout(Duration::from_secs(20))
+        .operation_timeout(Duration::from_secs(25))
+        .build();
+    let config = aws_sdk_s3::config::Builder::from(&aws_config(endpoint).await)
+        .timeout_config(timeouts)
+        .force_path_style(endpoint.is_some());
     aws_sdk_s3::Client::from_conf(config.build())
 }
 

@@ -194,6 +194,18 @@ async fn chunks_arrive_in_any_order_and_again(backend: Backend) {
     // A retried commit, by either path, answers with the same file.
     let again = commit(&server, &user, &token_path, "statement.pdf", json!(3)).await;
     assert_eq!(again.body, reply.body);
+
+    // Two commits at once: one file, both told of it.
+    let file_token = open(&server, &user).await;
+    chunk(&server, &user, &file_token, json!(0), b"once").await;
+    let [first, second] = commit_paths(&file_token);
+    let (a, b) = tokio::join!(
+        commit(&server, &user, &first, "once.txt", json!(1)),
+        commit(&server, &user, &second, "once.txt", json!(1))
+    );
+    assert_eq!((a.status, b.status), (200, 200), "{} {}", a.body, b.body);
+    assert_eq!(a.body, b.body);
+    assert_eq!(stored(&server, &a).await.0, b"once");
     // The staged chunks are gone.
     assert_eq!(server.blobs.get(&format!("uploads/{file_token}/00001")).await.unwrap(), None);
     // And nothing more can be added.
@@ -297,12 +309,29 @@ async fn every_upload_error_is_in_the_envelope(backend: Backend) {
     assert_eq!(detail(&reply), "totalChunks must be a whole number");
     let reply = commit(&server, &user, &commit_path, "a.exe", json!(5)).await;
     assert!(detail(&reply).contains("files of type exe are not accepted"), "{}", reply.body);
-    chunk(&server, &user, &file_token, json!(4), &[b'z'; 990]).await;
-    let reply = commit(&server, &user, &commit_path, "a.txt", json!(5)).await;
+    // Staged chunks stay within the file limit: replacing chunk 4 would pass it.
+    let reply = chunk(&server, &user, &file_token, json!(4), &[b'z'; 990]).await;
     assert_eq!(reply.status, 413, "{}", reply.body);
-    chunk(&server, &user, &file_token, json!(4), b"abc").await;
     let reply = commit(&server, &user, &commit_path, "a.txt", json!(5)).await;
     assert_eq!(stored(&server, &reply).await.0, b"abcabcabcabcabc");
+
+    // Without chunk 0, both numberings are named.
+    let file_token = open(&server, &user).await;
+    for n in [1, 2] {
+        chunk(&server, &user, &file_token, json!(n), b"abc").await;
+    }
+    let reply = commit(&server, &user, &commit_paths(&file_token)[0], "a.txt", json!(3)).await;
+    assert_eq!(detail(&reply), "chunks missing: 3 (totalChunks 3, numbered from 1; numbered from 0: 0)");
+    let reply = commit(&server, &user, &commit_paths(&file_token)[0], "a.txt", json!(0)).await;
+    assert_eq!(detail(&reply), "totalChunks must be 1 to 1000");
+
+    // A token without a user, from an app that does not allow anonymous users.
+    let nobody =
+        sign_hs(Algorithm::HS256, FILES_SECRET, &json!({"appId": "cs-files", "iat": now(), "exp": now() + 600}));
+    let reply = upload(&server, &nobody, "a.txt", b"abc").await;
+    assert_eq!(reply.status, 401, "{}", reply.body);
+    let reply = send_json(&server, Method::POST, &token_path(FILES_BOT), &nobody, &json!({})).await;
+    assert_eq!(reply.status, 401, "{}", reply.body);
 }
 
 async fn an_expired_file_token_is_refused(backend: Backend) {

@@ -30,7 +30,8 @@ const FORM_OVERHEAD_BYTES: usize = 64 * 1024;
 const SMALL_BODY_BYTES: usize = 64 * 1024;
 /// A chunk's request: its base64 and the fields around it.
 const CHUNK_BODY_BYTES: usize = MAX_CHUNK_BYTES.div_ceil(3) * 4 + FORM_OVERHEAD_BYTES;
-const _: () = assert!(CHUNK_BODY_BYTES < 6_000_000, "a chunk request must fit Lambda's payload");
+// Lambda's 6 MB holds the event, where a multipart body is base64-encoded.
+const _: () = assert!(CHUNK_BODY_BYTES.div_ceil(3) * 4 < 6_000_000, "a chunk request must fit Lambda's payload");
 /// The channelType of uploads through /api/public/uploadfile.
 const PUBLIC_CHANNEL: &str = "public";
 
@@ -45,18 +46,17 @@ pub fn router(state: AppState, blobs: Arc<dyn Blobs>) -> Router {
     let whole = files.limits().max_upload_bytes + FORM_OVERHEAD_BYTES;
     let api = FilesApi { state, files };
     let base = "/api/attachments/{stream_id}/{channel_type}/token";
+    let (chunk, small) = (DefaultBodyLimit::max(CHUNK_BODY_BYTES), DefaultBodyLimit::max(SMALL_BODY_BYTES));
     Router::new()
         .route("/api/public/uploadfile", post(upload_file).layer(DefaultBodyLimit::max(whole)))
         .route(
             "/api/attachments/file/{stream_id}/{channel_type}",
             post(upload_single).layer(DefaultBodyLimit::max(whole)),
         )
-        .route(base, post(open_upload))
-        .route(
-            &format!("{base}/{{token}}/chunk"),
-            post(put_chunk).layer(DefaultBodyLimit::max(CHUNK_BODY_BYTES)).put(commit),
-        )
-        .route(&format!("{base}/{{token}}"), put(commit))
+        .route(base, post(open_upload).layer(small))
+        .route(&format!("{base}/{{token}}/chunk"), post(put_chunk).layer(chunk))
+        .route(&format!("{base}/{{token}}/chunk"), put(commit).layer(small))
+        .route(&format!("{base}/{{token}}"), put(commit).layer(small))
         .with_state(api)
 }
 
@@ -82,6 +82,10 @@ impl FilesApi {
 fn owner(bot: &Bot, headers: &HeaderMap) -> Result<Owner> {
     let apps: Vec<String> = bot.def.apps.iter().map(|a| a.client_id.clone()).collect();
     let caller = auth::authenticate(bot, &apps, auth::bearer_token(headers)?, Utc::now().timestamp())?;
+    // As on the message API: a token without a user only from an app that allows anonymous users.
+    if caller.user_identity.is_none() && !caller.app.allow_anonymous {
+        return Err(Error::Unauthorized("token has no userIdentity and the app does not allow anonymous users".into()));
+    }
     Ok(Owner { bot_id: bot.id().to_string(), user_id: caller.user_identity })
 }
 
@@ -135,6 +139,10 @@ async fn whole_file(api: &FilesApi, owner: Owner, channel_type: &str, request: R
     let form = read_form(request, limit).await?;
     let described = form.described();
     let bytes = form.file.ok_or_else(|| Error::InvalidPayload("no file part in the form".into()))?;
+    let max = api.files.limits().max_upload_bytes;
+    if bytes.len() > max {
+        return Err(Error::PayloadTooLarge { limit: max });
+    }
     Ok(stored(api.files.store_whole(owner, channel_type, described, bytes).await?))
 }
 

@@ -83,17 +83,24 @@ impl Settings {
         if let Some(ms) = number("HOOKLINE_WORKER_DEADLINE_MS")? {
             settings.worker_turn_deadline = Duration::from_millis(ms);
         }
-        if let Some(bytes) = number("HOOKLINE_MAX_FILE_BYTES")? {
+        // Zero would refuse every file or expire it at once.
+        let positive = |name: &str| -> Result<Option<u64>, String> {
+            match number(name)? {
+                Some(0) => Err(format!("{name} must be at least 1")),
+                other => Ok(other),
+            }
+        };
+        if let Some(bytes) = positive("HOOKLINE_MAX_FILE_BYTES")? {
             settings.files.max_file_bytes = bytes;
         }
-        if let Some(bytes) = number("HOOKLINE_MAX_UPLOAD_BYTES")? {
+        if let Some(bytes) = positive("HOOKLINE_MAX_UPLOAD_BYTES")? {
             settings.files.max_upload_bytes = bytes as usize;
         }
-        if let Some(secs) = number("HOOKLINE_UPLOAD_TOKEN_SECS")? {
+        if let Some(secs) = positive("HOOKLINE_UPLOAD_TOKEN_SECS")? {
             settings.files.token_lifetime = Duration::from_secs(secs);
         }
-        if let Some(days) = number("HOOKLINE_FILE_RETENTION_DAYS")? {
-            settings.files.retention = Duration::from_secs(days * 86_400);
+        if let Some(days) = positive("HOOKLINE_FILE_RETENTION_DAYS")? {
+            settings.files.retention = Duration::from_secs(days.saturating_mul(86_400));
         }
         if let Ok(types) = std::env::var("HOOKLINE_FILE_TYPES") {
             let types: Vec<String> = types

@@ -22,9 +22,10 @@ use crate::blobs::Blobs;
 use crate::error::{Error, Result};
 use crate::store::FileStore;
 
-/// Largest decoded chunk: its base64 (4/3 larger) plus the JSON around it
-/// stays under Lambda's 6 MB request payload.
-pub const MAX_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+/// Largest decoded chunk. Its base64 (4/3 larger) in a JSON or multipart
+/// body, which API Gateway base64-encodes once more for Lambda when it is
+/// multipart, stays under Lambda's 6 MB request payload.
+pub const MAX_CHUNK_BYTES: usize = 3 * 1024 * 1024;
 /// Most chunks one upload may stage.
 pub const MAX_CHUNKS: u32 = 1000;
 const MAX_NAME_CHARS: usize = 255;
@@ -291,6 +292,13 @@ impl Files {
         if bytes.len() > MAX_CHUNK_BYTES {
             return Err(Error::PayloadTooLarge { limit: MAX_CHUNK_BYTES });
         }
+        // Staged bytes stay within a file's limit (concurrent chunks may
+        // overshoot by a few; the commit checks again).
+        let staged: u64 =
+            self.store.chunks(token).await?.iter().filter(|c| c.chunk_no != chunk_no).map(|c| c.size).sum();
+        if staged + bytes.len() as u64 > self.limits.max_file_bytes {
+            return Err(self.too_large());
+        }
         let chunk = ChunkRecord { chunk_no, size: bytes.len() as u64 };
         self.blobs.put(&chunk_key(token, chunk_no), bytes).await?;
         self.store.put_chunk(token, &chunk, upload.expires_at).await
@@ -308,7 +316,7 @@ impl Files {
         let upload = self.upload(owner, token).await?;
         if let Some(file_id) = &upload.file_id {
             // A repeated commit (a retry after a lost answer) gets the same file.
-            return self.store.get_file(file_id).await?.ok_or_else(|| Error::Internal("committed file missing".into()));
+            return self.committed_file(file_id).await;
         }
         Self::check_open(&upload)?;
         let naming = self.naming(described)?;
@@ -320,15 +328,15 @@ impl Files {
         }
         let parts: Vec<String> = numbers.iter().map(|n| chunk_key(token, *n)).collect();
         let record = self.record(upload.owner.clone(), &upload.channel_type, naming, 0, String::new());
-        let key = file_key(&record.file_id);
-        let joined = self.blobs.join(&parts, &key).await?;
-        let record = FileRecord { size: joined.size, hash: joined.sha256, ..record };
-        if !self.store.commit_upload(token, &record).await? {
-            // Another commit of this upload won: answer with its file.
-            self.blobs.delete(&key).await?;
-            let winner = self.upload(owner, token).await?.file_id.unwrap_or_default();
-            return self.store.get_file(&winner).await?.ok_or_else(|| Error::Internal("committed file missing".into()));
-        }
+        let record = match self.join_and_record(token, &parts, record).await {
+            Ok(Some(record)) => record,
+            // Another commit of this upload got there first (and may have
+            // removed the chunks while this one read them): answer with its file.
+            outcome => match self.upload(owner, token).await?.file_id {
+                Some(winner) => return self.committed_file(&winner).await,
+                None => return Err(outcome.err().unwrap_or(Error::Conflict)),
+            },
+        };
         for part in &parts {
             // The bucket's lifecycle rule removes what this misses.
             if let Err(e) = self.blobs.delete(part).await {
@@ -336,6 +344,31 @@ impl Files {
             }
         }
         Ok(record)
+    }
+
+    /// Joins the parts into a new file and records it as the upload's;
+    /// `None` when another commit recorded its file first.
+    async fn join_and_record(&self, token: &str, parts: &[String], record: FileRecord) -> Result<Option<FileRecord>> {
+        let key = file_key(&record.file_id);
+        let joined = self.blobs.join(parts, &key).await?;
+        let record = FileRecord { size: joined.size, hash: joined.sha256, ..record };
+        // A chunk replaced during the join may have changed the size.
+        let committed = match record.size > self.limits.max_file_bytes {
+            true => Err(self.too_large()),
+            false => self.store.commit_upload(token, &record).await,
+        };
+        if !matches!(committed, Ok(true)) {
+            // Not the upload's file: this copy goes.
+            if let Err(e) = self.blobs.delete(&key).await {
+                tracing::warn!(error = %e, key, "an uncommitted file was not removed");
+            }
+        }
+        Ok(committed?.then_some(record))
+    }
+
+    async fn committed_file(&self, file_id: &str) -> Result<FileRecord> {
+        let expired = || invalid("the file this upload made has expired; upload it again");
+        self.store.get_file(file_id).await?.ok_or_else(expired)
     }
 }
 
@@ -348,14 +381,20 @@ fn chunk_numbers(chunks: &[ChunkRecord], total_chunks: u32) -> Result<Vec<u32>> 
     if staged.is_empty() {
         return Err(invalid("no chunks were received for this fileToken"));
     }
+    let missing = |first: u32| -> Vec<String> {
+        (first..first + total_chunks).filter(|n| !staged.contains(n)).map(|n| n.to_string()).collect()
+    };
     let first = u32::from(!staged.contains(&0));
     let expected: Vec<u32> = (first..first + total_chunks).collect();
-    let missing: Vec<String> = expected.iter().filter(|n| !staged.contains(n)).map(u32::to_string).collect();
-    if !missing.is_empty() {
-        return Err(invalid(format!(
-            "chunks missing: {} (totalChunks {total_chunks}, numbered from {first})",
-            missing.join(", ")
-        )));
+    let absent = missing(first);
+    if !absent.is_empty() {
+        let mut detail =
+            format!("chunks missing: {} (totalChunks {total_chunks}, numbered from {first}", absent.join(", "));
+        if first == 1 {
+            // Without chunk 0 the numbering could still start there.
+            detail.push_str(&format!("; numbered from 0: {}", missing(0).join(", ")));
+        }
+        return Err(invalid(detail + ")"));
     }
     if staged.len() as u32 != total_chunks {
         let received: Vec<String> = staged.iter().map(u32::to_string).collect();
@@ -387,7 +426,7 @@ mod tests {
         let error = chunk_numbers(&staged(&[0, 2, 4]), 6).unwrap_err().to_string();
         assert!(error.contains("chunks missing: 1, 3, 5"), "{error}");
         let error = chunk_numbers(&staged(&[1, 2, 4]), 4).unwrap_err().to_string();
-        assert!(error.contains("chunks missing: 3 "), "{error}");
+        assert!(error.contains("chunks missing: 3 (totalChunks 4, numbered from 1; numbered from 0: 0, 3)"), "{error}");
     }
 
     #[test]

@@ -165,9 +165,12 @@ impl FileStore for DynamoStore {
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(true),
             Err(SdkError::ServiceError(e)) => match e.into_err() {
+                // Already committed, or being committed by a concurrent request.
                 TransactWriteItemsError::TransactionCanceledException(cancelled)
-                    if cancelled.cancellation_reasons().first().and_then(|r| r.code())
-                        == Some("ConditionalCheckFailed") =>
+                    if matches!(
+                        cancelled.cancellation_reasons().first().and_then(|r| r.code()),
+                        Some("ConditionalCheckFailed" | "TransactionConflict")
+                    ) =>
                 {
                     Ok(false)
                 }
