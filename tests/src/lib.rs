@@ -2,6 +2,8 @@
 //! DynamoDB store on the emulator started by the test command, and tokens
 //! signed independently of the product's own code.
 
+pub mod runtime_api;
+
 use std::sync::Arc;
 
 use hookline_core::api::{self, AppState, Settings};

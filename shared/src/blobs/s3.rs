@@ -28,6 +28,10 @@ impl S3Blobs {
         Self { client, bucket: bucket.into() }
     }
 
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
     /// Creates the bucket if it does not exist (local runs and tests).
     pub async fn create_bucket(&self) -> Result<()> {
         match self.client.create_bucket().bucket(&self.bucket).send().await {
