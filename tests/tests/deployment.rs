@@ -1,5 +1,6 @@
-//! The bot definitions the SAM template ships (bots/) load the way the
-//! deployed functions load them: secrets only from the environment.
+//! What the SAM template deploys: the bot definitions it ships (bots/) load
+//! the way the deployed functions load them (secrets only from the
+//! environment), and its HTTP API routes reach the functions they name.
 
 use std::path::Path;
 
@@ -29,4 +30,62 @@ fn a_folder_without_definitions_is_an_error() {
     std::fs::create_dir_all(&empty).unwrap();
     let error = Registry::load(&empty, Purpose::Deployed).err().expect("refused");
     assert!(error.to_string().contains("no bot definition files"), "{error}");
+}
+
+/// Every HTTP API route in template.yaml reaches a handler of the function
+/// it names (not the router's 404 or 405), preflights included.
+#[tokio::test]
+async fn template_routes_reach_their_functions() {
+    use std::sync::Arc;
+
+    use hookline_core::api::{self, AppState, Settings};
+    use hookline_core::queue::MemoryQueue;
+    use hookline_core::store::MemoryStore;
+    use tower::ServiceExt;
+
+    let template = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml")).unwrap();
+    let state = AppState::new(
+        hookline_tests::registry(),
+        Arc::new(MemoryStore::new()),
+        Arc::new(MemoryQueue::new(1)),
+        Settings::default(),
+    )
+    .unwrap();
+    let (blobs, root) = hookline_tests::local_blobs();
+    let routers = [
+        ("WebhookFunction", api::webhook_router(state.clone())),
+        ("PollFunction", api::poll_router(state.clone())),
+        ("FilesFunction", api::files_router(state.clone(), Arc::new(blobs))),
+    ];
+    // Resources are indented by two spaces, an event's properties by twelve.
+    let (mut function, mut method, mut routes) = (String::new(), String::new(), 0);
+    for line in template.lines() {
+        if let Some(name) = line.strip_prefix("  ").filter(|l| !l.starts_with(' ') && l.ends_with(':')) {
+            function = name.trim_end_matches(':').to_string();
+        } else if let Some(m) = line.strip_prefix("            Method: ") {
+            method = m.trim().to_string();
+        } else if let Some(path) = line.strip_prefix("            Path: ") {
+            let router = routers.iter().find(|(name, _)| *name == function).map(|(_, r)| r.clone());
+            let router =
+                router.unwrap_or_else(|| panic!("{function} serves {method} {path}, and no router is known for it"));
+            let uri = path.trim().replace('{', "x").replace('}', "");
+            let request = http::Request::builder()
+                .method(method.as_str())
+                .uri(&uri)
+                .header("origin", "https://chat.example.com")
+                .header("access-control-request-method", "POST")
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+            // A handler's 404 (no such bot) says what; the router's says nothing more.
+            let unrouted = status == http::StatusCode::NOT_FOUND && !String::from_utf8_lossy(&body).contains("detail");
+            assert!(!unrouted, "{function}: {method} {path} is not routed");
+            assert_ne!(status, http::StatusCode::METHOD_NOT_ALLOWED, "{function}: {method} {path}");
+            routes += 1;
+        }
+    }
+    assert!(routes >= 25, "only {routes} routes read from the template");
+    std::fs::remove_dir_all(root).ok();
 }
