@@ -388,6 +388,40 @@ pub async fn upload_file(server: &Server, bot: &str, token: &str, name: &str, by
     reply.body["fileId"].as_str().expect("fileId").to_string()
 }
 
+/// The body of a queue job that POSTs `{"id": webhook_id}` to the receiver's `path`.
+pub fn delivery_job(bot: &str, receiver: &Receiver, path: &str, webhook_id: &str) -> String {
+    json!({
+        "job": "deliver",
+        "botId": bot,
+        "kind": "webhookNode",
+        "webhookId": webhook_id,
+        "call": {
+            "method": "POST",
+            "url": format!("http://{}{path}", receiver.addr),
+            "headers": [],
+            "body": {"id": webhook_id},
+            "timeout": {"secs": 2, "nanos": 0},
+            "allow_private": true,
+            "max_response_bytes": 1024
+        }
+    })
+    .to_string()
+}
+
+/// One record of an SQS event, as the FIFO queue's event source sends it.
+pub fn sqs_record(id: &str, group: &str, body: String) -> Value {
+    json!({
+        "messageId": id,
+        "receiptHandle": format!("receipt-{id}"),
+        "body": body,
+        "attributes": {"MessageGroupId": group, "ApproximateReceiveCount": "1"},
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:hookline.fifo",
+        "awsRegion": "us-east-1"
+    })
+}
+
 pub fn v2_path(bot: &str) -> String {
     format!("/chatbot/v2/webhook/{bot}")
 }

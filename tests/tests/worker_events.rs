@@ -7,39 +7,7 @@ use aws_lambda_events::sqs::SqsEvent;
 use hookline_core::api::Settings;
 use hookline_core::worker::sqs_event;
 use hookline_tests::*;
-use serde_json::{Value, json};
-
-fn delivery(receiver: &Receiver, path: &str, webhook_id: &str) -> String {
-    json!({
-        "job": "deliver",
-        "botId": TEST_BOT,
-        "kind": "webhookNode",
-        "webhookId": webhook_id,
-        "call": {
-            "method": "POST",
-            "url": format!("http://{}{path}", receiver.addr),
-            "headers": [],
-            "body": {"id": webhook_id},
-            "timeout": {"secs": 2, "nanos": 0},
-            "allow_private": true,
-            "max_response_bytes": 1024
-        }
-    })
-    .to_string()
-}
-
-fn record(id: &str, group: &str, body: String) -> Value {
-    json!({
-        "messageId": id,
-        "receiptHandle": format!("receipt-{id}"),
-        "body": body,
-        "attributes": {"MessageGroupId": group, "ApproximateReceiveCount": "1"},
-        "messageAttributes": {},
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:hookline.fifo",
-        "awsRegion": "us-east-1"
-    })
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_reported_per_message_and_stop_their_group() {
@@ -47,11 +15,11 @@ async fn failures_are_reported_per_message_and_stop_their_group() {
     let settings = Settings { retry_base: Duration::from_millis(100), ..Settings::default() };
     let server = Server::start_on(Backend::Memory, registry(), settings).await;
     let event: SqsEvent = serde_json::from_value(json!({"Records": [
-        record("a1", "group-a", delivery(&receiver, "/down", "a1")),
-        record("b1", "group-b", delivery(&receiver, "/ok", "b1")),
-        record("a2", "group-a", delivery(&receiver, "/ok", "a2")),
-        record("c1", "group-c", "not a job".into()),
-        record("b2", "group-b", delivery(&receiver, "/ok", "b2")),
+        sqs_record("a1", "group-a", delivery_job(TEST_BOT, &receiver, "/down", "a1")),
+        sqs_record("b1", "group-b", delivery_job(TEST_BOT, &receiver, "/ok", "b1")),
+        sqs_record("a2", "group-a", delivery_job(TEST_BOT, &receiver, "/ok", "a2")),
+        sqs_record("c1", "group-c", "not a job".into()),
+        sqs_record("b2", "group-b", delivery_job(TEST_BOT, &receiver, "/ok", "b2")),
     ]}))
     .unwrap();
     let response = sqs_event::handle(&server.worker(), event, None).await;

@@ -5,40 +5,8 @@
 use std::path::Path;
 
 use hookline_tests::runtime_api::{Deployment, HELLO_BOT, LambdaRuntime, Outcome};
-use hookline_tests::{Answer, Receiver};
-use serde_json::{Value, json};
-
-fn delivery(receiver: &Receiver, path: &str, webhook_id: &str) -> String {
-    json!({
-        "job": "deliver",
-        "botId": HELLO_BOT,
-        "kind": "webhookNode",
-        "webhookId": webhook_id,
-        "call": {
-            "method": "POST",
-            "url": format!("http://{}{path}", receiver.addr),
-            "headers": [],
-            "body": {"id": webhook_id},
-            "timeout": {"secs": 2, "nanos": 0},
-            "allow_private": true,
-            "max_response_bytes": 1024
-        }
-    })
-    .to_string()
-}
-
-fn record(id: &str, group: &str, body: String) -> Value {
-    json!({
-        "messageId": id,
-        "receiptHandle": format!("receipt-{id}"),
-        "body": body,
-        "attributes": {"MessageGroupId": group, "ApproximateReceiveCount": "1"},
-        "messageAttributes": {},
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:hookline.fifo",
-        "awsRegion": "us-east-1"
-    })
-}
+use hookline_tests::{Answer, Receiver, delivery_job, sqs_record};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_partial_batch_failures() {
@@ -48,10 +16,10 @@ async fn reports_partial_batch_failures() {
     env.push(("HOOKLINE_RETRY_BASE_MS", "100".into()));
     let function = LambdaRuntime::start(Path::new(env!("CARGO_BIN_EXE_worker")), &env).await;
     let event = json!({"Records": [
-        record("a1", "group-a", delivery(&receiver, "/down", "a1")),
-        record("b1", "group-b", delivery(&receiver, "/ok", "b1")),
-        record("a2", "group-a", delivery(&receiver, "/ok", "a2")),
-        record("c1", "group-c", "not a job".into()),
+        sqs_record("a1", "group-a", delivery_job(HELLO_BOT, &receiver, "/down", "a1")),
+        sqs_record("b1", "group-b", delivery_job(HELLO_BOT, &receiver, "/ok", "b1")),
+        sqs_record("a2", "group-a", delivery_job(HELLO_BOT, &receiver, "/ok", "a2")),
+        sqs_record("c1", "group-c", "not a job".into()),
     ]});
     let Outcome::Response(response) = function.invoke(event).await else { panic!("the worker failed") };
     let mut failed: Vec<&str> = response["batchItemFailures"]

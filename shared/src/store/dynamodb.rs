@@ -133,6 +133,18 @@ impl DynamoStore {
         Ok(output.item)
     }
 
+    /// Stores `item`, replacing one with the same keys.
+    async fn put_item(&self, item: Item) -> Result<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| storage("PutItem", e))?;
+        Ok(())
+    }
+
     fn put(&self, item: Item, condition: &str, values: Option<(&str, AttributeValue)>) -> Result<TransactWriteItem> {
         let put = Put::builder()
             .table_name(&self.table)
@@ -270,14 +282,7 @@ impl Store for DynamoStore {
     }
 
     async fn put_poll(&self, record: &PollRecord) -> Result<()> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(poll_item(record)?))
-            .send()
-            .await
-            .map_err(|e| storage("PutItem", e))?;
-        Ok(())
+        self.put_item(poll_item(record)?).await
     }
 
     async fn get_poll(&self, poll_id: &str) -> Result<Option<PollRecord>> {

@@ -58,14 +58,7 @@ fn number(item: &Item, name: &str) -> Result<u64> {
 #[async_trait]
 impl FileStore for DynamoStore {
     async fn put_file(&self, file: &FileRecord) -> Result<()> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(file_item(file)?))
-            .send()
-            .await
-            .map_err(|e| storage("PutItem", e))?;
-        Ok(())
+        self.put_item(file_item(file)?).await
     }
 
     async fn get_file(&self, file_id: &str) -> Result<Option<FileRecord>> {
@@ -84,14 +77,7 @@ impl FileStore for DynamoStore {
             ("expiresAt".to_string(), n(upload.expires_at + UPLOAD_GRACE_SECS)),
             ("upload".to_string(), s(body)),
         ]);
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| storage("PutItem", e))?;
-        Ok(())
+        self.put_item(item).await
     }
 
     async fn get_upload(&self, file_token: &str) -> Result<Option<Upload>> {
@@ -111,14 +97,7 @@ impl FileStore for DynamoStore {
             ("size".to_string(), n(chunk.size)),
             ("expiresAt".to_string(), n(expires_at + UPLOAD_GRACE_SECS)),
         ]);
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| storage("PutItem", e))?;
-        Ok(())
+        self.put_item(item).await
     }
 
     async fn chunks(&self, file_token: &str) -> Result<Vec<ChunkRecord>> {
