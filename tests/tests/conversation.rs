@@ -2,7 +2,9 @@
 //! the conversation log, and concurrency.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use hookline_core::api::Settings;
 use hookline_core::session::{ActiveTask, Conversation, ConversationKey, Direction, Session};
 use hookline_core::store::TurnWrite;
 use hookline_tests::*;
@@ -197,7 +199,10 @@ async fn every_message_is_logged_in_order(backend: Backend) {
 }
 
 async fn fifty_concurrent_messages_from_one_user(backend: Backend) {
-    let server = Arc::new(Server::start(backend).await);
+    // The fifty turns run one after the other; on a busy emulator the last
+    // may wait past the default sync deadline, which this test is not about.
+    let settings = Settings { sync_deadline: Duration::from_secs(300), ..Settings::default() };
+    let server = Arc::new(Server::start_with(store(backend).await, settings).await);
     let tasks: Vec<_> = (0..50)
         .map(|i| {
             let server = server.clone();
