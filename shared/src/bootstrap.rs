@@ -68,6 +68,13 @@ pub async fn sqs_client(endpoint: Option<&str>) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(&aws_config(endpoint).await)
 }
 
+/// HOOKLINE_AWS_ENDPOINT: a local AWS-compatible server for the deployed
+/// functions run locally (`sam local` passes only the variables the template
+/// declares, and the template declares this one, empty on AWS).
+fn local_endpoint() -> Option<String> {
+    std::env::var("HOOKLINE_AWS_ENDPOINT").ok().filter(|e| !e.trim().is_empty())
+}
+
 fn required(name: &str) -> Result<String, String> {
     std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
 }
@@ -75,7 +82,7 @@ fn required(name: &str) -> Result<String, String> {
 /// State of a deployed function: bot definitions from HOOKLINE_BOTS (a file
 /// or directory; secrets only from the environment), the DynamoDB table
 /// HOOKLINE_TABLE, the FIFO queue HOOKLINE_QUEUE_URL, limits from
-/// [`Settings::from_env`].
+/// [`Settings::from_env`], AWS itself or HOOKLINE_AWS_ENDPOINT.
 pub async fn lambda_state() -> Result<AppState, String> {
     Ok(lambda_state_with_queue().await?.0)
 }
@@ -85,13 +92,15 @@ pub async fn lambda_state_with_queue() -> Result<(AppState, Arc<SqsQueue>), Stri
     let bots = PathBuf::from(required("HOOKLINE_BOTS")?);
     let registry = Registry::load(&bots, Purpose::Deployed).map_err(|e| e.to_string())?;
     let settings = Settings::from_env()?;
-    let store = DynamoStore::new(dynamodb_client(None).await, required("HOOKLINE_TABLE")?);
-    let queue = Arc::new(SqsQueue::new(sqs_client(None).await, required("HOOKLINE_QUEUE_URL")?));
+    let endpoint = local_endpoint();
+    let store = DynamoStore::new(dynamodb_client(endpoint.as_deref()).await, required("HOOKLINE_TABLE")?);
+    let queue = Arc::new(SqsQueue::new(sqs_client(endpoint.as_deref()).await, required("HOOKLINE_QUEUE_URL")?));
     let state = AppState::new(registry, Arc::new(store), queue.clone(), settings)?;
     Ok((state, queue))
 }
 
 /// The files bucket HOOKLINE_BUCKET of a deployed function.
 pub async fn lambda_blobs() -> Result<Arc<dyn Blobs>, String> {
-    Ok(Arc::new(S3Blobs::new(s3_client(None).await, required("HOOKLINE_BUCKET")?)))
+    let client = s3_client(local_endpoint().as_deref()).await;
+    Ok(Arc::new(S3Blobs::new(client, required("HOOKLINE_BUCKET")?)))
 }

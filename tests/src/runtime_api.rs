@@ -183,7 +183,8 @@ impl Deployment {
             ("HOOKLINE_QUEUE_URL", queue.url().to_string()),
             ("HOOKLINE_BUCKET", bucket.clone()),
             ("HOOKLINE_HELLO_SECRET", HELLO_SECRET.to_string()),
-            ("AWS_ENDPOINT_URL", crate::aws_endpoint()),
+            // As `sam local` runs them with examples/sam-local-env.json.
+            ("HOOKLINE_AWS_ENDPOINT", crate::aws_endpoint()),
             ("AWS_REGION", "us-east-1".to_string()),
             ("AWS_ACCESS_KEY_ID", "test".to_string()),
             ("AWS_SECRET_ACCESS_KEY", "test".to_string()),

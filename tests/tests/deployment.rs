@@ -1,6 +1,7 @@
 //! What the SAM template deploys: the bot definitions it ships (bots/) load
 //! the way the deployed functions load them (secrets only from the
-//! environment), and its HTTP API routes reach the functions they name.
+//! environment), its HTTP API routes reach the functions they name, and the
+//! sam local environment file sets only variables SAM passes on.
 
 use std::path::Path;
 
@@ -88,4 +89,34 @@ async fn template_routes_reach_their_functions() {
     }
     assert!(routes >= 25, "only {routes} routes read from the template");
     std::fs::remove_dir_all(root).ok();
+}
+
+/// `sam local --env-vars` silently drops variables the template does not
+/// declare: every one the example file sets must be declared, the local
+/// endpoint among them.
+#[test]
+fn sam_local_env_file_sets_declared_variables() {
+    use yaml_rust2::{Yaml, YamlLoader};
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let template = std::fs::read_to_string(root.join("template.yaml")).unwrap();
+    let template = &YamlLoader::load_from_str(&template).unwrap()[0];
+    let variables = |function: &Yaml| -> Vec<String> {
+        let variables = &function["Environment"]["Variables"];
+        variables.as_hash().into_iter().flatten().filter_map(|(k, _)| k.as_str().map(str::to_string)).collect()
+    };
+    let mut declared = variables(&template["Globals"]["Function"]);
+    for (_, resource) in template["Resources"].as_hash().unwrap() {
+        if resource["Type"].as_str() == Some("AWS::Serverless::Function") {
+            declared.extend(variables(&resource["Properties"]));
+        }
+    }
+    assert!(declared.iter().any(|v| v == "HOOKLINE_AWS_ENDPOINT"), "{declared:?}");
+    let env: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("examples/sam-local-env.json")).unwrap()).unwrap();
+    let set = env["Parameters"].as_object().unwrap();
+    assert!(set.contains_key("HOOKLINE_AWS_ENDPOINT"));
+    for name in set.keys() {
+        assert!(declared.contains(name), "{name} is not declared in template.yaml, so sam local would not pass it");
+    }
 }
