@@ -118,6 +118,13 @@ async fn single_shot_upload_round_trips_binary(backend: Backend) {
     assert_eq!((file.file_type.as_str(), file.mime_type.as_str()), ("attachment", "application/pdf"));
     assert_eq!((file.size, file.file_context.as_str(), file.channel_type.as_str()), (300_000, "workflows", "rtm"));
     assert_eq!((file.owner.bot_id.as_str(), file.owner.user_id.as_deref()), (FILES_BOT, Some("ann")));
+
+    // Only the file part, as `curl -F file=@notes.txt` sends it: its name is the file's.
+    let parts = [file_part("notes.txt", b"plain notes")];
+    let reply = send_form(&server, Method::POST, &single_path(FILES_BOT), &token("ann"), &parts).await;
+    assert_eq!(stored(&server, &reply).await.0, b"plain notes");
+    let file = server.store.get_file(reply.body["fileId"].as_str().unwrap()).await.unwrap().unwrap();
+    assert_eq!((file.file_name.as_str(), file.file_extension.as_str()), ("notes.txt", "txt"));
 }
 
 /// /api/public/uploadfile names no bot: the token's app does. Parts may come

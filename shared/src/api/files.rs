@@ -202,10 +202,12 @@ fn decode_base64(text: &str, field: &str) -> Result<Bytes> {
     STANDARD.decode(clean).map(Bytes::from).map_err(|_| Error::InvalidPayload(format!("{field} is not valid base64")))
 }
 
-/// A request's fields (names lowercased) and its file part, if any.
+/// A request's fields (names lowercased) and its file part, if any, with
+/// the name its Content-Disposition gives.
 struct Form {
     fields: Map<String, Value>,
     file: Option<Bytes>,
+    part_file_name: Option<String>,
 }
 
 impl Form {
@@ -215,7 +217,8 @@ impl Form {
 
     fn described(&self) -> Described {
         Described {
-            file_name: self.text("filename"),
+            // A filename field wins; `curl -F file=@report.pdf` sends only the part's.
+            file_name: self.text("filename").or_else(|| self.part_file_name.clone()),
             file_extension: self.text("fileextension"),
             file_context: self.text("filecontext"),
         }
@@ -237,7 +240,7 @@ async fn read_form(request: Request, limit: usize) -> Result<Form> {
                 _ => return Err(Error::InvalidPayload("the body must be a JSON object".into())),
             };
             let fields = fields.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
-            Ok(Form { fields, file: None })
+            Ok(Form { fields, file: None, part_file_name: None })
         }
         "multipart/form-data" => read_multipart(request, limit).await,
         _ => Err(Error::UnsupportedMediaType("application/json or multipart/form-data")),
@@ -257,10 +260,11 @@ async fn read_multipart(request: Request, limit: usize) -> Result<Form> {
     let mut multipart = Multipart::from_request(request, &())
         .await
         .map_err(|e| Error::InvalidPayload(format!("malformed multipart body: {}", e.body_text())))?;
-    let mut form = Form { fields: Map::new(), file: None };
+    let mut form = Form { fields: Map::new(), file: None, part_file_name: None };
     while let Some(field) = multipart.next_field().await.map_err(failed)? {
         let name = field.name().unwrap_or_default().to_ascii_lowercase();
-        let is_file = field.file_name().is_some() || name == "file";
+        let part_file_name = field.file_name().map(String::from);
+        let is_file = part_file_name.is_some() || name == "file";
         let base64 = field
             .headers()
             .get("content-transfer-encoding")
@@ -272,6 +276,7 @@ async fn read_multipart(request: Request, limit: usize) -> Result<Form> {
                 return Err(Error::InvalidPayload("send one file per request".into()));
             }
             form.file = Some(if base64 { decode_base64(&String::from_utf8_lossy(&bytes), &name)? } else { bytes });
+            form.part_file_name = part_file_name;
         } else {
             let text = String::from_utf8(bytes.to_vec())
                 .map_err(|_| Error::InvalidPayload(format!("form field {name} is not UTF-8 text")))?;
