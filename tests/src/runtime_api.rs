@@ -60,22 +60,21 @@ impl LambdaRuntime {
         let addr = listener.local_addr().expect("local addr").to_string();
         tokio::spawn(async move { axum::serve(listener, app).await });
 
-        let name = binary.file_name().and_then(|n| n.to_str()).unwrap_or("function").to_string();
-        let mut command = Command::new(binary);
-        command
-            .env("AWS_LAMBDA_RUNTIME_API", &addr)
-            .env("AWS_LAMBDA_FUNCTION_NAME", &name)
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
-            .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
-            .env("HOOKLINE_LOG", "warn")
-            .stdout(Stdio::null());
-        for (key, value) in env {
-            command.env(key, value);
-        }
+        let mut command = function_command(binary, &addr, env);
+        command.stdout(Stdio::null());
         let process = command.spawn().unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
         Self { events, shared, process }
+    }
+
+    /// Starts `binary` expecting its cold start to fail; what it printed on stderr.
+    pub async fn failed_start(binary: &Path, env: &[(&str, String)]) -> String {
+        // Nothing listens there: a binary that got past its cold start fails too.
+        let mut command = function_command(binary, "127.0.0.1:9", env);
+        let output = tokio::task::spawn_blocking(move || command.output());
+        let output = tokio::time::timeout(DEADLINE, output).await.expect("the process stops").unwrap();
+        let output = output.unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
+        assert!(!output.status.success(), "the cold start failed");
+        String::from_utf8_lossy(&output.stderr).into_owned()
     }
 
     /// Invokes the function with `event` and waits for its answer.
@@ -107,6 +106,24 @@ impl Drop for LambdaRuntime {
         let _ = self.process.kill();
         let _ = self.process.wait();
     }
+}
+
+/// `binary` with the variables Lambda sets and `env`.
+fn function_command(binary: &Path, runtime_api: &str, env: &[(&str, String)]) -> Command {
+    let name = binary.file_name().and_then(|n| n.to_str()).unwrap_or("function").to_string();
+    let mut command = Command::new(binary);
+    command
+        .env("AWS_LAMBDA_RUNTIME_API", runtime_api)
+        .env("AWS_LAMBDA_FUNCTION_NAME", &name)
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+        .env("HOOKLINE_LOG", "warn");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command
 }
 
 async fn next(State(queued): State<Events>) -> (HeaderMap, Json<Value>) {

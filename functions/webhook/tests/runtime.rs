@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use hookline_core::blobs::Blobs;
 use hookline_tests::runtime_api::{Deployment, HELLO_BOT, LambdaRuntime, http_event, response_json};
 use serde_json::json;
 
@@ -33,4 +34,37 @@ async fn answers_api_gateway_events() {
     let response = function.invoke_http(http_event("POST", &path, &unauthenticated, body.to_string().as_bytes())).await;
     assert_eq!(response["statusCode"], 401, "{response}");
     assert_eq!(response_json(&response)["errors"][0]["msg"], "Invalid Access token");
+}
+
+/// HOOKLINE_BOTS may name a folder in S3: its .yaml files are the bots, read
+/// at cold start; nothing else there, and nothing in its subfolders, is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_bot_definitions_from_s3() {
+    let deployment = Deployment::on_emulator().await;
+    let definitions = hookline_tests::s3_blobs().await;
+    let hello = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bots/hello-bot.yaml")).unwrap();
+    definitions.put("bots/hello-bot.yaml", hello.into()).await.unwrap();
+    definitions.put("bots/notes.txt", "not a definition".into()).await.unwrap();
+    definitions.put("bots/old/broken.yaml", "id: [unclosed".into()).await.unwrap();
+    let bucket = definitions.bucket();
+    let binary = Path::new(env!("CARGO_BIN_EXE_webhook"));
+
+    let mut env = deployment.env.clone();
+    env.push(("HOOKLINE_BOTS", format!("s3://{bucket}/bots")));
+    let function = LambdaRuntime::start(binary, &env).await;
+    let token = format!("bearer {}", deployment.token("bo"));
+    let headers = [("authorization", token.as_str()), ("content-type", "application/json")];
+    let body = json!({"message": {"type": "text", "val": "hello"}, "from": {"id": "bo"}});
+    let event = http_event("POST", &format!("/chatbot/v2/webhook/{HELLO_BOT}"), &headers, body.to_string().as_bytes());
+    let response = function.invoke_http(event).await;
+    assert_eq!(response["statusCode"], 200, "{response}");
+    assert_eq!(response_json(&response)["from"], HELLO_BOT);
+
+    // A folder without definitions, or a bucket that is not there, stops the cold start saying so.
+    env.push(("HOOKLINE_BOTS", format!("s3://{bucket}/nothing-here/")));
+    let stderr = LambdaRuntime::failed_start(binary, &env).await;
+    assert!(stderr.contains("no bot definition files (.yaml, .yml) there"), "{stderr}");
+    env.push(("HOOKLINE_BOTS", "s3://no-such-bucket-for-hookline/bots/".to_string()));
+    let stderr = LambdaRuntime::failed_start(binary, &env).await;
+    assert!(stderr.contains("s3://no-such-bucket-for-hookline/bots/") && stderr.contains("NoSuchBucket"), "{stderr}");
 }
