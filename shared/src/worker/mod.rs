@@ -100,7 +100,7 @@ impl Worker {
                 }
                 if let Err(retry) = self.handle_body(&record.body).await {
                     let retry_after = retry.after.unwrap_or_else(|| backoff(self.retry_base(), record.receive_count));
-                    tracing::warn!(message = %record.id, receive_count = record.receive_count, reason = %retry.reason, "job failed; it will be retried");
+                    tracing::warn!(message_id = %record.id, receive_count = record.receive_count, reason = %retry.reason, "job failed; it will be retried");
                     failures.push(Failure { id: record.id, retry_after });
                 }
             }

@@ -44,7 +44,7 @@ pub async fn poll_once(worker: &Worker, queue: &SqsQueue, wait: Duration) -> cra
             None => queue.delete(&message.receipt_handle).await,
         };
         if let Err(e) = outcome {
-            tracing::warn!(message = %message.message_id, error = %e, "could not settle a received message");
+            tracing::warn!(message_id = %message.message_id, error = %e, "could not settle a received message");
         }
     }
     Ok(messages.len())

@@ -30,7 +30,7 @@ pub async fn handle(worker: &Worker, event: SqsEvent, queue: Option<&SqsQueue>) 
         if let (Some(queue), Some(receipt)) = (queue, receipt)
             && let Err(e) = queue.retry_after(receipt, failure.retry_after).await
         {
-            tracing::warn!(message = %failure.id, error = %e, "could not set the retry's backoff");
+            tracing::warn!(message_id = %failure.id, error = %e, "could not set the retry's backoff");
         }
         let mut item = BatchItemFailure::default();
         item.item_identifier = failure.id;
