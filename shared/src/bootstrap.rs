@@ -131,16 +131,16 @@ async fn bot_registry(location: &str, endpoint: Option<&str>) -> Result<Registry
             if object.size().unwrap_or_default() > MAX_S3_DEFINITION_BYTES {
                 return Err(failed(&format!("s3://{bucket}/{key} is larger than {MAX_S3_DEFINITION_BYTES} bytes")));
             }
+            if keys.len() == MAX_S3_DEFINITIONS {
+                return Err(failed(&format!("more than {MAX_S3_DEFINITIONS} definition files")));
+            }
             keys.push(key.to_string());
         }
     }
     if keys.is_empty() {
         return Err(failed(&"no bot definition files (.yaml, .yml) there"));
     }
-    if keys.len() > MAX_S3_DEFINITIONS {
-        return Err(failed(&format!("more than {MAX_S3_DEFINITIONS} definition files")));
-    }
-    keys.sort();
+    // S3 lists keys in order, so diagnostics come in file order as from a directory.
     let mut sources = Vec::new();
     for key in keys {
         let object = client.get_object().bucket(bucket).key(&key).send().await;
