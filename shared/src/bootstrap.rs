@@ -54,14 +54,8 @@ pub async fn s3_client(endpoint: Option<&str>) -> aws_sdk_s3::Client {
         .build();
     let config = aws_sdk_s3::config::Builder::from(&aws_config(endpoint).await)
         .timeout_config(timeouts)
-        .force_path_style(endpoint.is_some() || custom_endpoint());
+        .force_path_style(endpoint.is_some());
     aws_sdk_s3::Client::from_conf(config.build())
-}
-
-/// An endpoint set in the environment (AWS_ENDPOINT_URL or AWS_ENDPOINT_URL_S3,
-/// as `sam local` and local emulators use): local S3 look-alikes want path style.
-fn custom_endpoint() -> bool {
-    ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"].iter().any(|name| std::env::var_os(name).is_some())
 }
 
 pub async fn sqs_client(endpoint: Option<&str>) -> aws_sdk_sqs::Client {
