@@ -10,17 +10,35 @@ use std::time::Duration;
 mod demo_api;
 
 use clap::{Parser, Subcommand};
-use hookline_core::api::{self, AppState, Settings};
-use hookline_core::blobs::{Blobs, LocalBlobs, S3Blobs};
-use hookline_core::config::{self, DEMO_BOT, DEMO_BOT_FILE, Loaded, Purpose, Registry, Severity};
-use hookline_core::files::FileLimits;
-use hookline_core::queue::{MemoryQueue, SqsQueue};
-use hookline_core::store::{DynamoStore, MemoryStore, Store};
-use hookline_core::worker::{Worker, poller};
-use hookline_core::{bootstrap, devtoken, telemetry};
+use hookline_core::adapters::blobs::{LocalBlobs, S3Blobs};
+use hookline_core::adapters::queue::{MemoryQueue, SqsQueue};
+use hookline_core::adapters::store::{DynamoStore, MemoryStore};
+use hookline_core::app::auth::dev_token::{self, DevTokenError};
+use hookline_core::app::files::{Blobs, FileLimits};
+use hookline_core::app::queue::Queue;
+use hookline_core::app::store::Stores;
+use hookline_core::definition::{self, DEMO_BOT, DEMO_BOT_FILE, LoadError, Loaded, Purpose, Registry, Severity};
+use hookline_core::process::{ConfigError, Embedded, Settings, aws, sqs_worker, telemetry};
 
 /// Attempts of a job before it is dead-lettered.
 const DELIVERY_RECEIVES: u32 = 5;
+
+/// Why a command failed; printed as `hookline: <error>`.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("bot definitions are not valid:\n{0}")]
+    Definitions(#[from] LoadError),
+    #[error(transparent)]
+    Aws(#[from] hookline_core::Error),
+    #[error(transparent)]
+    Token(#[from] DevTokenError),
+    #[error("no bot {0} in the definitions")]
+    NoBot(String),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+}
 
 #[derive(Parser)]
 #[command(name = "hookline", version, about = "Webhook channel for virtual assistants")]
@@ -137,13 +155,13 @@ async fn main() -> ExitCode {
         }
         Command::Validate { paths } => validate(&paths),
         Command::Schema => {
-            println!("{}", serde_json::to_string_pretty(&config::json_schema()).unwrap_or_default());
+            println!("{}", serde_json::to_string_pretty(&definition::json_schema()).unwrap_or_default());
             ExitCode::SUCCESS
         }
     }
 }
 
-fn report(result: Result<(), String>) -> ExitCode {
+fn report(result: Result<(), CliError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -154,7 +172,7 @@ fn report(result: Result<(), String>) -> ExitCode {
 }
 
 /// The definitions at `path`, or the built-in demo bot calling its API at `demo_api`.
-fn load_registry(path: Option<&Path>, demo_api: &str) -> Result<Registry, String> {
+fn load_registry(path: Option<&Path>, demo_api: &str) -> Result<Registry, LoadError> {
     match path {
         Some(path) => Registry::load(path, Purpose::Local),
         None => {
@@ -162,7 +180,6 @@ fn load_registry(path: Option<&Path>, demo_api: &str) -> Result<Registry, String
             Registry::from_sources(&[(DEMO_BOT_FILE.into(), demo)], Purpose::Local)
         }
     }
-    .map_err(|e| format!("bot definitions are not valid:\n{e}"))
 }
 
 enum FilesChoice {
@@ -184,20 +201,20 @@ async fn serve(
     create_table: bool,
     queue: QueueChoice,
     files: FilesChoice,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     telemetry::init();
     let demo = bots.is_none();
     let registry = load_registry(bots.as_deref(), &format!("http://{addr}/demo"))?;
-    let (store, storage): (Arc<dyn Store>, String) = match table {
+    let (stores, storage) = match table {
         Some(table) => {
-            let client = bootstrap::dynamodb_client(aws_endpoint.as_deref()).await;
+            let client = aws::dynamodb_client(aws_endpoint.as_deref()).await;
             let store = DynamoStore::new(client, &table);
             if create_table {
-                store.create_table().await.map_err(|e| e.to_string())?;
+                store.create_table().await?;
             }
-            (Arc::new(store), format!("DynamoDB table {table}"))
+            (Stores::of(Arc::new(store)), format!("DynamoDB table {table}"))
         }
-        None => (Arc::new(MemoryStore::new()), "in memory".into()),
+        None => (Stores::of(Arc::new(MemoryStore::new())), "in memory".into()),
     };
     let settings = Settings::from_env()?;
     let (blobs, files_at): (Arc<dyn Blobs>, String) = match files {
@@ -208,9 +225,9 @@ async fn serve(
             (local, at)
         }
         FilesChoice::Bucket { name, create } => {
-            let blobs = S3Blobs::new(bootstrap::s3_client(aws_endpoint.as_deref()).await, &name);
+            let blobs = S3Blobs::new(aws::s3_client(aws_endpoint.as_deref()).await, &name);
             if create {
-                blobs.create_bucket().await.map_err(|e| e.to_string())?;
+                blobs.create_bucket().await?;
             }
             (Arc::new(blobs), format!("S3 bucket {name}"))
         }
@@ -218,45 +235,46 @@ async fn serve(
     let first_bot = registry.bots().map(|b| b.def.clone()).min_by(|a, b| a.id.cmp(&b.id));
     let sqs = match queue {
         QueueChoice::Memory => None,
-        QueueChoice::Url(url) => Some(SqsQueue::new(bootstrap::sqs_client(aws_endpoint.as_deref()).await, url)),
+        QueueChoice::Url(url) => Some(SqsQueue::new(aws::sqs_client(aws_endpoint.as_deref()).await, url)),
         QueueChoice::Create(name) => {
-            let client = bootstrap::sqs_client(aws_endpoint.as_deref()).await;
+            let client = aws::sqs_client(aws_endpoint.as_deref()).await;
             let visibility = Duration::from_secs(60);
-            let (queue, dlq) = SqsQueue::create_fifo(&client, &name, visibility, DELIVERY_RECEIVES)
-                .await
-                .map_err(|e| e.to_string())?;
+            let (queue, dlq) = SqsQueue::create_fifo(&client, &name, visibility, DELIVERY_RECEIVES).await?;
             println!("Queue {} (dead letters: {})", queue.url(), dlq.url());
             Some(queue)
         }
     };
-    // The in-process queue holds its worker weakly: `_worker` keeps it for the server's lifetime.
-    let (state, queued, _worker) = match sqs {
+    let retry_base = settings.worker.retry_base;
+    // The in-process queue holds its worker weakly: `embedded` keeps it for the server's lifetime.
+    let (embedded, queued) = match sqs {
         Some(sqs) => {
             let sqs = Arc::new(sqs);
-            let state = AppState::new(registry, store, sqs.clone(), settings)?;
-            tokio::spawn(poller::run(Worker::new(state.clone()), sqs.clone()));
-            (state, format!("SQS queue {}", sqs.url()), None)
+            let embedded = Embedded::new(registry, stores, sqs.clone(), blobs, settings)?;
+            tokio::spawn(sqs_worker::run(embedded.worker.clone(), sqs.clone()));
+            (embedded, format!("SQS queue {}", sqs.url()))
         }
         None => {
             let memory = MemoryQueue::new(DELIVERY_RECEIVES);
-            let state = AppState::new(registry, store, Arc::new(memory.clone()), settings)?;
-            let worker = Worker::new(state.clone());
-            memory.start(&worker);
+            let queue: Arc<dyn Queue> = Arc::new(memory.clone());
+            let embedded = Embedded::new(registry, stores, queue, blobs, settings)?;
+            memory.start(&embedded.worker, retry_base);
             let queued = if storage.starts_with("DynamoDB") {
                 // Durable state beside a queue that is not: say so.
                 "in memory: queued work is lost if the process stops; add --queue-url for durable queuing".into()
             } else {
                 "in memory".into()
             };
-            (state, queued, Some(worker))
+            (embedded, queued)
         }
     };
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| CliError::Io { what: format!("cannot listen on {addr}"), source })?;
 
     println!("Hookline is listening on http://{addr} (state: {storage}; queue: {queued}; files: {files_at})");
     if let Some(bot) = first_bot {
         println!("Talk to {} ({}):\n", bot.name, bot.id);
-        match devtoken::sign(&bot, None, "demo-user", 24 * 3600, None) {
+        match dev_token::sign(&bot, None, "demo-user", 24 * 3600, None) {
             Ok(token) => println!(
                 "curl -s http://{addr}/chatbot/v2/webhook/{id} \\\n  -H 'Authorization: bearer {token}' \\\n  -H 'Content-Type: application/json' \\\n  -d '{{\"message\":{{\"type\":\"text\",\"val\":\"hello\"}},\"from\":{{\"id\":\"demo-user\"}}}}'\n",
                 id = bot.id
@@ -264,14 +282,14 @@ async fn serve(
             Err(e) => println!("(no ready token: {e}; see `hookline token --help`)\n"),
         }
     }
-    let app = api::app(state, blobs);
+    let app = embedded.router();
     let app = if demo { app.merge(demo_api::router()) } else { app };
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|source| CliError::Io { what: "serving".into(), source })
 }
 
 /// Removes, every ten minutes, the chunks of uploads whose token has expired
@@ -288,15 +306,15 @@ async fn sweep_files(blobs: Arc<LocalBlobs>, limits: FileLimits) {
     }
 }
 
-async fn dead_letters(dlq_url: &str, replay_to: Option<&str>, endpoint: Option<&str>) -> Result<(), String> {
-    let client = bootstrap::sqs_client(endpoint).await;
+async fn dead_letters(dlq_url: &str, replay_to: Option<&str>, endpoint: Option<&str>) -> Result<(), CliError> {
+    let client = aws::sqs_client(endpoint).await;
     let dlq = SqsQueue::new(client.clone(), dlq_url);
     if let Some(target) = replay_to {
-        let moved = dlq.move_messages(&SqsQueue::new(client, target), usize::MAX).await.map_err(|e| e.to_string())?;
+        let moved = dlq.move_messages(&SqsQueue::new(client, target), usize::MAX).await?;
         println!("{moved} message(s) moved back to {target}");
         return Ok(());
     }
-    let messages = dlq.peek(10).await.map_err(|e| e.to_string())?;
+    let messages = dlq.peek(10).await?;
     for message in &messages {
         println!("{} (received {} times)\n{}\n", message.message_id, message.receive_count, message.body);
     }
@@ -311,13 +329,15 @@ fn token(
     config: Option<&Path>,
     private_key: Option<&Path>,
     ttl: i64,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     let registry = load_registry(config, demo_api::DEMO_API)?;
-    let bot = registry.get(bot_id).ok_or_else(|| format!("no bot {bot_id} in the definitions"))?;
+    let bot = registry.get(bot_id).ok_or_else(|| CliError::NoBot(bot_id.into()))?;
     let pem = private_key
-        .map(|path| std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display())))
+        .map(|path| {
+            std::fs::read_to_string(path).map_err(|source| CliError::Io { what: path.display().to_string(), source })
+        })
         .transpose()?;
-    println!("{}", devtoken::sign(&bot.def, app, user, ttl, pem.as_deref())?);
+    println!("{}", dev_token::sign(&bot.def, app, user, ttl, pem.as_deref())?);
     Ok(())
 }
 

@@ -1,6 +1,21 @@
-//! Identifiers handed to clients: random, URL-safe, unguessable.
+//! Identifiers: the key of a conversation, and the ids handed to clients
+//! (random, URL-safe, unguessable).
 
 use uuid::Uuid;
+
+/// Identifies one user's conversation with one bot (tenant isolation: every
+/// read and write is keyed by both).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConversationKey {
+    pub bot_id: String,
+    pub user_id: String,
+}
+
+impl ConversationKey {
+    pub fn new(bot_id: impl Into<String>, user_id: impl Into<String>) -> Self {
+        Self { bot_id: bot_id.into(), user_id: user_id.into() }
+    }
+}
 
 /// `ms-<uuid>`: unique per bot (random 122 bits), URL-safe.
 pub fn message_id() -> String {

@@ -6,12 +6,15 @@ pub mod runtime_api;
 
 use std::sync::Arc;
 
-use hookline_core::api::{self, AppState, Settings};
-use hookline_core::blobs::{Blobs, LocalBlobs, S3Blobs};
-use hookline_core::config::{DEMO_BOT, Purpose, Registry};
-use hookline_core::queue::{MemoryQueue, SqsQueue};
-use hookline_core::store::{DynamoStore, MemoryStore, Store};
-use hookline_core::worker::{Worker, poller};
+use hookline_core::adapters::blobs::{LocalBlobs, S3Blobs};
+use hookline_core::adapters::queue::{MemoryQueue, SqsQueue};
+use hookline_core::adapters::store::{DynamoStore, MemoryStore};
+use hookline_core::app::files::Blobs;
+use hookline_core::app::queue::{Job, Queue, QueueMessage};
+use hookline_core::app::store::Stores;
+use hookline_core::app::worker::Worker;
+use hookline_core::definition::{DEMO_BOT, Purpose, Registry};
+use hookline_core::process::{Embedded, Settings, aws, sqs_worker};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
@@ -56,11 +59,11 @@ pub fn aws_endpoint() -> String {
 }
 
 pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
-    hookline_core::bootstrap::dynamodb_client(Some(&aws_endpoint())).await
+    aws::dynamodb_client(Some(&aws_endpoint())).await
 }
 
 pub async fn s3_client() -> aws_sdk_s3::Client {
-    hookline_core::bootstrap::s3_client(Some(&aws_endpoint())).await
+    aws::s3_client(Some(&aws_endpoint())).await
 }
 
 /// A fresh directory for files, under the system's temporary directory.
@@ -109,7 +112,7 @@ pub fn sha256_by_python(bytes: &[u8]) -> String {
 }
 
 pub async fn sqs_client() -> aws_sdk_sqs::Client {
-    hookline_core::bootstrap::sqs_client(Some(&aws_endpoint())).await
+    aws::sqs_client(Some(&aws_endpoint())).await
 }
 
 /// Receives a job gets before SQS dead-letters it, in the test queues.
@@ -131,11 +134,21 @@ pub async fn dynamo_store(client: aws_sdk_dynamodb::Client) -> (DynamoStore, Str
     (store, table)
 }
 
-pub async fn store(backend: Backend) -> Arc<dyn Store> {
+/// Every storage port on `backend`: memory, or a fresh table on the emulator.
+pub async fn stores(backend: Backend) -> Stores {
     match backend {
-        Backend::Memory => Arc::new(MemoryStore::new()),
-        Backend::DynamoDb => Arc::new(dynamo_store(dynamodb_client().await).await.0),
+        Backend::Memory => Stores::of(Arc::new(MemoryStore::new())),
+        Backend::DynamoDb => Stores::of(Arc::new(dynamo_store(dynamodb_client().await).await.0)),
     }
+}
+
+/// Every endpoint family's state over memory, a fresh files directory (its
+/// path returned for removal) and `queue`, with nothing running the queue:
+/// for driving the routers directly.
+pub fn in_memory(registry: Registry, queue: Arc<dyn Queue>, settings: Settings) -> (Embedded, std::path::PathBuf) {
+    let (blobs, root) = local_blobs();
+    let stores = Stores::of(Arc::new(MemoryStore::new()));
+    (Embedded::new(registry, stores, queue, Arc::new(blobs), settings).expect("wiring"), root)
 }
 
 /// Where a test server's jobs go, and where they end when every attempt fails.
@@ -151,7 +164,7 @@ pub enum Queued {
 }
 
 /// Which sends a flaky queue fails: those with a job it matches.
-pub type JobFilter = fn(&hookline_core::queue::Job) -> bool;
+pub type JobFilter = fn(&Job) -> bool;
 
 /// A queue whose first sends (of some jobs) fail, as an unreachable SQS would.
 struct FlakyQueue {
@@ -161,8 +174,8 @@ struct FlakyQueue {
 }
 
 #[async_trait::async_trait]
-impl hookline_core::queue::Queue for FlakyQueue {
-    async fn send(&self, messages: &[hookline_core::queue::QueueMessage]) -> hookline_core::error::Result<()> {
+impl Queue for FlakyQueue {
+    async fn send(&self, messages: &[QueueMessage]) -> hookline_core::error::Result<()> {
         use std::sync::atomic::Ordering;
         if messages.iter().any(|m| (self.failing)(&m.job))
             && self.failures_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
@@ -184,7 +197,7 @@ impl Drop for Server {
 /// The product's router served on a loopback port, with its worker.
 pub struct Server {
     pub base: String,
-    pub store: Arc<dyn Store>,
+    pub stores: Stores,
     pub blobs: Arc<dyn Blobs>,
     files_dir: Option<std::path::PathBuf>,
     pub queued: Queued,
@@ -219,17 +232,17 @@ impl Reply {
 
 impl Server {
     pub async fn start(backend: Backend) -> Self {
-        Self::start_with(store(backend).await, Settings::default()).await
+        Self::start_with(stores(backend).await, Settings::default()).await
     }
 
-    pub async fn start_with(store: Arc<dyn Store>, settings: Settings) -> Self {
-        Self::start_with_registry(registry(), store, settings).await
+    pub async fn start_with(stores: Stores, settings: Settings) -> Self {
+        Self::start_with_registry(registry(), stores, settings).await
     }
 
-    /// State in `store`, jobs on the in-process queue.
-    pub async fn start_with_registry(registry: Registry, store: Arc<dyn Store>, settings: Settings) -> Self {
+    /// State in `stores`, jobs on the in-process queue.
+    pub async fn start_with_registry(registry: Registry, stores: Stores, settings: Settings) -> Self {
         let queued = Queued::Memory(MemoryQueue::new(TEST_MAX_RECEIVES));
-        Self::serve(registry, store, blobs(Backend::Memory).await, queued, settings, true).await
+        Self::serve(registry, stores, blobs(Backend::Memory).await, queued, settings, true).await
     }
 
     /// Everything on `backend`: memory for both, or DynamoDB and SQS on the
@@ -242,7 +255,7 @@ impl Server {
                 Queued::Sqs { queue: Arc::new(queue), dead_letters: Arc::new(dead_letters) }
             }
         };
-        Self::serve(registry, store(backend).await, blobs(backend).await, queued, settings, true).await
+        Self::serve(registry, stores(backend).await, blobs(backend).await, queued, settings, true).await
     }
 
     /// In memory, with the first `failures` sends of jobs that `failing`
@@ -255,15 +268,15 @@ impl Server {
     ) -> Self {
         let failures = Arc::new(std::sync::atomic::AtomicUsize::new(failures));
         let queued = Queued::Flaky(MemoryQueue::new(TEST_MAX_RECEIVES), failures, failing);
-        Self::serve(registry, store(Backend::Memory).await, blobs(Backend::Memory).await, queued, settings, true).await
+        Self::serve(registry, stores(Backend::Memory).await, blobs(Backend::Memory).await, queued, settings, true).await
     }
 
     /// On DynamoDB and SQS, with no worker serving the queue: the test runs it.
     pub async fn start_without_worker(registry: Registry, settings: Settings) -> Self {
         let (queue, dead_letters) = sqs_queue().await;
         let queued = Queued::Sqs { queue: Arc::new(queue), dead_letters: Arc::new(dead_letters) };
-        Self::serve(registry, store(Backend::DynamoDb).await, blobs(Backend::DynamoDb).await, queued, settings, false)
-            .await
+        let (stores, blobs) = (stores(Backend::DynamoDb).await, blobs(Backend::DynamoDb).await);
+        Self::serve(registry, stores, blobs, queued, settings, false).await
     }
 
     /// The worker serving this server's queue.
@@ -273,33 +286,34 @@ impl Server {
 
     async fn serve(
         registry: Registry,
-        store: Arc<dyn Store>,
+        stores: Stores,
         (blobs, files_dir): (Arc<dyn Blobs>, Option<std::path::PathBuf>),
         queued: Queued,
         settings: Settings,
         run_worker: bool,
     ) -> Self {
-        let queue: Arc<dyn hookline_core::queue::Queue> = match &queued {
+        let queue: Arc<dyn Queue> = match &queued {
             Queued::Memory(memory) => Arc::new(memory.clone()),
             Queued::Flaky(memory, failures, failing) => {
                 Arc::new(FlakyQueue { inner: memory.clone(), failures_left: failures.clone(), failing: *failing })
             }
             Queued::Sqs { queue, .. } => queue.clone(),
         };
-        let state = AppState::new(registry, store.clone(), queue, settings).expect("app state");
-        let worker = Worker::new(state.clone());
+        let retry_base = settings.worker.retry_base;
+        let embedded = Embedded::new(registry, stores.clone(), queue, blobs.clone(), settings).expect("wiring");
+        let worker = embedded.worker.clone();
         match &queued {
-            Queued::Memory(memory) | Queued::Flaky(memory, ..) => memory.start(&worker),
+            Queued::Memory(memory) | Queued::Flaky(memory, ..) => memory.start(&worker, retry_base),
             Queued::Sqs { queue, .. } if run_worker => {
-                tokio::spawn(poller::run(worker.clone(), queue.clone()));
+                tokio::spawn(sqs_worker::run(worker.clone(), queue.clone()));
             }
             Queued::Sqs { .. } => {}
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
-        let app = api::app(state, blobs.clone());
+        let app = embedded.router();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { base, store, blobs, files_dir, queued, worker, http: reqwest::Client::new() }
+        Self { base, stores, blobs, files_dir, queued, worker, http: reqwest::Client::new() }
     }
 
     /// GET with a bearer token.

@@ -178,8 +178,8 @@ async fn init_error(State(shared): State<Arc<Shared>>, body: Bytes) -> StatusCod
 /// their secrets, and the environment that points the functions at them.
 pub struct Deployment {
     pub table: String,
-    pub queue: hookline_core::queue::SqsQueue,
-    pub dead_letters: hookline_core::queue::SqsQueue,
+    pub queue: hookline_core::adapters::queue::SqsQueue,
+    pub dead_letters: hookline_core::adapters::queue::SqsQueue,
     pub bucket: String,
     pub env: Vec<(&'static str, String)>,
 }

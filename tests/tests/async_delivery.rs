@@ -6,9 +6,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use hookline_core::api::Settings;
-use hookline_core::queue::{Job, QueuedAnswer, QueuedTurn};
-use hookline_core::worker::{Record, poller};
+use hookline_core::app::queue::{Job, JobHandler, QueuedAnswer, QueuedTurn};
+use hookline_core::app::worker::Record;
+use hookline_core::process::Settings;
+use hookline_core::process::sqs_worker;
 use hookline_tests::*;
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
@@ -19,10 +20,12 @@ const INSTANCE_SIGNING_SECRET: &str = "whsec_aW5zdGFuY2Utc2lnbmluZy1zZWNyZXQtMzJ
 const BOT_SIGNING_SECRET: &str = "whsec_aG9va2xpbmUtdGVzdC1zaWduaW5nLXNlY3JldC0zMmIh";
 
 fn settings() -> Settings {
-    Settings { retry_base: Duration::from_millis(100), ..Settings::default() }
+    let mut settings = Settings::default();
+    settings.worker.retry_base = Duration::from_millis(100);
+    settings
 }
 
-fn channel_bot(receiver: &Receiver, extra: &str) -> hookline_core::config::Registry {
+fn channel_bot(receiver: &Receiver, extra: &str) -> hookline_core::definition::Registry {
     let yaml = include_str!("../fixtures/bots/channel-bot.yaml").replace("RECEIVER", &receiver.addr);
     registry_with(&[("channel-bot.yaml".into(), format!("{yaml}{}", extra.replace("RECEIVER", &receiver.addr)))])
 }
@@ -217,7 +220,7 @@ async fn a_worker_killed_mid_batch_loses_and_duplicates_nothing() {
     let worker = server.worker();
     let mut turns = 0;
     while turns < users.len() {
-        turns += poller::poll_once(&worker, &queue, Duration::from_secs(1)).await.unwrap();
+        turns += sqs_worker::poll_once(&worker, &queue, Duration::from_secs(1)).await.unwrap();
     }
     // A batch of the deliveries, as Lambda would hand it over, is cut short
     // once the first has reached the receiver: nothing of it is deleted.
@@ -236,7 +239,7 @@ async fn a_worker_killed_mid_batch_loses_and_duplicates_nothing() {
     receiver.wait_for_path("/post", 1, 10).await;
     batch.abort();
     // A new worker takes over once the messages are visible again.
-    tokio::spawn(poller::run(worker, queue));
+    tokio::spawn(sqs_worker::run(worker, queue));
     let posts = receiver.wait_for_path("/post", users.len() + 1, 15).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     // What the killed worker had sent came again.
@@ -276,13 +279,12 @@ async fn a_queued_turn_delivered_twice_runs_once(backend: Backend) {
 async fn a_message_that_cannot_be_queued_is_not_acknowledged() {
     let receiver = Receiver::start(vec![]).await;
     let missing = format!("{}/000000000000/no-such-queue.fifo", aws_endpoint());
-    let queue = std::sync::Arc::new(hookline_core::queue::SqsQueue::new(sqs_client().await, missing));
-    let state =
-        hookline_core::api::AppState::new(channel_bot(&receiver, ""), store(Backend::Memory).await, queue, settings())
-            .unwrap();
+    let queue = std::sync::Arc::new(hookline_core::adapters::queue::SqsQueue::new(sqs_client().await, missing));
+    let (wiring, root) = hookline_tests::in_memory(channel_bot(&receiver, ""), queue, settings());
+    std::fs::remove_dir_all(root).ok();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, hookline_core::api::webhook_router(state)).await });
+    tokio::spawn(async move { axum::serve(listener, hookline_core::api::webhook_router(wiring.webhook)).await });
     let path = format!("{base}/chatbot/v2/webhook/{BOT}/hookInstance/async");
     let send = |body: Value| {
         reqwest::Client::new().post(&path).header("Authorization", format!("bearer {}", token("hal"))).json(&body)

@@ -3,7 +3,7 @@
 //! hash checked by an independent implementation (Python's hashlib).
 
 use bytes::Bytes;
-use hookline_core::blobs::Blobs;
+use hookline_core::app::files::Blobs;
 use hookline_tests::*;
 
 const MIB: usize = 1024 * 1024;

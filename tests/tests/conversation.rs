@@ -4,9 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookline_core::api::Settings;
-use hookline_core::session::{ActiveTask, Conversation, ConversationKey, Direction, Session};
-use hookline_core::store::TurnWrite;
+use hookline_core::app::records::{Conversation, Direction};
+use hookline_core::app::store::TurnWrite;
+use hookline_core::engine::{ActiveTask, Session};
+use hookline_core::ids::ConversationKey;
+use hookline_core::process::Settings;
 use hookline_tests::*;
 use serde_json::json;
 
@@ -119,7 +121,7 @@ async fn new_session_and_idle_timeout_end_the_task(backend: Backend) {
         ..Conversation::default()
     };
     let write = TurnWrite { conversation: &stale, expected_version: 0, log: &[], expires_at: now() + 3600, polls: &[] };
-    server.store.save_turn(&key, write).await.unwrap();
+    server.stores.conversations.save_turn(&key, write).await.unwrap();
     assert_eq!(server.say("erin", "Erin").await.texts(), ["I did not understand."]);
 
     // ...while a recent one goes on.
@@ -133,7 +135,7 @@ async fn new_session_and_idle_timeout_end_the_task(backend: Backend) {
     };
     let key = ConversationKey::new(TEST_BOT, "frank");
     let write = TurnWrite { conversation: &fresh, expected_version: 0, log: &[], expires_at: now() + 3600, polls: &[] };
-    server.store.save_turn(&key, write).await.unwrap();
+    server.stores.conversations.save_turn(&key, write).await.unwrap();
     assert_eq!(server.say("frank", "Frank").await.texts(), ["Your email?"]);
 }
 
@@ -159,7 +161,7 @@ async fn tags_user_info_and_custom_data(backend: Backend) {
     assert_eq!(reply.texts(), ["name= first=Gina id=gina", "tier=gold channel= custom="]);
 
     // Message tags are kept with the message in the log.
-    let log = server.store.read_log(&ConversationKey::new(TEST_BOT, "gina"), None, 100).await.unwrap();
+    let log = server.stores.conversations.read_log(&ConversationKey::new(TEST_BOT, "gina"), None, 100).await.unwrap();
     assert_eq!(log[0].body["messageLevelTags"], json!([{"name": "intent", "value": "profile"}]));
 }
 
@@ -183,7 +185,7 @@ async fn every_message_is_logged_in_order(backend: Backend) {
     let server = Server::start(backend).await;
     server.say("ivy", "hello").await;
     let balance = server.say("ivy", "balance").await;
-    let log = server.store.read_log(&ConversationKey::new(TEST_BOT, "ivy"), None, 100).await.unwrap();
+    let log = server.stores.conversations.read_log(&ConversationKey::new(TEST_BOT, "ivy"), None, 100).await.unwrap();
     let seqs: Vec<u64> = log.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, [0, 1, 2, 3, 4]);
     let directions: Vec<Direction> = log.iter().map(|e| e.direction).collect();
@@ -194,15 +196,17 @@ async fn every_message_is_logged_in_order(backend: Backend) {
     assert_eq!(log[3].message_id, balance.body["data"][0]["messageId"].as_str().unwrap());
     assert_eq!(log[4].body, balance.body["data"][1]);
     // Reading after a seq returns only what follows.
-    let tail = server.store.read_log(&ConversationKey::new(TEST_BOT, "ivy"), Some(2), 100).await.unwrap();
+    let tail =
+        server.stores.conversations.read_log(&ConversationKey::new(TEST_BOT, "ivy"), Some(2), 100).await.unwrap();
     assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4]);
 }
 
 async fn fifty_concurrent_messages_from_one_user(backend: Backend) {
     // The fifty turns run one after the other; on a busy emulator the last
     // may wait past the default sync deadline, which this test is not about.
-    let settings = Settings { sync_deadline: Duration::from_secs(300), ..Settings::default() };
-    let server = Arc::new(Server::start_with(store(backend).await, settings).await);
+    let mut settings = Settings::default();
+    settings.http.sync_deadline = Duration::from_secs(300);
+    let server = Arc::new(Server::start_with(stores(backend).await, settings).await);
     let tasks: Vec<_> = (0..50)
         .map(|i| {
             let server = server.clone();
@@ -214,7 +218,7 @@ async fn fifty_concurrent_messages_from_one_user(backend: Backend) {
         assert_eq!(reply.status, 200, "{}", reply.body);
         assert_eq!(reply.texts(), [format!("pong ping {i}")]);
     }
-    let log = server.store.read_log(&ConversationKey::new(TEST_BOT, "jack"), None, 1000).await.unwrap();
+    let log = server.stores.conversations.read_log(&ConversationKey::new(TEST_BOT, "jack"), None, 1000).await.unwrap();
     assert_eq!(log.len(), 100);
     assert_eq!(log.iter().map(|e| e.seq).collect::<Vec<_>>(), (0..100).collect::<Vec<_>>());
     let mut asked: Vec<String> = log

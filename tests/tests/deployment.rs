@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use hookline_core::config::{Purpose, Registry, Severity, check};
+use hookline_core::definition::{Purpose, Registry, Severity, check};
 
 #[test]
 fn shipped_bots_load_in_deployed_mode() {
@@ -39,24 +39,18 @@ fn a_folder_without_definitions_is_an_error() {
 async fn template_routes_reach_their_functions() {
     use std::sync::Arc;
 
-    use hookline_core::api::{self, AppState, Settings};
-    use hookline_core::queue::MemoryQueue;
-    use hookline_core::store::MemoryStore;
+    use hookline_core::adapters::queue::MemoryQueue;
+    use hookline_core::api;
+    use hookline_core::process::Settings;
     use tower::ServiceExt;
 
     let template = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml")).unwrap();
-    let state = AppState::new(
-        hookline_tests::registry(),
-        Arc::new(MemoryStore::new()),
-        Arc::new(MemoryQueue::new(1)),
-        Settings::default(),
-    )
-    .unwrap();
-    let (blobs, root) = hookline_tests::local_blobs();
+    let queue = Arc::new(MemoryQueue::new(1));
+    let (wiring, root) = hookline_tests::in_memory(hookline_tests::registry(), queue, Settings::default());
     let routers = [
-        ("WebhookFunction", api::webhook_router(state.clone())),
-        ("PollFunction", api::poll_router(state.clone())),
-        ("FilesFunction", api::files_router(state.clone(), Arc::new(blobs))),
+        ("WebhookFunction", api::webhook_router(wiring.webhook)),
+        ("PollFunction", api::poll_router(wiring.poll)),
+        ("FilesFunction", api::files_router(wiring.files)),
     ];
     // Resources are indented by two spaces, an event's properties by twelve.
     let (mut function, mut method, mut routes) = (String::new(), String::new(), 0);

@@ -7,9 +7,11 @@ use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::types::AttributeValue;
-use hookline_core::api::Settings;
-use hookline_core::session::{ConversationKey, Direction};
-use hookline_core::store::{DynamoStore, Store, TurnWrite};
+use hookline_core::adapters::store::DynamoStore;
+use hookline_core::app::records::Direction;
+use hookline_core::app::store::{Conversations, Stores, TurnWrite};
+use hookline_core::ids::ConversationKey;
+use hookline_core::process::Settings;
 use hookline_tests::*;
 
 /// Records the operation (X-Amz-Target) of every request the client sends.
@@ -52,7 +54,7 @@ async fn recorded_store() -> (Arc<DynamoStore>, Recorder, String) {
 #[tokio::test]
 async fn a_plain_text_turn_is_one_read_and_one_transactional_write() {
     let (store, recorder, _) = recorded_store().await;
-    let server = Server::start_with(store, Settings::default()).await;
+    let server = Server::start_with(Stores::of(store), Settings::default()).await;
     for text in ["hello", "balance", "sign up", "Zoe", "not-an-email"] {
         let reply = server.say("zoe", text).await;
         assert_eq!(reply.status, 200);
@@ -64,7 +66,7 @@ async fn a_plain_text_turn_is_one_read_and_one_transactional_write() {
 async fn items_are_keyed_by_bot_and_user_and_expire() {
     let client = dynamodb_client().await;
     let (store, table) = dynamo_store(client.clone()).await;
-    let server = Server::start_with(Arc::new(store), Settings::default()).await;
+    let server = Server::start_with(Stores::of(Arc::new(store)), Settings::default()).await;
     server.say("yuri", "balance").await;
 
     let ttl = client.describe_time_to_live().table_name(&table).send().await.unwrap();
@@ -111,7 +113,7 @@ async fn many_processes_writing_one_conversation_lose_nothing() {
     let mut servers = Vec::new();
     for _ in 0..PROCESSES {
         let store = Arc::new(DynamoStore::new(client.clone(), &table));
-        servers.push(Arc::new(Server::start_with(store, Settings::default()).await));
+        servers.push(Arc::new(Server::start_with(Stores::of(store), Settings::default()).await));
     }
     let tasks: Vec<_> = (0..MESSAGES)
         .map(|i| {
@@ -124,7 +126,8 @@ async fn many_processes_writing_one_conversation_lose_nothing() {
         assert_eq!(reply.status, 200, "{}", reply.body);
         assert_eq!(reply.texts(), [format!("pong ping {i}")]);
     }
-    let log = servers[0].store.read_log(&ConversationKey::new(TEST_BOT, "max"), None, 1000).await.unwrap();
+    let log =
+        servers[0].stores.conversations.read_log(&ConversationKey::new(TEST_BOT, "max"), None, 1000).await.unwrap();
     let expected: Vec<u64> = (0..2 * MESSAGES as u64).collect();
     assert_eq!(log.iter().map(|e| e.seq).collect::<Vec<_>>(), expected, "{log:#?}");
     assert_eq!(log.iter().filter(|e| e.direction == Direction::In).count(), MESSAGES);
@@ -140,14 +143,14 @@ async fn an_expired_conversation_reads_as_empty() {
     let client = dynamodb_client().await;
     let (store, _) = dynamo_store(client).await;
     let store = Arc::new(store);
-    let server = Server::start_with(store.clone(), Settings::default()).await;
+    let server = Server::start_with(Stores::of(store.clone()), Settings::default()).await;
     server.say("old", "sign up").await;
     let key = ConversationKey::new(TEST_BOT, "old");
     let mut conversation = store.load(&key).await.unwrap().unwrap();
     assert!(conversation.session.is_some());
     let version = conversation.version;
     conversation.next_seq += 1;
-    let log = [hookline_core::session::LogEntry {
+    let log = [hookline_core::app::records::LogEntry {
         seq: 2,
         direction: Direction::In,
         message_id: "ms-x".into(),

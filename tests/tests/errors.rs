@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookline_core::api::Settings;
-use hookline_core::files::{ChunkRecord, FileRecord, Upload};
-use hookline_core::session::{Conversation, ConversationKey, LogEntry, PollRecord};
-use hookline_core::store::{FileStore, Store, TurnWrite};
+use hookline_core::adapters::store::MemoryStore;
+use hookline_core::app::records::{Conversation, LogEntry};
+use hookline_core::app::store::{Conversations, Stores, TurnWrite};
+use hookline_core::ids::ConversationKey;
+use hookline_core::process::Settings;
 use hookline_tests::*;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -147,8 +148,9 @@ async fn wrong_method_is_405() {
 
 #[tokio::test]
 async fn oversized_body_is_413() {
-    let settings = Settings { max_body_bytes: 1024, ..Settings::default() };
-    let server = Server::start_with(store(Backend::Memory).await, settings).await;
+    let mut settings = Settings::default();
+    settings.http.max_body_bytes = 1024;
+    let server = Server::start_with(stores(Backend::Memory).await, settings).await;
     let body = json!({"message": {"type": "text", "val": "x".repeat(2000)}, "from": {"id": "u1"}});
     let reply = server.post(&v2_path(TEST_BOT), &hs256_token("u1"), &body).await;
     assert_eq!(reply.status, 413, "{}", reply.body);
@@ -208,8 +210,9 @@ async fn every_response_has_a_trace_id_and_cors_headers() {
 
 #[tokio::test]
 async fn cors_preflight_with_configured_origins() {
-    let settings = Settings { cors_origins: vec!["https://chat.example.com".into()], ..Settings::default() };
-    let server = Server::start_with(store(Backend::Memory).await, settings).await;
+    let mut settings = Settings::default();
+    settings.http.cors_origins = vec!["https://chat.example.com".into()];
+    let server = Server::start_with(stores(Backend::Memory).await, settings).await;
     let preflight = |origin: &'static str, path: String, method: &'static str| {
         server
             .request(Method::OPTIONS, &path)
@@ -232,25 +235,29 @@ async fn cors_preflight_with_configured_origins() {
     assert!(response.headers().get("access-control-allow-origin").is_none());
 }
 
-/// The memory store, slowed down: drives the synchronous deadline.
+/// The memory store's conversations, slowed down: drives the synchronous
+/// deadline. Polls and files are the memory store's, as they are.
 struct SlowStore {
-    inner: hookline_core::store::MemoryStore,
+    inner: Arc<MemoryStore>,
     load_delay: Duration,
     save_delay: Duration,
 }
 
 impl SlowStore {
-    fn new(load_delay: u64, save_delay: u64) -> Arc<Self> {
-        Arc::new(Self {
-            inner: hookline_core::store::MemoryStore::new(),
+    /// The stores with slowed conversations, and the memory store beneath.
+    fn stores(load_delay: u64, save_delay: u64) -> (Stores, Arc<MemoryStore>) {
+        let inner = Arc::new(MemoryStore::new());
+        let slow = SlowStore {
+            inner: inner.clone(),
             load_delay: Duration::from_millis(load_delay),
             save_delay: Duration::from_millis(save_delay),
-        })
+        };
+        (Stores { conversations: Arc::new(slow), ..Stores::of(inner.clone()) }, inner)
     }
 }
 
 #[async_trait::async_trait]
-impl Store for SlowStore {
+impl Conversations for SlowStore {
     async fn load(&self, key: &ConversationKey) -> hookline_core::error::Result<Option<Conversation>> {
         tokio::time::sleep(self.load_delay).await;
         self.inner.load(key).await
@@ -269,84 +276,37 @@ impl Store for SlowStore {
     ) -> hookline_core::error::Result<Vec<LogEntry>> {
         self.inner.read_log(key, after_seq, limit).await
     }
-
-    async fn put_poll(&self, record: &PollRecord) -> hookline_core::error::Result<()> {
-        self.inner.put_poll(record).await
-    }
-
-    async fn get_poll(&self, poll_id: &str) -> hookline_core::error::Result<Option<PollRecord>> {
-        self.inner.get_poll(poll_id).await
-    }
-
-    async fn record_poll_read(&self, poll_id: &str, reads: u32, now: i64) -> hookline_core::error::Result<bool> {
-        self.inner.record_poll_read(poll_id, reads, now).await
-    }
-}
-
-/// Files are not slowed down.
-#[async_trait::async_trait]
-impl FileStore for SlowStore {
-    async fn put_file(&self, file: &FileRecord) -> hookline_core::error::Result<()> {
-        self.inner.put_file(file).await
-    }
-
-    async fn get_file(&self, file_id: &str) -> hookline_core::error::Result<Option<FileRecord>> {
-        self.inner.get_file(file_id).await
-    }
-
-    async fn put_upload(&self, upload: &Upload) -> hookline_core::error::Result<()> {
-        self.inner.put_upload(upload).await
-    }
-
-    async fn get_upload(&self, file_token: &str) -> hookline_core::error::Result<Option<Upload>> {
-        self.inner.get_upload(file_token).await
-    }
-
-    async fn put_chunk(
-        &self,
-        file_token: &str,
-        chunk: &ChunkRecord,
-        expires_at: i64,
-    ) -> hookline_core::error::Result<()> {
-        self.inner.put_chunk(file_token, chunk, expires_at).await
-    }
-
-    async fn chunks(&self, file_token: &str) -> hookline_core::error::Result<Vec<ChunkRecord>> {
-        self.inner.chunks(file_token).await
-    }
-
-    async fn commit_upload(&self, file_token: &str, file: &FileRecord) -> hookline_core::error::Result<bool> {
-        self.inner.commit_upload(file_token, file).await
-    }
 }
 
 fn deadline(ms: u64) -> Settings {
-    Settings { sync_deadline: Duration::from_millis(ms), ..Settings::default() }
+    let mut settings = Settings::default();
+    settings.http.sync_deadline = Duration::from_millis(ms);
+    settings
 }
 
 #[tokio::test]
 async fn past_the_sync_deadline_the_answer_is_504_and_nothing_is_written() {
-    let store = SlowStore::new(400, 0);
-    let server = Server::start_with(store.clone(), deadline(100)).await;
+    let (stores, memory) = SlowStore::stores(400, 0);
+    let server = Server::start_with(stores, deadline(100)).await;
     let reply = server.say("slow", "sign up").await;
     assert_eq!(reply.status, 504, "{}", reply.body);
     assert_eq!(reply.error_msg(), "The request has been timed-out");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let key = ConversationKey::new(TEST_BOT, "slow");
-    assert!(store.inner.read_log(&key, None, 10).await.unwrap().is_empty());
-    assert!(store.inner.load(&key).await.unwrap().is_none());
+    assert!(memory.read_log(&key, None, 10).await.unwrap().is_empty());
+    assert!(memory.load(&key).await.unwrap().is_none());
 }
 
 #[tokio::test]
 async fn a_write_that_started_before_the_deadline_is_answered() {
     // The client is never told "timed out" about a turn that was saved.
-    let store = SlowStore::new(0, 300);
-    let server = Server::start_with(store.clone(), deadline(100)).await;
+    let (stores, memory) = SlowStore::stores(0, 300);
+    let server = Server::start_with(stores, deadline(100)).await;
     let reply = server.say("slow", "sign up").await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.texts(), ["Your name?"]);
     let key = ConversationKey::new(TEST_BOT, "slow");
-    assert_eq!(store.inner.read_log(&key, None, 10).await.unwrap().len(), 2);
+    assert_eq!(memory.read_log(&key, None, 10).await.unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -394,9 +354,9 @@ async fn what_a_request_may_store_is_bounded() {
 
 #[tokio::test]
 async fn an_unreachable_store_is_503() {
-    let client = hookline_core::bootstrap::dynamodb_client(Some("http://127.0.0.1:9")).await;
-    let store = Arc::new(hookline_core::store::DynamoStore::new(client, "absent"));
-    let server = Server::start_with(store, Settings::default()).await;
+    let client = hookline_core::process::aws::dynamodb_client(Some("http://127.0.0.1:9")).await;
+    let store = Arc::new(hookline_core::adapters::store::DynamoStore::new(client, "absent"));
+    let server = Server::start_with(Stores::of(store), Settings::default()).await;
     let reply = server.say("u1", "hello").await;
     assert_eq!(reply.status, 503, "{}", reply.body);
     assert_eq!(reply.error_msg(), "Service temporarily unavailable");

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use hookline_core::api::Settings;
-use hookline_core::files::{FileLimits, MAX_CHUNK_BYTES};
+use hookline_core::app::files::{FileLimits, MAX_CHUNK_BYTES};
+use hookline_core::process::Settings;
 use hookline_tests::*;
 use jsonwebtoken::Algorithm;
 use reqwest::Method;
@@ -113,7 +113,7 @@ async fn single_shot_upload_round_trips_binary(backend: Backend) {
     assert!(stored_bytes == bytes, "the bytes round-trip");
     assert_eq!(hash, sha256_by_python(&bytes));
 
-    let file = server.store.get_file(reply.body["fileId"].as_str().unwrap()).await.unwrap().unwrap();
+    let file = server.stores.files.get_file(reply.body["fileId"].as_str().unwrap()).await.unwrap().unwrap();
     assert_eq!((file.file_name.as_str(), file.file_extension.as_str()), ("receipt.pdf", "pdf"));
     assert_eq!((file.file_type.as_str(), file.mime_type.as_str()), ("attachment", "application/pdf"));
     assert_eq!((file.size, file.file_context.as_str(), file.channel_type.as_str()), (300_000, "workflows", "rtm"));
@@ -123,7 +123,7 @@ async fn single_shot_upload_round_trips_binary(backend: Backend) {
     let parts = [file_part("notes.txt", b"plain notes")];
     let reply = send_form(&server, Method::POST, &single_path(FILES_BOT), &token("ann"), &parts).await;
     assert_eq!(stored(&server, &reply).await.0, b"plain notes");
-    let file = server.store.get_file(reply.body["fileId"].as_str().unwrap()).await.unwrap().unwrap();
+    let file = server.stores.files.get_file(reply.body["fileId"].as_str().unwrap()).await.unwrap().unwrap();
     assert_eq!((file.file_name.as_str(), file.file_extension.as_str()), ("notes.txt", "txt"));
 }
 
@@ -146,7 +146,7 @@ async fn uploadfile_finds_the_bot_and_decodes_base64_parts(backend: Backend) {
     let (stored_bytes, hash) = stored(&server, &reply).await;
     assert!(stored_bytes == bytes, "the decoded bytes are stored");
     assert_eq!(hash, sha256_by_python(&bytes));
-    let file = server.store.get_file(reply.body["fileId"].as_str().unwrap()).await.unwrap().unwrap();
+    let file = server.stores.files.get_file(reply.body["fileId"].as_str().unwrap()).await.unwrap().unwrap();
     assert_eq!(
         (file.owner.bot_id.as_str(), file.file_type.as_str(), file.channel_type.as_str()),
         (FILES_BOT, "image", "public")
@@ -161,7 +161,7 @@ async fn uploadfile_finds_the_bot_and_decodes_base64_parts(backend: Backend) {
     let path = format!("/api/public/uploadfile?streamId={TEST_BOT}");
     let reply = send_form(&server, Method::POST, &path, &shared, &parts).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let file = server.store.get_file(reply.body["fileId"].as_str().unwrap()).await.unwrap().unwrap();
+    let file = server.stores.files.get_file(reply.body["fileId"].as_str().unwrap()).await.unwrap().unwrap();
     assert_eq!(file.owner.bot_id, TEST_BOT);
     // A token the named bot's key does not verify.
     let forged = sign_hs(Algorithm::HS256, "not-the-secret-0123456789-abcdefghij", &claims("cs-files", "ann"));
@@ -195,7 +195,7 @@ async fn chunks_arrive_in_any_order_and_again(backend: Backend) {
     let (stored_bytes, hash) = stored(&server, &reply).await;
     assert!(stored_bytes == whole, "the chunks joined in order");
     assert_eq!(hash, sha256_by_python(&whole));
-    let file = server.store.get_file(reply.body["fileId"].as_str().unwrap()).await.unwrap().unwrap();
+    let file = server.stores.files.get_file(reply.body["fileId"].as_str().unwrap()).await.unwrap().unwrap();
     assert_eq!(file.size, whole.len() as u64);
 
     // A retried commit, by either path, answers with the same file.

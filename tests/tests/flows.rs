@@ -2,7 +2,7 @@
 //! stands in for them), logic, forms, rich messages and question types: what
 //! the API received and what the user was shown.
 
-use hookline_core::api::Settings;
+use hookline_core::process::Settings;
 use hookline_tests::*;
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
@@ -18,7 +18,7 @@ async fn setup_with(answers: Vec<(&str, Answer)>, edit: impl Fn(String) -> Strin
     let receiver = Receiver::start(answers).await;
     let yaml = include_str!("../fixtures/bots/flows-bot.yaml").replace("RECEIVER", &receiver.addr);
     let registry = registry_with(&[("flows-bot.yaml".into(), edit(yaml))]);
-    let store = store(Backend::Memory).await;
+    let store = stores(Backend::Memory).await;
     (Server::start_with_registry(registry, store, Settings::default()).await, receiver)
 }
 
@@ -330,8 +330,12 @@ async fn past_the_instance_deadline_the_turn_is_504_and_the_session_unchanged() 
     assert_eq!(reply.error_msg(), "The request has been timed-out");
     assert_eq!(receiver.received().len(), 1);
     // Nothing of the timed-out turn was kept: the question still waits.
-    let log =
-        server.store.read_log(&hookline_core::session::ConversationKey::new(FLOWS_BOT, "sue"), None, 10).await.unwrap();
+    let log = server
+        .stores
+        .conversations
+        .read_log(&hookline_core::ids::ConversationKey::new(FLOWS_BOT, "sue"), None, 10)
+        .await
+        .unwrap();
     assert_eq!(log.len(), 2);
     let reply = send(&server, &v2_path(FLOWS_BOT), "sue", json!({"message": {"type": "text", "val": "two"}})).await;
     assert_eq!(reply.texts(), ["done"]);

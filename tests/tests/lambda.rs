@@ -3,10 +3,17 @@
 
 use std::sync::Arc;
 
-use hookline_core::api::{self, AppState, Settings};
-use hookline_core::queue::MemoryQueue;
-use hookline_core::store::MemoryStore;
+use hookline_core::adapters::queue::MemoryQueue;
+use hookline_core::api;
+use hookline_core::app::files::Blobs;
+use hookline_core::process::Embedded;
+use hookline_core::process::Settings;
 use hookline_tests::{hs256_token, registry};
+
+/// The routers' state over memory, with nothing running the queue.
+fn wiring() -> (Embedded, std::path::PathBuf) {
+    hookline_tests::in_memory(registry(), Arc::new(MemoryQueue::new(1)), Settings::default())
+}
 use http::StatusCode;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -14,10 +21,9 @@ use tower::ServiceExt;
 async fn invoke(fixture: &str) -> (StatusCode, http::HeaderMap, Value) {
     let event = fixture.replace("__TOKEN__", &hs256_token("lambda-user"));
     let request = lambda_http::request::from_str(&event).expect("API Gateway event");
-    let state =
-        AppState::new(registry(), Arc::new(MemoryStore::new()), Arc::new(MemoryQueue::new(1)), Settings::default())
-            .unwrap();
-    let response = api::webhook_router(state).oneshot(request).await.expect("infallible");
+    let (wiring, root) = wiring();
+    let response = api::webhook_router(wiring.webhook).oneshot(request).await.expect("infallible");
+    std::fs::remove_dir_all(root).ok();
     let (parts, body) = response.into_parts();
     let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
     let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
@@ -59,10 +65,9 @@ async fn preflight_event() {
 async fn unauthenticated_event_gets_the_envelope() {
     let fixture = include_str!("../fixtures/apigw/v2-message.json").replace("bearer __TOKEN__", "bearer nope");
     let event = lambda_http::request::from_str(&fixture).unwrap();
-    let state =
-        AppState::new(registry(), Arc::new(MemoryStore::new()), Arc::new(MemoryQueue::new(1)), Settings::default())
-            .unwrap();
-    let response = api::webhook_router(state).oneshot(event).await.unwrap();
+    let (wiring, root) = wiring();
+    let response = api::webhook_router(wiring.webhook).oneshot(event).await.unwrap();
+    std::fs::remove_dir_all(root).ok();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
     let body: Value = serde_json::from_slice(&bytes).unwrap();
@@ -91,16 +96,13 @@ async fn multipart_upload_event() {
     event["body"] = json!(base64::engine::general_purpose::STANDARD.encode(&body));
     let request = lambda_http::request::from_str(&event.to_string()).expect("API Gateway event");
 
-    let (blobs, root) = hookline_tests::local_blobs();
-    let blobs: Arc<dyn hookline_core::blobs::Blobs> = Arc::new(blobs);
-    let state =
-        AppState::new(registry(), Arc::new(MemoryStore::new()), Arc::new(MemoryQueue::new(1)), Settings::default())
-            .unwrap();
-    let response = api::files_router(state, blobs.clone()).oneshot(request).await.expect("infallible");
+    let (wiring, root) = wiring();
+    let response = api::files_router(wiring.files).oneshot(request).await.expect("infallible");
     assert_eq!(response.status(), StatusCode::OK);
     let reply: Value =
         serde_json::from_slice(&axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap()).unwrap();
     assert_eq!(reply["hash"], hookline_tests::sha256_by_python(&bytes));
+    let blobs = hookline_core::adapters::blobs::LocalBlobs::new(&root);
     let stored = blobs.get(&format!("files/{}", reply["fileId"].as_str().unwrap())).await.unwrap().unwrap();
     assert!(stored == bytes, "the decoded bytes are stored");
     std::fs::remove_dir_all(root).unwrap();

@@ -2,7 +2,7 @@
 //! before the first service call and a pollId; GET .../poll/{pollId} reads
 //! the rest, once. On memory, and on DynamoDB with SQS and the worker.
 
-use hookline_core::api::Settings;
+use hookline_core::process::Settings;
 use hookline_tests::*;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
@@ -269,7 +269,8 @@ async fn a_message_does_not_overtake_those_queued_before_it() {
     let server = Server::start_without_worker(registry, Settings::default()).await;
     let Queued::Sqs { queue, .. } = server.queued.clone() else { unreachable!() };
     let worker = server.worker();
-    let work_once = || hookline_core::worker::poller::poll_once(&worker, &queue, std::time::Duration::from_secs(1));
+    let work_once =
+        || hookline_core::process::sqs_worker::poll_once(&worker, &queue, std::time::Duration::from_secs(1));
 
     let p1 = poll_id(&say(&server, "poll", "jo", "weather").await);
     let p2 = poll_id(&say(&server, "poll", "jo", "hello").await);
@@ -318,7 +319,7 @@ async fn a_message_that_could_not_be_queued_holds_up_nothing() {
     .await;
     let yaml = include_str!("../fixtures/bots/channel-bot.yaml").replace("RECEIVER", &receiver.addr);
     let registry = registry_with(&[("channel-bot.yaml".into(), yaml)]);
-    let is_turn: JobFilter = |job| matches!(job, hookline_core::queue::Job::Turn(_));
+    let is_turn: JobFilter = |job| matches!(job, hookline_core::app::queue::Job::Turn(_));
     let server = Server::start_with_flaky_queue(registry, 1, is_turn, Settings::default()).await;
     let first = say(&server, "poll", "kai", "weather").await;
     let refused = say(&server, "poll", "kai", "hello").await;

@@ -4,15 +4,16 @@
 use std::time::Duration;
 
 use aws_lambda_events::sqs::SqsEvent;
-use hookline_core::api::Settings;
-use hookline_core::worker::sqs_event;
+use hookline_core::process::Settings;
+use hookline_core::process::sqs_worker;
 use hookline_tests::*;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_reported_per_message_and_stop_their_group() {
     let receiver = Receiver::start(vec![("/ok", Answer::json(json!({}))), ("/down", Answer::raw(500, "{}"))]).await;
-    let settings = Settings { retry_base: Duration::from_millis(100), ..Settings::default() };
+    let mut settings = Settings::default();
+    settings.worker.retry_base = Duration::from_millis(100);
     let server = Server::start_on(Backend::Memory, registry(), settings).await;
     let event: SqsEvent = serde_json::from_value(json!({"Records": [
         sqs_record("a1", "group-a", delivery_job(TEST_BOT, &receiver, "/down", "a1")),
@@ -22,7 +23,7 @@ async fn failures_are_reported_per_message_and_stop_their_group() {
         sqs_record("b2", "group-b", delivery_job(TEST_BOT, &receiver, "/ok", "b2")),
     ]}))
     .unwrap();
-    let response = sqs_event::handle(&server.worker(), event, None).await;
+    let response = sqs_worker::handle_event(&server.worker(), event, None).await;
     let mut failed: Vec<String> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
     failed.sort();
     // a1 failed, so a2 (after it in its group) was not run; c1 is unreadable.

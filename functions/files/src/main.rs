@@ -2,12 +2,12 @@
 //! commit) behind API Gateway's HTTP API. Bytes go to the HOOKLINE_BUCKET
 //! bucket; state is built once per cold start.
 
-use hookline_core::{api, bootstrap, telemetry};
+use hookline_core::api;
+use hookline_core::process::{functions, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init();
-    let state = bootstrap::lambda_state().await?;
-    let blobs = bootstrap::lambda_blobs().await?;
-    lambda_http::run(api::files_router(state, blobs)).await
+    let state = functions::files_state().await?;
+    lambda_http::run(api::files_router(state)).await
 }

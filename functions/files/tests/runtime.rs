@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use hookline_core::blobs::{Blobs, S3Blobs};
+use hookline_core::adapters::blobs::S3Blobs;
+use hookline_core::app::files::Blobs;
 use hookline_tests::runtime_api::{Deployment, HELLO_BOT, LambdaRuntime, http_event, response_json};
 use hookline_tests::{content, field, file_part, multipart, s3_client, sha256_by_python};
 use serde_json::json;

@@ -1,11 +1,12 @@
-//! Lambda: the Webhook channel message ingress (v1, v2, botmeta) behind API
-//! Gateway's HTTP API. State is built once per cold start.
+//! Lambda: the Webhook channel message ingress (v1, v2, botmeta, chat
+//! history) behind API Gateway's HTTP API. State is built once per cold start.
 
-use hookline_core::{api, bootstrap, telemetry};
+use hookline_core::api;
+use hookline_core::process::{functions, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init();
-    let state = bootstrap::lambda_state().await?;
+    let state = functions::webhook_state().await?;
     lambda_http::run(api::webhook_router(state)).await
 }

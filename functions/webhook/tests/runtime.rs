@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use hookline_core::blobs::Blobs;
+use hookline_core::app::files::Blobs;
 use hookline_tests::runtime_api::{Deployment, HELLO_BOT, LambdaRuntime, http_event, response_json};
 use serde_json::json;
 

@@ -17,12 +17,11 @@ use http::{HeaderMap, header};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::AppState;
-use crate::auth;
-use crate::blobs::Blobs;
-use crate::config::Bot;
+use super::{FilesState, bearer_token, bot};
+use crate::app::auth;
+use crate::app::files::{Described, FileRecord, MAX_CHUNK_BYTES, Owner, check_channel_type};
+use crate::definition::{Bot, Registry};
 use crate::error::{Error, Result};
-use crate::files::{Described, FileRecord, Files, MAX_CHUNK_BYTES, Owner, check_channel_type};
 
 /// Room for multipart boundaries, part headers and the text fields.
 const FORM_OVERHEAD_BYTES: usize = 64 * 1024;
@@ -35,16 +34,8 @@ const _: () = assert!(CHUNK_BODY_BYTES.div_ceil(3) * 4 < 6_000_000, "a chunk req
 /// The channelType of uploads through /api/public/uploadfile.
 const PUBLIC_CHANNEL: &str = "public";
 
-#[derive(Clone)]
-struct FilesApi {
-    state: AppState,
-    files: Files,
-}
-
-pub fn router(state: AppState, blobs: Arc<dyn Blobs>) -> Router {
-    let files = Files::new(state.files.clone(), blobs, state.settings.files.clone());
-    let whole = files.limits().max_upload_bytes + FORM_OVERHEAD_BYTES;
-    let api = FilesApi { state, files };
+pub fn router(state: FilesState) -> Router {
+    let whole = state.files.limits().max_upload_bytes + FORM_OVERHEAD_BYTES;
     let base = "/api/attachments/{stream_id}/{channel_type}/token";
     let (chunk, small) = (DefaultBodyLimit::max(CHUNK_BODY_BYTES), DefaultBodyLimit::max(SMALL_BODY_BYTES));
     Router::new()
@@ -57,7 +48,7 @@ pub fn router(state: AppState, blobs: Arc<dyn Blobs>) -> Router {
         .route(&format!("{base}/{{token}}/chunk"), post(put_chunk).layer(chunk))
         .route(&format!("{base}/{{token}}/chunk"), put(commit).layer(small))
         .route(&format!("{base}/{{token}}"), put(commit).layer(small))
-        .with_state(api)
+        .with_state(state)
 }
 
 #[derive(Deserialize)]
@@ -68,12 +59,12 @@ struct UploadPath {
     token: Option<String>,
 }
 
-impl FilesApi {
+impl FilesState {
     /// The bot in the URL and the owner the caller's token makes: any of the
     /// bot's apps may upload, as on Kore.
     fn caller(&self, path: &UploadPath, headers: &HeaderMap) -> Result<(Arc<Bot>, Owner)> {
         check_channel_type(&path.channel_type)?;
-        let bot = self.state.bot(&path.stream_id)?;
+        let bot = bot(&self.bots, &path.stream_id)?;
         let owner = owner(&bot, headers)?;
         Ok((bot, owner))
     }
@@ -81,7 +72,7 @@ impl FilesApi {
 
 fn owner(bot: &Bot, headers: &HeaderMap) -> Result<Owner> {
     let apps: Vec<String> = bot.def.apps.iter().map(|a| a.client_id.clone()).collect();
-    let caller = auth::authenticate(bot, &apps, auth::bearer_token(headers)?, Utc::now().timestamp())?;
+    let caller = auth::authenticate(bot, &apps, bearer_token(headers)?, Utc::now().timestamp())?;
     // As on the message API: a token without a user only from an app that allows anonymous users.
     if caller.user_identity.is_none() && !caller.app.allow_anonymous {
         return Err(Error::Unauthorized("token has no userIdentity and the app does not allow anonymous users".into()));
@@ -102,21 +93,21 @@ struct PublicQuery {
 /// POST /api/public/uploadfile: the URL names no bot, so the token's app
 /// does (or `?streamId=` when one app serves several bots).
 async fn upload_file(
-    State(api): State<FilesApi>,
+    State(api): State<FilesState>,
     Query(query): Query<PublicQuery>,
     request: Request,
 ) -> Result<Json<Value>> {
     let bot = match query.stream_id {
-        Some(stream_id) => api.state.bot(&stream_id)?,
-        None => bot_of_app(&api.state, request.headers())?,
+        Some(stream_id) => bot(&api.bots, &stream_id)?,
+        None => bot_of_app(&api.bots, request.headers())?,
     };
     let owner = owner(&bot, request.headers())?;
     whole_file(&api, owner, PUBLIC_CHANNEL, request).await
 }
 
-fn bot_of_app(state: &AppState, headers: &HeaderMap) -> Result<Arc<Bot>> {
-    let app_id = auth::unverified_app_id(auth::bearer_token(headers)?)?;
-    let mut bots = state.registry.bots().filter(|b| b.app(&app_id).is_some());
+fn bot_of_app(bots: &Registry, headers: &HeaderMap) -> Result<Arc<Bot>> {
+    let app_id = auth::unverified_app_id(bearer_token(headers)?)?;
+    let mut bots = bots.bots().filter(|b| b.app(&app_id).is_some());
     match (bots.next(), bots.next()) {
         (Some(bot), None) => Ok(bot.clone()),
         (Some(_), Some(_)) => Err(Error::InvalidPayload("the token's app serves several bots: add ?streamId=".into())),
@@ -126,7 +117,7 @@ fn bot_of_app(state: &AppState, headers: &HeaderMap) -> Result<Arc<Bot>> {
 
 /// POST /api/attachments/file/{streamId}/{channelType}.
 async fn upload_single(
-    State(api): State<FilesApi>,
+    State(api): State<FilesState>,
     Path(path): Path<UploadPath>,
     request: Request,
 ) -> Result<Json<Value>> {
@@ -134,7 +125,7 @@ async fn upload_single(
     whole_file(&api, owner, &path.channel_type, request).await
 }
 
-async fn whole_file(api: &FilesApi, owner: Owner, channel_type: &str, request: Request) -> Result<Json<Value>> {
+async fn whole_file(api: &FilesState, owner: Owner, channel_type: &str, request: Request) -> Result<Json<Value>> {
     let limit = api.files.limits().max_upload_bytes + FORM_OVERHEAD_BYTES;
     let form = read_form(request, limit).await?;
     let described = form.described();
@@ -148,7 +139,7 @@ async fn whole_file(api: &FilesApi, owner: Owner, channel_type: &str, request: R
 
 /// POST .../token: opens a chunked upload.
 async fn open_upload(
-    State(api): State<FilesApi>,
+    State(api): State<FilesState>,
     Path(path): Path<UploadPath>,
     headers: HeaderMap,
 ) -> Result<Json<Value>> {
@@ -159,7 +150,11 @@ async fn open_upload(
 
 /// POST .../token/{token}/chunk: `chunk` (base64, or a binary file part)
 /// and `chunkNo`, echoed as the client sent it.
-async fn put_chunk(State(api): State<FilesApi>, Path(path): Path<UploadPath>, request: Request) -> Result<Json<Value>> {
+async fn put_chunk(
+    State(api): State<FilesState>,
+    Path(path): Path<UploadPath>,
+    request: Request,
+) -> Result<Json<Value>> {
     let (_, owner) = api.caller(&path, request.headers())?;
     let token = path.token.unwrap_or_default();
     let form = read_form(request, CHUNK_BODY_BYTES).await?;
@@ -176,7 +171,7 @@ async fn put_chunk(State(api): State<FilesApi>, Path(path): Path<UploadPath>, re
 }
 
 /// PUT .../token/{token}/chunk or .../token/{token}: joins the chunks.
-async fn commit(State(api): State<FilesApi>, Path(path): Path<UploadPath>, request: Request) -> Result<Json<Value>> {
+async fn commit(State(api): State<FilesState>, Path(path): Path<UploadPath>, request: Request) -> Result<Json<Value>> {
     let (_, owner) = api.caller(&path, request.headers())?;
     let token = path.token.unwrap_or_default();
     let form = read_form(request, SMALL_BODY_BYTES).await?;

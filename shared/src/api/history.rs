@@ -11,15 +11,16 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AppState;
-use crate::auth;
+use super::{WebhookState, bearer_token, bot};
+use crate::app::auth;
+use crate::app::records::{Direction, LogEntry};
 use crate::error::{Error, Result};
-use crate::session::{ConversationKey, Direction, LogEntry};
+use crate::ids::ConversationKey;
 
 const DEFAULT_LIMIT: u64 = 20;
 const MAX_LIMIT: u64 = 100;
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: WebhookState) -> Router {
     Router::new().route("/api/chathistory/{bot_id}/{channel_type}", get(history)).with_state(state)
 }
 
@@ -35,20 +36,20 @@ struct Page {
 }
 
 async fn history(
-    State(state): State<AppState>,
+    State(state): State<WebhookState>,
     Path((bot_id, _channel_type)): Path<(String, String)>,
     page: std::result::Result<Query<Page>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Json<Value>> {
-    let bot = state.bot(&bot_id)?;
+    let bot = bot(&state.bots, &bot_id)?;
     let apps: Vec<String> = bot.def.apps.iter().map(|a| a.client_id.clone()).collect();
-    let caller = auth::authenticate(&bot, &apps, auth::bearer_token(&headers)?, Utc::now().timestamp())?;
+    let caller = auth::authenticate(&bot, &apps, bearer_token(&headers)?, Utc::now().timestamp())?;
     // Only the token says whose history this is.
     let user = caller.user_identity.ok_or_else(|| Error::Unauthorized("the token names no userIdentity".into()))?;
     let Query(page) = page.map_err(|e| Error::InvalidPayload(e.body_text()))?;
     let limit = page.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
 
-    let store = state.turns.store();
+    let store = state.turns.conversations();
     let key = ConversationKey::new(bot.id(), user);
     let next_seq = store.load(&key).await?.map_or(0, |c| c.next_seq);
     let (from, to) = match page.after {

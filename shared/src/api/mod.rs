@@ -1,11 +1,10 @@
 //! HTTP API: one axum Router per endpoint family, the error envelope, trace
 //! ids, CORS and limits. The Lambda functions and `hookline serve` serve these
-//! same routers.
+//! same routers; each family's state holds only what its endpoints use.
 
 mod envelope;
 mod files;
 mod history;
-pub(crate) mod inbound;
 mod poll;
 mod webhook;
 
@@ -13,184 +12,120 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use http::{HeaderName, HeaderValue, Method, header};
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::blobs::Blobs;
-use crate::config::{Bot, Registry};
-use crate::delivery::Outbound;
-use crate::error::Error;
-use crate::files::FileLimits;
-use crate::queue::Queue;
-use crate::store::{FileStore, Store};
-use crate::turn::Turns;
+use crate::app::files::{FileStore, Files};
+use crate::app::queue::Queue;
+use crate::app::store::{Conversations, Polls};
+use crate::app::turn::Turns;
+use crate::definition::{Bot, Registry};
+use crate::error::{Error, Result};
 
 pub use envelope::TraceId;
 
 pub const TRACE_HEADER: &str = "x-trace-id";
 
-/// Limits and switches read from the environment at start.
+/// Limits and switches of the HTTP endpoints, from the environment at start.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct HttpSettings {
     /// Largest accepted request body (HOOKLINE_MAX_BODY_BYTES, default 64 KiB).
     pub max_body_bytes: usize,
     /// Synchronous answer deadline (HOOKLINE_SYNC_DEADLINE_MS, default 15 s as in the spec).
     pub sync_deadline: Duration,
     /// Origins browsers may call from (HOOKLINE_CORS_ORIGINS, comma separated, `*` for any).
     pub cors_origins: Vec<String>,
-    /// First wait before a failed job runs again, doubled each time
-    /// (HOOKLINE_RETRY_BASE_MS, default 10 s).
-    pub retry_base: Duration,
-    /// How long the worker gives one step (a queued turn, or a polled call
-    /// and what follows it) (HOOKLINE_WORKER_DEADLINE_MS, default 40 s; keep
-    /// it under the worker's timeout).
-    pub worker_turn_deadline: Duration,
-    pub files: FileLimits,
 }
 
-impl Default for Settings {
+impl Default for HttpSettings {
     fn default() -> Self {
-        Self {
-            max_body_bytes: 64 * 1024,
-            sync_deadline: Duration::from_secs(15),
-            cors_origins: vec!["*".into()],
-            retry_base: Duration::from_secs(10),
-            worker_turn_deadline: Duration::from_secs(40),
-            files: FileLimits::default(),
-        }
+        Self { max_body_bytes: 64 * 1024, sync_deadline: Duration::from_secs(15), cors_origins: vec!["*".into()] }
     }
 }
 
-impl Settings {
-    pub fn from_env() -> Result<Self, String> {
-        let mut settings = Settings::default();
-        let number = |name: &str| -> Result<Option<u64>, String> {
-            std::env::var(name)
-                .ok()
-                .map(|v| v.trim().parse().map_err(|_| format!("{name} must be a whole number, got {v:?}")))
-                .transpose()
-        };
-        if let Some(bytes) = number("HOOKLINE_MAX_BODY_BYTES")? {
-            settings.max_body_bytes = bytes as usize;
-        }
-        if let Some(ms) = number("HOOKLINE_SYNC_DEADLINE_MS")? {
-            settings.sync_deadline = Duration::from_millis(ms);
-        }
-        if let Some(ms) = number("HOOKLINE_RETRY_BASE_MS")? {
-            settings.retry_base = Duration::from_millis(ms);
-        }
-        if let Some(ms) = number("HOOKLINE_WORKER_DEADLINE_MS")? {
-            settings.worker_turn_deadline = Duration::from_millis(ms);
-        }
-        // Zero would refuse every file or expire it at once.
-        let positive = |name: &str| -> Result<Option<u64>, String> {
-            match number(name)? {
-                Some(0) => Err(format!("{name} must be at least 1")),
-                other => Ok(other),
-            }
-        };
-        if let Some(bytes) = positive("HOOKLINE_MAX_FILE_BYTES")? {
-            settings.files.max_file_bytes = bytes;
-        }
-        if let Some(bytes) = positive("HOOKLINE_MAX_UPLOAD_BYTES")? {
-            settings.files.max_upload_bytes = bytes as usize;
-        }
-        if let Some(secs) = positive("HOOKLINE_UPLOAD_TOKEN_SECS")? {
-            settings.files.token_lifetime = Duration::from_secs(secs);
-        }
-        if let Some(days) = positive("HOOKLINE_FILE_RETENTION_DAYS")? {
-            settings.files.retention = Duration::from_secs(days.saturating_mul(86_400));
-        }
-        if let Ok(types) = std::env::var("HOOKLINE_FILE_TYPES") {
-            let types: Vec<String> = types
-                .split(',')
-                .map(|t| t.trim().trim_start_matches('.').to_ascii_lowercase())
-                .filter(|t| !t.is_empty())
-                .collect();
-            // Empty (as a template parameter left blank): the default list.
-            if !types.is_empty() {
-                settings.files.extensions = types;
-            }
-        }
-        if let Ok(origins) = std::env::var("HOOKLINE_CORS_ORIGINS") {
-            settings.cors_origins =
-                origins.split(',').map(|o| o.trim().to_string()).filter(|o| !o.is_empty()).collect();
-        }
-        Ok(settings)
-    }
-}
-
-/// What every handler shares.
+/// The message ingress: turns, the queue (asynchronous turns and what turns
+/// leave), file records (fileIds in messages) and the log (chat history).
 #[derive(Clone)]
-pub struct AppState {
-    pub registry: Arc<Registry>,
+pub struct WebhookState {
+    pub bots: Arc<Registry>,
     pub turns: Arc<Turns>,
-    pub outbound: Outbound,
-    /// Where work goes that does not happen before the answer.
     pub queue: Arc<dyn Queue>,
-    /// File metadata, to check the fileIds messages name.
     pub files: Arc<dyn FileStore>,
-    pub settings: Arc<Settings>,
+    pub http: Arc<HttpSettings>,
 }
 
-impl AppState {
-    /// Fails only if no HTTP client can be built (no TLS roots).
-    pub fn new(
-        registry: Registry,
-        store: Arc<dyn Store>,
-        queue: Arc<dyn Queue>,
-        settings: Settings,
-    ) -> Result<Self, String> {
-        let outbound = Outbound::new()?;
-        Ok(Self {
-            registry: Arc::new(registry),
-            turns: Arc::new(Turns::new(store.clone(), outbound.clone())),
-            outbound,
-            queue,
-            files: store,
-            settings: Arc::new(settings),
-        })
-    }
+/// The poll endpoint: poll records, the log they point into, and the queue
+/// (a stalled continuation is queued again).
+#[derive(Clone)]
+pub struct PollState {
+    pub bots: Arc<Registry>,
+    pub polls: Arc<dyn Polls>,
+    pub conversations: Arc<dyn Conversations>,
+    pub queue: Arc<dyn Queue>,
+    pub http: Arc<HttpSettings>,
 }
 
-impl AppState {
-    /// The bot named in a URL.
-    pub fn bot(&self, bot_id: &str) -> Result<Arc<Bot>, Error> {
-        self.registry.get(bot_id).cloned().ok_or_else(|| Error::NotFound(format!("no bot {bot_id}")))
+/// The upload endpoints: files over their records and bytes.
+#[derive(Clone)]
+pub struct FilesState {
+    pub bots: Arc<Registry>,
+    pub files: Files,
+    pub http: Arc<HttpSettings>,
+}
+
+/// The bot named in a URL.
+fn bot(bots: &Registry, bot_id: &str) -> Result<Arc<Bot>> {
+    crate::app::bot(bots, bot_id)
+}
+
+/// `Authorization: bearer <JWT>`, scheme case-insensitive.
+fn bearer_token(headers: &HeaderMap) -> Result<&str> {
+    let unauthorized = |reason: &str| Error::Unauthorized(reason.into());
+    let value = headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| unauthorized("missing Authorization header"))?
+        .to_str()
+        .map_err(|_| unauthorized("malformed Authorization header"))?;
+    match value.trim().split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(token.trim()),
+        _ => Err(unauthorized("expected 'bearer <JWT>'")),
     }
 }
 
 /// The message ingress family: v1 and v2 webhooks, bot metadata and chat history.
-pub fn webhook_router(state: AppState) -> Router {
-    let routes = webhook::router(state.clone()).merge(history::router(state.clone()));
-    with_layers(routes, &state.settings)
+pub fn webhook_router(state: WebhookState) -> Router {
+    let http = state.http.clone();
+    let routes = webhook::router(state.clone()).merge(history::router(state));
+    with_layers(routes, &http)
 }
 
 /// GET .../poll/{pollId}.
-pub fn poll_router(state: AppState) -> Router {
-    let routes = poll::router(state.clone());
-    with_layers(routes, &state.settings)
+pub fn poll_router(state: PollState) -> Router {
+    let http = state.http.clone();
+    with_layers(poll::router(state), &http)
 }
 
 /// File uploads: single-shot, uploadfile, and chunked (token, chunk, commit).
-pub fn files_router(state: AppState, blobs: Arc<dyn Blobs>) -> Router {
-    let routes = files::router(state.clone(), blobs);
-    with_layers(routes, &state.settings)
+pub fn files_router(state: FilesState) -> Router {
+    let http = state.http.clone();
+    with_layers(files::router(state), &http)
 }
 
 /// Every endpoint family, for the single local process.
-pub fn app(state: AppState, blobs: Arc<dyn Blobs>) -> Router {
-    let routes = webhook::router(state.clone())
-        .merge(history::router(state.clone()))
-        .merge(poll::router(state.clone()))
-        .merge(files::router(state.clone(), blobs));
-    with_layers(routes, &state.settings)
+pub fn app(webhook: WebhookState, poll: PollState, files: FilesState) -> Router {
+    let http = webhook.http.clone();
+    let routes = webhook::router(webhook.clone())
+        .merge(history::router(webhook))
+        .merge(poll::router(poll))
+        .merge(files::router(files));
+    with_layers(routes, &http)
 }
 
 /// Panic safety net, CORS, and outermost the trace id and error envelope, so
 /// that every response (preflights included) carries a trace id.
-fn with_layers(router: Router, settings: &Settings) -> Router {
+fn with_layers(router: Router, settings: &HttpSettings) -> Router {
     router
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(Error::Internal("handler panicked".into()))
@@ -199,7 +134,7 @@ fn with_layers(router: Router, settings: &Settings) -> Router {
         .layer(axum::middleware::from_fn(envelope::trace_and_envelope))
 }
 
-fn cors(settings: &Settings) -> CorsLayer {
+fn cors(settings: &HttpSettings) -> CorsLayer {
     let origins = if settings.cors_origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
     } else {
@@ -225,7 +160,7 @@ mod tests {
             panic!("a bug")
         }
         let router = Router::new().route("/boom", get(boom));
-        let response = with_layers(router, &Settings::default())
+        let response = with_layers(router, &HttpSettings::default())
             .oneshot(http::Request::get("/boom").body(axum::body::Body::empty()).unwrap())
             .await
             .unwrap();

@@ -10,18 +10,17 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::AppState;
-use crate::auth;
-use crate::config::WebhookVersion;
+use super::{PollState, bearer_token, bot};
+use crate::app::{auth, jobs, turn};
+use crate::definition::WebhookVersion;
 use crate::error::{Error, Result};
+use crate::ids::ConversationKey;
 use crate::protocol::VERSION_V2;
-use crate::session::ConversationKey;
-use crate::turn::{self, jobs};
 
 /// An answer still in progress after this long gets its continuation queued again.
 const STALLED_SECS: i64 = 3;
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: PollState) -> Router {
     Router::new()
         .route("/chatbot/v2/webhook/{bot_id}/poll/{poll_id}", get(poll))
         .route("/chatbot/v2/webhook/{bot_id}/hookInstance/{instance_id}/poll/{poll_id}", get(poll))
@@ -39,18 +38,17 @@ struct PollPath {
 /// `Inprogress` while the worker runs; then the regular answer, once (or
 /// once more within the instance's `pollRereadSeconds`); then "No data
 /// found". The caller must be the user the pollId was given to.
-async fn poll(State(state): State<AppState>, Path(path): Path<PollPath>, headers: HeaderMap) -> Result<Response> {
-    let bot = state.bot(&path.bot_id)?;
+async fn poll(State(state): State<PollState>, Path(path): Path<PollPath>, headers: HeaderMap) -> Result<Response> {
+    let bot = bot(&state.bots, &path.bot_id)?;
     let instance = bot
         .instance(WebhookVersion::V2, path.instance_id.as_deref())
         .ok_or_else(|| Error::NotFound("no v2 Webhook channel instance at this URL".into()))?;
     let now = Utc::now().timestamp();
-    let caller = auth::authenticate(&bot, &instance.apps, auth::bearer_token(&headers)?, now)?;
+    let caller = auth::authenticate(&bot, &instance.apps, bearer_token(&headers)?, now)?;
     if !is_poll_id(&path.poll_id) {
         return Err(Error::NoData);
     }
-    let store = state.turns.store();
-    let record = store.get_poll(&path.poll_id).await?.filter(|r| r.bot_id == bot.id()).ok_or(Error::NoData)?;
+    let record = state.polls.get_poll(&path.poll_id).await?.filter(|r| r.bot_id == bot.id()).ok_or(Error::NoData)?;
     // Someone else's pollId is as good as an unknown one: its existence is not told.
     if caller.user_identity.as_deref().is_some_and(|user| user != record.user_id) {
         return Err(Error::NoData);
@@ -82,9 +80,9 @@ async fn poll(State(state): State<AppState>, Path(path): Path<PollPath>, headers
     let reply = match &answer.refused {
         // A queued message the bot refused is answered with its error.
         Some(detail) => Err(Error::InvalidPayload(detail.clone())),
-        None => Ok(turn::poll_answer(store.as_ref(), &key, &answer).await?),
+        None => Ok(turn::poll_answer(state.conversations.as_ref(), &key, &answer).await?),
     };
-    if !store.record_poll_read(&record.poll_id, record.reads, now).await? {
+    if !state.polls.record_poll_read(&record.poll_id, record.reads, now).await? {
         return Err(Error::NoData);
     }
     Ok(Json(reply?.v2(&key)).into_response())

@@ -15,19 +15,19 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::inbound;
-use super::{AppState, TraceId};
-use crate::auth;
-use crate::config::{Bot, Mode, WebhookVersion};
+use super::{TraceId, WebhookState, bearer_token, bot};
+use crate::app::auth;
+use crate::app::files;
+use crate::app::inbound;
+use crate::app::queue::{Job, MAX_JOB_BYTES, QueueMessage, QueuedAnswer, QueuedTurn};
+use crate::app::records::PollRecord;
+use crate::app::turn::{Calls, Outcome, TurnReply, TurnRequest};
+use crate::definition::{Bot, Mode, WebhookVersion};
 use crate::error::{Error, Result};
-use crate::files;
-use crate::ids;
+use crate::ids::{self, ConversationKey};
 use crate::protocol::{BotMeta, V1Response, VERSION_V2};
-use crate::queue::{Job, MAX_JOB_BYTES, QueueMessage, QueuedAnswer, QueuedTurn};
-use crate::session::{ConversationKey, PollRecord};
-use crate::turn::{Calls, Outcome, TurnReply, TurnRequest};
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: WebhookState) -> Router {
     Router::new()
         .route("/chatbot/hooks/{bot_id}", post(v1))
         .route("/chatbot/hooks/{bot_id}/hookInstance/{instance_id}", post(v1))
@@ -56,7 +56,7 @@ struct Call {
 }
 
 async fn v1(
-    State(state): State<AppState>,
+    State(state): State<WebhookState>,
     Path(path): Path<WebhookPath>,
     Extension(TraceId(trace_id)): Extension<TraceId>,
     headers: HeaderMap,
@@ -68,7 +68,7 @@ async fn v1(
 }
 
 async fn v2(
-    State(state): State<AppState>,
+    State(state): State<WebhookState>,
     Path(path): Path<WebhookPath>,
     Extension(TraceId(trace_id)): Extension<TraceId>,
     headers: HeaderMap,
@@ -79,14 +79,14 @@ async fn v2(
     handle(state, Call { version, path, trace_id, started, headers, body }).await
 }
 
-async fn handle(state: AppState, call: Call) -> Result<Response> {
-    let bot = state.bot(&call.path.bot_id)?;
+async fn handle(state: WebhookState, call: Call) -> Result<Response> {
+    let bot = bot(&state.bots, &call.path.bot_id)?;
     let instance = bot
         .instance(call.version, call.path.instance_id.as_deref())
         .ok_or_else(|| Error::NotFound("no Webhook channel instance of this version at this URL".into()))?;
     require_json(&call.headers)?;
-    let body = read_body(call.body, &call.headers, state.settings.max_body_bytes).await?;
-    let token = auth::bearer_token(&call.headers)?;
+    let body = read_body(call.body, &call.headers, state.http.max_body_bytes).await?;
+    let token = bearer_token(&call.headers)?;
     let caller = auth::authenticate(&bot, &instance.apps, token, Utc::now().timestamp())?;
     let mut inbound = match call.version {
         WebhookVersion::V1 => inbound::parse_v1(&body)?,
@@ -118,7 +118,7 @@ async fn handle(state: AppState, call: Call) -> Result<Response> {
         started: call.started,
         ..inbound.into_turn(&bot, user_id, call.trace_id)
     };
-    let limit = instance.sync_deadline_ms.map_or(state.settings.sync_deadline, Duration::from_millis);
+    let limit = instance.sync_deadline_ms.map_or(state.http.sync_deadline, Duration::from_millis);
     let deadline = call.started.checked_add(limit).unwrap_or(call.started + Duration::from_secs(3600));
     let mut reply = None;
     // A conversation found busy may be free again by the time the message
@@ -151,7 +151,7 @@ async fn handle(state: AppState, call: Call) -> Result<Response> {
 /// queues too, and its answer comes through polling. `None` if the
 /// conversation is free by now.
 async fn queue_behind(
-    state: &AppState,
+    state: &WebhookState,
     request: &TurnRequest,
     instance_id: &str,
     deadline: Instant,
@@ -242,12 +242,12 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
 
 /// Display metadata that Kore's client SDKs fetch before the first message.
 async fn botmeta(
-    State(state): State<AppState>,
+    State(state): State<WebhookState>,
     Path(bot_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<BotMeta>> {
-    let bot = state.bot(&bot_id)?;
+    let bot = bot(&state.bots, &bot_id)?;
     let apps: Vec<String> = bot.def.apps.iter().map(|a| a.client_id.clone()).collect();
-    auth::authenticate(&bot, &apps, auth::bearer_token(&headers)?, Utc::now().timestamp())?;
+    auth::authenticate(&bot, &apps, bearer_token(&headers)?, Utc::now().timestamp())?;
     Ok(Json(BotMeta { name: bot.def.name.clone(), icon: bot.def.icon.clone() }))
 }

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Days, NaiveDate};
 use serde_json::{Number, Value};
 
-use super::matcher::{Utterance, words};
-use crate::config::{Choice, Entity, Text};
+use crate::definition::{Choice, Entity, Text};
+use crate::text::matcher::{Utterance, words};
 
 /// What an answer may refer to beyond its text.
 pub struct AnswerContext {

@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::{Instructions, Output, template};
-use crate::config::{ATTACHMENT_MIME_TYPES, Bot, HeaderValue, HttpMethod, ServiceNode, WebhookNode};
-use crate::delivery::{HttpCall, HttpReply};
-use crate::session::Session;
+use super::{CallOutcome, HttpCall, Instructions, Output, Session};
+use crate::definition::{ATTACHMENT_MIME_TYPES, Bot, HeaderValue, HttpMethod, ServiceNode, WebhookNode};
+use crate::text::template;
 
 fn call(
     bot: &Bot,
@@ -71,8 +70,8 @@ pub fn webhook_call(bot: &Bot, node: &WebhookNode, session: &Session, scope: &Va
 }
 
 /// A 2xx answer's JSON body (null when empty).
-fn success_json(outcome: Result<HttpReply, String>) -> Result<Value, String> {
-    let reply = outcome?;
+fn success_json(outcome: CallOutcome) -> Result<Value, String> {
+    let reply = outcome.map_err(|e| e.to_string())?;
     if !(200..300).contains(&reply.status) {
         return Err(format!("status {}", reply.status));
     }
@@ -83,7 +82,7 @@ fn success_json(outcome: Result<HttpReply, String>) -> Result<Value, String> {
 }
 
 /// The context values a service node's `map` takes from its answer.
-pub fn service_values(node: &ServiceNode, outcome: Result<HttpReply, String>) -> Result<Map<String, Value>, String> {
+pub fn service_values(node: &ServiceNode, outcome: CallOutcome) -> Result<Map<String, Value>, String> {
     let answer = success_json(outcome)?;
     Ok(node
         .map
@@ -94,7 +93,7 @@ pub fn service_values(node: &ServiceNode, outcome: Result<HttpReply, String>) ->
 
 /// What a sync webhook's answer asks for: Joonbot `responses` to show,
 /// Konverse instructions, or (any other object) context variables.
-pub fn webhook_instructions(outcome: Result<HttpReply, String>) -> Result<Instructions, String> {
+pub fn webhook_instructions(outcome: CallOutcome) -> Result<Instructions, String> {
     let mut answer = match success_json(outcome)? {
         Value::Null => return Ok(Instructions::default()),
         Value::Object(answer) => answer,
@@ -148,9 +147,11 @@ fn konverse_instructions(konverse: &Value) -> Result<Instructions, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::{CallError, HttpReply};
     use serde_json::json;
+    use std::time::Duration;
 
-    fn reply(status: u16, body: &str) -> Result<HttpReply, String> {
+    fn reply(status: u16, body: &str) -> CallOutcome {
         Ok(HttpReply { status, body: body.as_bytes().to_vec(), retry_after: None })
     }
 
@@ -190,7 +191,7 @@ mod tests {
         assert!(webhook_instructions(reply(500, "{}")).is_err());
         assert!(webhook_instructions(reply(200, "not json")).is_err());
         assert!(webhook_instructions(reply(200, "[1]")).is_err());
-        assert!(webhook_instructions(Err("timeout".into())).is_err());
+        assert!(webhook_instructions(Err(CallError::Timeout(Duration::from_secs(1)))).is_err());
         assert_eq!(webhook_instructions(reply(204, "")).unwrap(), Instructions::default());
     }
 }

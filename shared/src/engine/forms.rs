@@ -4,8 +4,8 @@
 use serde_json::{Map, Value, json};
 
 use super::answer::{self, AnswerContext};
-use super::template;
-use crate::config::{Bot, ComponentType, Entity, FormNode};
+use crate::definition::{Bot, ComponentType, Entity, FormNode};
+use crate::text::template;
 
 /// Longest text a form field keeps.
 const MAX_FIELD_CHARS: usize = 4096;
@@ -40,7 +40,7 @@ pub fn definition(
     scope: &Value,
     retry: Option<(&Value, &[Problem])>,
 ) -> Value {
-    let text = |t: &crate::config::Text| template::render(bot.localize(t, language), scope);
+    let text = |t: &crate::definition::Text| template::render(bot.localize(t, language), scope);
     let mut components: Vec<Value> = form
         .components
         .iter()

@@ -2,9 +2,9 @@
 
 use serde_json::{Map, Value};
 
-use super::matcher::fold;
-use super::template;
-use crate::config::{Condition, LogicNode, Operator};
+use crate::definition::{Condition, LogicNode, Operator};
+use crate::text::matcher::{compile_pattern, fold};
+use crate::text::template;
 
 /// The context values to set, and the node to go to.
 pub fn evaluate(node: &LogicNode, scope: &Value) -> (Map<String, Value>, Option<String>) {
@@ -40,9 +40,7 @@ fn holds(condition: &Condition, scope: &Value) -> bool {
         Operator::Less => matches!((number(left), number(&right)), (Some(l), Some(r)) if l < r),
         Operator::Exists => exists(left),
         Operator::NotExists => !exists(left),
-        Operator::Matches => {
-            super::matcher::compile_pattern(&text(&right)).is_ok_and(|r| r.is_match(&fold(&text(left))))
-        }
+        Operator::Matches => compile_pattern(&text(&right)).is_ok_and(|r| r.is_match(&fold(&text(left)))),
     }
 }
 

@@ -6,26 +6,25 @@
 //! outcome to [`resume`], so sync, polling and async are three drivers of one
 //! engine.
 
-pub mod answer;
+mod answer;
 mod calls;
+mod effects;
 mod forms;
 mod logic;
-pub mod matcher;
-pub mod template;
+mod state;
 
 use serde_json::{Map, Value, json};
 
-use crate::config::{Bot, EndReason, Node, Task, Text, WebhookMode};
-use crate::delivery::{HttpCall, HttpReply};
+use crate::definition::{Bot, EndReason, FormNode, MessageNode, Node, Task, Text, WebhookMode};
 use crate::protocol::{Tag, TaskCompletion};
-use crate::session::{ActiveTask, Session};
-use matcher::Utterance;
+use crate::text::matcher::Utterance;
+use crate::text::template;
+
+pub use effects::{CallError, CallOutcome, HttpCall, HttpReply};
+pub use state::{ActiveTask, Session};
 
 /// Guards against flows that loop without waiting for the user.
 const MAX_STEPS_PER_TURN: usize = 100;
-/// Validation's bound on consecutive messages; with the cancel, re-prompt and
-/// question messages of a turn it keeps a turn's log within one store write.
-pub const MAX_MESSAGES_IN_A_ROW: usize = 80;
 /// Invalid answers to a question before it gives up, unless it says otherwise.
 const DEFAULT_MAX_RETRIES: u32 = 3;
 /// Transcript kept for webhook nodes (`conversation`): the latest lines, within
@@ -133,7 +132,7 @@ pub fn run_turn(bot: &Bot, session: Option<Session>, input: Input, ctx: &TurnCon
 }
 
 /// Continues a turn that waited for a call, with the call's outcome.
-pub fn resume(bot: &Bot, session: Session, outcome: Result<HttpReply, String>, ctx: &TurnContext) -> Turn {
+pub fn resume(bot: &Bot, session: Session, outcome: CallOutcome, ctx: &TurnContext) -> Turn {
     let mut run = Run::new(bot, ctx, session);
     let Some((task, node)) = run.active_node() else {
         return run.finish();
@@ -417,7 +416,7 @@ impl<'a> Run<'a> {
         self.complete(task, FULFILLED);
     }
 
-    fn message(&mut self, message: &crate::config::MessageNode) {
+    fn message(&mut self, message: &MessageNode) {
         for text in message.text.iter().chain(&message.messages) {
             self.say(text);
         }
@@ -431,7 +430,7 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn send_form(&mut self, form: &crate::config::FormNode, retry: Option<(&Value, &[forms::Problem])>) {
+    fn send_form(&mut self, form: &FormNode, retry: Option<(&Value, &[forms::Problem])>) {
         let scope = self.scope();
         let form = forms::definition(self.bot, form, &self.session.language, &scope, retry);
         self.outputs.push(Output::Form(form));

@@ -1,0 +1,331 @@
+//! DynamoDB store: one table, `pk`/`sk` keys, TTL on `expiresAt`.
+//!
+//! | item         | pk                       | sk               |
+//! |--------------|--------------------------|------------------|
+//! | conversation | `BOT#{bot}#USER#{user}`  | `SESSION`        |
+//! | log entry    | `BOT#{bot}#USER#{user}`  | `MSG#{seq:012}`  |
+//! | poll record  | `POLL#{pollId}`          | `POLL`           |
+//!
+//! and the items of [`files`].
+//!
+//! A turn is one consistent GetItem and one TransactWriteItems: the
+//! conversation put is conditioned on its version, each log put on the entry
+//! not existing, so concurrent writers never lose or duplicate a message.
+
+mod files;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put, ScalarAttributeType,
+    TimeToLiveSpecification, TransactWriteItem,
+};
+
+use crate::app::records::{Conversation, LogEntry, PollRecord};
+use crate::app::store::{Conversations, Polls, TurnWrite};
+use crate::error::{Error, Result};
+use crate::ids::ConversationKey;
+
+const SESSION_SK: &str = "SESSION";
+const POLL_SK: &str = "POLL";
+const CONVERSATION_GRACE_SECS: i64 = 86_400;
+type Item = HashMap<String, AttributeValue>;
+
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn storage<E: std::error::Error + 'static>(operation: &str, e: E) -> Error {
+    Error::Storage(format!("DynamoDB {operation}: {}", DisplayErrorContext(e)))
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn log_sk(seq: u64) -> String {
+    format!("MSG#{seq:012}")
+}
+
+fn poll_pk(poll_id: &str) -> String {
+    format!("POLL#{poll_id}")
+}
+
+/// The record as an item; `reads` and `readAt` live in attributes of their
+/// own so a read can be counted with a conditional update.
+fn poll_item(record: &PollRecord) -> Result<Item> {
+    let body = serde_json::to_string(record).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(HashMap::from([
+        ("pk".to_string(), s(poll_pk(&record.poll_id))),
+        ("sk".to_string(), s(POLL_SK)),
+        ("reads".to_string(), n(record.reads)),
+        ("expiresAt".to_string(), n(record.expires_at)),
+        ("poll".to_string(), s(body)),
+    ]))
+}
+
+fn json_attr<T: serde::de::DeserializeOwned>(item: &Item, name: &str) -> Result<T> {
+    let text = item
+        .get(name)
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| Error::Storage(format!("item has no {name} attribute")))?;
+    serde_json::from_str(text).map_err(|e| Error::Storage(format!("unreadable {name}: {e}")))
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    /// Creates the table (on-demand, TTL on expiresAt) if it does not exist.
+    pub async fn create_table(&self) -> Result<()> {
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute("pk")?)
+            .attribute_definitions(attribute("sk")?)
+            .key_schema(key("pk", KeyType::Hash)?)
+            .key_schema(key("sk", KeyType::Range)?)
+            .send()
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(e) if e.code() == Some("ResourceInUseException") => return Ok(()),
+            Err(e) => return Err(storage("CreateTable", e)),
+        }
+        let ttl = TimeToLiveSpecification::builder()
+            .enabled(true)
+            .attribute_name("expiresAt")
+            .build()
+            .map_err(|e| storage("UpdateTimeToLive", e))?;
+        self.client
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(ttl)
+            .send()
+            .await
+            .map_err(|e| storage("UpdateTimeToLive", e))?;
+        Ok(())
+    }
+
+    /// A consistent read of one item.
+    async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| storage("GetItem", e))?;
+        Ok(output.item)
+    }
+
+    /// Stores `item`, replacing one with the same keys.
+    async fn put_item(&self, item: Item) -> Result<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| storage("PutItem", e))?;
+        Ok(())
+    }
+
+    fn put(&self, item: Item, condition: &str, values: Option<(&str, AttributeValue)>) -> Result<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_values(values.map(|(k, v)| HashMap::from([(k.to_string(), v)])))
+            .build()
+            .map_err(|e| storage("TransactWriteItems", e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+}
+
+fn attribute(name: &str) -> Result<AttributeDefinition> {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .map_err(|e| storage("CreateTable", e))
+}
+
+/// A conversation's partition: `BOT#{bot}#USER#{user}`. Bot ids contain no `#`.
+fn partition_key(key: &ConversationKey) -> String {
+    format!("BOT#{}#USER#{}", key.bot_id, key.user_id)
+}
+
+fn key(name: &str, kind: KeyType) -> Result<KeySchemaElement> {
+    KeySchemaElement::builder().attribute_name(name).key_type(kind).build().map_err(|e| storage("CreateTable", e))
+}
+
+#[async_trait]
+impl Conversations for DynamoStore {
+    async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>> {
+        let Some(item) = self.get_item(partition_key(key), SESSION_SK).await? else {
+            return Ok(None);
+        };
+        let number = |name: &str| -> Result<u64> {
+            item.get(name)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| Error::Storage(format!("conversation item has no {name}")))
+        };
+        let (version, next_seq) = (number("version")?, number("nextSeq")?);
+        // TTL deletes late: an expired item is read as empty, but its version
+        // and seq counter stay in force until it is gone.
+        let expired = number("expiresAt")? < chrono::Utc::now().timestamp().max(0) as u64;
+        let conversation = if expired {
+            Conversation { next_seq, ..Conversation::default() }
+        } else {
+            json_attr(&item, "conversation")?
+        };
+        Ok(Some(Conversation { version, ..conversation }))
+    }
+
+    async fn save_turn(&self, key: &ConversationKey, write: TurnWrite<'_>) -> Result<()> {
+        let pk = partition_key(key);
+        let body = serde_json::to_string(write.conversation).map_err(|e| Error::Internal(e.to_string()))?;
+        let conversation = HashMap::from([
+            ("pk".to_string(), s(&pk)),
+            ("sk".to_string(), s(SESSION_SK)),
+            ("version".to_string(), n(write.expected_version + 1)),
+            ("nextSeq".to_string(), n(write.conversation.next_seq)),
+            // Outlives its log entries, so seq never restarts under them.
+            ("expiresAt".to_string(), n(write.expires_at + CONVERSATION_GRACE_SECS)),
+            ("conversation".to_string(), s(body)),
+        ]);
+        let mut items = vec![if write.expected_version == 0 {
+            self.put(conversation, "attribute_not_exists(pk)", None)?
+        } else {
+            self.put(conversation, "version = :v", Some((":v", n(write.expected_version))))?
+        }];
+        for entry in write.log {
+            let body = serde_json::to_string(entry).map_err(|e| Error::Internal(e.to_string()))?;
+            let item = HashMap::from([
+                ("pk".to_string(), s(&pk)),
+                ("sk".to_string(), s(log_sk(entry.seq))),
+                ("seq".to_string(), n(entry.seq)),
+                ("expiresAt".to_string(), n(write.expires_at)),
+                ("entry".to_string(), s(body)),
+            ]);
+            // A leftover entry past its expiry (TTL deletes late) may be replaced.
+            let now = n(chrono::Utc::now().timestamp());
+            items.push(self.put(item, "attribute_not_exists(pk) OR expiresAt < :now", Some((":now", now)))?);
+        }
+        for record in write.polls {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(poll_item(record)?))
+                .build()
+                .map_err(|e| storage("TransactWriteItems", e))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) => match e.into_err() {
+                // A failed condition on the conversation (its version) or on a log
+                // entry (its seq already taken) both mean another writer got there
+                // first; the turn is run again on fresh state, within its deadline.
+                TransactWriteItemsError::TransactionCanceledException(cancelled)
+                    if cancelled
+                        .cancellation_reasons()
+                        .iter()
+                        .any(|r| matches!(r.code(), Some("ConditionalCheckFailed" | "TransactionConflict"))) =>
+                {
+                    Err(Error::Conflict)
+                }
+                other => Err(storage("TransactWriteItems", other)),
+            },
+            Err(e) => Err(storage("TransactWriteItems", e)),
+        }
+    }
+
+    async fn read_log(&self, key: &ConversationKey, after_seq: Option<u64>, limit: usize) -> Result<Vec<LogEntry>> {
+        let from = after_seq.map_or(0, |s| s + 1);
+        let mut entries = Vec::new();
+        let mut start_key = None;
+        while entries.len() < limit {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                .expression_attribute_values(":pk", s(partition_key(key)))
+                .expression_attribute_values(":from", s(log_sk(from)))
+                .expression_attribute_values(":to", s(log_sk(999_999_999_999)))
+                .consistent_read(true)
+                .limit(i32::try_from(limit - entries.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(|e| storage("Query", e))?;
+            for item in page.items() {
+                entries.push(json_attr(item, "entry")?);
+            }
+            start_key = page.last_evaluated_key;
+            if start_key.is_none() {
+                break;
+            }
+        }
+        Ok(entries)
+    }
+}
+
+#[async_trait]
+impl Polls for DynamoStore {
+    async fn put_poll(&self, record: &PollRecord) -> Result<()> {
+        self.put_item(poll_item(record)?).await
+    }
+
+    async fn get_poll(&self, poll_id: &str) -> Result<Option<PollRecord>> {
+        let Some(item) = self.get_item(poll_pk(poll_id), POLL_SK).await? else {
+            return Ok(None);
+        };
+        let record: PollRecord = json_attr(&item, "poll")?;
+        if record.expires_at < chrono::Utc::now().timestamp() {
+            return Ok(None);
+        }
+        let reads = item.get("reads").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let read_at = item.get("readAt").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok());
+        Ok(Some(PollRecord { reads, read_at, ..record }))
+    }
+
+    async fn record_poll_read(&self, poll_id: &str, reads: u32, now: i64) -> Result<bool> {
+        let updated = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(poll_pk(poll_id)))
+            .key("sk", s(POLL_SK))
+            .update_expression("SET #reads = :next, readAt = if_not_exists(readAt, :now)")
+            .condition_expression("#reads = :reads")
+            .expression_attribute_names("#reads", "reads")
+            .expression_attribute_values(":reads", n(reads))
+            .expression_attribute_values(":next", n(reads + 1))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match updated {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(e) => Err(storage("UpdateItem", e)),
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! In-process store for the embedded local mode.
+
+mod files;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::app::records::{Conversation, LogEntry, PollRecord};
+use crate::app::store::{Conversations, Polls, TurnWrite};
+use crate::error::{Error, Result};
+use crate::ids::ConversationKey;
+
+const MAX_POLLS_BEFORE_SWEEP: usize = 10_000;
+
+#[derive(Default)]
+struct Entry {
+    conversation: Conversation,
+    log: BTreeMap<u64, LogEntry>,
+}
+
+#[derive(Default)]
+pub struct MemoryStore {
+    conversations: Mutex<HashMap<ConversationKey, Entry>>,
+    polls: Mutex<HashMap<String, PollRecord>>,
+    files: Mutex<files::FileTables>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<ConversationKey, Entry>>> {
+        self.conversations.lock().map_err(|_| Error::Internal("memory store lock poisoned".into()))
+    }
+
+    fn polls(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, PollRecord>>> {
+        self.polls.lock().map_err(|_| Error::Internal("memory store lock poisoned".into()))
+    }
+}
+
+fn insert_poll(polls: &mut HashMap<String, PollRecord>, record: &PollRecord) {
+    // Expired records go, as DynamoDB's TTL removes them.
+    if polls.len() >= MAX_POLLS_BEFORE_SWEEP {
+        let now = chrono::Utc::now().timestamp();
+        polls.retain(|_, p| p.expires_at >= now);
+    }
+    polls.insert(record.poll_id.clone(), record.clone());
+}
+
+#[async_trait]
+impl Conversations for MemoryStore {
+    async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>> {
+        Ok(self.lock()?.get(key).map(|e| e.conversation.clone()))
+    }
+
+    async fn save_turn(&self, key: &ConversationKey, write: TurnWrite<'_>) -> Result<()> {
+        let mut conversations = self.lock()?;
+        let entry = conversations.entry(key.clone()).or_default();
+        if entry.conversation.version != write.expected_version {
+            return Err(Error::Conflict);
+        }
+        if write.log.iter().any(|e| entry.log.contains_key(&e.seq)) {
+            return Err(Error::Storage("log entry already exists".into()));
+        }
+        // Taken while the conversation lock is held: the write stays all-or-nothing.
+        let mut polls = self.polls()?;
+        entry.conversation = Conversation { version: write.expected_version + 1, ..write.conversation.clone() };
+        entry.log.extend(write.log.iter().map(|e| (e.seq, e.clone())));
+        for record in write.polls {
+            insert_poll(&mut polls, record);
+        }
+        Ok(())
+    }
+
+    async fn read_log(&self, key: &ConversationKey, after_seq: Option<u64>, limit: usize) -> Result<Vec<LogEntry>> {
+        let conversations = self.lock()?;
+        let Some(entry) = conversations.get(key) else {
+            return Ok(Vec::new());
+        };
+        let from = after_seq.map_or(0, |s| s + 1);
+        Ok(entry.log.range(from..).take(limit).map(|(_, e)| e.clone()).collect())
+    }
+}
+
+#[async_trait]
+impl Polls for MemoryStore {
+    async fn put_poll(&self, record: &PollRecord) -> Result<()> {
+        insert_poll(&mut *self.polls()?, record);
+        Ok(())
+    }
+
+    async fn get_poll(&self, poll_id: &str) -> Result<Option<PollRecord>> {
+        let now = chrono::Utc::now().timestamp();
+        Ok(self.polls()?.get(poll_id).filter(|p| p.expires_at >= now).cloned())
+    }
+
+    async fn record_poll_read(&self, poll_id: &str, reads: u32, now: i64) -> Result<bool> {
+        let mut polls = self.polls()?;
+        match polls.get_mut(poll_id) {
+            Some(record) if record.reads == reads => {
+                record.reads += 1;
+                record.read_at.get_or_insert(now);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::records::Direction;
+
+    fn entry(seq: u64) -> LogEntry {
+        LogEntry {
+            seq,
+            direction: Direction::In,
+            message_id: format!("ms-{seq}"),
+            trace_id: "tr".into(),
+            created_on: String::new(),
+            session_id: None,
+            body: serde_json::Value::Null,
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_are_conditional_on_the_version_read() {
+        let store = MemoryStore::new();
+        let key = ConversationKey::new("st-b", "u");
+        let conversation = Conversation { next_seq: 1, ..Conversation::default() };
+        let (first, second) = ([entry(0)], [entry(1)]);
+        let write = |expected_version, log| TurnWrite {
+            conversation: &conversation,
+            expected_version,
+            log,
+            expires_at: 0,
+            polls: &[],
+        };
+        store.save_turn(&key, write(0, &first)).await.unwrap();
+        // A second writer that also read version 0 loses.
+        assert!(matches!(store.save_turn(&key, write(0, &first)).await, Err(Error::Conflict)));
+        assert_eq!(store.load(&key).await.unwrap().unwrap().version, 1);
+        // A stale seq under the right version is a storage fault, not a retry.
+        assert!(matches!(store.save_turn(&key, write(1, &first)).await, Err(Error::Storage(_))));
+        store.save_turn(&key, write(1, &second)).await.unwrap();
+        let seqs: Vec<u64> = store.read_log(&key, None, 10).await.unwrap().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [0, 1]);
+    }
+}

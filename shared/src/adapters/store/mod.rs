@@ -1,0 +1,7 @@
+//! The storage ports on DynamoDB (single table) and in memory.
+
+mod dynamodb;
+mod memory;
+
+pub use dynamodb::DynamoStore;
+pub use memory::MemoryStore;

@@ -1,0 +1,213 @@
+//! v1 and v2 request bodies, checked against the spec's rules and turned into
+//! one shape for the turn.
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::auth::MAX_USER_ID_CHARS;
+use super::turn::{AnswerTo, Calls, TurnRequest};
+use crate::definition::Bot;
+use crate::engine::{Input, UserEvent};
+use crate::error::{Error, Result};
+use crate::protocol::{Attachment, Envelope, Flag, MetaTags, V1Request, V2MessageType, V2Request};
+
+const MAX_ATTACHMENTS: usize = 20;
+const MAX_URL_CHARS: usize = 2048;
+/// What a request may add to state that outlives it (session, user profile).
+const MAX_TEXT_CHARS: usize = 4096;
+const MAX_USER_INFO_KEYS: usize = 50;
+const MAX_USER_INFO_BYTES: usize = 8 * 1024;
+const MAX_TAGS_PER_LEVEL: usize = 50;
+const MAX_TAG_NAME_CHARS: usize = 128;
+const MAX_TAG_VALUE_BYTES: usize = 1024;
+
+pub struct Inbound {
+    pub new_session: bool,
+    pub from_id: Option<String>,
+    pub user_info: Option<Map<String, Value>>,
+    pub event: UserEvent,
+    /// The whole request body: flows read it as
+    /// context.session.BotUserSession.lastMessage (customData included).
+    pub payload: Value,
+    pub tags: MetaTags,
+    pub language: Option<String>,
+}
+
+impl Inbound {
+    /// The turn this checked request asks for: answered to the caller, calls
+    /// made inline, started now. Callers adjust the rest.
+    pub fn into_turn(self, bot: &Arc<Bot>, user_id: String, trace_id: String) -> TurnRequest {
+        let Inbound { new_session, user_info, event, payload, tags, language, .. } = self;
+        TurnRequest {
+            bot: bot.clone(),
+            user_id,
+            new_session,
+            input: Input { event, message: payload, language, session_tags: tags.session_level_tags },
+            user_info,
+            user_tags: tags.user_level_tags,
+            message_tags: tags.message_level_tags,
+            trace_id,
+            client_ip: None,
+            calls: Calls::Inline,
+            answer_to: AnswerTo::Caller,
+            started: Instant::now(),
+        }
+    }
+}
+
+fn invalid(detail: impl Into<String>) -> Error {
+    Error::InvalidPayload(detail.into())
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<(T, Value)> {
+    let payload: Value = serde_json::from_slice(body).map_err(|e| invalid(format!("not valid JSON: {e}")))?;
+    if !payload.is_object() {
+        return Err(invalid("the body must be a JSON object"));
+    }
+    let request = serde_path_to_error::deserialize(&payload).map_err(|e| {
+        let path = e.path().to_string();
+        invalid(format!("{path}: {}", e.into_inner()))
+    })?;
+    Ok((request, payload))
+}
+
+pub fn parse_v1(body: &[u8]) -> Result<Inbound> {
+    let (request, payload): (V1Request, Value) = parse(body)?;
+    let text = request.message.text;
+    if text.trim().is_empty() {
+        return Err(invalid("message.text must not be empty"));
+    }
+    check_text_length("message.text", &text)?;
+    check_attachments(request.message.attachments.as_deref())?;
+    inbound(request.envelope, UserEvent::Text(text), payload)
+}
+
+pub fn parse_v2(body: &[u8]) -> Result<Inbound> {
+    let (request, payload): (V2Request, Value) = parse(body)?;
+    let message = request.message;
+    let attachments = message.attachments.as_deref().filter(|a| !a.is_empty());
+    if attachments.is_some() && message.kind != V2MessageType::Text {
+        return Err(invalid("attachments are only allowed with message.type text"));
+    }
+    check_attachments(attachments)?;
+    let event = match (message.kind, message.val) {
+        (V2MessageType::Text, Value::String(text)) if !text.trim().is_empty() => {
+            check_text_length("message.val", &text)?;
+            UserEvent::Text(text)
+        }
+        (V2MessageType::Text, Value::String(_)) => {
+            return Err(invalid("message.val must not be blank"));
+        }
+        (V2MessageType::Text, _) => {
+            return Err(invalid("message.val must be a string for type text"));
+        }
+        (V2MessageType::Template, val @ Value::Object(_)) => UserEvent::Template(val),
+        (V2MessageType::FormData, val @ Value::Object(_)) => UserEvent::FormData(val),
+        (V2MessageType::Template | V2MessageType::FormData, _) => {
+            return Err(invalid("message.val must be an object for types template and formData"));
+        }
+        (V2MessageType::Event, Value::String(name)) if name.eq_ignore_ascii_case("ON_CONNECT") => UserEvent::OnConnect,
+        (V2MessageType::Event, Value::String(name)) if name.eq_ignore_ascii_case("SESSION_CLOSURE") => {
+            UserEvent::SessionClosure
+        }
+        (V2MessageType::Event, _) => {
+            return Err(invalid("message.val must be ON_CONNECT or SESSION_CLOSURE for type event"));
+        }
+    };
+    inbound(request.envelope, event, payload)
+}
+
+fn check_text_length(path: &str, text: &str) -> Result<()> {
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Err(invalid(format!("{path} is longer than {MAX_TEXT_CHARS} characters")));
+    }
+    Ok(())
+}
+
+fn check_user_info(user_info: Option<&Map<String, Value>>) -> Result<()> {
+    let Some(user_info) = user_info else {
+        return Ok(());
+    };
+    let bytes = serde_json::to_vec(user_info).map_or(usize::MAX, |json| json.len());
+    if user_info.len() > MAX_USER_INFO_KEYS || bytes > MAX_USER_INFO_BYTES {
+        let detail = format!("from.userInfo holds at most {MAX_USER_INFO_KEYS} keys and {MAX_USER_INFO_BYTES} bytes");
+        return Err(invalid(detail));
+    }
+    Ok(())
+}
+
+fn check_tags(tags: &MetaTags) -> Result<()> {
+    let levels = [
+        ("userLevelTags", &tags.user_level_tags),
+        ("sessionLevelTags", &tags.session_level_tags),
+        ("messageLevelTags", &tags.message_level_tags),
+    ];
+    for (level, list) in levels {
+        if list.len() > MAX_TAGS_PER_LEVEL {
+            return Err(invalid(format!("metaTags.{level} holds at most {MAX_TAGS_PER_LEVEL} tags")));
+        }
+        for (i, tag) in list.iter().enumerate() {
+            let value_bytes = serde_json::to_vec(&tag.value).map_or(usize::MAX, |json| json.len());
+            if tag.name.chars().count() > MAX_TAG_NAME_CHARS || value_bytes > MAX_TAG_VALUE_BYTES {
+                let detail = format!(
+                    "metaTags.{level}[{i}]: names are at most {MAX_TAG_NAME_CHARS} characters, values {MAX_TAG_VALUE_BYTES} bytes"
+                );
+                return Err(invalid(detail));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_attachments(attachments: Option<&[Attachment]>) -> Result<()> {
+    let attachments = attachments.unwrap_or_default();
+    if attachments.len() > MAX_ATTACHMENTS {
+        return Err(invalid(format!("at most {MAX_ATTACHMENTS} attachments")));
+    }
+    for (i, attachment) in attachments.iter().enumerate() {
+        match (&attachment.url, &attachment.file_id) {
+            (Some(url), _)
+                if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > MAX_URL_CHARS =>
+            {
+                return Err(invalid(format!("message.attachments[{i}].url must be an http(s) URL")));
+            }
+            (Some(_), _) => {}
+            (None, Some(id)) if !id.trim().is_empty() => {}
+            _ => {
+                return Err(invalid(format!("message.attachments[{i}] needs a url or a fileId")));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn inbound(envelope: Envelope, event: UserEvent, payload: Value) -> Result<Inbound> {
+    let from = envelope.from.unwrap_or_default();
+    // The spec's own samples send `"id": ""` for "not given".
+    let from_id = from.id.filter(|id| !id.is_empty());
+    if from_id.as_ref().is_some_and(|id| id.chars().count() > MAX_USER_ID_CHARS) {
+        return Err(invalid(format!("from.id is longer than {MAX_USER_ID_CHARS} characters")));
+    }
+    if let Some(Flag::Text(text)) = &envelope.merge_identity
+        && text != "true"
+        && text != "false"
+    {
+        return Err(invalid("mergeIdentity must be true or false"));
+    }
+    check_user_info(from.user_info.as_ref())?;
+    let tags = envelope.meta_tags.unwrap_or_default();
+    check_tags(&tags)?;
+    Ok(Inbound {
+        new_session: envelope.session.is_some_and(|s| s.new),
+        from_id,
+        user_info: from.user_info,
+        event,
+        payload,
+        tags,
+        language: envelope.interactive_language.filter(|l| !l.is_empty()),
+    })
+}

@@ -1,0 +1,31 @@
+//! The application: what Hookline does with a request or a job, over ports
+//! it defines and adapters implement.
+//!
+//! - [`turn`] runs a user's turn (the engine, the calls it waits for, the
+//!   conditional write) and [`jobs`] builds the work a saved turn leaves;
+//! - [`worker`] runs queued jobs: turns, polled continuations, deliveries;
+//! - [`files`] takes uploads; [`auth`] checks callers; [`inbound`] reads
+//!   request bodies into turn requests;
+//! - ports: [`store`], [`queue`], [`outbound`], [`files::FileStore`] and
+//!   [`files::Blobs`], with the records they hold in [`records`].
+
+pub mod auth;
+pub mod files;
+pub mod inbound;
+pub mod jobs;
+pub mod outbound;
+pub mod queue;
+pub mod records;
+pub mod store;
+pub mod turn;
+pub mod worker;
+
+use std::sync::Arc;
+
+use crate::definition::{Bot, Registry};
+use crate::error::{Error, Result};
+
+/// The bot a URL or a job names.
+pub fn bot(registry: &Registry, bot_id: &str) -> Result<Arc<Bot>> {
+    registry.get(bot_id).cloned().ok_or_else(|| Error::NotFound(format!("no bot {bot_id}")))
+}

@@ -1,0 +1,73 @@
+//! The outbound HTTP port (the customer's APIs and every delivery's
+//! receiver), and delivery: a fire-and-forget POST tried a few times before
+//! the queue takes over.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::definition::Bot;
+use crate::engine::{CallOutcome, HttpCall};
+use crate::signing::SigningKey;
+
+/// Attempts of a delivery within one run of the worker, and the first wait
+/// between them; later retries come from the queue (visibility backoff, then
+/// the dead-letter queue).
+const DELIVERY_ATTEMPTS: u32 = 3;
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(250);
+/// A Retry-After longer than this is left to the queue.
+const MAX_INLINE_WAIT: Duration = Duration::from_secs(5);
+
+#[async_trait]
+pub trait Outbound: Send + Sync {
+    /// Makes the call once for `bot` (whose secrets its headers may name),
+    /// signed with `keys` under `webhook_id`.
+    async fn call(&self, call: &HttpCall, bot: &Bot, keys: &[SigningKey], webhook_id: &str) -> CallOutcome;
+}
+
+/// How a delivery ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivered {
+    /// A 2xx answer, with its status.
+    Yes(u16),
+    /// 410 Gone: the receiver asked not to be sent this again.
+    Gone,
+    /// Still failing: retry later (no sooner than `retry_after` if given).
+    No { reason: String, retry_after: Option<Duration> },
+}
+
+/// Delivers a fire-and-forget POST: a few attempts with exponential backoff
+/// and jitter (or the receiver's short Retry-After) under one webhook-id, so
+/// receivers can drop duplicates.
+pub async fn deliver(
+    outbound: &dyn Outbound,
+    call: &HttpCall,
+    bot: &Bot,
+    keys: &[SigningKey],
+    webhook_id: &str,
+) -> Delivered {
+    let mut last = String::new();
+    for attempt in 0..DELIVERY_ATTEMPTS {
+        let wait = match outbound.call(call, bot, keys, webhook_id).await {
+            Ok(reply) if (200..300).contains(&reply.status) => return Delivered::Yes(reply.status),
+            Ok(reply) if reply.status == 410 => return Delivered::Gone,
+            Ok(reply) => {
+                last = format!("status {}", reply.status);
+                reply.retry_after
+            }
+            Err(error) => {
+                last = error.to_string();
+                None
+            }
+        };
+        if wait.is_some_and(|w| w > MAX_INLINE_WAIT) {
+            return Delivered::No { reason: last, retry_after: wait };
+        }
+        if attempt + 1 < DELIVERY_ATTEMPTS {
+            let backoff = FIRST_RETRY_DELAY * 2u32.pow(attempt);
+            let jittered = backoff.mul_f64(rand::random_range(0.5..1.0));
+            tokio::time::sleep(wait.unwrap_or(jittered)).await;
+        }
+    }
+    Delivered::No { reason: format!("{DELIVERY_ATTEMPTS} attempts failed, the last with {last}"), retry_after: None }
+}

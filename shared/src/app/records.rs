@@ -1,0 +1,182 @@
+//! Conversation state and the conversation log, as stored.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::queue::QueueMessage;
+use crate::engine::{HttpCall, Session};
+use crate::ids::ConversationKey;
+use crate::protocol::{Tag, TaskCompletion};
+
+/// Everything kept per user and bot. It outlives sessions: the `seq` counter
+/// must keep growing for as long as log entries exist, and user-level tags and
+/// profile survive the end of a session.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Conversation {
+    /// Optimistic-concurrency version; 0 means never stored. Kept by the
+    /// store beside the serialized conversation, not inside it.
+    #[serde(skip)]
+    pub version: u64,
+    /// The seq the next log entry gets.
+    #[serde(default)]
+    pub next_seq: u64,
+    #[serde(default)]
+    pub user_info: Map<String, Value>,
+    #[serde(default)]
+    pub user_tags: Vec<Tag>,
+    #[serde(default)]
+    pub session: Option<Session>,
+    /// Polling: the call the session waits for, which the worker makes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingCall>,
+    /// Messages queued behind a polled call: new messages queue behind them
+    /// too, so none overtakes another.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queued: Vec<QueuedMessage>,
+    /// The last turn applied, so that a queued turn delivered twice runs once
+    /// and its answer can be given again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_turn: Option<LastTurn>,
+    /// Trace ids of the latest queued messages applied, oldest first: one
+    /// delivered again after others ran is still recognised.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub applied: Vec<String>,
+}
+
+/// A message queued behind a polled call, until the worker runs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueuedMessage {
+    pub trace_id: String,
+    /// Unix seconds; one that has waited past [`QUEUED_STALE_SECS`] (its
+    /// job lost or dead-lettered) no longer holds the conversation up.
+    pub queued_at: i64,
+}
+
+/// See [`QueuedMessage::queued_at`]: longer than a job can wait behind
+/// failing deliveries before it is dead-lettered.
+pub const QUEUED_STALE_SECS: i64 = 900;
+
+impl Conversation {
+    /// Messages still waiting to run (stale ones are forgotten).
+    pub fn drop_stale_queued(&mut self, now_secs: i64) {
+        self.queued.retain(|q| now_secs - q.queued_at < QUEUED_STALE_SECS);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingCall {
+    /// The poll record that gets the messages that follow the call.
+    pub poll_id: String,
+    pub call: HttpCall,
+    pub trace_id: String,
+    /// Calls made for the message so far, this one included: a turn makes
+    /// at most so many, across its polled steps too.
+    #[serde(default)]
+    pub calls: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastTurn {
+    pub trace_id: String,
+    /// The first log entry the turn wrote.
+    pub first_seq: u64,
+    #[serde(default)]
+    pub completion: Option<TaskCompletion>,
+    /// The poll record the turn answered, and the one it left in progress.
+    #[serde(default)]
+    pub answered_poll: Option<String>,
+    #[serde(default)]
+    pub next_poll: Option<String>,
+    /// What the turn queued that cannot be rebuilt from the log (its
+    /// continuation, session-data and async webhook node deliveries).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<QueueMessage>,
+}
+
+/// What a poll (GET .../poll/{pollId}) reads: work in progress, then the
+/// answer, readable once (or twice within the instance's reread window).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollRecord {
+    pub poll_id: String,
+    pub bot_id: String,
+    pub user_id: String,
+    /// Once the work is done: where the answer is.
+    #[serde(default)]
+    pub answer: Option<PollAnswer>,
+    /// Times the answer has been read.
+    #[serde(default)]
+    pub reads: u32,
+    /// Unix seconds of the first read.
+    #[serde(default)]
+    pub read_at: Option<i64>,
+    /// Unix seconds after which the record may be deleted.
+    pub expires_at: i64,
+}
+
+/// A poll's answer, as a range of the conversation log (the messages are
+/// not stored twice, and no record grows with them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollAnswer {
+    /// The log entries from this seq, up to `end_seq` (excluded).
+    pub from_seq: u64,
+    pub end_seq: u64,
+    #[serde(default)]
+    pub completion: Option<TaskCompletion>,
+    /// Where the rest is, if the flow reached another call.
+    #[serde(default)]
+    pub poll_id: Option<String>,
+    /// A queued message the bot refused: why (answered as a 400).
+    #[serde(default)]
+    pub refused: Option<String>,
+}
+
+/// How long a poll record can be read.
+pub const POLL_RECORD_SECS: i64 = 3600;
+
+impl PollRecord {
+    /// A record of `key`'s conversation, its answer `None` while the work runs.
+    pub fn new(poll_id: &str, key: &ConversationKey, answer: Option<PollAnswer>, now_secs: i64) -> Self {
+        Self {
+            poll_id: poll_id.to_string(),
+            bot_id: key.bot_id.clone(),
+            user_id: key.user_id.clone(),
+            answer,
+            reads: 0,
+            read_at: None,
+            expires_at: now_secs + POLL_RECORD_SECS,
+        }
+    }
+
+    /// Unix seconds when the record was made.
+    pub fn created_at(&self) -> i64 {
+        self.expires_at - POLL_RECORD_SECS
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    In,
+    Out,
+}
+
+/// One message in or out of a conversation, numbered by `seq`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEntry {
+    pub seq: u64,
+    pub direction: Direction,
+    pub message_id: String,
+    pub trace_id: String,
+    pub created_on: String,
+    pub session_id: Option<String>,
+    /// In: `{"request": <the request body>, "messageLevelTags": [...]}`.
+    /// Out: the message as sent in v2 `data`.
+    pub body: Value,
+}

@@ -1,0 +1,69 @@
+//! The storage ports of conversations: their state and log, written together
+//! in one conditional write, and the poll records clients read answers from.
+//! Files have a port of their own ([`FileStore`]). DynamoDB in the cloud,
+//! memory in the embedded mode; one store object usually serves all three.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::files::FileStore;
+use super::records::{Conversation, LogEntry, PollRecord};
+use crate::error::Result;
+use crate::ids::ConversationKey;
+
+/// One turn's write: the conversation as it is after the turn and the log
+/// entries the turn added.
+pub struct TurnWrite<'a> {
+    pub conversation: &'a Conversation,
+    /// The version read before the turn (0: the conversation did not exist).
+    /// The write fails with `Error::Conflict` if it changed meanwhile.
+    pub expected_version: u64,
+    pub log: &'a [LogEntry],
+    /// Unix seconds after which the items may be deleted.
+    pub expires_at: i64,
+    /// Poll records written (replaced) with the turn.
+    pub polls: &'a [PollRecord],
+}
+
+/// Conversations and their log.
+#[async_trait]
+pub trait Conversations: Send + Sync {
+    /// The conversation, with the version it was stored under.
+    async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>>;
+
+    /// Stores the conversation (as `expected_version + 1`), appends the log
+    /// entries and writes the poll records, all or nothing.
+    async fn save_turn(&self, key: &ConversationKey, write: TurnWrite<'_>) -> Result<()>;
+
+    /// Log entries with seq greater than `after_seq`, oldest first.
+    async fn read_log(&self, key: &ConversationKey, after_seq: Option<u64>, limit: usize) -> Result<Vec<LogEntry>>;
+}
+
+/// Poll records, as the poll endpoint reads them.
+#[async_trait]
+pub trait Polls: Send + Sync {
+    /// Stores a poll record on its own (the answer of a queued message the bot refused).
+    async fn put_poll(&self, record: &PollRecord) -> Result<()>;
+
+    async fn get_poll(&self, poll_id: &str) -> Result<Option<PollRecord>>;
+
+    /// Counts one more read of a poll answer, if it has been read exactly
+    /// `reads` times so far; `false` when another read came first.
+    async fn record_poll_read(&self, poll_id: &str, reads: u32, now: i64) -> Result<bool>;
+}
+
+/// Every storage port, for wiring a process.
+#[derive(Clone)]
+pub struct Stores {
+    pub conversations: Arc<dyn Conversations>,
+    pub polls: Arc<dyn Polls>,
+    pub files: Arc<dyn FileStore>,
+}
+
+impl Stores {
+    /// All three ports served by one store.
+    pub fn of<S: Conversations + Polls + FileStore + 'static>(store: Arc<S>) -> Self {
+        Self { conversations: store.clone(), polls: store.clone(), files: store }
+    }
+}

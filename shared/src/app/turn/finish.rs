@@ -1,0 +1,210 @@
+//! What a step leaves: its log entries, the conversation as it is after it,
+//! the jobs for the queue, the poll records, and the reply; each bounded so
+//! the step fits one store write.
+
+use chrono::SecondsFormat;
+use serde_json::{Value, json};
+
+use super::TurnReply;
+use super::replies::split_form;
+use super::run::{Begun, Ran};
+use super::step::Plan;
+use crate::app::jobs;
+use crate::app::queue::{Job, QueueMessage};
+use crate::app::records::{Conversation, Direction, LastTurn, LogEntry, PendingCall, PollAnswer, PollRecord};
+use crate::definition::Bot;
+use crate::engine::Output;
+use crate::error::{Error, Result};
+use crate::ids::{self, ConversationKey};
+use crate::protocol::V2Data;
+
+/// A conversation item stays well under DynamoDB's 400 KB item limit.
+const MAX_CONVERSATION_BYTES: usize = 300 * 1024;
+/// A turn's log fits one TransactWriteItems (100 items: the conversation, the
+/// user's message and two poll records besides). Flow definitions stay well
+/// below; only what a webhook answers could go beyond.
+pub(super) const MAX_OUTPUTS_PER_TURN: usize = 90;
+/// A log entry stays under DynamoDB's 400 KB item limit, a turn's log under
+/// the 4 MB of one transaction.
+const MAX_LOG_ENTRY_BYTES: usize = 350 * 1024;
+const MAX_TURN_LOG_BYTES: usize = 3 * 1024 * 1024;
+/// Queued messages remembered as applied.
+const MAX_APPLIED_REMEMBERED: usize = 20;
+/// Deliveries kept with a turn for a worker that stops before queuing them.
+const MAX_KEPT_JOBS_BYTES: usize = 64 * 1024;
+
+/// A step's reply, the new conversation, its log entries and poll records.
+pub(super) struct Finished {
+    pub reply: TurnReply,
+    pub conversation: Conversation,
+    pub log: Vec<LogEntry>,
+    pub polls: Vec<PollRecord>,
+}
+
+pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: Begun, ran: Ran) -> Result<Finished> {
+    let Begun { mut conversation, active, now, .. } = begun;
+    let created_on = now.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let session = ran.session.as_ref().or(active.as_ref());
+    let session_id = session.map(|s| s.id.clone());
+    let ended_context = session.map(|s| s.context.clone()).unwrap_or_default();
+    let first_seq = conversation.next_seq;
+
+    // The log: the user's message, then the bot's.
+    let mut log =
+        Log { next_seq: first_seq, trace_id: &plan.trace_id, created_on: &created_on, session_id: session_id.clone() };
+    let mut entries = Vec::new();
+    if let Some(request) = plan.message {
+        let mut inbound = json!({"request": request.input.message});
+        if !request.message_tags.is_empty() {
+            inbound["messageLevelTags"] = json!(request.message_tags);
+        }
+        entries.push(log.entry(Direction::In, ids::message_id(), inbound));
+    }
+    let mut outputs = ran.outputs;
+    if outputs.len() > MAX_OUTPUTS_PER_TURN {
+        let dropped = outputs.len() - MAX_OUTPUTS_PER_TURN;
+        tracing::warn!(dropped, "a turn sends at most {MAX_OUTPUTS_PER_TURN} messages");
+        outputs.truncate(MAX_OUTPUTS_PER_TURN);
+    }
+    let sent: Vec<V2Data> = outputs.into_iter().map(|output| data(output, &created_on)).collect();
+    for message in &sent {
+        let body = serde_json::to_value(message).unwrap_or(Value::Null);
+        entries.push(log.entry(Direction::Out, message.message_id.clone(), body));
+    }
+
+    // The conversation after the step.
+    let poll_id = ran.pending.as_ref().map(|_| ids::poll_id());
+    conversation.next_seq = log.next_seq;
+    conversation.session = ran.session;
+    conversation.pending = ran.pending.zip(poll_id.clone()).map(|(call, poll_id)| PendingCall {
+        poll_id,
+        call,
+        trace_id: plan.trace_id.clone(),
+        calls: ran.calls_made,
+    });
+    if let Some(request) = plan.message {
+        conversation.queued.retain(|q| q.trace_id != request.trace_id);
+    }
+    if plan.remember {
+        conversation.applied.push(plan.trace_id.clone());
+        let excess = conversation.applied.len().saturating_sub(MAX_APPLIED_REMEMBERED);
+        conversation.applied.drain(..excess);
+    }
+
+    // The jobs: those rebuilt from the log on a repeat, and those kept with the turn.
+    let mut jobs = Vec::new();
+    if let Some(instance) = plan.post_url.and_then(|id| bot.instance_by_id(id)) {
+        jobs.extend(jobs::post_url(bot, instance, key, &sent, ran.completion.as_ref(), &plan.trace_id));
+    }
+    jobs.extend(jobs::events(bot, key, &entries, plan.client_ip));
+    let mut kept = Vec::new();
+    if let Some(poll_id) = &poll_id {
+        kept.push(jobs::resume(key, poll_id));
+    }
+    if let Some(completion) = &ran.completion {
+        let id = (plan.trace_id.as_str(), first_seq);
+        kept.extend(jobs::session_data(bot, key, session_id.as_deref(), &ended_context, completion, &created_on, id));
+    }
+    kept.extend(jobs::webhook_nodes(bot, key, ran.effects));
+    jobs.extend(kept.iter().cloned());
+    conversation.last_turn = Some(LastTurn {
+        trace_id: plan.trace_id.clone(),
+        first_seq,
+        completion: ran.completion.clone(),
+        answered_poll: plan.answers_poll.clone(),
+        next_poll: poll_id.clone(),
+        jobs: keepable(kept),
+    });
+    check_sizes(&conversation, &entries)?;
+
+    let mut polls = Vec::new();
+    let record = |poll_id: &str, answer| PollRecord::new(poll_id, key, answer, now.timestamp());
+    if let Some(answered) = &plan.answers_poll {
+        let answer = PollAnswer {
+            from_seq: first_seq,
+            end_seq: conversation.next_seq,
+            completion: ran.completion.clone(),
+            poll_id: poll_id.clone(),
+            refused: None,
+        };
+        polls.push(record(answered, Some(answer)));
+    }
+    if let Some(poll_id) = &poll_id {
+        polls.push(record(poll_id, None));
+    }
+    let (messages, form) = split_form(sent);
+    let reply = TurnReply { messages, form, completion: ran.completion, poll_id, jobs };
+    Ok(Finished { reply, conversation, log: entries, polls })
+}
+
+/// Numbers a step's log entries.
+struct Log<'a> {
+    next_seq: u64,
+    trace_id: &'a str,
+    created_on: &'a str,
+    session_id: Option<String>,
+}
+
+impl Log<'_> {
+    fn entry(&mut self, direction: Direction, message_id: String, body: Value) -> LogEntry {
+        self.next_seq += 1;
+        LogEntry {
+            seq: self.next_seq - 1,
+            direction,
+            message_id,
+            trace_id: self.trace_id.to_string(),
+            created_on: self.created_on.to_string(),
+            session_id: self.session_id.clone(),
+            body,
+        }
+    }
+}
+
+/// What a turn keeps for a worker that saved it but stopped before queuing
+/// its jobs: what cannot be rebuilt from the log, within a bound.
+fn keepable(mut kept: Vec<QueueMessage>) -> Vec<QueueMessage> {
+    if serde_json::to_vec(&kept).map_or(true, |json| json.len() > MAX_KEPT_JOBS_BYTES) {
+        tracing::warn!("this turn's deliveries are too large to keep for a worker that would stop before queuing them");
+        // The continuation is small, and without it the conversation would wait.
+        kept.retain(|job| matches!(job.job, Job::Resume { .. }));
+    }
+    kept
+}
+
+/// The conversation stays one item, each log entry an item, and the turn one transaction.
+fn check_sizes(conversation: &Conversation, log: &[LogEntry]) -> Result<()> {
+    let size = serde_json::to_vec(conversation).map_or(usize::MAX, |json| json.len());
+    if size > MAX_CONVERSATION_BYTES {
+        let detail = "the conversation's state has grown too large; start a new session (session.new)";
+        return Err(Error::InvalidPayload(detail.into()));
+    }
+    let sizes: Vec<usize> = log.iter().map(|e| serde_json::to_vec(e).map_or(usize::MAX, |json| json.len())).collect();
+    if sizes.iter().any(|&n| n > MAX_LOG_ENTRY_BYTES) || sizes.iter().sum::<usize>() > MAX_TURN_LOG_BYTES {
+        let detail = format!(
+            "a message of this turn is larger than {MAX_LOG_ENTRY_BYTES} bytes, or all of them than {MAX_TURN_LOG_BYTES}"
+        );
+        return Err(Error::InvalidPayload(detail));
+    }
+    Ok(())
+}
+
+/// A bot message as the v2 answer's `data` carries it.
+fn data(output: Output, created_on: &str) -> V2Data {
+    let (kind, val, event_type, description) = match output {
+        Output::Text(text) => ("text", Value::String(text), None, None),
+        Output::Template(object) => ("template", object, None, None),
+        Output::Attachment { url, mime } => ("attachment", json!({"url": url, "mime": mime}), None, None),
+        Output::Form(form) => ("form", form, None, None),
+        Output::Event { val, event_type, description } => {
+            ("event", Value::String(val.into()), Some(event_type.into()), Some(description.into()))
+        }
+    };
+    V2Data {
+        kind: kind.into(),
+        val,
+        event_type,
+        description,
+        created_on: created_on.into(),
+        message_id: ids::message_id(),
+    }
+}

@@ -1,0 +1,378 @@
+//! Runs one user turn: load the conversation, run the engine (making the
+//! calls its service and webhook nodes wait for, or leaving the first one to
+//! the worker when the client polls), append the turn to the log and save,
+//! all-or-nothing, retrying when another writer got there first.
+//!
+//! The parts, one job each: [`step`] works out what a step (a message, or a
+//! resumed call) implies; [`run`] runs the engine and its calls; [`finish`]
+//! turns the result into the log, the new conversation, jobs and poll
+//! records; [`replies`] reads answers back from the log. This module holds
+//! the operations and the conditional-write loop around them.
+
+mod finish;
+mod replies;
+mod run;
+mod step;
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rand::Rng;
+use serde_json::{Map, Value};
+use tokio::sync::{Mutex, MutexGuard};
+use tokio::time::{Instant, timeout_at};
+
+use super::outbound::Outbound;
+use super::queue::QueueMessage;
+use super::records::{Conversation, PollRecord, QueuedMessage};
+use super::store::{Conversations, TurnWrite};
+use crate::definition::Bot;
+use crate::engine::Input;
+use crate::error::{Error, Result};
+use crate::ids::ConversationKey;
+use crate::protocol::{Tag, TaskCompletion, V2Data, V2Response, VERSION_V2};
+use finish::finish;
+pub use replies::poll_answer;
+use run::begin;
+use step::Step;
+
+const LOCK_STRIPES: usize = 1024;
+/// Time to save a polled step once its call is made.
+const SAVE_AFTER_CALL: Duration = Duration::from_secs(10);
+/// Messages that may wait behind a polled call.
+const MAX_QUEUED_MESSAGES: usize = 20;
+
+/// How the calls a flow waits for are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Calls {
+    /// Within the turn, before it answers.
+    Inline,
+    /// By the worker: the turn answers with what came before the first call
+    /// and a pollId for the rest.
+    Poll,
+}
+
+/// Where a turn's answer goes besides the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnswerTo {
+    /// Only the HTTP answer.
+    Caller,
+    /// Into this poll record (a message queued behind a call).
+    Poll(String),
+    /// Each message to this instance's POST_URL (asynchronous mode).
+    PostUrl(String),
+}
+
+impl AnswerTo {
+    /// The instance whose POST_URL gets the messages.
+    pub fn post_url(&self) -> Option<&str> {
+        match self {
+            AnswerTo::PostUrl(instance) => Some(instance),
+            _ => None,
+        }
+    }
+
+    /// The poll record that gets the answer.
+    pub fn poll(&self) -> Option<&str> {
+        match self {
+            AnswerTo::Poll(poll_id) => Some(poll_id),
+            _ => None,
+        }
+    }
+}
+
+pub struct TurnRequest {
+    pub bot: Arc<Bot>,
+    pub user_id: String,
+    pub new_session: bool,
+    pub input: Input,
+    pub user_info: Option<Map<String, Value>>,
+    pub user_tags: Vec<Tag>,
+    pub message_tags: Vec<Tag>,
+    pub trace_id: String,
+    pub client_ip: Option<String>,
+    pub calls: Calls,
+    pub answer_to: AnswerTo,
+    /// When the request arrived; reported in timeouts.
+    pub started: Instant,
+}
+
+#[derive(Debug)]
+pub struct TurnReply {
+    pub messages: Vec<V2Data>,
+    /// `{formDef, formInitialization}` when the turn sent a form.
+    pub form: Option<Value>,
+    pub completion: Option<TaskCompletion>,
+    /// Polling: where the rest of the turn will be found.
+    pub poll_id: Option<String>,
+    /// Work for the queue now that the turn is saved.
+    pub jobs: Vec<QueueMessage>,
+}
+
+impl TurnReply {
+    /// The regular v2 answer.
+    pub fn v2(&self, key: &ConversationKey) -> V2Response {
+        V2Response {
+            to: key.user_id.clone(),
+            from: key.bot_id.clone(),
+            data: self.messages.clone(),
+            version: VERSION_V2,
+            end_of_task: self.completion.is_some(),
+            completion: self.completion.clone(),
+            form: self.form.clone(),
+            poll_id: self.poll_id.clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    Answered(Box<TurnReply>),
+    /// The conversation waits for a call the worker makes (polling): the
+    /// message must queue behind it.
+    Busy,
+}
+
+pub struct Turns {
+    conversations: Arc<dyn Conversations>,
+    outbound: Arc<dyn Outbound>,
+    /// Serialises one user's turns inside this process, so concurrent requests
+    /// queue instead of spinning on conflicts; other processes (Lambda
+    /// instances) are kept consistent by the store's conditional write.
+    locks: Vec<Mutex<()>>,
+}
+
+impl Turns {
+    pub fn new(conversations: Arc<dyn Conversations>, outbound: Arc<dyn Outbound>) -> Self {
+        Self { conversations, outbound, locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect() }
+    }
+
+    pub fn conversations(&self) -> &Arc<dyn Conversations> {
+        &self.conversations
+    }
+
+    /// The conversation, read while this process's writers of it wait.
+    async fn lock_and_load(
+        &self,
+        key: &ConversationKey,
+        deadline: Instant,
+        started: Instant,
+    ) -> Result<(MutexGuard<'_, ()>, Option<Conversation>)> {
+        let timed_out = |_| Error::Timeout(deadline.saturating_duration_since(started));
+        let serialised = timeout_at(deadline, self.lock(key)).await.map_err(timed_out)?;
+        let stored = timeout_at(deadline, self.conversations.load(key)).await.map_err(timed_out)??;
+        Ok((serialised, stored))
+    }
+
+    async fn lock(&self, key: &ConversationKey) -> MutexGuard<'_, ()> {
+        let mut hasher = DefaultHasher::new();
+        key.hash(&mut hasher);
+        self.locks[(hasher.finish() % LOCK_STRIPES as u64) as usize].lock().await
+    }
+
+    /// Runs the turn, answering `Error::Timeout` if it cannot be committed by
+    /// `deadline`. A write that has started is always awaited: the client is
+    /// never told "timed out" about a turn that was saved. A queued turn
+    /// delivered a second time is not run again: its saved answer comes back.
+    pub async fn run(&self, request: &TurnRequest, deadline: Instant) -> Result<Outcome> {
+        let key = ConversationKey::new(request.bot.id(), &request.user_id);
+        let (_serialised, stored) = self.lock_and_load(&key, deadline, request.started).await?;
+        if let Some(last) =
+            stored.as_ref().and_then(|c| c.last_turn.as_ref()).filter(|t| t.trace_id == request.trace_id)
+        {
+            let (post_url, client_ip) = (request.answer_to.post_url(), request.client_ip.as_deref());
+            let saved =
+                replies::saved_answer(self.conversations.as_ref(), &request.bot, &key, last, post_url, client_ip).await;
+            return saved.map(|reply| Outcome::Answered(Box::new(reply)));
+        }
+        if stored.as_ref().is_some_and(|c| c.applied.contains(&request.trace_id)) {
+            // Applied before later turns: what it owed was queued then.
+            tracing::warn!(trace_id = %request.trace_id, "a queued message delivered again after later turns: not run again");
+            let reply =
+                TurnReply { messages: Vec::new(), form: None, completion: None, poll_id: None, jobs: Vec::new() };
+            return Ok(Outcome::Answered(Box::new(reply)));
+        }
+        let reply = self.commit(&request.bot, &key, Step::Message(request), stored, deadline, request.started).await?;
+        Ok(reply.map_or(Outcome::Busy, |reply| Outcome::Answered(Box::new(reply))))
+    }
+
+    /// Makes the call a polled conversation waits for under `poll_id` and
+    /// runs the flow on to the next call or question. `None` if the
+    /// conversation no longer waits for that poll (it was resumed already).
+    pub async fn resume(
+        &self,
+        bot: &Arc<Bot>,
+        user_id: &str,
+        poll_id: &str,
+        deadline: Instant,
+    ) -> Result<Option<TurnReply>> {
+        let started = Instant::now();
+        let key = ConversationKey::new(bot.id(), user_id);
+        let timed_out = |_| Error::Timeout(deadline.saturating_duration_since(started));
+        let stored = timeout_at(deadline, self.conversations.load(&key)).await.map_err(timed_out)??.unwrap_or_default();
+        let Some(pending) = stored.pending.filter(|p| p.poll_id == poll_id) else {
+            // Resumed already: if that was the last step, give what it owes again.
+            return match stored.last_turn.filter(|t| t.answered_poll.as_deref() == Some(poll_id)) {
+                Some(last) => {
+                    replies::saved_answer(self.conversations.as_ref(), bot, &key, &last, None, None).await.map(Some)
+                }
+                None => Ok(None),
+            };
+        };
+        // Not serialised while the call runs: a message arriving meanwhile
+        // is told at once that it queues behind the call.
+        let outcome = self.make_call(bot, &pending.call, deadline, started).await?;
+        // The call is made: saving what follows gets time of its own, or a
+        // call that used the whole deadline could never be saved.
+        let (deadline, saving) = (Instant::now() + SAVE_AFTER_CALL, Instant::now());
+        let (_serialised, stored) = self.lock_and_load(&key, deadline, saving).await?;
+        self.commit(bot, &key, Step::Resume { poll_id, outcome: Some(outcome) }, stored, deadline, started).await
+    }
+
+    /// Records that the message queues behind the conversation's call (or
+    /// the messages already queued behind it), with the poll record its
+    /// answer will go to. `false` if the conversation is free by now.
+    pub async fn queue_behind(&self, request: &TurnRequest, record: &PollRecord, deadline: Instant) -> Result<bool> {
+        let key = ConversationKey::new(request.bot.id(), &request.user_id);
+        let timed_out = |_| Error::Timeout(deadline.saturating_duration_since(request.started));
+        let _serialised = timeout_at(deadline, self.lock(&key)).await.map_err(timed_out)?;
+        let retention = i64::from(request.bot.def.session.retention_days) * 86_400;
+        let mut attempt = 0;
+        loop {
+            let stored = timeout_at(deadline, self.conversations.load(&key)).await.map_err(timed_out)??;
+            let now = Utc::now().timestamp();
+            let Some(mut conversation) = stored.map(|mut c| {
+                c.drop_stale_queued(now);
+                c
+            }) else {
+                return Ok(false);
+            };
+            if conversation.pending.is_none() && conversation.queued.is_empty() {
+                return Ok(false);
+            }
+            if conversation.queued.len() >= MAX_QUEUED_MESSAGES {
+                return Err(Error::Busy);
+            }
+            conversation.queued.push(QueuedMessage { trace_id: request.trace_id.clone(), queued_at: now });
+            let write = TurnWrite {
+                conversation: &conversation,
+                expected_version: conversation.version,
+                log: &[],
+                expires_at: Utc::now().timestamp() + retention,
+                polls: std::slice::from_ref(record),
+            };
+            match self.conversations.save_turn(&key, write).await {
+                Err(Error::Conflict) => {
+                    timeout_at(deadline, backoff(attempt)).await.map_err(timed_out)?;
+                    attempt += 1;
+                }
+                outcome => return outcome.map(|()| true),
+            }
+        }
+    }
+
+    /// Forgets a queued message that will not run (its job could not be
+    /// queued, or the bot refused it), so it holds nothing up.
+    pub async fn forget_queued(&self, bot: &Bot, user_id: &str, trace_id: &str) -> Result<()> {
+        let key = ConversationKey::new(bot.id(), user_id);
+        let _serialised = self.lock(&key).await;
+        let retention = i64::from(bot.def.session.retention_days) * 86_400;
+        for attempt in 0..5 {
+            let Some(mut conversation) = self.conversations.load(&key).await? else {
+                return Ok(());
+            };
+            if !conversation.queued.iter().any(|q| q.trace_id == trace_id) {
+                return Ok(());
+            }
+            conversation.queued.retain(|q| q.trace_id != trace_id);
+            let write = TurnWrite {
+                conversation: &conversation,
+                expected_version: conversation.version,
+                log: &[],
+                expires_at: Utc::now().timestamp() + retention,
+                polls: &[],
+            };
+            match self.conversations.save_turn(&key, write).await {
+                Err(Error::Conflict) => backoff(attempt).await,
+                outcome => return outcome,
+            }
+        }
+        Err(Error::Conflict)
+    }
+
+    /// Gives up on the call a polled conversation waits for under `poll_id`
+    /// (it cannot be resumed): the user gets an apology and the session
+    /// ends, so the conversation takes messages again.
+    pub async fn abandon(
+        &self,
+        bot: &Arc<Bot>,
+        user_id: &str,
+        poll_id: &str,
+        deadline: Instant,
+    ) -> Result<Option<TurnReply>> {
+        let started = Instant::now();
+        let key = ConversationKey::new(bot.id(), user_id);
+        let (_serialised, stored) = self.lock_and_load(&key, deadline, started).await?;
+        self.commit(bot, &key, Step::Resume { poll_id, outcome: None }, stored, deadline, started).await
+    }
+
+    /// Runs the step on the stored conversation and saves it; on a
+    /// concurrent write, reloads and runs again (a resumed call is not made
+    /// again: its outcome is reused). `None` when the step does not apply: a
+    /// message for a conversation waiting for a call, or a resume of a call
+    /// no longer waited for.
+    async fn commit(
+        &self,
+        bot: &Arc<Bot>,
+        key: &ConversationKey,
+        step: Step<'_>,
+        mut stored: Option<Conversation>,
+        deadline: Instant,
+        started: Instant,
+    ) -> Result<Option<TurnReply>> {
+        let timed_out = |_| Error::Timeout(deadline.saturating_duration_since(started));
+        let mut attempt = 0;
+        loop {
+            let mut conversation = stored.clone().unwrap_or_default();
+            conversation.drop_stale_queued(Utc::now().timestamp());
+            if !step.applies(&conversation) {
+                return Ok(None);
+            }
+            let plan = step.plan(&conversation);
+            let begun = begin(bot, key, &plan, conversation)?;
+            let ran = self.run_engine(bot, &plan, &begun, deadline, started).await?;
+            let finished = finish(bot, key, &plan, begun, ran)?;
+            let retention = i64::from(bot.def.session.retention_days) * 86_400;
+            let write = TurnWrite {
+                conversation: &finished.conversation,
+                expected_version: stored.as_ref().map_or(0, |c| c.version),
+                log: &finished.log,
+                expires_at: Utc::now().timestamp() + retention,
+                polls: &finished.polls,
+            };
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout(deadline.saturating_duration_since(started)));
+            }
+            match self.conversations.save_turn(key, write).await {
+                Err(Error::Conflict) => {
+                    tracing::debug!(attempt, "conversation written concurrently; retrying the turn");
+                    timeout_at(deadline, backoff(attempt)).await.map_err(timed_out)?;
+                    attempt += 1;
+                    stored = timeout_at(deadline, self.conversations.load(key)).await.map_err(timed_out)??;
+                }
+                outcome => return outcome.map(|()| Some(finished.reply)),
+            }
+        }
+    }
+}
+
+/// Exponential backoff with full jitter, capped low: contention is between a
+/// handful of writers of one conversation, and the deadline bounds the total.
+async fn backoff(attempt: u32) {
+    let cap = (10u64 << attempt.min(5)).min(200);
+    let wait = rand::rng().random_range(cap / 4..=cap);
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+}

@@ -1,0 +1,172 @@
+//! Runs a step's engine: the session and context as the step starts, then
+//! the engine and the calls its flow waits for, made within the deadline or,
+//! when the client polls, left for the worker.
+
+use chrono::Utc;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::step::{Plan, Start};
+use super::{Calls, Turns};
+use crate::app::records::Conversation;
+use crate::definition::Bot;
+use crate::engine::{self, CallOutcome, HttpCall, Output, Session, TurnContext, merge_tags};
+use crate::error::{Error, Result};
+use crate::ids::{self, ConversationKey};
+use crate::protocol::TaskCompletion;
+
+/// User-level data outlives sessions: bounded so no one can grow it forever.
+const MAX_USER_KEYS: usize = 100;
+/// Service and sync webhook calls one turn may make.
+pub(super) const MAX_CALLS_PER_TURN: usize = 10;
+
+/// The conversation as the step starts: the session still active (not
+/// closed, not idle past the timeout), user data merged in.
+pub(super) struct Begun {
+    /// The stored conversation, without its session (which is `active`).
+    pub conversation: Conversation,
+    pub active: Option<Session>,
+    pub ctx: TurnContext,
+    pub now: chrono::DateTime<Utc>,
+}
+
+pub(super) fn begin(
+    bot: &Bot,
+    key: &ConversationKey,
+    plan: &Plan<'_>,
+    mut conversation: Conversation,
+) -> Result<Begun> {
+    let now = Utc::now();
+    let now_ms = now.timestamp_millis();
+    let idle_ms = i64::from(bot.def.session.idle_timeout_minutes) * 60_000;
+    let idle = |s: &Session| plan.idle_ends_session && now_ms - s.last_active_at >= idle_ms;
+    let active = conversation.session.take().filter(|s| !plan.new_session && !idle(s));
+    if let Some(request) = plan.message {
+        for (name, value) in request.user_info.iter().flatten() {
+            if !matches!(value, Value::Null) && value.as_str() != Some("") {
+                conversation.user_info.insert(name.clone(), value.clone());
+            }
+        }
+        merge_tags(&mut conversation.user_tags, request.user_tags.clone());
+    }
+    if conversation.user_info.len() > MAX_USER_KEYS || conversation.user_tags.len() > MAX_USER_KEYS {
+        let detail = format!("a user keeps at most {MAX_USER_KEYS} userInfo keys and {MAX_USER_KEYS} user-level tags");
+        return Err(Error::InvalidPayload(detail));
+    }
+    let mut user = conversation.user_info.clone();
+    user.insert("id".into(), Value::String(key.user_id.clone()));
+    let ctx = TurnContext {
+        now_ms,
+        new_session_id: ids::session_id(),
+        user: Value::Object(user),
+        user_tags: conversation.user_tags.clone(),
+    };
+    Ok(Begun { conversation, active, ctx, now })
+}
+
+/// What the engine did in one step, calls included.
+pub(super) struct Ran {
+    pub outputs: Vec<Output>,
+    pub completion: Option<TaskCompletion>,
+    pub session: Option<Session>,
+    /// Polling: the call left for the worker, and the calls made for this
+    /// message by then (it included).
+    pub pending: Option<HttpCall>,
+    pub calls_made: usize,
+    pub effects: Vec<HttpCall>,
+}
+
+impl Ran {
+    /// Adds what a continued turn produced; its session stays with the turn.
+    fn absorb(&mut self, turn: &mut engine::Turn) {
+        self.outputs.append(&mut turn.outputs);
+        self.completion = turn.completion.take().or(self.completion.take());
+        self.effects.append(&mut turn.effects);
+    }
+}
+
+impl Turns {
+    /// Runs the engine, making each call it waits for within the deadline,
+    /// or (polling) stopping at the first one. A turn retried after a
+    /// concurrent write makes its calls again.
+    pub(super) async fn run_engine(
+        &self,
+        bot: &Bot,
+        plan: &Plan<'_>,
+        begun: &Begun,
+        deadline: Instant,
+        started: Instant,
+    ) -> Result<Ran> {
+        let session = begun.active.clone();
+        let mut turn = match plan.start {
+            Start::Message(input) => engine::run_turn(bot, session, input.clone(), &begun.ctx),
+            Start::Resume(outcome) => engine::resume(bot, waiting(session)?, outcome.clone(), &begun.ctx),
+            // Given up: an apology, and no session, which keeps the state small.
+            Start::GiveUp => engine::Turn { session: None, ..engine::abandon(bot, waiting(session)?, &begun.ctx) },
+        };
+        let mut ran = Ran {
+            outputs: std::mem::take(&mut turn.outputs),
+            completion: turn.completion.take(),
+            session: None,
+            pending: None,
+            calls_made: 0,
+            effects: std::mem::take(&mut turn.effects),
+        };
+        // Calls already made for this message, across the steps of a polled turn.
+        let mut calls_made = begun.conversation.pending.as_ref().map_or(0, |p| p.calls);
+        while let Some(call) = turn.pending.take() {
+            let Some(session) = turn.session.take() else {
+                break;
+            };
+            if plan.calls == Calls::Poll && calls_made < MAX_CALLS_PER_TURN {
+                ran.pending = Some(call);
+                ran.calls_made = calls_made + 1;
+                turn.session = Some(session);
+                break;
+            }
+            calls_made += 1;
+            if calls_made > MAX_CALLS_PER_TURN || plan.calls == Calls::Poll {
+                // A flow that keeps calling (a retry loop through onError) ends
+                // instead of running to the deadline.
+                tracing::warn!(calls_made, "a turn makes at most {MAX_CALLS_PER_TURN} calls: task abandoned");
+                turn = engine::abandon(bot, session, &begun.ctx);
+                ran.absorb(&mut turn);
+                break;
+            }
+            let outcome = self.make_call(bot, &call, deadline, started).await?;
+            turn = engine::resume(bot, session, outcome, &begun.ctx);
+            ran.absorb(&mut turn);
+        }
+        ran.session = turn.session;
+        Ok(ran)
+    }
+
+    /// Makes a call the flow waits for, within what is left of the deadline.
+    pub(super) async fn make_call(
+        &self,
+        bot: &Bot,
+        call: &HttpCall,
+        deadline: Instant,
+        started: Instant,
+    ) -> Result<CallOutcome> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(Error::Timeout(deadline.saturating_duration_since(started)));
+        }
+        let call = HttpCall { timeout: call.timeout.min(remaining), ..call.clone() };
+        let webhook_id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+        let outcome = self.outbound.call(&call, bot, bot.signing_keys(), &webhook_id).await;
+        match &outcome {
+            Ok(reply) => {
+                tracing::info!(method = %call.method, url = %call.url, status = reply.status, "flow call answered")
+            }
+            Err(reason) => tracing::warn!(method = %call.method, url = %call.url, %reason, "flow call failed"),
+        }
+        Ok(outcome)
+    }
+}
+
+/// The session of a conversation waiting for a call.
+fn waiting(session: Option<Session>) -> Result<Session> {
+    session.ok_or_else(|| Error::Internal("a conversation waiting for a call has a session".into()))
+}

@@ -1,0 +1,97 @@
+//! What starts a step of a conversation, and what that implies, worked out
+//! once: the rest of the turn reads the [`Plan`], never the kind of step.
+
+use super::{AnswerTo, Calls, TurnRequest};
+use crate::app::records::Conversation;
+use crate::engine::{CallOutcome, Input};
+
+/// What a step starts from: a user's message, or a call's outcome for a
+/// conversation that waited for it.
+pub(super) enum Step<'r> {
+    Message(&'r TurnRequest),
+    /// The call's outcome, or `None` to give up on it.
+    Resume {
+        poll_id: &'r str,
+        outcome: Option<CallOutcome>,
+    },
+}
+
+/// Where the engine starts.
+pub(super) enum Start<'r> {
+    /// The user's message.
+    Message(&'r Input),
+    /// The outcome of the call the session waited for.
+    Resume(&'r CallOutcome),
+    /// Giving up on the call the session waited for.
+    GiveUp,
+}
+
+/// What a step implies.
+pub(super) struct Plan<'r> {
+    pub start: Start<'r>,
+    /// The user's message the step runs: logged, its user data merged in.
+    pub message: Option<&'r TurnRequest>,
+    /// The trace id of the step's log entries: the message's, or when
+    /// resuming, that of the message whose call it was.
+    pub trace_id: String,
+    pub calls: Calls,
+    /// The session ends if it has been idle past the bot's timeout (a
+    /// resumed session waited for its call: it is as active as when it
+    /// started it).
+    pub idle_ends_session: bool,
+    /// The message asks for a new session (`session.new`).
+    pub new_session: bool,
+    pub client_ip: Option<&'r str>,
+    /// The poll record the step's answer goes to.
+    pub answers_poll: Option<String>,
+    /// The instance whose POST_URL gets the step's messages.
+    pub post_url: Option<&'r str>,
+    /// A queued message: remembered as applied, so a second delivery of it
+    /// is not run again.
+    pub remember: bool,
+}
+
+impl<'r> Step<'r> {
+    /// Whether the step can run on `conversation` now. A message waits while
+    /// a call is pending, and while messages are queued unless it comes from
+    /// the queue itself (which keeps their order); a resume applies only to
+    /// the call still waited for.
+    pub fn applies(&self, conversation: &Conversation) -> bool {
+        match self {
+            Step::Message(request) => {
+                conversation.pending.is_none()
+                    && (request.answer_to != AnswerTo::Caller || conversation.queued.is_empty())
+            }
+            Step::Resume { poll_id, .. } => conversation.pending.as_ref().is_some_and(|p| p.poll_id == *poll_id),
+        }
+    }
+
+    pub fn plan(&self, conversation: &Conversation) -> Plan<'_> {
+        match self {
+            Step::Message(request) => Plan {
+                start: Start::Message(&request.input),
+                message: Some(request),
+                trace_id: request.trace_id.clone(),
+                calls: request.calls,
+                idle_ends_session: true,
+                new_session: request.new_session,
+                client_ip: request.client_ip.as_deref(),
+                answers_poll: request.answer_to.poll().map(String::from),
+                post_url: request.answer_to.post_url(),
+                remember: request.answer_to != AnswerTo::Caller,
+            },
+            Step::Resume { poll_id, outcome } => Plan {
+                start: outcome.as_ref().map_or(Start::GiveUp, Start::Resume),
+                message: None,
+                trace_id: conversation.pending.as_ref().map(|p| p.trace_id.clone()).unwrap_or_default(),
+                calls: Calls::Poll,
+                idle_ends_session: false,
+                new_session: false,
+                client_ip: None,
+                answers_poll: Some(poll_id.to_string()),
+                post_url: None,
+                remember: false,
+            },
+        }
+    }
+}

@@ -1,0 +1,546 @@
+//! Bot definitions: loaded from YAML, validated once, compiled for serving.
+
+mod model;
+mod nodes;
+mod validate;
+mod yaml;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use jsonwebtoken::DecodingKey;
+
+use crate::signing::SigningKey;
+
+pub use model::*;
+
+use crate::text::matcher::{Matcher, Strength, Utterance};
+
+/// The demo bot, built in so `hookline serve` works from anywhere.
+pub const DEMO_BOT: &str = include_str!("../../../examples/demo-bot.yaml");
+pub const DEMO_BOT_FILE: &str = "examples/demo-bot.yaml";
+
+/// JSON Schema of the bot definition format (published as docs/bot-definition.schema.json).
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(BotDefinition)).unwrap_or_default()
+}
+
+/// What the definitions are loaded for; decides how strict secrets are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `hookline validate`: literal secrets and unset variables are warnings.
+    Validate,
+    /// `hookline serve`: literal secrets allowed, variables must be set.
+    Local,
+    /// The Lambda functions: secrets only from the environment.
+    Deployed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One problem in a definition file, with where it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    pub file: String,
+    pub line: Option<usize>,
+    pub path: String,
+    pub severity: Severity,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let severity = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        write!(f, ": {severity}")?;
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Diagnostics of a failed load; Display lists them one per line.
+#[derive(Debug)]
+pub struct LoadError(pub Vec<Diagnostic>);
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in &self.0 {
+            writeln!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// A client app ready to verify tokens.
+pub struct AppKey {
+    pub client_id: String,
+    pub algorithm: jsonwebtoken::Algorithm,
+    pub key: DecodingKey,
+    pub allow_anonymous: bool,
+}
+
+/// A validated bot, compiled for serving.
+pub struct Bot {
+    pub def: BotDefinition,
+    apps: HashMap<String, AppKey>,
+    matchers: Vec<Matcher>,
+    /// Header secrets of service and webhook nodes, by variable name.
+    secrets: HashMap<String, String>,
+    signing_keys: Vec<SigningKey>,
+    instance_keys: HashMap<String, Vec<SigningKey>>,
+    verify_tokens: HashMap<String, String>,
+}
+
+impl Bot {
+    pub fn id(&self) -> &str {
+        &self.def.id
+    }
+
+    /// The instance named in the URL, or the first instance of that version.
+    pub fn instance(&self, version: WebhookVersion, id: Option<&str>) -> Option<&Instance> {
+        self.def.instances.iter().filter(|i| i.version == version).find(|i| id.is_none_or(|id| i.id == id))
+    }
+
+    /// The keys outbound calls are signed with (several during a rotation).
+    pub fn signing_keys(&self) -> &[SigningKey] {
+        &self.signing_keys
+    }
+
+    /// The keys that sign an instance's POST_URL deliveries: its own, or the bot's.
+    pub fn post_url_keys(&self, instance_id: &str) -> &[SigningKey] {
+        self.instance_keys.get(instance_id).map_or(&self.signing_keys, Vec::as_slice)
+    }
+
+    /// The Chatlayer verifyToken an instance's POST_URL bodies carry.
+    pub fn verify_token(&self, instance_id: &str) -> Option<&str> {
+        self.verify_tokens.get(instance_id).map(String::as_str)
+    }
+
+    /// The instance with this hookInstance id, of any version.
+    pub fn instance_by_id(&self, id: &str) -> Option<&Instance> {
+        self.def.instances.iter().find(|i| i.id == id)
+    }
+
+    /// A secret named by `{ env: NAME }` in a node's headers.
+    pub fn secret(&self, name: &str) -> Option<&str> {
+        self.secrets.get(name).map(String::as_str)
+    }
+
+    pub fn app(&self, client_id: &str) -> Option<&AppKey> {
+        self.apps.get(client_id)
+    }
+
+    pub fn task(&self, id: &str) -> Option<&Task> {
+        self.def.tasks.iter().find(|t| t.id == id)
+    }
+
+    pub fn supports_language(&self, language: &str) -> bool {
+        language == self.def.languages.default || self.def.languages.supported.iter().any(|l| l == language)
+    }
+
+    /// The task whose triggers match best; ties go to the task listed first.
+    pub fn best_task(&self, utterance: &Utterance) -> Option<&Task> {
+        let mut best: Option<(Strength, usize)> = None;
+        for (i, matcher) in self.matchers.iter().enumerate() {
+            if let Some(strength) = matcher.strength(utterance)
+                && best.is_none_or(|(b, _)| strength > b)
+            {
+                best = Some((strength, i));
+            }
+        }
+        best.map(|(_, i)| &self.def.tasks[i])
+    }
+
+    pub fn is_cancel(&self, utterance: &Utterance) -> bool {
+        self.def.cancel.phrases.iter().any(|p| utterance.is(p))
+    }
+
+    /// The text in `language`, else in the bot's default language, else any.
+    pub fn localize<'t>(&self, text: &'t Text, language: &str) -> &'t str {
+        match text {
+            Text::Plain(s) => s,
+            Text::PerLanguage(map) => map
+                .get(language)
+                .or_else(|| map.get(&self.def.languages.default))
+                .or_else(|| map.values().next())
+                .map_or("", String::as_str),
+        }
+    }
+}
+
+/// Every bot being served, by id.
+#[derive(Default)]
+pub struct Registry {
+    bots: HashMap<String, Arc<Bot>>,
+}
+
+impl Registry {
+    pub fn get(&self, bot_id: &str) -> Option<&Arc<Bot>> {
+        self.bots.get(bot_id)
+    }
+
+    pub fn bots(&self) -> impl Iterator<Item = &Arc<Bot>> {
+        self.bots.values()
+    }
+
+    /// Loads every `.yaml`/`.yml` file at `path` (a file or a directory).
+    pub fn load(path: &Path, purpose: Purpose) -> Result<Self, LoadError> {
+        Self::or_errors(Loaded::from_paths(&[path.to_path_buf()], purpose))
+    }
+
+    /// Builds a registry from (file name, YAML) pairs; fails on any error.
+    pub fn from_sources(sources: &[(String, String)], purpose: Purpose) -> Result<Self, LoadError> {
+        Self::or_errors(Loaded::from_sources(sources, purpose))
+    }
+
+    fn or_errors(loaded: Loaded) -> Result<Self, LoadError> {
+        let errors: Vec<Diagnostic> =
+            loaded.diagnostics.into_iter().filter(|d| d.severity == Severity::Error).collect();
+        if errors.is_empty() { Ok(loaded.registry) } else { Err(LoadError(errors)) }
+    }
+}
+
+/// The outcome of reading a set of definitions: the bots that are valid, the
+/// files read, and every diagnostic (errors and warnings) in file order.
+pub struct Loaded {
+    pub registry: Registry,
+    pub files: Vec<String>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    /// Reads files and directories (their `.yaml`/`.yml` files).
+    pub fn from_paths(paths: &[PathBuf], purpose: Purpose) -> Self {
+        let mut sources = Vec::new();
+        let mut diagnostics = Vec::new();
+        for path in paths {
+            let name = path.display().to_string();
+            match definition_files(path) {
+                Ok(files) if files.is_empty() => {
+                    diagnostics.push(diagnostic(&name, "no bot definition files (.yaml, .yml) here".into()));
+                }
+                Ok(files) => {
+                    for file in files {
+                        let name = file.display().to_string();
+                        match std::fs::read_to_string(&file) {
+                            Ok(source) => sources.push((name, source)),
+                            Err(e) => diagnostics.push(diagnostic(&name, e.to_string())),
+                        }
+                    }
+                }
+                Err(e) => diagnostics.push(diagnostic(&name, e.to_string())),
+            }
+        }
+        let mut loaded = Self::from_sources(&sources, purpose);
+        diagnostics.append(&mut loaded.diagnostics);
+        loaded.diagnostics = diagnostics;
+        loaded
+    }
+
+    pub fn from_sources(sources: &[(String, String)], purpose: Purpose) -> Self {
+        let mut registry = Registry::default();
+        let mut diagnostics = Vec::new();
+        for (file, source) in sources {
+            let (bot, found) = check(file, source, purpose, &|name| std::env::var(name).ok());
+            diagnostics.extend(found);
+            let Some(bot) = bot else { continue };
+            if registry.bots.contains_key(bot.id()) {
+                diagnostics.push(diagnostic(file, format!("bot id {} is defined twice", bot.id())));
+            } else {
+                registry.bots.insert(bot.id().to_string(), Arc::new(bot));
+            }
+        }
+        let files = sources.iter().map(|(file, _)| file.clone()).collect();
+        Self { registry, files, diagnostics }
+    }
+}
+
+fn diagnostic(file: &str, message: String) -> Diagnostic {
+    Diagnostic { file: file.to_string(), line: None, path: String::new(), severity: Severity::Error, message }
+}
+
+fn definition_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Parses and validates one definition. Returns the compiled bot when there is
+/// no error, and every diagnostic found (errors and warnings) with its line.
+/// For [`Purpose::Validate`], apps whose keys are not available here are left out.
+pub fn check(
+    file: &str,
+    source: &str,
+    purpose: Purpose,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> (Option<Bot>, Vec<Diagnostic>) {
+    let at = |path: String, line: Option<usize>, severity, message| Diagnostic {
+        file: file.to_string(),
+        line,
+        path,
+        severity,
+        message,
+    };
+    let document = match yaml::parse(source) {
+        Ok(document) => document,
+        Err(e) => {
+            let d = at(String::new(), Some(e.line), Severity::Error, e.message);
+            return (None, vec![d]);
+        }
+    };
+    let def: BotDefinition = match serde_path_to_error::deserialize(&document.value) {
+        Ok(def) => def,
+        Err(e) => {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            let line = document.line_of(&path).or(Some(1));
+            return (None, vec![at(path, line, Severity::Error, e.into_inner().to_string())]);
+        }
+    };
+    let outcome = validate::validate(&def, purpose, env);
+    let mut diagnostics: Vec<Diagnostic> = outcome
+        .problems
+        .into_iter()
+        .map(|p| at(p.path.clone(), document.line_of(&p.path), p.severity, p.message))
+        .collect();
+    diagnostics.sort_by_key(|d| d.line);
+    if diagnostics.iter().any(|d| d.severity == Severity::Error) {
+        return (None, diagnostics);
+    }
+    let bot = Bot {
+        apps: outcome.apps.into_iter().map(|a| (a.client_id.clone(), a)).collect(),
+        matchers: outcome.matchers,
+        secrets: outcome.secrets,
+        signing_keys: outcome.signing_keys,
+        instance_keys: outcome.instance_keys,
+        verify_tokens: outcome.verify_tokens,
+        def,
+    };
+    (Some(bot), diagnostics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOT: &str = r#"
+id: st-unit
+name: Unit
+apps:
+  - clientId: cs-1
+    algorithm: HS256
+    secret: SECRET
+instances:
+  - id: main
+    version: v2
+    apps: [cs-1]
+tasks:
+  - id: loop
+    name: loop
+    start: a
+    nodes:
+      a: { type: message, text: "a", next: b }
+      b: { type: message, text: "b", next: a }
+"#;
+
+    fn run(secret: &str, purpose: Purpose, env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+        let source = BOT.replace("SECRET", secret);
+        let (_, diagnostics) = check("unit.yaml", &source, purpose, env);
+        diagnostics.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn deployed_functions_take_secrets_only_from_the_environment() {
+        let literal = r#"{ value: "0123456789abcdef0123456789abcdef" }"#;
+        let env = |_: &str| None;
+        let deployed = run(literal, Purpose::Deployed, &env);
+        assert!(
+            deployed
+                .iter()
+                .any(|d| d.contains("error: apps[0].secret: literal secrets are for local development only")),
+            "{deployed:?}"
+        );
+        let local = run(literal, Purpose::Local, &env);
+        assert!(!local.iter().any(|d| d.contains("secret")), "{local:?}");
+
+        let from_env = "{ env: UNIT_SECRET }";
+        let missing = run(from_env, Purpose::Deployed, &env);
+        assert!(
+            missing.iter().any(|d| d.contains("error: apps[0].secret: environment variable UNIT_SECRET is not set")),
+            "{missing:?}"
+        );
+        let set = |_: &str| Some("0123456789abcdef0123456789abcdef".to_string());
+        assert!(!run(from_env, Purpose::Deployed, &set).iter().any(|d| d.contains("secret")));
+    }
+
+    #[test]
+    fn deployed_deliveries_must_be_signed() {
+        let source = r#"
+id: st-unit
+name: Unit
+apps: [{ clientId: cs-1, algorithm: HS256, secret: { env: APP_SECRET } }]
+instances:
+  - { id: out, version: v2, mode: async, postUrl: "https://example.com/in", apps: [cs-1] }
+events: { url: "https://example.com/events" }
+"#;
+        let env = |name: &str| match name {
+            "APP_SECRET" => Some("0123456789abcdef0123456789abcdef".to_string()),
+            _ => Some("whsec_aW5zdGFuY2Utc2lnbmluZy1zZWNyZXQtMzJieXRlcyE=".to_string()),
+        };
+        let messages = |source: &str, purpose| -> Vec<String> {
+            check("unit.yaml", source, purpose, &env).1.iter().map(ToString::to_string).collect()
+        };
+        let deployed = messages(source, Purpose::Deployed);
+        assert!(
+            deployed.iter().any(|d| d.contains("error: instances[0].signingSecrets: deliveries would go unsigned"))
+        );
+        assert!(deployed.iter().any(|d| d.contains("error: outbound.signingSecrets: deliveries would go unsigned")));
+        assert!(messages(source, Purpose::Local).is_empty());
+        let signed = source.replace("events:", "outbound: { signingSecrets: [{ env: SIGNING }] }\nevents:");
+        assert_eq!(messages(&signed, Purpose::Deployed), Vec::<String>::new());
+    }
+
+    #[test]
+    fn rsa_keys_under_2048_bits_are_refused() {
+        let source = BOT.replace(
+            "algorithm: HS256\n    secret: SECRET",
+            &format!("algorithm: RS256\n    publicKey:\n      value: |\n{RSA_1024}"),
+        );
+        let (bot, diagnostics) = check("unit.yaml", &source, Purpose::Local, &|_| None);
+        assert!(bot.is_none());
+        let text: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+        assert!(text.iter().any(|d| d.contains("apps[0].publicKey: RSA keys must be at least 2048 bits")), "{text:?}");
+    }
+
+    const RSA_1024: &str = "        -----BEGIN PUBLIC KEY-----\n        MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQCzGG5PkSYLXka4QjsVng5hlann\n        eDfkCn3KM7ERZPCiViv5ZIqYQBK2GvQvgjbviSc47Zb9E7A1uDlfXS9egMY+E0tG\n        Fdj8m/dTg6BlD47Mf+oYp7IIW3+9MRqBFahMeA7MTwwGLCvEm98RyaeefCK2ks5u\n        gqt79omeCUccP2HU5wIDAQAB\n        -----END PUBLIC KEY-----";
+
+    #[test]
+    fn message_loops_are_reported() {
+        let diagnostics = run(r#"{ value: "0123456789abcdef0123456789abcdef" }"#, Purpose::Local, &|_| None);
+        assert!(
+            diagnostics
+                .iter()
+                .any(|d| d.starts_with("unit.yaml:17: error: tasks[0].nodes.a: these nodes loop back here")),
+            "{diagnostics:?}"
+        );
+    }
+
+    #[test]
+    fn loops_through_logic_nodes_are_reported() {
+        let source = BOT
+            .replace("SECRET", r#"{ value: "0123456789abcdef0123456789abcdef" }"#)
+            .replace(r#"b: { type: message, text: "b", next: a }"#, "b: { type: logic, next: a }");
+        let (_, diagnostics) = check("unit.yaml", &source, Purpose::Local, &|_| None);
+        let text: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+        assert!(text.iter().any(|d| d.contains("nodes.a: these nodes loop back here")), "{text:?}");
+    }
+
+    #[test]
+    fn long_runs_of_messages_are_reported() {
+        let many = format!("[{}]", vec!["\"m\""; 50].join(", "));
+        let source = BOT
+            .replace("SECRET", r#"{ value: "0123456789abcdef0123456789abcdef" }"#)
+            .replace(r#"text: "a", next: b"#, &format!("messages: {many}, next: b"))
+            .replace(r#"text: "b", next: a"#, &format!("messages: {many}"));
+        let (_, diagnostics) = check("unit.yaml", &source, Purpose::Local, &|_| None);
+        let text: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+        assert!(
+            text.iter().any(|d| d.contains("tasks[0].nodes.a: 100 messages in a row from here; at most 80")),
+            "{text:?}"
+        );
+        assert!(!text.iter().any(|d| d.contains("nodes.b:")), "{text:?}");
+    }
+
+    const CALLS: &str = r#"
+id: st-calls
+name: Calls
+apps:
+  - { clientId: cs-1, algorithm: HS256, secret: { env: UNIT_APP_SECRET } }
+instances:
+  - { id: main, version: v2, apps: [cs-1] }
+tasks:
+  - id: t
+    name: t
+    triggers: { phrases: [go] }
+    start: call
+    nodes:
+      call:
+        type: service
+        url: https://api.example.com/x
+        headers: { X-Api-Key: { env: UNIT_API_KEY }, X-Trace: "{{user.id}}" }
+        next: file
+      file: { type: message, attachment: { url: "https://x.example.com/a.exe", mime: application/x-msdownload } }
+      lost: { type: message, text: "never reached" }
+      bad_url: { type: webhook, url: "ftp://x.example.com/{{user.id", next: ghost }
+"#;
+
+    #[test]
+    fn node_settings_are_checked() {
+        let (_, diagnostics) = check("calls.yaml", CALLS, Purpose::Validate, &|_| None);
+        let text: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+        for expected in [
+            "calls.yaml:17: warning: tasks[0].nodes.call.headers.X-Api-Key: environment variable UNIT_API_KEY is not set here",
+            "calls.yaml:19: error: tasks[0].nodes.file.attachment.mime: application/x-msdownload is not supported",
+            "calls.yaml:20: error: tasks[0].nodes.lost: unreachable",
+            "calls.yaml:21: error: tasks[0].nodes.bad_url.url: unclosed '{{'",
+            "calls.yaml:21: error: tasks[0].nodes.bad_url.next: no node \"ghost\" in this task",
+        ] {
+            assert!(text.iter().any(|d| d.starts_with(expected)), "missing {expected:?} in {text:#?}");
+        }
+    }
+
+    #[test]
+    fn header_secrets_come_from_the_environment() {
+        let fixed = CALLS
+            .replace("application/x-msdownload", "application/pdf")
+            .replace("      lost: { type: message, text: \"never reached\" }\n", "")
+            .replace("      bad_url: { type: webhook, url: \"ftp://x.example.com/{{user.id\", next: ghost }\n", "");
+        let env = |name: &str| match name {
+            "UNIT_API_KEY" => Some("k-123".to_string()),
+            "UNIT_APP_SECRET" => Some("0123456789abcdef0123456789abcdef".to_string()),
+            _ => None,
+        };
+        let (bot, diagnostics) = check("calls.yaml", &fixed, Purpose::Deployed, &env);
+        assert!(diagnostics.iter().all(|d| d.severity != Severity::Error), "{diagnostics:?}");
+        assert_eq!(bot.unwrap().secret("UNIT_API_KEY"), Some("k-123"));
+        let without_key = |name: &str| env(name).filter(|_| name != "UNIT_API_KEY");
+        let (bot, diagnostics) = check("calls.yaml", &fixed, Purpose::Deployed, &without_key);
+        assert!(bot.is_none());
+        assert!(diagnostics.iter().any(|d| d.to_string().contains("environment variable UNIT_API_KEY is not set")));
+    }
+
+    #[test]
+    fn the_demo_bot_loads_for_local_serving() {
+        let registry = Registry::from_sources(&[(DEMO_BOT_FILE.into(), DEMO_BOT.into())], Purpose::Local).unwrap();
+        let bot = registry.get("st-hookline-demo").unwrap();
+        assert_eq!(bot.instance(WebhookVersion::V2, None).unwrap().id, "webchat");
+        assert_eq!(bot.instance(WebhookVersion::V1, None).unwrap().id, "ivr");
+        assert!(bot.instance(WebhookVersion::V1, Some("webchat")).is_none());
+        // Twice the same bot id is an error.
+        let twice = [(DEMO_BOT_FILE.to_string(), DEMO_BOT.to_string()), ("copy.yaml".into(), DEMO_BOT.into())];
+        let error = Registry::from_sources(&twice, Purpose::Local).err().unwrap();
+        assert!(error.to_string().contains("bot id st-hookline-demo is defined twice"));
+    }
+}

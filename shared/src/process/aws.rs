@@ -1,0 +1,55 @@
+//! AWS clients: configured from the standard environment, bounded in time,
+//! optionally pointed at a local AWS-compatible server.
+
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::config::{Credentials, Region};
+
+/// AWS configuration from the standard environment (region, credentials,
+/// AWS_ENDPOINT_URL). With `endpoint`, talks to a local AWS-compatible server
+/// and falls back to dummy credentials and us-east-1 when none are set.
+async fn aws_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
+    // Bounded calls: a turn's write, once started, is awaited (never abandoned
+    // at the sync deadline), so it must not be able to hang.
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_attempt_timeout(Duration::from_secs(4))
+        .operation_timeout(Duration::from_secs(10))
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::v2026_01_12()).timeout_config(timeouts);
+    if let Some(endpoint) = endpoint {
+        loader = loader.endpoint_url(endpoint);
+        if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+            loader = loader.region(Region::new("us-east-1"));
+        }
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+            loader = loader.credentials_provider(Credentials::new("local", "local", None, None, "hookline-local"));
+        }
+    }
+    loader.load().await
+}
+
+pub async fn dynamodb_client(endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(&aws_config(endpoint).await)
+}
+
+/// With a local endpoint, path-style addressing (emulators serve no bucket
+/// subdomains). Chunks and upload parts are megabytes: longer timeouts than
+/// the table's, within the files function's 29 s.
+pub async fn s3_client(endpoint: Option<&str>) -> aws_sdk_s3::Client {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_attempt_timeout(Duration::from_secs(20))
+        .operation_timeout(Duration::from_secs(25))
+        .build();
+    let config = aws_sdk_s3::config::Builder::from(&aws_config(endpoint).await)
+        .timeout_config(timeouts)
+        .force_path_style(endpoint.is_some());
+    aws_sdk_s3::Client::from_conf(config.build())
+}
+
+pub async fn sqs_client(endpoint: Option<&str>) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(&aws_config(endpoint).await)
+}

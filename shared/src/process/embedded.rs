@@ -1,0 +1,64 @@
+//! One process serving everything: the local server (`hookline serve`) and
+//! the integration tests wire every endpoint family and the worker over the
+//! adapters they choose.
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use super::settings::{ConfigError, Settings};
+use crate::adapters::outbound::HttpOutbound;
+use crate::api::{self, FilesState, PollState, WebhookState};
+use crate::app::files::{Blobs, Files};
+use crate::app::queue::Queue;
+use crate::app::store::Stores;
+use crate::app::turn::Turns;
+use crate::app::worker::Worker;
+use crate::definition::Registry;
+
+/// Every endpoint family's state and the worker, sharing one set of adapters.
+pub struct Embedded {
+    pub webhook: WebhookState,
+    pub poll: PollState,
+    pub files: FilesState,
+    /// Runs the queue's jobs; a queue that runs them itself (the in-process
+    /// one) must be started with it.
+    pub worker: Arc<Worker>,
+}
+
+impl Embedded {
+    pub fn new(
+        registry: Registry,
+        stores: Stores,
+        queue: Arc<dyn Queue>,
+        blobs: Arc<dyn Blobs>,
+        settings: Settings,
+    ) -> Result<Self, ConfigError> {
+        let bots = Arc::new(registry);
+        let http = Arc::new(settings.http);
+        let outbound = Arc::new(HttpOutbound::new()?);
+        let turns = Arc::new(Turns::new(stores.conversations.clone(), outbound.clone()));
+        let webhook = WebhookState {
+            bots: bots.clone(),
+            turns: turns.clone(),
+            queue: queue.clone(),
+            files: stores.files.clone(),
+            http: http.clone(),
+        };
+        let poll = PollState {
+            bots: bots.clone(),
+            polls: stores.polls.clone(),
+            conversations: stores.conversations.clone(),
+            queue: queue.clone(),
+            http: http.clone(),
+        };
+        let files = FilesState { bots: bots.clone(), files: Files::new(stores.files, blobs, settings.files), http };
+        let worker = Worker::new(bots, turns, stores.polls, queue, outbound, settings.worker);
+        Ok(Self { webhook, poll, files, worker })
+    }
+
+    /// Every endpoint.
+    pub fn router(&self) -> Router {
+        api::app(self.webhook.clone(), self.poll.clone(), self.files.clone())
+    }
+}

@@ -1,0 +1,88 @@
+//! The worker on SQS: the worker Lambda's handler (an SQS event in, the
+//! partial batch response out, so only the failed messages come back), and a
+//! polling loop for other processes that does what Lambda's event source
+//! mapping does (receive, handle, delete what succeeded, back off the rest;
+//! the redrive policy dead-letters a message after its last receive).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+
+use crate::adapters::queue::SqsQueue;
+use crate::app::worker::{Record, Worker};
+use crate::error::Result;
+
+/// Handles the event's records; failed ones are reported, and when `queue`
+/// is given their visibility is set to the retry's backoff.
+pub async fn handle_event(worker: &Worker, event: SqsEvent, queue: Option<&SqsQueue>) -> SqsBatchResponse {
+    let records: Vec<Record> = event
+        .records
+        .iter()
+        .map(|r| Record {
+            id: r.message_id.clone().unwrap_or_default(),
+            group: r.attributes.get("MessageGroupId").cloned(),
+            body: r.body.clone().unwrap_or_default(),
+            receive_count: r.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1),
+        })
+        .collect();
+    let failures = worker.handle_batch(records).await;
+    let mut response = SqsBatchResponse::default();
+    for failure in failures {
+        let receipt = event
+            .records
+            .iter()
+            .find(|r| r.message_id.as_deref() == Some(failure.id.as_str()))
+            .and_then(|r| r.receipt_handle.as_deref());
+        if let (Some(queue), Some(receipt)) = (queue, receipt)
+            && let Err(e) = queue.retry_after(receipt, failure.retry_after).await
+        {
+            tracing::warn!(message_id = %failure.id, error = %e, "could not set the retry's backoff");
+        }
+        let mut item = BatchItemFailure::default();
+        item.item_identifier = failure.id;
+        response.batch_item_failures.push(item);
+    }
+    response
+}
+
+/// Serves the queue until the task is dropped. One consumer: this is for
+/// local runs and tests, where SQS emulators do not all keep a FIFO group
+/// out of reach of a second consumer while one of its messages is in flight.
+pub async fn run(worker: Arc<Worker>, queue: Arc<SqsQueue>) {
+    loop {
+        if let Err(e) = poll_once(&worker, &queue, Duration::from_secs(20)).await {
+            tracing::warn!(error = %e, "receiving from the queue failed; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// One receive of one message (waiting up to `wait`), handled; returns how
+/// many messages were handled. One at a time, as the worker Lambda's batch
+/// size of 1: a message received beside a failing one of its group would be
+/// failed with it, and count receives towards the dead-letter queue without
+/// ever being run.
+pub async fn poll_once(worker: &Worker, queue: &SqsQueue, wait: Duration) -> Result<usize> {
+    let messages = queue.receive(1, wait).await?;
+    let records = messages
+        .iter()
+        .map(|m| Record {
+            id: m.message_id.clone(),
+            group: m.group.clone(),
+            body: m.body.clone(),
+            receive_count: m.receive_count,
+        })
+        .collect();
+    let failures = worker.handle_batch(records).await;
+    for message in &messages {
+        let outcome = match failures.iter().find(|f| f.id == message.message_id) {
+            Some(failure) => queue.retry_after(&message.receipt_handle, failure.retry_after).await,
+            None => queue.delete(&message.receipt_handle).await,
+        };
+        if let Err(e) = outcome {
+            tracing::warn!(message_id = %message.message_id, error = %e, "could not settle a received message");
+        }
+    }
+    Ok(messages.len())
+}
