@@ -20,6 +20,7 @@ use hookline_core::app::store::{Conversations, Polls, TurnWrite};
 use hookline_core::app::turn::{AnswerTo, Calls, Outcome, TurnReply, TurnRequest, Turns, poll_answer};
 use hookline_core::definition::{Bot, Purpose, Registry};
 use hookline_core::engine::{CallError, CallOutcome, HttpCall, HttpReply};
+use hookline_core::error::Result;
 use hookline_core::ids::ConversationKey;
 use hookline_core::signing::SigningKey;
 
@@ -98,7 +99,6 @@ struct Seen {
 
 /// Answers calls from a script, in order, and records them. An unscripted
 /// call fails (a transport error), which a test notices.
-#[derive(Default)]
 struct FakeOutbound {
     script: Mutex<VecDeque<CallOutcome>>,
     seen: Mutex<Vec<Seen>>,
@@ -147,23 +147,18 @@ impl Conflicting {
 
 #[async_trait]
 impl Conversations for Conflicting {
-    async fn load(&self, key: &ConversationKey) -> hookline_core::error::Result<Option<Conversation>> {
+    async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>> {
         self.inner.load(key).await
     }
 
-    async fn save_turn(&self, key: &ConversationKey, write: TurnWrite<'_>) -> hookline_core::error::Result<()> {
+    async fn save_turn(&self, key: &ConversationKey, write: TurnWrite<'_>) -> Result<()> {
         if self.failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
             return Err(Error::Conflict);
         }
         self.inner.save_turn(key, write).await
     }
 
-    async fn read_log(
-        &self,
-        key: &ConversationKey,
-        after_seq: Option<u64>,
-        limit: usize,
-    ) -> hookline_core::error::Result<Vec<LogEntry>> {
+    async fn read_log(&self, key: &ConversationKey, after_seq: Option<u64>, limit: usize) -> Result<Vec<LogEntry>> {
         self.inner.read_log(key, after_seq, limit).await
     }
 }
@@ -324,6 +319,24 @@ async fn a_flow_that_keeps_calling_is_abandoned_after_ten_calls() {
     assert_eq!(outbound.calls().len(), 10);
     assert_eq!(texts(&reply), [APOLOGY]);
     assert_eq!(end_reason(&reply), Some("Cancelled"));
+}
+
+#[tokio::test]
+async fn a_polled_flow_that_keeps_calling_is_abandoned_after_ten_calls_across_its_steps() {
+    let bot = bot(BOT);
+    let outbound = FakeOutbound::answering((0..20).map(|_| reply(500, json!({}))));
+    let turns = turns(Arc::new(MemoryStore::new()), outbound.clone());
+    let mut step = *answered(turns.run(&polled(&bot, "u1", "flaky", "tr-1"), far_deadline()).await.unwrap());
+
+    for _ in 0..20 {
+        let Some(poll_id) = step.poll_id.clone() else { break };
+        step = turns.resume(&bot, "u1", &poll_id, far_deadline()).await.unwrap().unwrap();
+    }
+
+    assert_eq!(outbound.calls().len(), 10);
+    assert_eq!(step.poll_id, None);
+    assert_eq!(texts(&step), [APOLOGY]);
+    assert_eq!(end_reason(&step), Some("Cancelled"));
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@
 pub mod auth;
 pub mod files;
 pub mod inbound;
-pub mod jobs;
+pub(crate) mod jobs;
 pub mod outbound;
 pub mod queue;
 pub mod records;
