@@ -244,7 +244,6 @@ async fn serve(
             Some(queue)
         }
     };
-    let retry_base = settings.worker.retry_base;
     // The in-process queue holds its worker weakly: `embedded` keeps it for the server's lifetime.
     let (embedded, queued) = match sqs {
         Some(sqs) => {
@@ -257,7 +256,7 @@ async fn serve(
             let memory = MemoryQueue::new(DELIVERY_RECEIVES);
             let queue: Arc<dyn Queue> = Arc::new(memory.clone());
             let embedded = Embedded::new(registry, stores, queue, blobs, settings)?;
-            memory.start(&embedded.worker, retry_base);
+            memory.start(&embedded.worker, embedded.worker.retry_base());
             let queued = if storage.starts_with("DynamoDB") {
                 // Durable state beside a queue that is not: say so.
                 "in memory: queued work is lost if the process stops; add --queue-url for durable queuing".into()

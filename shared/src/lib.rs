@@ -3,10 +3,10 @@
 //!
 //! | layer | modules | what it holds |
 //! | --- | --- | --- |
-//! | shared leaves | [`error`], [`ids`], [`text`], [`signing`] | the one error, ids and the conversation key, trigger matching and templates, webhook signatures |
+//! | leaves | [`error`], [`ids`], [`text`], [`signing`] | the one error, ids and the conversation key, trigger matching and templates, webhook signatures |
 //! | data | [`protocol`], [`definition`] | the Webhook channel's wire format; bot definitions, validated and compiled |
 //! | engine | [`engine`] | the dialog engine: pure, (bot, session, input) to (messages, session, effects) |
-//! | application | [`app`] | turns, jobs, the worker, files, auth; the ports it needs (store, queue, blobs, outbound) |
+//! | application | [`app`] | turns, jobs, the worker, files, auth; the ports it needs (conversations, polls, files, blobs, queue, outbound) |
 //! | adapters | [`adapters`] | the ports on DynamoDB, SQS, S3, reqwest, and in memory |
 //! | HTTP | [`api`] | the routers, the error envelope, each endpoint family's state |
 //! | wiring | [`process`] | settings, clients, each function's state, the embedded server |

@@ -299,11 +299,10 @@ impl Server {
             }
             Queued::Sqs { queue, .. } => queue.clone(),
         };
-        let retry_base = settings.worker.retry_base;
         let embedded = Embedded::new(registry, stores.clone(), queue, blobs.clone(), settings).expect("wiring");
         let worker = embedded.worker.clone();
         match &queued {
-            Queued::Memory(memory) | Queued::Flaky(memory, ..) => memory.start(&worker, retry_base),
+            Queued::Memory(memory) | Queued::Flaky(memory, ..) => memory.start(&worker, worker.retry_base()),
             Queued::Sqs { queue, .. } if run_worker => {
                 tokio::spawn(sqs_worker::run(worker.clone(), queue.clone()));
             }

@@ -6,17 +6,16 @@ use std::sync::Arc;
 use hookline_core::adapters::queue::MemoryQueue;
 use hookline_core::api;
 use hookline_core::app::files::Blobs;
-use hookline_core::process::Embedded;
-use hookline_core::process::Settings;
+use hookline_core::process::{Embedded, Settings};
 use hookline_tests::{hs256_token, registry};
+use http::StatusCode;
+use serde_json::{Value, json};
+use tower::ServiceExt;
 
 /// The routers' state over memory, with nothing running the queue.
 fn wiring() -> (Embedded, std::path::PathBuf) {
     hookline_tests::in_memory(registry(), Arc::new(MemoryQueue::new(1)), Settings::default())
 }
-use http::StatusCode;
-use serde_json::{Value, json};
-use tower::ServiceExt;
 
 async fn invoke(fixture: &str) -> (StatusCode, http::HeaderMap, Value) {
     let event = fixture.replace("__TOKEN__", &hs256_token("lambda-user"));

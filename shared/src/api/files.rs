@@ -17,7 +17,7 @@ use http::{HeaderMap, header};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{FilesState, bearer_token, bot};
+use super::{FilesState, bearer_token};
 use crate::app::auth;
 use crate::app::files::{Described, FileRecord, MAX_CHUNK_BYTES, Owner, check_channel_type};
 use crate::definition::{Bot, Registry};
@@ -64,7 +64,7 @@ impl FilesState {
     /// bot's apps may upload, as on Kore.
     fn caller(&self, path: &UploadPath, headers: &HeaderMap) -> Result<(Arc<Bot>, Owner)> {
         check_channel_type(&path.channel_type)?;
-        let bot = bot(&self.bots, &path.stream_id)?;
+        let bot = self.bots.require(&path.stream_id)?;
         let owner = owner(&bot, headers)?;
         Ok((bot, owner))
     }
@@ -98,7 +98,7 @@ async fn upload_file(
     request: Request,
 ) -> Result<Json<Value>> {
     let bot = match query.stream_id {
-        Some(stream_id) => bot(&api.bots, &stream_id)?,
+        Some(stream_id) => api.bots.require(&stream_id)?,
         None => bot_of_app(&api.bots, request.headers())?,
     };
     let owner = owner(&bot, request.headers())?;

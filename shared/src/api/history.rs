@@ -11,7 +11,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{WebhookState, bearer_token, bot};
+use super::{WebhookState, bearer_token};
 use crate::app::auth;
 use crate::app::records::{Direction, LogEntry};
 use crate::error::{Error, Result};
@@ -41,7 +41,7 @@ async fn history(
     page: std::result::Result<Query<Page>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Json<Value>> {
-    let bot = bot(&state.bots, &bot_id)?;
+    let bot = state.bots.require(&bot_id)?;
     let apps: Vec<String> = bot.def.apps.iter().map(|a| a.client_id.clone()).collect();
     let caller = auth::authenticate(&bot, &apps, bearer_token(&headers)?, Utc::now().timestamp())?;
     // Only the token says whose history this is.

@@ -21,7 +21,7 @@ use crate::app::files::{FileStore, Files};
 use crate::app::queue::Queue;
 use crate::app::store::{Conversations, Polls};
 use crate::app::turn::Turns;
-use crate::definition::{Bot, Registry};
+use crate::definition::Registry;
 use crate::error::{Error, Result};
 
 pub use envelope::TraceId;
@@ -73,11 +73,6 @@ pub struct FilesState {
     pub bots: Arc<Registry>,
     pub files: Files,
     pub http: Arc<HttpSettings>,
-}
-
-/// The bot named in a URL.
-fn bot(bots: &Registry, bot_id: &str) -> Result<Arc<Bot>> {
-    crate::app::bot(bots, bot_id)
 }
 
 /// `Authorization: bearer <JWT>`, scheme case-insensitive.

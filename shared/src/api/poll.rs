@@ -10,7 +10,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{PollState, bearer_token, bot};
+use super::{PollState, bearer_token};
 use crate::app::{auth, jobs, turn};
 use crate::definition::WebhookVersion;
 use crate::error::{Error, Result};
@@ -39,7 +39,7 @@ struct PollPath {
 /// once more within the instance's `pollRereadSeconds`); then "No data
 /// found". The caller must be the user the pollId was given to.
 async fn poll(State(state): State<PollState>, Path(path): Path<PollPath>, headers: HeaderMap) -> Result<Response> {
-    let bot = bot(&state.bots, &path.bot_id)?;
+    let bot = state.bots.require(&path.bot_id)?;
     let instance = bot
         .instance(WebhookVersion::V2, path.instance_id.as_deref())
         .ok_or_else(|| Error::NotFound("no v2 Webhook channel instance at this URL".into()))?;

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::{TraceId, WebhookState, bearer_token, bot};
+use super::{TraceId, WebhookState, bearer_token};
 use crate::app::auth;
 use crate::app::files;
 use crate::app::inbound;
@@ -80,7 +80,7 @@ async fn v2(
 }
 
 async fn handle(state: WebhookState, call: Call) -> Result<Response> {
-    let bot = bot(&state.bots, &call.path.bot_id)?;
+    let bot = state.bots.require(&call.path.bot_id)?;
     let instance = bot
         .instance(call.version, call.path.instance_id.as_deref())
         .ok_or_else(|| Error::NotFound("no Webhook channel instance of this version at this URL".into()))?;
@@ -246,7 +246,7 @@ async fn botmeta(
     Path(bot_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<BotMeta>> {
-    let bot = bot(&state.bots, &bot_id)?;
+    let bot = state.bots.require(&bot_id)?;
     let apps: Vec<String> = bot.def.apps.iter().map(|a| a.client_id.clone()).collect();
     auth::authenticate(&bot, &apps, bearer_token(&headers)?, Utc::now().timestamp())?;
     Ok(Json(BotMeta { name: bot.def.name.clone(), icon: bot.def.icon.clone() }))

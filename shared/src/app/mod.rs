@@ -19,13 +19,3 @@ pub mod records;
 pub mod store;
 pub mod turn;
 pub mod worker;
-
-use std::sync::Arc;
-
-use crate::definition::{Bot, Registry};
-use crate::error::{Error, Result};
-
-/// The bot a URL or a job names.
-pub fn bot(registry: &Registry, bot_id: &str) -> Result<Arc<Bot>> {
-    registry.get(bot_id).cloned().ok_or_else(|| Error::NotFound(format!("no bot {bot_id}")))
-}

@@ -85,10 +85,6 @@ impl Worker {
         self.settings.retry_base
     }
 
-    fn bot(&self, bot_id: &str) -> Result<Arc<Bot>> {
-        super::bot(&self.bots, bot_id)
-    }
-
     /// Handles a batch as SQS FIFO hands it over: the messages of one group
     /// in order, groups side by side. After a group's first failure the
     /// rest of that group is not run but failed too, so its order holds.
@@ -135,14 +131,14 @@ impl Worker {
             Job::Deliver(delivery) => self.deliver(delivery).await,
             Job::Turn(turn) => self.turn(turn, started).await,
             Job::Resume { bot_id, user_id, poll_id } => {
-                let bot = self.bot(bot_id)?;
+                let bot = self.bots.require(bot_id)?;
                 self.resume(&bot, user_id, poll_id, started).await
             }
         }
     }
 
     async fn deliver(&self, delivery: &Delivery) -> Result<(), Retry> {
-        let bot = self.bot(&delivery.bot_id)?;
+        let bot = self.bots.require(&delivery.bot_id)?;
         let keys = match (delivery.kind, &delivery.instance_id) {
             (DeliveryKind::PostUrl, Some(instance)) => bot.post_url_keys(instance),
             _ => bot.signing_keys(),
@@ -166,7 +162,7 @@ impl Worker {
     /// A queued message: run it (after any call its conversation still
     /// waits for) and queue what it leaves, its continuation included.
     async fn turn(&self, queued: &QueuedTurn, started: Instant) -> Result<(), Retry> {
-        let bot = self.bot(&queued.bot_id)?;
+        let bot = self.bots.require(&queued.bot_id)?;
         let instance = bot
             .instance_by_id(&queued.instance_id)
             .ok_or_else(|| Error::NotFound(format!("no instance {} in bot {}", queued.instance_id, bot.id())))?;
@@ -232,7 +228,7 @@ impl Worker {
     /// a polled answer becomes the error; a POST_URL message is logged.
     async fn refuse(&self, queued: &QueuedTurn, detail: String) -> Result<(), Retry> {
         tracing::error!(trace_id = %queued.trace_id, %detail, "queued message refused");
-        let bot = self.bot(&queued.bot_id)?;
+        let bot = self.bots.require(&queued.bot_id)?;
         self.turns.forget_queued(&bot, &queued.user_id, &queued.trace_id).await?;
         let QueuedAnswer::Poll { poll_id } = &queued.answer else {
             return Ok(());

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use jsonwebtoken::DecodingKey;
 
+use crate::error::Error;
 use crate::signing::SigningKey;
 
 pub use model::*;
@@ -193,6 +194,11 @@ pub struct Registry {
 impl Registry {
     pub fn get(&self, bot_id: &str) -> Option<&Arc<Bot>> {
         self.bots.get(bot_id)
+    }
+
+    /// The bot a URL or a job names.
+    pub fn require(&self, bot_id: &str) -> Result<Arc<Bot>, Error> {
+        self.get(bot_id).cloned().ok_or_else(|| Error::NotFound(format!("no bot {bot_id}")))
     }
 
     pub fn bots(&self) -> impl Iterator<Item = &Arc<Bot>> {

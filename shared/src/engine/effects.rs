@@ -36,7 +36,8 @@ pub struct HttpReply {
 /// A call that got no answer to read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CallError {
-    /// Not made: an invalid URL or method, or an address the guard refuses.
+    /// Not made: an invalid URL, method or body, or a URL naming an address
+    /// the guard refuses (a name that resolves to one fails as `Transport`).
     #[error("refused: {0}")]
     Refused(String),
     #[error("no answer within {} ms", .0.as_millis())]

@@ -511,5 +511,6 @@ impl<'a> Run<'a> {
 fn tag_map(tags: &[Tag]) -> Map<String, Value> {
     tags.iter().map(|t| (t.name.clone(), t.value.clone())).collect()
 }
+
 #[cfg(test)]
 mod tests;

@@ -40,7 +40,7 @@ impl Settings {
     }
 
     /// The settings from `var` (the environment, or a test's map).
-    pub fn from_vars(var: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    fn from_vars(var: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut settings = Settings::default();
         let number = |name: &'static str| -> Result<Option<u64>, ConfigError> {
             var(name)

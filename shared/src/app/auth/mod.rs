@@ -4,12 +4,12 @@
 //! has to agree with it. `alg: none` and every algorithm other than the app's
 //! are refused.
 
+pub mod dev_token;
+
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Validation, decode};
 use serde::Deserialize;
 use serde_json::Value;
-
-pub mod dev_token;
 
 use crate::definition::{AppKey, Bot};
 use crate::error::{Error, Result};

@@ -85,7 +85,7 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
     if let Some(request) = plan.message {
         conversation.queued.retain(|q| q.trace_id != request.trace_id);
     }
-    if plan.remember {
+    if plan.remember_applied {
         conversation.applied.push(plan.trace_id.clone());
         let excess = conversation.applied.len().saturating_sub(MAX_APPLIED_REMEMBERED);
         conversation.applied.drain(..excess);

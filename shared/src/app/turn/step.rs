@@ -48,7 +48,7 @@ pub(super) struct Plan<'r> {
     pub post_url: Option<&'r str>,
     /// A queued message: remembered as applied, so a second delivery of it
     /// is not run again.
-    pub remember: bool,
+    pub remember_applied: bool,
 }
 
 impl<'r> Step<'r> {
@@ -78,7 +78,7 @@ impl<'r> Step<'r> {
                 client_ip: request.client_ip.as_deref(),
                 answers_poll: request.answer_to.poll().map(String::from),
                 post_url: request.answer_to.post_url(),
-                remember: request.answer_to != AnswerTo::Caller,
+                remember_applied: request.answer_to != AnswerTo::Caller,
             },
             Step::Resume { poll_id, outcome } => Plan {
                 start: outcome.as_ref().map_or(Start::GiveUp, Start::Resume),
@@ -90,7 +90,7 @@ impl<'r> Step<'r> {
                 client_ip: None,
                 answers_poll: Some(poll_id.to_string()),
                 post_url: None,
-                remember: false,
+                remember_applied: false,
             },
         }
     }
