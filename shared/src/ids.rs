@@ -4,16 +4,26 @@
 use uuid::Uuid;
 
 /// Identifies one user's conversation with one bot (tenant isolation: every
-/// read and write is keyed by both).
+/// read and write is keyed by all of it).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ConversationKey {
     pub bot_id: String,
+    /// The user as the client names them (`from.id` or userIdentity).
     pub user_id: String,
+    /// The app whose users are its own (`trust: anonymous`), or `None` for
+    /// the users the bot's other apps share.
+    pub app: Option<String>,
 }
 
 impl ConversationKey {
+    /// A user the bot's apps share.
     pub fn new(bot_id: impl Into<String>, user_id: impl Into<String>) -> Self {
-        Self { bot_id: bot_id.into(), user_id: user_id.into() }
+        Self { bot_id: bot_id.into(), user_id: user_id.into(), app: None }
+    }
+
+    /// The same user id, among `app`'s own users when it is given.
+    pub fn in_app(self, app: Option<String>) -> Self {
+        Self { app, ..self }
     }
 }
 

@@ -174,7 +174,7 @@ fn turns(store: Arc<dyn Conversations>, outbound: Arc<FakeOutbound>) -> Turns {
 
 /// A v2 request body as the webhook reads it, for the sync instance.
 fn request(bot: &Arc<Bot>, user: &str, body: Value, trace: &str) -> TurnRequest {
-    parse_v2(body.to_string().as_bytes()).unwrap().into_turn(bot, user.into(), trace.into())
+    parse_v2(body.to_string().as_bytes()).unwrap().into_turn(bot, "web", key(user), trace.into())
 }
 
 fn message(bot: &Arc<Bot>, user: &str, text: &str, trace: &str) -> TurnRequest {
@@ -330,7 +330,7 @@ async fn a_polled_flow_that_keeps_calling_is_abandoned_after_ten_calls_across_it
 
     for _ in 0..20 {
         let Some(poll_id) = step.poll_id.clone() else { break };
-        step = turns.resume(&bot, "u1", &poll_id, far_deadline()).await.unwrap().unwrap();
+        step = turns.resume(&bot, &key("u1"), &poll_id, far_deadline()).await.unwrap().unwrap();
     }
 
     assert_eq!(outbound.calls().len(), 10);
@@ -359,7 +359,8 @@ async fn a_polled_turn_answers_up_to_its_call_and_resume_answers_the_rest_once()
     assert!(first.jobs.iter().any(|m| matches!(&m.job, Job::Resume { poll_id: p, .. } if *p == poll_id)));
     assert!(outbound.calls().is_empty(), "polling leaves the call to the worker");
 
-    let rest = turns.resume(&bot, "u1", &poll_id, far_deadline()).await.unwrap().expect("the call was waited for");
+    let rest =
+        turns.resume(&bot, &key("u1"), &poll_id, far_deadline()).await.unwrap().expect("the call was waited for");
 
     assert_eq!(outbound.calls().len(), 1);
     assert_eq!(texts(&rest), ["It is 21 degrees."]);
@@ -371,7 +372,7 @@ async fn a_polled_turn_answers_up_to_its_call_and_resume_answers_the_rest_once()
     let read = poll_answer(store.as_ref(), &key("u1"), &answer).await.unwrap();
     assert_eq!(read.messages, rest.messages);
 
-    let again = turns.resume(&bot, "u1", &poll_id, far_deadline()).await.unwrap().expect("the saved answer");
+    let again = turns.resume(&bot, &key("u1"), &poll_id, far_deadline()).await.unwrap().expect("the saved answer");
 
     assert_eq!(again.messages, rest.messages);
     assert_eq!(outbound.calls().len(), 1, "a resumed poll is not called again");
@@ -387,7 +388,7 @@ async fn a_resumed_call_whose_write_conflicts_is_not_made_again() {
     let first = answered(turns.run(&polled(&bot, "u1", "weather", "tr-1"), far_deadline()).await.unwrap());
     conflicting.failing.store(1, Ordering::SeqCst);
 
-    let rest = turns.resume(&bot, "u1", &first.poll_id.unwrap(), far_deadline()).await.unwrap().unwrap();
+    let rest = turns.resume(&bot, &key("u1"), &first.poll_id.unwrap(), far_deadline()).await.unwrap().unwrap();
 
     assert_eq!(texts(&rest), ["It is 21 degrees."]);
     assert_eq!(outbound.calls().len(), 1);
@@ -404,14 +405,14 @@ async fn a_message_for_a_conversation_waiting_for_a_call_is_busy_and_can_queue_b
     let outcome = turns.run(&second, far_deadline()).await.unwrap();
 
     assert!(matches!(outcome, Outcome::Busy), "{outcome:?}");
-    let record = PollRecord::new("po-2", &key("u1"), None, chrono::Utc::now().timestamp());
+    let record = PollRecord::new("po-2", &key("u1"), Some("web"), None, chrono::Utc::now().timestamp());
     assert!(turns.queue_behind(&second, &record, far_deadline()).await.unwrap());
     let queued: Vec<String> = conversation(&store, "u1").await.queued.into_iter().map(|q| q.trace_id).collect();
     assert_eq!(queued, ["tr-2"]);
     assert_eq!(store.get_poll("po-2").await.unwrap().expect("its poll record").answer, None);
     assert_eq!(log(&store, "u1").await.len(), 2, "a queued message is not logged before it runs");
 
-    turns.forget_queued(&bot, "u1", "tr-2").await.unwrap();
+    turns.forget_queued(&bot, &key("u1"), "tr-2").await.unwrap();
 
     assert!(conversation(&store, "u1").await.queued.is_empty());
 }
@@ -422,9 +423,9 @@ async fn a_queued_message_runs_after_the_call_into_its_poll_record_and_caller_me
     let turns = turns(store.clone(), FakeOutbound::answering([reply(200, json!({"current": {"temp": 21}}))]));
     let first = answered(turns.run(&polled(&bot, "u1", "weather", "tr-1"), far_deadline()).await.unwrap());
     let queued = TurnRequest { answer_to: AnswerTo::Poll("po-2".into()), ..polled(&bot, "u1", "hi", "tr-2") };
-    let record = PollRecord::new("po-2", &key("u1"), None, chrono::Utc::now().timestamp());
+    let record = PollRecord::new("po-2", &key("u1"), Some("web"), None, chrono::Utc::now().timestamp());
     assert!(turns.queue_behind(&queued, &record, far_deadline()).await.unwrap());
-    turns.resume(&bot, "u1", &first.poll_id.unwrap(), far_deadline()).await.unwrap().unwrap();
+    turns.resume(&bot, &key("u1"), &first.poll_id.unwrap(), far_deadline()).await.unwrap().unwrap();
 
     let overtaking = turns.run(&polled(&bot, "u1", "hi", "tr-3"), far_deadline()).await.unwrap();
     assert!(matches!(overtaking, Outcome::Busy), "a new message waits behind the queued one: {overtaking:?}");
@@ -444,7 +445,7 @@ async fn abandoning_a_waiting_call_apologises_cancels_and_frees_the_conversation
     let turns = turns(store.clone(), outbound.clone());
     let first = answered(turns.run(&polled(&bot, "u1", "weather", "tr-1"), far_deadline()).await.unwrap());
 
-    let reply = turns.abandon(&bot, "u1", &first.poll_id.unwrap(), far_deadline()).await.unwrap().unwrap();
+    let reply = turns.abandon(&bot, &key("u1"), &first.poll_id.unwrap(), far_deadline()).await.unwrap().unwrap();
 
     assert_eq!(texts(&reply), [APOLOGY]);
     assert_eq!(end_reason(&reply), Some("Cancelled"));

@@ -259,6 +259,7 @@ async fn a_queued_turn_delivered_twice_runs_once(backend: Backend) {
         bot_id: BOT.into(),
         instance_id: "async".into(),
         user_id: "gus".into(),
+        app: None,
         body: message("hello", "gus"),
         trace_id: "tr-queued-twice".into(),
         client_ip: None,

@@ -149,19 +149,47 @@ async fn iss_names_the_app_when_app_id_is_absent() {
     assert_eq!(reply.body["text"], "Hello there.");
 }
 
+/// trust: server (an app's default, the spec's rules): the app's server
+/// vouches for the user it names in from.id.
 #[tokio::test]
-async fn user_identity_rules_without_anonymous_users() {
+async fn a_trusted_servers_token_without_user_identity_names_the_user_in_from_id() {
     let server = Server::start(Backend::Memory).await;
-    let path = v2_path(TEST_BOT);
-    // Present and equal: fine (covered above). Token without userIdentity: refused.
-    let no_identity = sign_hs(Algorithm::HS256, HS256_SECRET, &json!({"appId": "cs-hs256", "sub": "1"}));
-    expect_401(&server, &path, &no_identity, &message(Some("u1"))).await;
-    // Request without from.id: refused.
-    let reply = server.post(&path, &hs256_token("u1"), &message(None)).await;
+    // The spec's own token shape.
+    let spec = sign_hs(Algorithm::HS256, HS256_SECRET, &json!({"appId": "cs-hs256", "sub": "1", "iat": now()}));
+    let reply = server.post(&v2_path(TEST_BOT), &spec, &message(Some("u-spec"))).await;
+    assert_eq!((reply.status, reply.body["to"].clone()), (200, json!("u-spec")), "{}", reply.body);
+    // A v1 client's: the app in iss, an audience, isAnonymous, no userIdentity.
+    let v1 = sign_hs(
+        Algorithm::HS256,
+        HS256_SECRET,
+        &json!({"iss": "cs-hs256", "aud": "https://idproxy.kore.com/authorize", "sub": "u-v1",
+                "isAnonymous": false, "iat": now(), "exp": now() + 600}),
+    );
+    let body = json!({"message": {"text": "hello"}, "from": {"id": "u-v1"}});
+    let reply = server.post(&v1_path(TEST_BOT), &v1, &body).await;
+    assert_eq!((reply.status, reply.body["text"].clone()), (200, json!("Hello there.")), "{}", reply.body);
+    // With userIdentity, it must be from.id.
+    expect_401(&server, &v2_path(TEST_BOT), &hs256_token("u1"), &message(Some("u2"))).await;
+    // The user must be named somewhere.
+    let reply = server.post(&v2_path(TEST_BOT), &spec, &message(None)).await;
     assert_eq!(reply.status, 400, "{}", reply.body);
     assert_eq!(reply.error_msg(), "Invalid Request Payload");
 }
 
+/// trust: perUser: every token names its user.
+#[tokio::test]
+async fn a_per_user_apps_tokens_must_name_the_user() {
+    let server = Server::start(Backend::Memory).await;
+    let path = format!("{}/hookInstance/second", v2_path(TEST_BOT));
+    let sign = |claims: Value| sign_hs(Algorithm::HS256, RESTRICTED_SECRET, &claims);
+    expect_401(&server, &path, &sign(json!({"appId": "cs-restricted", "sub": "1"})), &message(Some("u1"))).await;
+    expect_401(&server, &path, &sign(claims("cs-restricted", "u1")), &message(Some("u2"))).await;
+    // from.id absent: userIdentity is the user.
+    let reply = server.post(&path, &sign(claims("cs-restricted", "u1")), &message(None)).await;
+    assert_eq!((reply.status, reply.body["to"].clone()), (200, json!("u1")), "{}", reply.body);
+}
+
+/// trust: anonymous: tokens handed to browsers; the app's users are its own.
 #[tokio::test]
 async fn user_identity_rules_with_anonymous_users() {
     let server = Server::start(Backend::Memory).await;

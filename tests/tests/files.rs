@@ -335,7 +335,7 @@ async fn every_upload_error_is_in_the_envelope(backend: Backend) {
     let reply = commit(&server, &user, &commit_paths(&file_token)[0], "a.txt", json!(0)).await;
     assert_eq!(detail(&reply), "totalChunks must be 1 to 1000");
 
-    // A token without a user, from an app that does not allow anonymous users.
+    // A token without a user, from an app whose tokens must name one (trust: perUser).
     let nobody =
         sign_hs(Algorithm::HS256, FILES_SECRET, &json!({"appId": "cs-files", "iat": now(), "exp": now() + 600}));
     let reply = upload(&server, &nobody, "a.txt", b"abc").await;

@@ -73,11 +73,8 @@ impl FilesState {
 fn owner(bot: &Bot, headers: &HeaderMap) -> Result<Owner> {
     let apps: Vec<String> = bot.def.apps.iter().map(|a| a.client_id.clone()).collect();
     let caller = auth::authenticate(bot, &apps, bearer_token(headers)?, Utc::now().timestamp())?;
-    // As on the message API: a token without a user only from an app that allows anonymous users.
-    if caller.user_identity.is_none() && !caller.app.allow_anonymous {
-        return Err(Error::Unauthorized("token has no userIdentity and the app does not allow anonymous users".into()));
-    }
-    Ok(Owner { bot_id: bot.id().to_string(), user_id: caller.user_identity })
+    let user_id = auth::token_user(&caller)?;
+    Ok(Owner { bot_id: bot.id().to_string(), user_id, app: auth::own_users(&caller) })
 }
 
 fn stored(file: FileRecord) -> Json<Value> {

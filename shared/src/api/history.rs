@@ -45,12 +45,13 @@ async fn history(
     let apps: Vec<String> = bot.def.apps.iter().map(|a| a.client_id.clone()).collect();
     let caller = auth::authenticate(&bot, &apps, bearer_token(&headers)?, Utc::now().timestamp())?;
     // Only the token says whose history this is.
-    let user = caller.user_identity.ok_or_else(|| Error::Unauthorized("the token names no userIdentity".into()))?;
+    let user =
+        caller.user_identity.clone().ok_or_else(|| Error::Unauthorized("the token names no userIdentity".into()))?;
     let Query(page) = page.map_err(|e| Error::InvalidPayload(e.body_text()))?;
     let limit = page.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
 
     let store = state.turns.conversations();
-    let key = ConversationKey::new(bot.id(), user);
+    let key = ConversationKey::new(bot.id(), user).in_app(auth::own_users(&caller));
     let next_seq = store.load(&key).await?.map_or(0, |c| c.next_seq);
     let (from, to) = match page.after {
         Some(after) => (after.saturating_add(1), next_seq.min(after.saturating_add(1).saturating_add(limit))),

@@ -11,10 +11,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{PollState, bearer_token};
+use crate::app::records::PollRecord;
 use crate::app::{auth, jobs, turn};
 use crate::definition::WebhookVersion;
 use crate::error::{Error, Result};
-use crate::ids::ConversationKey;
 use crate::protocol::VERSION_V2;
 
 /// An answer still in progress after this long gets its continuation queued again.
@@ -37,7 +37,8 @@ struct PollPath {
 
 /// `Inprogress` while the worker runs; then the regular answer, once (or
 /// once more within the instance's `pollRereadSeconds`); then "No data
-/// found". The caller must be the user the pollId was given to.
+/// found". The caller must be the user the pollId was given to, on the
+/// instance whose URL it was given on.
 async fn poll(State(state): State<PollState>, Path(path): Path<PollPath>, headers: HeaderMap) -> Result<Response> {
     let bot = state.bots.require(&path.bot_id)?;
     let instance = bot
@@ -48,18 +49,22 @@ async fn poll(State(state): State<PollState>, Path(path): Path<PollPath>, header
     if !is_poll_id(&path.poll_id) {
         return Err(Error::NoData);
     }
-    let record = state.polls.get_poll(&path.poll_id).await?.filter(|r| r.bot_id == bot.id()).ok_or(Error::NoData)?;
+    let on_this_url =
+        |r: &PollRecord| r.bot_id == bot.id() && r.instance_id.as_deref().is_none_or(|i| i == instance.id);
+    let record = state.polls.get_poll(&path.poll_id).await?.filter(on_this_url).ok_or(Error::NoData)?;
     // Someone else's pollId is as good as an unknown one: its existence is not told.
     if caller.user_identity.as_deref().is_some_and(|user| user != record.user_id) {
         return Err(Error::NoData);
     }
-    auth::resolve_user(&caller, Some(&record.user_id))?;
+    let key = auth::resolve_user(&bot, &caller, Some(&record.user_id))?;
+    if key != record.key() {
+        return Err(Error::NoData);
+    }
     let Some(answer) = record.answer else {
         let age = now - record.created_at();
         if age >= STALLED_SECS {
             // Its continuation may never have been queued (the queue failed
             // after the turn was saved): queue it again; a duplicate is a no-op.
-            let key = ConversationKey::new(bot.id(), &record.user_id);
             if let Err(e) = state.queue.send(&[jobs::resume(&key, &record.poll_id)]).await {
                 tracing::warn!(error = %e, poll_id = %record.poll_id, "could not queue a stalled continuation");
             }
@@ -76,7 +81,6 @@ async fn poll(State(state): State<PollState>, Path(path): Path<PollPath>, header
         return Err(Error::NoData);
     }
     // Read before the read is counted: an answer that fails to load is not used up.
-    let key = ConversationKey::new(bot.id(), &record.user_id);
     let reply = match &answer.refused {
         // A queued message the bot refused is answered with its error.
         Some(detail) => Err(Error::InvalidPayload(detail.clone())),

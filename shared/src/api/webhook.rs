@@ -22,7 +22,7 @@ use crate::app::inbound;
 use crate::app::queue::{Job, MAX_JOB_BYTES, QueueMessage, QueuedAnswer, QueuedTurn};
 use crate::app::records::PollRecord;
 use crate::app::turn::{Calls, Outcome, TurnReply, TurnRequest};
-use crate::definition::{Bot, Mode, WebhookVersion};
+use crate::definition::{Mode, WebhookVersion};
 use crate::error::{Error, Result};
 use crate::ids::{self, ConversationKey};
 use crate::protocol::{BotMeta, V1Response, VERSION_V2};
@@ -97,15 +97,14 @@ async fn handle(state: WebhookState, call: Call) -> Result<Response> {
             "interactiveLanguage {language:?} is not one of the bot's languages"
         )));
     }
-    let user_id = auth::resolve_user(&caller, inbound.from_id.as_deref())?.unwrap_or_else(ids::anonymous_user_id);
-    files::resolve_attachments(&*state.files, bot.id(), &user_id, &mut inbound.payload).await?;
-    let key = ConversationKey::new(bot.id(), &user_id);
+    let key = auth::resolve_user(&bot, &caller, inbound.from_id.as_deref())?;
+    files::resolve_attachments(&*state.files, &key, &mut inbound.payload).await?;
     let client_ip = client_ip(&call.headers);
 
     if instance.mode == Mode::Async {
         // Acknowledged only once the message is durably queued.
         let answer = QueuedAnswer::PostUrl;
-        let job = queued_turn(&bot, &instance.id, &user_id, &call.trace_id, client_ip, inbound.payload, answer);
+        let job = queued_turn(&key, &instance.id, &call.trace_id, client_ip, inbound.payload, answer);
         check_job_size(&job)?;
         state.queue.send(&[QueueMessage::in_conversation(&key, &call.trace_id, job)]).await?;
         return Ok(Json(json!({"status": "ok", "_v": VERSION_V2, "traceId": call.trace_id})).into_response());
@@ -116,7 +115,7 @@ async fn handle(state: WebhookState, call: Call) -> Result<Response> {
         client_ip,
         calls: if polling { Calls::Poll } else { Calls::Inline },
         started: call.started,
-        ..inbound.into_turn(&bot, user_id, call.trace_id)
+        ..inbound.into_turn(&bot, &instance.id, key.clone(), call.trace_id)
     };
     let limit = instance.sync_deadline_ms.map_or(state.http.sync_deadline, Duration::from_millis);
     let deadline = call.started.checked_add(limit).unwrap_or(call.started + Duration::from_secs(3600));
@@ -133,7 +132,7 @@ async fn handle(state: WebhookState, call: Call) -> Result<Response> {
                 }
                 Some(*answered)
             }
-            Outcome::Busy if polling => queue_behind(&state, &request, &instance.id, deadline).await?,
+            Outcome::Busy if polling => queue_behind(&state, &request, deadline).await?,
             Outcome::Busy => return Err(Error::Busy),
         };
         if reply.is_some() {
@@ -150,26 +149,20 @@ async fn handle(state: WebhookState, call: Call) -> Result<Response> {
 /// Messages wait for a call, or for messages queued behind one: this one
 /// queues too, and its answer comes through polling. `None` if the
 /// conversation is free by now.
-async fn queue_behind(
-    state: &WebhookState,
-    request: &TurnRequest,
-    instance_id: &str,
-    deadline: Instant,
-) -> Result<Option<TurnReply>> {
-    let (bot, user_id, trace_id) = (&request.bot, &request.user_id, &request.trace_id);
-    let key = ConversationKey::new(bot.id(), user_id);
+async fn queue_behind(state: &WebhookState, request: &TurnRequest, deadline: Instant) -> Result<Option<TurnReply>> {
+    let (key, instance_id, trace_id) = (&request.user, request.instance_id.as_str(), &request.trace_id);
     let poll_id = ids::poll_id();
     let answer = QueuedAnswer::Poll { poll_id: poll_id.clone() };
     let (ip, body) = (request.client_ip.clone(), request.input.message.clone());
-    let job = queued_turn(bot, instance_id, user_id, trace_id, ip, body, answer);
+    let job = queued_turn(key, instance_id, trace_id, ip, body, answer);
     check_job_size(&job)?;
-    let record = PollRecord::new(&poll_id, &key, None, Utc::now().timestamp());
+    let record = PollRecord::new(&poll_id, key, Some(instance_id), None, Utc::now().timestamp());
     if !state.turns.queue_behind(request, &record, deadline).await? {
         return Ok(None);
     }
-    if let Err(e) = state.queue.send(&[QueueMessage::in_conversation(&key, trace_id, job)]).await {
+    if let Err(e) = state.queue.send(&[QueueMessage::in_conversation(key, trace_id, job)]).await {
         // Not queued: it must not hold up the messages after it.
-        if let Err(e) = state.turns.forget_queued(bot, user_id, trace_id).await {
+        if let Err(e) = state.turns.forget_queued(&request.bot, key, trace_id).await {
             tracing::warn!(error = %e, "a message that could not be queued is still listed as queued");
         }
         return Err(e);
@@ -178,18 +171,18 @@ async fn queue_behind(
 }
 
 fn queued_turn(
-    bot: &Bot,
+    key: &ConversationKey,
     instance_id: &str,
-    user_id: &str,
     trace_id: &str,
     client_ip: Option<String>,
     body: Value,
     answer: QueuedAnswer,
 ) -> Job {
     Job::Turn(QueuedTurn {
-        bot_id: bot.id().to_string(),
+        bot_id: key.bot_id.clone(),
         instance_id: instance_id.to_string(),
-        user_id: user_id.to_string(),
+        user_id: key.user_id.clone(),
+        app: key.app.clone(),
         body,
         trace_id: trace_id.to_string(),
         client_ip,

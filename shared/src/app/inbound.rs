@@ -13,6 +13,7 @@ use super::turn::{AnswerTo, Calls, TurnRequest};
 use crate::definition::Bot;
 use crate::engine::{Input, UserEvent};
 use crate::error::{Error, Result};
+use crate::ids::ConversationKey;
 use crate::protocol::{Attachment, Envelope, Flag, MetaTags, V1Request, V2MessageType, V2Request};
 
 const MAX_ATTACHMENTS: usize = 20;
@@ -40,11 +41,12 @@ pub struct Inbound {
 impl Inbound {
     /// The turn this checked request asks for: answered to the caller, calls
     /// made inline, started now. Callers adjust the rest.
-    pub fn into_turn(self, bot: &Arc<Bot>, user_id: String, trace_id: String) -> TurnRequest {
+    pub fn into_turn(self, bot: &Arc<Bot>, instance_id: &str, user: ConversationKey, trace_id: String) -> TurnRequest {
         let Inbound { new_session, user_info, event, payload, tags, language, .. } = self;
         TurnRequest {
             bot: bot.clone(),
-            user_id,
+            user,
+            instance_id: instance_id.to_string(),
             new_session,
             input: Input { event, message: payload, language, session_tags: tags.session_level_tags },
             user_info,

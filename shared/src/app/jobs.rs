@@ -176,6 +176,11 @@ pub fn webhook_nodes(bot: &Bot, key: &ConversationKey, calls: Vec<HttpCall>) -> 
 
 /// The worker's continuation of a polled turn.
 pub fn resume(key: &ConversationKey, poll_id: &str) -> QueueMessage {
-    let job = Job::Resume { bot_id: key.bot_id.clone(), user_id: key.user_id.clone(), poll_id: poll_id.to_string() };
+    let job = Job::Resume {
+        bot_id: key.bot_id.clone(),
+        user_id: key.user_id.clone(),
+        app: key.app.clone(),
+        poll_id: poll_id.to_string(),
+    };
     QueueMessage::in_conversation(key, format!("resume-{poll_id}"), job)
 }

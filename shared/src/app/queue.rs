@@ -26,7 +26,14 @@ pub enum Job {
     Turn(QueuedTurn),
     /// Continue a polled conversation waiting for a call.
     #[serde(rename_all = "camelCase")]
-    Resume { bot_id: String, user_id: String, poll_id: String },
+    Resume {
+        bot_id: String,
+        user_id: String,
+        /// The app whose users are its own, for one of theirs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        app: Option<String>,
+        poll_id: String,
+    },
     /// One signed POST, retried until the receiver takes it.
     Deliver(Delivery),
 }
@@ -38,6 +45,9 @@ pub struct QueuedTurn {
     /// The hookInstance the message came in on.
     pub instance_id: String,
     pub user_id: String,
+    /// The app whose users are its own, for one of theirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
     /// The request body, already validated by the ingress.
     pub body: Value,
     pub trace_id: String,
@@ -45,6 +55,13 @@ pub struct QueuedTurn {
     pub client_ip: Option<String>,
     /// Where the bot's answer goes.
     pub answer: QueuedAnswer,
+}
+
+impl QueuedTurn {
+    /// The conversation the message belongs to.
+    pub fn key(&self) -> ConversationKey {
+        ConversationKey::new(&self.bot_id, &self.user_id).in_app(self.app.clone())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,9 +126,12 @@ impl QueueMessage {
 }
 
 /// SQS group ids are at most 128 printable ASCII characters; user ids are
-/// not, so the group is a digest of bot and user.
+/// not, so the group is a digest of bot, user and the app they belong to.
 fn group_of(key: &ConversationKey, lane: &str) -> String {
-    let input = format!("{}\n{}", key.bot_id, key.user_id);
+    let mut input = format!("{}\n{}", key.bot_id, key.user_id);
+    if let Some(app) = &key.app {
+        input = format!("{input}\n{app}");
+    }
     let hash = digest::digest(&digest::SHA256, input.as_bytes());
     let hex: String = hash.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     format!("{lane}-{hex}")
@@ -160,13 +180,15 @@ mod tests {
     #[test]
     fn groups_are_short_printable_and_separate_the_lanes() {
         let key = ConversationKey::new("st-bot", "ü".repeat(256));
-        let job = Job::Resume { bot_id: "st-bot".into(), user_id: "u".into(), poll_id: "p".into() };
+        let job = Job::Resume { bot_id: "st-bot".into(), user_id: "u".into(), app: None, poll_id: "p".into() };
         let chat = QueueMessage::in_conversation(&key, "d", job.clone());
         let side = QueueMessage::beside_conversation(&key, "d", job);
         assert!(chat.group.len() <= 128 && chat.group.is_ascii());
         assert_ne!(chat.group, side.group);
         let other = QueueMessage::in_conversation(&ConversationKey::new("st-bot", "v"), "d", chat.job.clone());
         assert_ne!(chat.group, other.group);
+        let own = key.clone().in_app(Some("cs-web".into()));
+        assert_ne!(chat.group, QueueMessage::in_conversation(&own, "d", chat.job.clone()).group);
     }
 
     #[test]

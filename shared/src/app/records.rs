@@ -76,6 +76,9 @@ pub struct PendingCall {
     /// at most so many, across its polled steps too.
     #[serde(default)]
     pub calls: usize,
+    /// The instance the message came in on, whose URL its polls are read from.
+    #[serde(default)]
+    pub instance_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,6 +108,13 @@ pub struct PollRecord {
     pub poll_id: String,
     pub bot_id: String,
     pub user_id: String,
+    /// The app whose users are its own, for one of theirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// The instance whose URL reads the record (`None` in records written
+    /// before records named one: any instance of the bot).
+    #[serde(default)]
+    pub instance_id: Option<String>,
     /// Once the work is done: where the answer is.
     #[serde(default)]
     pub answer: Option<PollAnswer>,
@@ -140,17 +150,31 @@ pub struct PollAnswer {
 pub const POLL_RECORD_SECS: i64 = 3600;
 
 impl PollRecord {
-    /// A record of `key`'s conversation, its answer `None` while the work runs.
-    pub fn new(poll_id: &str, key: &ConversationKey, answer: Option<PollAnswer>, now_secs: i64) -> Self {
+    /// A record of `key`'s conversation on an instance, its answer `None`
+    /// while the work runs.
+    pub fn new(
+        poll_id: &str,
+        key: &ConversationKey,
+        instance_id: Option<&str>,
+        answer: Option<PollAnswer>,
+        now_secs: i64,
+    ) -> Self {
         Self {
             poll_id: poll_id.to_string(),
             bot_id: key.bot_id.clone(),
             user_id: key.user_id.clone(),
+            app: key.app.clone(),
+            instance_id: instance_id.map(String::from),
             answer,
             reads: 0,
             read_at: None,
             expires_at: now_secs + POLL_RECORD_SECS,
         }
+    }
+
+    /// The conversation the record belongs to.
+    pub fn key(&self) -> ConversationKey {
+        ConversationKey::new(&self.bot_id, &self.user_id).in_app(self.app.clone())
     }
 
     /// Unix seconds when the record was made.

@@ -130,9 +130,10 @@ impl Worker {
         match job {
             Job::Deliver(delivery) => self.deliver(delivery).await,
             Job::Turn(turn) => self.turn(turn, started).await,
-            Job::Resume { bot_id, user_id, poll_id } => {
+            Job::Resume { bot_id, user_id, app, poll_id } => {
                 let bot = self.bots.require(bot_id)?;
-                self.resume(&bot, user_id, poll_id, started).await
+                let key = ConversationKey::new(bot_id, user_id).in_app(app.clone());
+                self.resume(&bot, &key, poll_id, started).await
             }
         }
     }
@@ -175,13 +176,13 @@ impl Worker {
             QueuedAnswer::PostUrl => (Calls::Inline, AnswerTo::PostUrl(instance.id.clone())),
             QueuedAnswer::Poll { poll_id } => (Calls::Poll, AnswerTo::Poll(poll_id.clone())),
         };
+        let key = queued.key();
         let request = TurnRequest {
             client_ip: queued.client_ip.clone(),
             calls,
             answer_to,
-            ..parsed.into_turn(&bot, queued.user_id.clone(), queued.trace_id.clone())
+            ..parsed.into_turn(&bot, &instance.id, key.clone(), queued.trace_id.clone())
         };
-        let key = ConversationKey::new(bot.id(), &queued.user_id);
         for _ in 0..2 {
             let outcome = match self.turns.run(&request, self.deadline(started)).await {
                 // It will never succeed: a polling client is told, not left waiting.
@@ -197,7 +198,7 @@ impl Worker {
                         if started.elapsed() >= self.settings.turn_deadline {
                             break;
                         }
-                        self.resume(&bot, &queued.user_id, &pending.poll_id, started).await?;
+                        self.resume(&bot, &key, &pending.poll_id, started).await?;
                     }
                 }
             }
@@ -208,13 +209,19 @@ impl Worker {
     /// One step of a polled conversation: the call it waits for under
     /// `poll_id`, and the flow on to the next call (whose own job is queued
     /// with the step) or question.
-    async fn resume(&self, bot: &Arc<Bot>, user_id: &str, poll_id: &str, started: Instant) -> Result<(), Retry> {
+    async fn resume(
+        &self,
+        bot: &Arc<Bot>,
+        key: &ConversationKey,
+        poll_id: &str,
+        started: Instant,
+    ) -> Result<(), Retry> {
         let turns = &self.turns;
-        let resumed = match turns.resume(bot, user_id, poll_id, self.deadline(started)).await {
+        let resumed = match turns.resume(bot, key, poll_id, self.deadline(started)).await {
             // It can never be resumed: give up on it, or the conversation stays stuck.
             Err(e @ (Error::InvalidPayload(_) | Error::Internal(_))) => {
                 tracing::error!(error = %e, %poll_id, "a polled call cannot be resumed: the task is abandoned");
-                turns.abandon(bot, user_id, poll_id, Instant::now() + self.settings.turn_deadline).await?
+                turns.abandon(bot, key, poll_id, Instant::now() + self.settings.turn_deadline).await?
             }
             resumed => resumed?,
         };
@@ -229,13 +236,14 @@ impl Worker {
     async fn refuse(&self, queued: &QueuedTurn, detail: String) -> Result<(), Retry> {
         tracing::error!(trace_id = %queued.trace_id, %detail, "queued message refused");
         let bot = self.bots.require(&queued.bot_id)?;
-        self.turns.forget_queued(&bot, &queued.user_id, &queued.trace_id).await?;
+        let key = queued.key();
+        self.turns.forget_queued(&bot, &key, &queued.trace_id).await?;
         let QueuedAnswer::Poll { poll_id } = &queued.answer else {
             return Ok(());
         };
         let answer = PollAnswer { refused: Some(detail), ..PollAnswer::default() };
-        let key = ConversationKey::new(&queued.bot_id, &queued.user_id);
-        let record = PollRecord::new(poll_id, &key, Some(answer), chrono::Utc::now().timestamp());
+        let instance = Some(queued.instance_id.as_str());
+        let record = PollRecord::new(poll_id, &key, instance, Some(answer), chrono::Utc::now().timestamp());
         Ok(self.polls.put_poll(&record).await?)
     }
 

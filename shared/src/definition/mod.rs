@@ -93,7 +93,7 @@ pub struct AppKey {
     pub client_id: String,
     pub algorithm: jsonwebtoken::Algorithm,
     pub key: DecodingKey,
-    pub allow_anonymous: bool,
+    pub trust: Trust,
 }
 
 /// A validated bot, compiled for serving.

@@ -196,9 +196,29 @@ pub struct App {
     /// The client's RSA public key (PEM) for RS256 and RS512.
     #[serde(default)]
     pub public_key: Option<SecretSource>,
-    /// Accept tokens without a userIdentity and requests without from.id.
+    /// Who holds the app's key, and so what its tokens prove about the user.
     #[serde(default)]
-    pub allow_anonymous: bool,
+    pub trust: Option<Trust>,
+    /// Replaced by `trust`: `true` is `trust: anonymous`, `false` is `trust: perUser`.
+    #[serde(default)]
+    pub allow_anonymous: Option<bool>,
+}
+
+/// What an app's tokens prove about the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Trust {
+    /// The key lives on a server the bot's owner trusts (an IVR, a contact
+    /// centre, a messaging middleware), as the spec assumes: a token without
+    /// userIdentity authenticates the app and `from.id` names the user; with
+    /// userIdentity, it must equal `from.id`.
+    #[default]
+    Server,
+    /// Tokens are minted per end user: userIdentity is required and equals `from.id`.
+    PerUser,
+    /// Tokens go to browsers without a user identity: the app's users are its
+    /// own, kept apart from those of every other app of the bot.
+    Anonymous,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]

@@ -241,10 +241,33 @@ fn apps(def: &BotDefinition, purpose: Purpose, env: &dyn Fn(&str) -> Option<Stri
         let path = format!("apps[{i}]");
         if app.client_id.trim().is_empty() {
             p.error(format!("{path}.clientId"), "must not be empty");
+        } else if app.client_id.chars().any(|c| c == '#' || c.is_whitespace() || c.is_control()) {
+            // Storage keys are joined with '#'.
+            p.error(format!("{path}.clientId"), "must not contain '#', spaces or control characters");
         }
         if !seen.insert(app.client_id.as_str()) {
             p.error(format!("{path}.clientId"), format!("clientId {} is used twice", app.client_id));
         }
+        let trust = match (app.trust, app.allow_anonymous) {
+            (Some(trust), None) => trust,
+            (None, None) => Trust::Server,
+            (Some(trust), Some(_)) => {
+                p.error(format!("{path}.allowAnonymous"), "replaced by trust: remove it");
+                trust
+            }
+            (None, Some(anonymous)) => {
+                let (trust, name) =
+                    if anonymous { (Trust::Anonymous, "anonymous") } else { (Trust::PerUser, "perUser") };
+                p.warn(
+                    format!("{path}.allowAnonymous"),
+                    format!(
+                        "replaced by trust: read as trust: {name}; write that instead (without either, an app \
+                         follows the spec: trust: server, a token without userIdentity names its user in from.id)"
+                    ),
+                );
+                trust
+            }
+        };
         let hmac_bytes = match app.algorithm {
             Algorithm::HS256 => Some(32),
             Algorithm::HS512 => Some(64),
@@ -293,12 +316,7 @@ fn apps(def: &BotDefinition, purpose: Purpose, env: &dyn Fn(&str) -> Option<Stri
                 }
             },
         };
-        keys.push(AppKey {
-            client_id: app.client_id.clone(),
-            algorithm: app.algorithm.into(),
-            key,
-            allow_anonymous: app.allow_anonymous,
-        });
+        keys.push(AppKey { client_id: app.client_id.clone(), algorithm: app.algorithm.into(), key, trust });
     }
     keys
 }

@@ -166,9 +166,14 @@ fn attribute(name: &str) -> Result<AttributeDefinition> {
         .map_err(|e| storage("CreateTable", e))
 }
 
-/// A conversation's partition: `BOT#{bot}#USER#{user}`. Bot ids contain no `#`.
+/// A conversation's partition: `BOT#{bot}#USER#{user}`, or
+/// `BOT#{bot}#APP#{app}#USER#{user}` for an app whose users are its own.
+/// Bot and app ids contain no `#`, so no user id can make one look like another.
 fn partition_key(key: &ConversationKey) -> String {
-    format!("BOT#{}#USER#{}", key.bot_id, key.user_id)
+    match &key.app {
+        None => format!("BOT#{}#USER#{}", key.bot_id, key.user_id),
+        Some(app) => format!("BOT#{}#APP#{app}#USER#{}", key.bot_id, key.user_id),
+    }
 }
 
 fn key(name: &str, kind: KeyType) -> Result<KeySchemaElement> {

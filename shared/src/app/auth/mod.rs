@@ -11,8 +11,9 @@ use jsonwebtoken::{Validation, decode};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::definition::{AppKey, Bot};
+use crate::definition::{AppKey, Bot, Trust};
 use crate::error::{Error, Result};
+use crate::ids::{self, ConversationKey};
 
 /// Clock skew tolerated on exp, nbf and iat, in seconds.
 pub const LEEWAY_SECS: u64 = 60;
@@ -97,19 +98,38 @@ pub fn authenticate<'b>(bot: &'b Bot, allowed: &[String], token: &str, now_secs:
     Ok(Caller { app, user_identity })
 }
 
-/// Who the user is, by the spec's rules: userIdentity absent -> from.id;
-/// present and equal -> fine; present and different -> 401. Without the app's
-/// allowAnonymous, both must be given.
-pub fn resolve_user(caller: &Caller<'_>, from_id: Option<&str>) -> Result<Option<String>> {
-    let anonymous = caller.app.allow_anonymous;
-    match (caller.user_identity.as_deref(), from_id) {
-        (Some(identity), Some(from)) if identity != from => Err(unauthorized("userIdentity does not match from.id")),
-        (Some(identity), _) if anonymous => Ok(Some(identity.to_string())),
-        (Some(identity), Some(_)) => Ok(Some(identity.to_string())),
-        (Some(_), None) => Err(Error::InvalidPayload("from.id is required".into())),
-        (None, _) if !anonymous => {
-            Err(unauthorized("token has no userIdentity and the app does not allow anonymous users"))
-        }
-        (None, from) => Ok(from.map(String::from)),
+/// Who the user of a message is, by the app's trust (the spec's rules for
+/// `trust: server`, its default): `from.id`, or the userIdentity it must
+/// equal; an anonymous app's users are its own.
+pub fn resolve_user(bot: &Bot, caller: &Caller<'_>, from_id: Option<&str>) -> Result<ConversationKey> {
+    let identity = caller.user_identity.as_deref();
+    if let (Some(identity), Some(from)) = (identity, from_id)
+        && identity != from
+    {
+        return Err(unauthorized("userIdentity does not match from.id"));
     }
+    let user = match (caller.app.trust, identity.or(from_id)) {
+        (Trust::PerUser, _) if identity.is_none() => {
+            return Err(unauthorized("the app's tokens must name the user in userIdentity (trust: perUser)"));
+        }
+        (Trust::Anonymous, None) => ids::anonymous_user_id(),
+        (_, Some(user)) => user.to_string(),
+        (_, None) => return Err(Error::InvalidPayload("from.id is required".into())),
+    };
+    Ok(ConversationKey::new(bot.id(), user).in_app(own_users(caller)))
+}
+
+/// The user a token names on its own, for requests without `from.id`
+/// (uploads): its userIdentity, or `None` for a token that names nobody,
+/// which only a trusted server's or an anonymous app's may be.
+pub fn token_user(caller: &Caller<'_>) -> Result<Option<String>> {
+    if caller.app.trust == Trust::PerUser && caller.user_identity.is_none() {
+        return Err(unauthorized("the app's tokens must name the user in userIdentity (trust: perUser)"));
+    }
+    Ok(caller.user_identity.clone())
+}
+
+/// The app whose users are its own (`trust: anonymous`), if the caller's is one.
+pub fn own_users(caller: &Caller<'_>) -> Option<String> {
+    (caller.app.trust == Trust::Anonymous).then(|| caller.app.client_id.clone())
 }

@@ -5,17 +5,13 @@ use serde_json::{Value, json};
 
 use super::FileStore;
 use crate::error::{Error, Result};
+use crate::ids::ConversationKey;
 
 /// Checks each `message.attachments[i].fileId` of `payload` and adds the
 /// file's metadata (fileName and fileType only when the client gave none).
 /// A file that is unknown, expired, or another bot's or user's is a 400,
 /// the same for all so no one learns which ids exist.
-pub async fn resolve_attachments(
-    store: &dyn FileStore,
-    bot_id: &str,
-    user_id: &str,
-    payload: &mut Value,
-) -> Result<()> {
+pub async fn resolve_attachments(store: &dyn FileStore, user: &ConversationKey, payload: &mut Value) -> Result<()> {
     let Some(attachments) = payload.pointer_mut("/message/attachments").and_then(Value::as_array_mut) else {
         return Ok(());
     };
@@ -29,7 +25,7 @@ pub async fn resolve_attachments(
             true => store.get_file(&file_id).await?,
             false => None,
         };
-        let file = file.filter(|f| f.owner.admits(bot_id, user_id) && f.expires_at >= now).ok_or_else(no_file)?;
+        let file = file.filter(|f| f.owner.admits(user) && f.expires_at >= now).ok_or_else(no_file)?;
         let Some(fields) = attachment.as_object_mut() else {
             continue;
         };

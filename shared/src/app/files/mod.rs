@@ -23,6 +23,7 @@ pub use blobs::{Blobs, Joined};
 pub use store::FileStore;
 
 use crate::error::{Error, Result};
+use crate::ids::ConversationKey;
 
 /// Largest decoded chunk. Its base64 (4/3 larger) in a JSON or multipart
 /// body, which API Gateway base64-encodes once more for Lambda when it is
@@ -66,15 +67,27 @@ impl Default for FileLimits {
 #[serde(rename_all = "camelCase")]
 pub struct Owner {
     pub bot_id: String,
-    /// The token's userIdentity; without one, any user of the bot may send the file.
+    /// The token's userIdentity; without one, any user of the bot (of the
+    /// app, for an app whose users are its own) may send the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
+    /// The app whose users are its own (`trust: anonymous`), for its uploads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
 }
 
 impl Owner {
-    /// Whether `user_id` of `bot_id` may refer to what this owner holds.
-    pub fn admits(&self, bot_id: &str, user_id: &str) -> bool {
-        self.bot_id == bot_id && self.user_id.as_deref().is_none_or(|owner| owner == user_id)
+    /// Whether `user` may refer to what this owner holds.
+    pub fn admits(&self, user: &ConversationKey) -> bool {
+        self.bot_id == user.bot_id
+            && self.app == user.app
+            && self.user_id.as_deref().is_none_or(|owner| owner == user.user_id)
+    }
+
+    /// Whether a request of `caller` may continue an upload of this owner:
+    /// the same bot and app, and the same user if the upload names one.
+    fn admits_owner(&self, caller: &Owner) -> bool {
+        self.bot_id == caller.bot_id && self.app == caller.app && (self.user_id.is_none() || self == caller)
     }
 }
 
@@ -265,7 +278,7 @@ impl Files {
             return Err(unknown());
         }
         let upload = self.store.get_upload(token).await?.ok_or_else(unknown)?;
-        if upload.owner.bot_id != owner.bot_id || (upload.owner.user_id.is_some() && upload.owner != *owner) {
+        if !upload.owner.admits_owner(owner) {
             return Err(unknown());
         }
         Ok(upload)
@@ -441,12 +454,23 @@ mod tests {
     }
 
     #[test]
-    fn owners_admit_their_bot_and_user() {
-        let anyone = Owner { bot_id: "st-a".into(), user_id: None };
-        let alice = Owner { bot_id: "st-a".into(), user_id: Some("alice".into()) };
-        assert!(anyone.admits("st-a", "bob"));
-        assert!(!anyone.admits("st-b", "bob"));
-        assert!(alice.admits("st-a", "alice"));
-        assert!(!alice.admits("st-a", "bob"));
+    fn owners_admit_their_bot_app_and_user() {
+        let owner = |user: Option<&str>, app: Option<&str>| Owner {
+            bot_id: "st-a".into(),
+            user_id: user.map(String::from),
+            app: app.map(String::from),
+        };
+        let user =
+            |bot: &str, user: &str, app: Option<&str>| ConversationKey::new(bot, user).in_app(app.map(String::from));
+        let (anyone, alice, web) = (owner(None, None), owner(Some("alice"), None), owner(None, Some("cs-web")));
+        assert!(anyone.admits(&user("st-a", "bob", None)));
+        assert!(!anyone.admits(&user("st-b", "bob", None)));
+        assert!(!anyone.admits(&user("st-a", "bob", Some("cs-web"))));
+        assert!(alice.admits(&user("st-a", "alice", None)));
+        assert!(!alice.admits(&user("st-a", "bob", None)));
+        assert!(!alice.admits(&user("st-a", "alice", Some("cs-web"))));
+        assert!(web.admits(&user("st-a", "bob", Some("cs-web"))));
+        assert!(!web.admits(&user("st-a", "bob", None)));
+        assert!(!web.admits(&user("st-a", "bob", Some("cs-other"))));
     }
 }

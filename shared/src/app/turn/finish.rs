@@ -81,6 +81,7 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
         call,
         trace_id: plan.trace_id.clone(),
         calls: ran.calls_made,
+        instance_id: plan.instance_id.clone(),
     });
     if let Some(request) = plan.message {
         conversation.queued.retain(|q| q.trace_id != request.trace_id);
@@ -118,7 +119,8 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
     check_sizes(&conversation, &entries)?;
 
     let mut polls = Vec::new();
-    let record = |poll_id: &str, answer| PollRecord::new(poll_id, key, answer, now.timestamp());
+    let instance = plan.instance_id.as_deref();
+    let record = |poll_id: &str, answer| PollRecord::new(poll_id, key, instance, answer, now.timestamp());
     if let Some(answered) = &plan.answers_poll {
         let answer = PollAnswer {
             from_seq: first_seq,

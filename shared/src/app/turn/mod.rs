@@ -86,7 +86,10 @@ impl AnswerTo {
 
 pub struct TurnRequest {
     pub bot: Arc<Bot>,
-    pub user_id: String,
+    /// Whose conversation: the bot, the user, and the app if its users are its own.
+    pub user: ConversationKey,
+    /// The hookInstance the message came in on.
+    pub instance_id: String,
     pub new_session: bool,
     pub input: Input,
     pub user_info: Option<Map<String, Value>>,
@@ -178,14 +181,14 @@ impl Turns {
     /// never told "timed out" about a turn that was saved. A queued turn
     /// delivered a second time is not run again: its saved answer comes back.
     pub async fn run(&self, request: &TurnRequest, deadline: Instant) -> Result<Outcome> {
-        let key = ConversationKey::new(request.bot.id(), &request.user_id);
-        let (_serialised, stored) = self.lock_and_load(&key, deadline, request.started).await?;
+        let key = &request.user;
+        let (_serialised, stored) = self.lock_and_load(key, deadline, request.started).await?;
         if let Some(last) =
             stored.as_ref().and_then(|c| c.last_turn.as_ref()).filter(|t| t.trace_id == request.trace_id)
         {
             let (post_url, client_ip) = (request.answer_to.post_url(), request.client_ip.as_deref());
             let saved =
-                replies::saved_answer(self.conversations.as_ref(), &request.bot, &key, last, post_url, client_ip).await;
+                replies::saved_answer(self.conversations.as_ref(), &request.bot, key, last, post_url, client_ip).await;
             return saved.map(|reply| Outcome::Answered(Box::new(reply)));
         }
         if stored.as_ref().is_some_and(|c| c.applied.contains(&request.trace_id)) {
@@ -195,7 +198,7 @@ impl Turns {
                 TurnReply { messages: Vec::new(), form: None, completion: None, poll_id: None, jobs: Vec::new() };
             return Ok(Outcome::Answered(Box::new(reply)));
         }
-        let reply = self.commit(&request.bot, &key, Step::Message(request), stored, deadline, request.started).await?;
+        let reply = self.commit(&request.bot, key, Step::Message(request), stored, deadline, request.started).await?;
         Ok(reply.map_or(Outcome::Busy, |reply| Outcome::Answered(Box::new(reply))))
     }
 
@@ -205,19 +208,18 @@ impl Turns {
     pub async fn resume(
         &self,
         bot: &Arc<Bot>,
-        user_id: &str,
+        key: &ConversationKey,
         poll_id: &str,
         deadline: Instant,
     ) -> Result<Option<TurnReply>> {
         let started = Instant::now();
-        let key = ConversationKey::new(bot.id(), user_id);
         let timed_out = |_| Error::Timeout(deadline.saturating_duration_since(started));
-        let stored = timeout_at(deadline, self.conversations.load(&key)).await.map_err(timed_out)??.unwrap_or_default();
+        let stored = timeout_at(deadline, self.conversations.load(key)).await.map_err(timed_out)??.unwrap_or_default();
         let Some(pending) = stored.pending.filter(|p| p.poll_id == poll_id) else {
             // Resumed already: if that was the last step, give what it owes again.
             return match stored.last_turn.filter(|t| t.answered_poll.as_deref() == Some(poll_id)) {
                 Some(last) => {
-                    replies::saved_answer(self.conversations.as_ref(), bot, &key, &last, None, None).await.map(Some)
+                    replies::saved_answer(self.conversations.as_ref(), bot, key, &last, None, None).await.map(Some)
                 }
                 None => Ok(None),
             };
@@ -228,21 +230,21 @@ impl Turns {
         // The call is made: saving what follows gets time of its own, or a
         // call that used the whole deadline could never be saved.
         let (deadline, saving) = (Instant::now() + SAVE_AFTER_CALL, Instant::now());
-        let (_serialised, stored) = self.lock_and_load(&key, deadline, saving).await?;
-        self.commit(bot, &key, Step::Resume { poll_id, outcome: Some(outcome) }, stored, deadline, started).await
+        let (_serialised, stored) = self.lock_and_load(key, deadline, saving).await?;
+        self.commit(bot, key, Step::Resume { poll_id, outcome: Some(outcome) }, stored, deadline, started).await
     }
 
     /// Records that the message queues behind the conversation's call (or
     /// the messages already queued behind it), with the poll record its
     /// answer will go to. `false` if the conversation is free by now.
     pub async fn queue_behind(&self, request: &TurnRequest, record: &PollRecord, deadline: Instant) -> Result<bool> {
-        let key = ConversationKey::new(request.bot.id(), &request.user_id);
+        let key = &request.user;
         let timed_out = |_| Error::Timeout(deadline.saturating_duration_since(request.started));
-        let _serialised = timeout_at(deadline, self.lock(&key)).await.map_err(timed_out)?;
+        let _serialised = timeout_at(deadline, self.lock(key)).await.map_err(timed_out)?;
         let retention = i64::from(request.bot.def.session.retention_days) * 86_400;
         let mut attempt = 0;
         loop {
-            let stored = timeout_at(deadline, self.conversations.load(&key)).await.map_err(timed_out)??;
+            let stored = timeout_at(deadline, self.conversations.load(key)).await.map_err(timed_out)??;
             let now = Utc::now().timestamp();
             let Some(mut conversation) = stored.map(|mut c| {
                 c.drop_stale_queued(now);
@@ -264,7 +266,7 @@ impl Turns {
                 expires_at: Utc::now().timestamp() + retention,
                 polls: std::slice::from_ref(record),
             };
-            match self.conversations.save_turn(&key, write).await {
+            match self.conversations.save_turn(key, write).await {
                 Err(Error::Conflict) => {
                     timeout_at(deadline, backoff(attempt)).await.map_err(timed_out)?;
                     attempt += 1;
@@ -276,12 +278,11 @@ impl Turns {
 
     /// Forgets a queued message that will not run (its job could not be
     /// queued, or the bot refused it), so it holds nothing up.
-    pub async fn forget_queued(&self, bot: &Bot, user_id: &str, trace_id: &str) -> Result<()> {
-        let key = ConversationKey::new(bot.id(), user_id);
-        let _serialised = self.lock(&key).await;
+    pub async fn forget_queued(&self, bot: &Bot, key: &ConversationKey, trace_id: &str) -> Result<()> {
+        let _serialised = self.lock(key).await;
         let retention = i64::from(bot.def.session.retention_days) * 86_400;
         for attempt in 0..5 {
-            let Some(mut conversation) = self.conversations.load(&key).await? else {
+            let Some(mut conversation) = self.conversations.load(key).await? else {
                 return Ok(());
             };
             if !conversation.queued.iter().any(|q| q.trace_id == trace_id) {
@@ -295,7 +296,7 @@ impl Turns {
                 expires_at: Utc::now().timestamp() + retention,
                 polls: &[],
             };
-            match self.conversations.save_turn(&key, write).await {
+            match self.conversations.save_turn(key, write).await {
                 Err(Error::Conflict) => backoff(attempt).await,
                 outcome => return outcome,
             }
@@ -309,14 +310,13 @@ impl Turns {
     pub async fn abandon(
         &self,
         bot: &Arc<Bot>,
-        user_id: &str,
+        key: &ConversationKey,
         poll_id: &str,
         deadline: Instant,
     ) -> Result<Option<TurnReply>> {
         let started = Instant::now();
-        let key = ConversationKey::new(bot.id(), user_id);
-        let (_serialised, stored) = self.lock_and_load(&key, deadline, started).await?;
-        self.commit(bot, &key, Step::Resume { poll_id, outcome: None }, stored, deadline, started).await
+        let (_serialised, stored) = self.lock_and_load(key, deadline, started).await?;
+        self.commit(bot, key, Step::Resume { poll_id, outcome: None }, stored, deadline, started).await
     }
 
     /// Runs the step on the stored conversation and saves it; on a

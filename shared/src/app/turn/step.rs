@@ -34,6 +34,8 @@ pub(super) struct Plan<'r> {
     /// The trace id of the step's log entries: the message's, or when
     /// resuming, that of the message whose call it was.
     pub trace_id: String,
+    /// The instance the message came in on: its URL reads the step's polls.
+    pub instance_id: Option<String>,
     pub calls: Calls,
     /// The session ends if it has been idle past the bot's timeout (a
     /// resumed session waited for its call: it is as active as when it
@@ -72,6 +74,7 @@ impl<'r> Step<'r> {
                 start: Start::Message(&request.input),
                 message: Some(request),
                 trace_id: request.trace_id.clone(),
+                instance_id: Some(request.instance_id.clone()),
                 calls: request.calls,
                 idle_ends_session: true,
                 new_session: request.new_session,
@@ -84,6 +87,7 @@ impl<'r> Step<'r> {
                 start: outcome.as_ref().map_or(Start::GiveUp, Start::Resume),
                 message: None,
                 trace_id: conversation.pending.as_ref().map(|p| p.trace_id.clone()).unwrap_or_default(),
+                instance_id: conversation.pending.as_ref().and_then(|p| p.instance_id.clone()),
                 calls: Calls::Poll,
                 idle_ends_session: false,
                 new_session: false,
