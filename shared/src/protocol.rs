@@ -75,7 +75,8 @@ pub struct Envelope {
     /// Ignored: the bot is named by the URL.
     #[serde(default)]
     pub to: Option<Value>,
-    #[serde(default)]
+    /// An object, or (as the spec types it) the object JSON-encoded in a string.
+    #[serde(default, deserialize_with = "object_or_json_text")]
     pub meta_tags: Option<MetaTags>,
     #[serde(default)]
     pub merge_identity: Option<Flag>,
@@ -97,8 +98,27 @@ pub struct V1Message {
 #[derive(Debug, Deserialize)]
 pub struct V1Request {
     pub message: V1Message,
+    /// The v1 table lists the tag fields at the top level, with no `metaTags` parent.
+    #[serde(flatten)]
+    pub tags: MetaTags,
     #[serde(flatten)]
     pub envelope: Envelope,
+}
+
+/// `T` as an object, or as its JSON text in a string.
+fn object_or_json_text<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) if text.trim().is_empty() => Ok(None),
+        Some(Value::String(text)) => {
+            serde_json::from_str(&text).map(Some).map_err(|e| serde::de::Error::custom(format!("as JSON text: {e}")))
+        }
+        Some(value) => serde_json::from_value(value).map(Some).map_err(serde::de::Error::custom),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -240,3 +240,34 @@ async fn botmeta_answers_name_and_icon_to_the_bots_apps_only() {
     let reply = get("st-missing", hs256_token("u1")).await;
     assert_eq!(reply.status, 404);
 }
+
+/// A bot without an icon of its own gets one the server draws, addressed as
+/// the client reached the server, so a chat window never shows a broken image.
+#[tokio::test]
+async fn a_bot_without_an_icon_gets_one_the_server_draws() {
+    let server = Server::start(Backend::Memory).await;
+    let token = sign_hs(Algorithm::HS256, OTHER_ONLY_SECRET, &claims("cs-other", "u1"));
+    let botmeta = |proto: Option<&'static str>| {
+        let mut request = server
+            .request(reqwest::Method::GET, &format!("/api/botmeta/{OTHER_BOT}"))
+            .header("Authorization", format!("bearer {token}"));
+        if let Some(proto) = proto {
+            request = request.header("X-Forwarded-Proto", proto);
+        }
+        Server::send(request)
+    };
+    let reply = botmeta(None).await;
+    let icon = reply.body["icon"].as_str().unwrap().to_string();
+    assert_eq!(icon, format!("{}/api/botmeta/{OTHER_BOT}/icon", server.base));
+    let behind_https = botmeta(Some("https")).await;
+    assert_eq!(behind_https.body["icon"], icon.replace("http://", "https://"));
+
+    // An <img> sends no token.
+    let image = reqwest::get(&icon).await.unwrap();
+    assert_eq!(image.status(), 200);
+    assert_eq!(image.headers()["content-type"], "image/svg+xml");
+    let svg = image.text().await.unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains(">O</text>"), "{svg}");
+    let missing = reqwest::get(format!("{}/api/botmeta/st-missing/icon", server.base)).await.unwrap();
+    assert_eq!(missing.status(), 404);
+}

@@ -165,6 +165,35 @@ async fn tags_user_info_and_custom_data(backend: Backend) {
     assert_eq!(log[0].body["messageLevelTags"], json!([{"name": "intent", "value": "profile"}]));
 }
 
+/// The v1 table lists the tag fields at the top level; the spec types
+/// `metaTags` "String": both are read as meta tags.
+async fn tags_at_the_top_level_of_v1_and_meta_tags_as_json_text(backend: Backend) {
+    let server = Server::start(backend).await;
+    let v1 = json!({
+        "message": {"text": "who am i"},
+        "from": {"id": "hugo"},
+        "userLevelTags": [{"name": "tier", "value": "silver"}],
+        "sessionLevelTags": [{"name": "channel", "value": "phone"}]
+    });
+    let reply = server.post(&v1_path(TEST_BOT), &hs256_token("hugo"), &v1).await;
+    assert_eq!(
+        reply.body["text"],
+        json!(["name= first= id=hugo", "tier=silver channel=phone custom="]),
+        "{}",
+        reply.body
+    );
+
+    let tags = json!({"userLevelTags": [{"name": "tier", "value": "gold"}], "sessionLevelTags": [{"name": "channel", "value": "web"}]});
+    let v2 =
+        json!({"message": {"type": "text", "val": "who am i"}, "from": {"id": "hugo"}, "metaTags": tags.to_string()});
+    let reply = server.post(&v2_path(TEST_BOT), &hs256_token("hugo"), &v2).await;
+    assert_eq!(reply.texts(), ["name= first= id=hugo", "tier=gold channel=web custom="], "{}", reply.body);
+
+    let broken = json!({"message": {"type": "text", "val": "hi"}, "from": {"id": "hugo"}, "metaTags": "{not json"});
+    let reply = server.post(&v2_path(TEST_BOT), &hs256_token("hugo"), &broken).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+}
+
 async fn v1_conversation_on_an_instance(backend: Backend) {
     let server = Server::start(backend).await;
     let path = format!("{}/hookInstance/voice2", v1_path(TEST_BOT));
@@ -276,6 +305,7 @@ on_both_stores!(
     the_same_task_s_trigger_answers_its_question,
     new_session_and_idle_timeout_end_the_task,
     tags_user_info_and_custom_data,
+    tags_at_the_top_level_of_v1_and_meta_tags_as_json_text,
     v1_conversation_on_an_instance,
     every_message_is_logged_in_order,
     fifty_concurrent_messages_from_one_user,

@@ -1,7 +1,11 @@
 //! GET /api/chathistory/{streamId}/{channelType}: the caller's own
-//! conversation, read from the conversation log. Pages go newest first
-//! (`limit`, `offset`); `after=SEQ` asks for everything after a message the
-//! client already has, oldest first.
+//! conversation, read from the conversation log, in the shape Kore's web SDK
+//! renders when its chat window opens (`loadHistory`): `{messages, moreAvailable,
+//! icon}`, each message `{_id, type: incoming|outgoing, createdOn, components:
+//! [{cT: "text", data: {text}}]}`, a template as its JSON text. Pages go newest
+//! first (`limit`, `offset`), each page oldest first, as the SDK stacks them;
+//! `after=SEQ` asks for everything after a message the client already has.
+//! Each message also carries its `seq`, for `after=`.
 
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
@@ -11,7 +15,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{WebhookState, bearer_token};
+use super::{WebhookState, bearer_token, icon_url};
 use crate::app::auth;
 use crate::app::records::{Direction, LogEntry};
 use crate::error::{Error, Result};
@@ -67,27 +71,30 @@ async fn history(
         None => from > 0,
     };
     let messages: Vec<Value> = entries.iter().map(message).collect();
-    Ok(Json(json!({"messages": messages, "moreAvailable": more_available})))
+    let icon = icon_url(&bot, &headers);
+    Ok(Json(json!({"messages": messages, "moreAvailable": more_available, "icon": icon})))
 }
 
 fn message(entry: &LogEntry) -> Value {
-    let (direction, kind, val) = match entry.direction {
+    let (kind, val) = match entry.direction {
         Direction::In => {
             let message = &entry.body["request"]["message"];
-            let kind = message["type"].as_str().unwrap_or("text");
-            let val = if message["val"].is_null() { message["text"].clone() } else { message["val"].clone() };
-            ("incoming", kind.to_string(), val)
+            ("incoming", if message["val"].is_null() { &message["text"] } else { &message["val"] })
         }
-        Direction::Out => {
-            ("outgoing", entry.body["type"].as_str().unwrap_or("text").to_string(), entry.body["val"].clone())
-        }
+        Direction::Out => ("outgoing", &entry.body["val"]),
+    };
+    // The SDK draws text components only; it parses a JSON text back into
+    // the template it renders.
+    let text = match val {
+        Value::String(text) => text.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
     };
     json!({
-        "seq": entry.seq,
-        "messageId": entry.message_id,
-        "direction": direction,
-        "createdOn": entry.created_on,
+        "_id": entry.message_id,
         "type": kind,
-        "val": val,
+        "createdOn": entry.created_on,
+        "components": [{"cT": "text", "data": {"text": text}}],
+        "seq": entry.seq,
     })
 }

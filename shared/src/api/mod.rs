@@ -2,6 +2,7 @@
 //! ids, CORS and limits. The Lambda functions and `hookline serve` serve these
 //! same routers; each family's state holds only what its endpoints use.
 
+mod botmeta;
 mod envelope;
 mod files;
 mod history;
@@ -24,6 +25,7 @@ use crate::app::turn::Turns;
 use crate::definition::Registry;
 use crate::error::{Error, Result};
 
+use botmeta::icon_url;
 pub use envelope::TraceId;
 
 pub const TRACE_HEADER: &str = "x-trace-id";
@@ -92,7 +94,7 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str> {
 /// The message ingress family: v1 and v2 webhooks, bot metadata and chat history.
 pub fn webhook_router(state: WebhookState) -> Router {
     let http = state.http.clone();
-    let routes = webhook::router(state.clone()).merge(history::router(state));
+    let routes = webhook::router(state.clone()).merge(botmeta::router(state.clone())).merge(history::router(state));
     with_layers(routes, &http)
 }
 
@@ -112,6 +114,7 @@ pub fn files_router(state: FilesState) -> Router {
 pub fn app(webhook: WebhookState, poll: PollState, files: FilesState) -> Router {
     let http = webhook.http.clone();
     let routes = webhook::router(webhook.clone())
+        .merge(botmeta::router(webhook.clone()))
         .merge(history::router(webhook))
         .merge(poll::router(poll))
         .merge(files::router(files));

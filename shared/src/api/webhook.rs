@@ -1,12 +1,11 @@
-//! The Webhook channel endpoints (v1 and v2, with and without hookInstance)
-//! and GET /api/botmeta.
+//! The Webhook channel endpoints: v1 and v2, with and without hookInstance.
 
 use std::time::Duration;
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use chrono::Utc;
@@ -25,7 +24,7 @@ use crate::app::turn::{Calls, Outcome, TurnReply, TurnRequest};
 use crate::definition::{Mode, WebhookVersion};
 use crate::error::{Error, Result};
 use crate::ids::{self, ConversationKey};
-use crate::protocol::{BotMeta, V1Response, VERSION_V2};
+use crate::protocol::{V1Response, VERSION_V2};
 
 pub fn router(state: WebhookState) -> Router {
     Router::new()
@@ -33,7 +32,6 @@ pub fn router(state: WebhookState) -> Router {
         .route("/chatbot/hooks/{bot_id}/hookInstance/{instance_id}", post(v1))
         .route("/chatbot/v2/webhook/{bot_id}", post(v2))
         .route("/chatbot/v2/webhook/{bot_id}/hookInstance/{instance_id}", post(v2))
-        .route("/api/botmeta/{bot_id}", get(botmeta))
         .with_state(state)
 }
 
@@ -231,16 +229,4 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
         return Err(Error::PayloadTooLarge { limit });
     }
     to_bytes(body, limit).await.map_err(|_| Error::PayloadTooLarge { limit })
-}
-
-/// Display metadata that Kore's client SDKs fetch before the first message.
-async fn botmeta(
-    State(state): State<WebhookState>,
-    Path(bot_id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Json<BotMeta>> {
-    let bot = state.bots.require(&bot_id)?;
-    let apps: Vec<String> = bot.def.apps.iter().map(|a| a.client_id.clone()).collect();
-    auth::authenticate(&bot, &apps, bearer_token(&headers)?, Utc::now().timestamp())?;
-    Ok(Json(BotMeta { name: bot.def.name.clone(), icon: bot.def.icon.clone() }))
 }

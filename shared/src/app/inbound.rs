@@ -85,7 +85,7 @@ pub fn parse_v1(body: &[u8]) -> Result<Inbound> {
     }
     check_text_length("message.text", &text)?;
     check_attachments(request.message.attachments.as_deref())?;
-    inbound(request.envelope, UserEvent::Text(text), payload)
+    inbound(request.envelope, request.tags, UserEvent::Text(text), payload)
 }
 
 pub fn parse_v2(body: &[u8]) -> Result<Inbound> {
@@ -120,7 +120,7 @@ pub fn parse_v2(body: &[u8]) -> Result<Inbound> {
             return Err(invalid("message.val must be ON_CONNECT or SESSION_CLOSURE for type event"));
         }
     };
-    inbound(request.envelope, event, payload)
+    inbound(request.envelope, MetaTags::default(), event, payload)
 }
 
 fn check_text_length(path: &str, text: &str) -> Result<()> {
@@ -187,7 +187,9 @@ fn check_attachments(attachments: Option<&[Attachment]>) -> Result<()> {
     Ok(())
 }
 
-fn inbound(envelope: Envelope, event: UserEvent, payload: Value) -> Result<Inbound> {
+/// The checked request; `top_tags` are tag fields sent beside `metaTags`
+/// (v1), added to its own.
+fn inbound(envelope: Envelope, top_tags: MetaTags, event: UserEvent, payload: Value) -> Result<Inbound> {
     let from = envelope.from.unwrap_or_default();
     // The spec's own samples send `"id": ""` for "not given".
     let from_id = from.id.filter(|id| !id.is_empty());
@@ -201,7 +203,10 @@ fn inbound(envelope: Envelope, event: UserEvent, payload: Value) -> Result<Inbou
         return Err(invalid("mergeIdentity must be true or false"));
     }
     check_user_info(from.user_info.as_ref())?;
-    let tags = envelope.meta_tags.unwrap_or_default();
+    let mut tags = envelope.meta_tags.unwrap_or_default();
+    tags.user_level_tags.extend(top_tags.user_level_tags);
+    tags.session_level_tags.extend(top_tags.session_level_tags);
+    tags.message_level_tags.extend(top_tags.message_level_tags);
     check_tags(&tags)?;
     Ok(Inbound {
         new_session: envelope.session.is_some_and(|s| s.new),

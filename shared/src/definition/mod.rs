@@ -429,6 +429,49 @@ events: { url: "https://example.com/events" }
     }
 
     #[test]
+    fn private_networks_are_for_local_development_unless_the_deployment_says_so() {
+        let source = BOT.replace("SECRET", r#"{ env: UNIT_SECRET }"#) + "outbound: { allowPrivateNetworks: true }\n";
+        let messages = |purpose, allow: Option<&str>| -> Vec<String> {
+            let env = |name: &str| match name {
+                "UNIT_SECRET" => Some("0123456789abcdef0123456789abcdef".to_string()),
+                "HOOKLINE_ALLOW_PRIVATE_NETWORKS" => allow.map(String::from),
+                _ => None,
+            };
+            let (_, diagnostics) = check("unit.yaml", &source, purpose, &env);
+            diagnostics.iter().filter(|d| d.path == "outbound.allowPrivateNetworks").map(ToString::to_string).collect()
+        };
+        assert!(messages(Purpose::Local, None).is_empty());
+        let validate = messages(Purpose::Validate, None);
+        assert!(validate.len() == 1 && validate[0].contains("warning:"), "{validate:?}");
+        let deployed = messages(Purpose::Deployed, None);
+        assert!(deployed.len() == 1 && deployed[0].contains("error:"), "{deployed:?}");
+        assert!(deployed[0].contains("HOOKLINE_ALLOW_PRIVATE_NETWORKS=true"), "{deployed:?}");
+        assert_eq!(messages(Purpose::Deployed, Some("false")).len(), 1);
+        assert!(messages(Purpose::Deployed, Some("true")).is_empty());
+    }
+
+    #[test]
+    fn allow_anonymous_is_read_as_trust_with_a_warning() {
+        let source = BOT
+            .replace(
+                "secret: SECRET",
+                "allowAnonymous: true\n    secret: { value: \"0123456789abcdef0123456789abcdef\" }",
+            )
+            .replace(r#"b: { type: message, text: "b", next: a }"#, r#"b: { type: message, text: "b" }"#);
+        let (bot, diagnostics) = check("unit.yaml", &source, Purpose::Local, &|_| None);
+        assert_eq!(bot.unwrap().app("cs-1").unwrap().trust, Trust::Anonymous);
+        let text: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+        assert!(
+            text.iter()
+                .any(|d| d.contains("warning: apps[0].allowAnonymous: replaced by trust: read as trust: anonymous")),
+            "{text:?}"
+        );
+        let both = source.replace("allowAnonymous: true", "allowAnonymous: true\n    trust: server");
+        let (bot, diagnostics) = check("unit.yaml", &both, Purpose::Local, &|_| None);
+        assert!(bot.is_none(), "{diagnostics:?}");
+    }
+
+    #[test]
     fn rsa_keys_under_2048_bits_are_refused() {
         let source = BOT.replace(
             "algorithm: HS256\n    secret: SECRET",

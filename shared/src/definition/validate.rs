@@ -70,6 +70,7 @@ pub fn validate(def: &BotDefinition, purpose: Purpose, env: &dyn Fn(&str) -> Opt
     }
     nodes::positive("outbound.timeoutMs", Some(def.outbound.timeout_ms), &mut p);
     nodes::positive("outbound.maxResponseBytes", Some(def.outbound.max_response_bytes as u64), &mut p);
+    private_networks(def, purpose, env, &mut p);
     for (i, instance) in def.instances.iter().enumerate() {
         nodes::positive(&format!("instances[{i}].syncDeadlineMs"), instance.sync_deadline_ms, &mut p);
     }
@@ -229,6 +230,37 @@ fn languages(def: &BotDefinition, p: &mut Problems) -> Vec<String> {
     all.sort();
     all.dedup();
     all
+}
+
+/// Setting that lets a deployed bot's calls reach the deployment's own
+/// network: off unless set to `true` beside the definition.
+pub const ALLOW_PRIVATE_NETWORKS: &str = "HOOKLINE_ALLOW_PRIVATE_NETWORKS";
+
+/// `outbound.allowPrivateNetworks` lifts the guard against server-side request
+/// forgery: for local development. Deployed, it takes a second, explicit yes.
+fn private_networks(def: &BotDefinition, purpose: Purpose, env: &dyn Fn(&str) -> Option<String>, p: &mut Problems) {
+    if !def.outbound.allow_private_networks {
+        return;
+    }
+    let path = "outbound.allowPrivateNetworks";
+    let allowed = env(ALLOW_PRIVATE_NETWORKS).is_some_and(|v| v.trim() == "true");
+    match purpose {
+        Purpose::Local => {}
+        Purpose::Validate => p.warn(
+            path,
+            format!(
+                "calls may reach loopback, private and link-local addresses: for local development; \
+                 deployed functions refuse it unless {ALLOW_PRIVATE_NETWORKS}=true"
+            ),
+        ),
+        Purpose::Deployed if allowed => {}
+        Purpose::Deployed => p.error(
+            path,
+            format!(
+                "calls could reach the deployment's own network; set {ALLOW_PRIVATE_NETWORKS}=true to allow it anyway"
+            ),
+        ),
+    }
 }
 
 fn apps(def: &BotDefinition, purpose: Purpose, env: &dyn Fn(&str) -> Option<String>, p: &mut Problems) -> Vec<AppKey> {
