@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use hookline_core::adapters::blobs::{LocalBlobs, S3Blobs};
 use hookline_core::adapters::queue::{MemoryQueue, SqsQueue};
 use hookline_core::adapters::store::{DynamoStore, MemoryStore};
+use hookline_core::api;
 use hookline_core::app::auth::dev_token::{self, DevTokenError};
 use hookline_core::app::files::{Blobs, FileLimits};
 use hookline_core::app::queue::Queue;
@@ -80,6 +81,10 @@ enum Command {
         /// Create the bucket if it does not exist.
         #[arg(long, requires = "bucket")]
         create_bucket: bool,
+        /// Behind a trusted reverse proxy: the client's address is the one it
+        /// appends to X-Forwarded-For [default: the connection's peer].
+        #[arg(long)]
+        behind_proxy: bool,
     },
     /// List the first messages of a dead-letter queue, or move them all back for another try.
     DeadLetters {
@@ -135,6 +140,7 @@ async fn main() -> ExitCode {
             files_dir,
             bucket,
             create_bucket,
+            behind_proxy,
         } => {
             let queue = match (queue_url, create_queue) {
                 (Some(url), _) => QueueChoice::Url(url),
@@ -145,7 +151,8 @@ async fn main() -> ExitCode {
                 Some(name) => FilesChoice::Bucket { name, create: create_bucket },
                 None => FilesChoice::Dir(files_dir.unwrap_or_else(|| std::env::temp_dir().join("hookline-files"))),
             };
-            report(serve(addr, bots, table, aws_endpoint, create_table, queue, files).await)
+            let storage = Storage { table, aws_endpoint, create_table, queue, files };
+            report(serve(addr, bots, storage, behind_proxy).await)
         }
         Command::DeadLetters { dlq_url, replay_to, aws_endpoint } => {
             report(dead_letters(&dlq_url, replay_to.as_deref(), aws_endpoint.as_deref()).await)
@@ -193,15 +200,17 @@ enum QueueChoice {
     Create(String),
 }
 
-async fn serve(
-    addr: SocketAddr,
-    bots: Option<PathBuf>,
+/// Where `serve` keeps state, queues work and puts files.
+struct Storage {
     table: Option<String>,
     aws_endpoint: Option<String>,
     create_table: bool,
     queue: QueueChoice,
     files: FilesChoice,
-) -> Result<(), CliError> {
+}
+
+async fn serve(addr: SocketAddr, bots: Option<PathBuf>, storage: Storage, behind_proxy: bool) -> Result<(), CliError> {
+    let Storage { table, aws_endpoint, create_table, queue, files } = storage;
     telemetry::init();
     let demo = bots.is_none();
     let registry = load_registry(bots.as_deref(), &format!("http://{addr}/demo"))?;
@@ -283,7 +292,8 @@ async fn serve(
     }
     let app = embedded.router();
     let app = if demo { app.merge(demo_api::router()) } else { app };
-    axum::serve(listener, app)
+    let app = api::with_client_ip(app, if behind_proxy { api::proxied_ip } else { api::peer_ip });
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

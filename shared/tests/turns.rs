@@ -465,7 +465,7 @@ async fn a_queued_message_delivered_twice_is_answered_from_the_log_without_runni
 
     assert_eq!(texts(&first), ["Your name?"]);
     assert_eq!(second.messages, first.messages);
-    assert_eq!(post_url_webhook_ids(&first), [format!("msg_{}", first.messages[0].message_id)]);
+    assert_eq!(post_url_webhook_ids(&first), [format!("msg_{}", first.messages[0].message_id), "end_tr-q".into()]);
     assert_eq!(post_url_webhook_ids(&second), post_url_webhook_ids(&first));
     assert_eq!(log(&store, "u1").await.len(), 2);
     assert_eq!(conversation(&store, "u1").await.version, 1);

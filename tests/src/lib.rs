@@ -9,6 +9,7 @@ use std::sync::Arc;
 use hookline_core::adapters::blobs::{LocalBlobs, S3Blobs};
 use hookline_core::adapters::queue::{MemoryQueue, SqsQueue};
 use hookline_core::adapters::store::{DynamoStore, MemoryStore};
+use hookline_core::api;
 use hookline_core::app::files::Blobs;
 use hookline_core::app::queue::{Job, Queue, QueueMessage};
 use hookline_core::app::store::Stores;
@@ -310,7 +311,9 @@ impl Server {
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
-        let app = embedded.router();
+        // As `hookline serve` runs it: the client's address is the connection's peer.
+        let app = api::with_client_ip(embedded.router(), api::peer_ip);
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { base, stores, blobs, files_dir, queued, worker, http: reqwest::Client::new() }
     }

@@ -82,11 +82,13 @@ async fn async_mode_acknowledges_then_posts_each_message(backend: Backend) {
     assert_eq!(first.body["_v"], "v2");
     assert_eq!(first.body["data"][0]["type"], "text");
     assert!(first.body["data"][0]["messageId"].as_str().unwrap().starts_with("ms-"));
-    // The end-of-task fields come as a message of their own.
+    // Each message is part of the turn; the end-of-task fields come as a
+    // message of their own, the turn's last.
+    assert!(posts[..2].iter().all(|p| p.body["partialMessage"] == true), "{:?}", posts[0].body);
     assert_eq!(
         posts[2].body,
         json!({"to": "ada", "from": BOT, "data": [], "_v": "v2", "endOfTask": true, "endReason": "Fulfilled",
-               "completedTaskId": "hello", "completedTaskName": "hello"})
+               "completedTaskId": "hello", "completedTaskName": "hello", "endOfMessage": true})
     );
     // Signed with the instance's own secret, verified by the reference implementation.
     for post in &posts {
@@ -102,14 +104,27 @@ async fn async_mode_acknowledges_then_posts_each_message(backend: Backend) {
 }
 
 async fn v1_and_chatlayer_bodies(backend: Backend) {
-    let answers = vec![("/ivr", Answer::json(json!({}))), ("/chatlayer", Answer::json(json!({})))];
+    let answers = vec![
+        ("/ivr", Answer::json(json!({}))),
+        ("/chatlayer", Answer::json(json!({}))),
+        ("/chatlayer-format", Answer::json(json!({}))),
+    ];
     let (server, receiver) = setup(backend, answers).await;
     let path = format!("/chatbot/hooks/{BOT}/hookInstance/ivr");
     let ack = server.post(&path, &token("bo"), &json!({"message": {"text": "survey"}, "from": {"id": "bo"}})).await;
     assert_eq!(ack.status, 200, "{}", ack.body);
     assert_eq!(ack.body["status"], "ok");
-    let posts = receiver.wait_for_path("/ivr", 1, 10).await;
-    assert_eq!(posts[0].body, json!({"to": "bo", "from": BOT, "text": "Rate us from 1 to 5"}));
+    let posts = receiver.wait_for_path("/ivr", 2, 10).await;
+    assert_eq!(posts[0].body, json!({"to": "bo", "from": BOT, "text": "Rate us from 1 to 5", "partialMessage": true}));
+    // The question waits: the task has not ended.
+    assert_eq!(posts[1].body, json!({"to": "bo", "from": BOT, "endOfTask": false, "endOfMessage": true}));
+
+    // Every turn ends with its end-of-task message, a fallback's too.
+    let fallback = json!({"message": {"text": "gibberish"}, "from": {"id": "bo2"}});
+    server.post(&path, &token("bo2"), &fallback).await;
+    let posts = receiver.wait_for_path("/ivr", 4, 10).await;
+    assert_eq!(posts[2].body["text"], "fallback");
+    assert_eq!(posts[3].body, json!({"to": "bo2", "from": BOT, "endOfTask": true, "endOfMessage": true}));
 
     say(&server, "chatlayer", "cy", "survey").await;
     let posts = receiver.wait_for_path("/chatlayer", 1, 10).await;
@@ -117,6 +132,23 @@ async fn v1_and_chatlayer_bodies(backend: Backend) {
     assert_eq!(body["recipient"], json!({"id": "cy"}));
     assert_eq!(body["verifyToken"], "eenheeluniekeverifytoken");
     assert_eq!(body["data"][0]["val"], "Rate us from 1 to 5");
+
+    // Chatlayer's own format: one message object per POST.
+    say(&server, "chatlayer-format", "cy", "menu").await;
+    let posts = receiver.wait_for_path("/chatlayer-format", 4, 10).await;
+    let bodies: Vec<&Value> = posts.iter().map(|p| &p.body).collect();
+    let envelope = |message: Value| json!({"recipient": {"id": "cy"}, "verifyToken": "eenheeluniekeverifytoken", "message": message});
+    assert_eq!(
+        bodies,
+        [
+            &envelope(json!({"text": "Here is the menu."})),
+            &envelope(json!({"attachment": {"type": "template", "payload": {"template_type": "button",
+                "text": "Pick one", "buttons": [{"type": "postback", "title": "Hello", "payload": "hello"}]}}})),
+            &envelope(json!({"text": "Or quickly",
+                "quick_replies": [{"content_type": "text", "title": "Survey", "payload": "survey"}]})),
+            &envelope(json!({"attachment": {"type": "file", "payload": {"url": "https://cdn.example.com/menu.pdf"}}})),
+        ]
+    );
 }
 
 async fn a_post_url_failing_twice_then_succeeding_gets_every_message_once_in_order(backend: Backend) {
@@ -149,22 +181,23 @@ async fn a_post_url_failing_twice_then_succeeding_gets_every_message_once_in_ord
 }
 
 /// Dead-lettering after the retry budget, then replay from the dead-letter
-/// queue. One message per conversation: the emulator keeps FIFO order across
-/// redrives only for single-message groups.
+/// queue. One message per conversation (Chatlayer's format sends no
+/// end-of-task message): the emulator keeps FIFO order across redrives only
+/// for single-message groups.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_down_past_the_retry_budget_leaves_the_message_dead_lettered_and_replay_delivers_it() {
     // Three receives of three attempts each fail; the next attempt succeeds.
     let failures = (TEST_MAX_RECEIVES * 3) as usize;
-    let mut answers = vec![("/post", Answer::raw(503, "{}")); failures];
-    answers.push(("/post", Answer::json(json!({}))));
+    let mut answers = vec![("/chatlayer-format", Answer::raw(503, "{}")); failures];
+    answers.push(("/chatlayer-format", Answer::json(json!({}))));
     let receiver = Receiver::start(answers).await;
     let server = Server::start_on(Backend::DynamoDb, channel_bot(&receiver, ""), settings()).await;
     let Queued::Sqs { queue, dead_letters } = server.queued.clone() else { unreachable!() };
-    assert_eq!(say(&server, "async", "eve", "survey").await.status, 200);
+    assert_eq!(say(&server, "chatlayer-format", "eve", "survey").await.status, 200);
 
-    let tried = receiver.wait_for_path("/post", failures, 20).await;
+    let tried = receiver.wait_for_path("/chatlayer-format", failures, 20).await;
     assert_eq!(tried.len(), failures);
-    assert!(tried.iter().all(|t| t.body["data"][0]["val"] == "Rate us from 1 to 5"));
+    assert!(tried.iter().all(|t| t.body["message"]["text"] == "Rate us from 1 to 5"));
     // The redrive policy moves it on its next receive.
     let mut moved = 0;
     for _ in 0..100 {
@@ -175,11 +208,11 @@ async fn a_receiver_down_past_the_retry_budget_leaves_the_message_dead_lettered_
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(moved, 1, "the delivery is in the dead-letter queue");
-    let delivered = receiver.wait_for_path("/post", failures + 1, 10).await;
+    let delivered = receiver.wait_for_path("/chatlayer-format", failures + 1, 10).await;
     assert_eq!(delivered.len(), failures + 1);
     let last = delivered.last().unwrap();
     assert_eq!(last.headers["webhook-id"], tried[0].headers["webhook-id"]);
-    assert!(verify_signature(INSTANCE_SIGNING_SECRET, last, &last.raw));
+    assert!(verify_signature(BOT_SIGNING_SECRET, last, &last.raw));
     // Nothing else is left anywhere.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(receiver.received().len(), failures + 1);
@@ -206,15 +239,17 @@ async fn in_memory_a_delivery_that_always_fails_is_dead_lettered() {
 
 /// A worker killed mid-batch: what it delivered comes again after the
 /// visibility timeout, under the same webhook-id, so a receiver that drops
-/// duplicates sees every message once.
+/// duplicates sees every message once. (Chatlayer's format: one delivery per
+/// turn here.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_batch_loses_and_duplicates_nothing() {
-    let receiver = Receiver::start(vec![("/post", Answer { delay_ms: 400, ..Answer::json(json!({})) })]).await;
+    let answer = Answer { delay_ms: 400, ..Answer::json(json!({})) };
+    let receiver = Receiver::start(vec![("/chatlayer-format", answer)]).await;
     let server = Server::start_without_worker(channel_bot(&receiver, ""), settings()).await;
     let Queued::Sqs { queue, .. } = server.queued.clone() else { unreachable!() };
     let users = ["u1", "u2", "u3"];
     for user in users {
-        assert_eq!(say(&server, "async", user, "survey").await.status, 200);
+        assert_eq!(say(&server, "chatlayer-format", user, "survey").await.status, 200);
     }
     // The turns run; each leaves one delivery.
     let worker = server.worker();
@@ -236,19 +271,19 @@ async fn a_worker_killed_mid_batch_loses_and_duplicates_nothing() {
         let worker = worker.clone();
         async move { worker.handle_batch(records).await }
     });
-    receiver.wait_for_path("/post", 1, 10).await;
+    receiver.wait_for_path("/chatlayer-format", 1, 10).await;
     batch.abort();
     // A new worker takes over once the messages are visible again.
     tokio::spawn(sqs_worker::run(worker, queue));
-    let posts = receiver.wait_for_path("/post", users.len() + 1, 15).await;
+    let posts = receiver.wait_for_path("/chatlayer-format", users.len() + 1, 15).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     // What the killed worker had sent came again.
     assert!(receiver.received().len() > users.len(), "{} requests", receiver.received().len());
     let unique = deduplicated(receiver.received());
-    let mut recipients: Vec<&str> = unique.iter().map(|p| p.body["to"].as_str().unwrap()).collect();
+    let mut recipients: Vec<&str> = unique.iter().map(|p| p.body["recipient"]["id"].as_str().unwrap()).collect();
     recipients.sort();
     assert_eq!(recipients, users, "{} requests in all", posts.len());
-    assert!(unique.iter().all(|p| p.body["data"][0]["val"] == "Rate us from 1 to 5"));
+    assert!(unique.iter().all(|p| p.body["message"]["text"] == "Rate us from 1 to 5"));
 }
 
 /// A queued turn delivered twice runs once: the second time its saved answer
@@ -353,7 +388,8 @@ async fn event_webhooks_see_every_message_and_each_task_end(backend: Backend) {
     .map(|(d, t)| (d.to_string(), t.to_string()));
     assert_eq!(summary, expected);
     let first = &events[0].body;
-    assert_eq!(first["ip"], "203.0.113.7");
+    // The connection's peer, not what the client wrote in X-Forwarded-For.
+    assert_eq!(first["ip"], "127.0.0.1");
     assert_eq!((first["userId"].as_str(), first["botId"].as_str()), (Some("ivy"), Some(BOT)));
     assert!(first["time"].as_str().unwrap().ends_with('Z'));
     assert!(events.iter().all(|e| verify_signature(BOT_SIGNING_SECRET, e, &e.raw)));

@@ -271,3 +271,60 @@ async fn a_bot_without_an_icon_gets_one_the_server_draws() {
     let missing = reqwest::get(format!("{}/api/botmeta/st-missing/icon", server.base)).await.unwrap();
     assert_eq!(missing.status(), 404);
 }
+
+const STRICT_SECRET: &str = "test-strict-secret-0123456789-abcdefgh";
+
+/// An app's own token rules: an expected audience, a maximum age, and
+/// tokens used once (a jti seen before is refused, on either store).
+async fn an_apps_token_rules(backend: Backend) {
+    let server = Server::start_on(backend, registry(), hookline_core::process::Settings::default()).await;
+    let path = v2_path(TEST_BOT);
+    let jti = |n: &str| format!("{n}-{}", now());
+    let strict = |patch: Value| {
+        let mut claims = json!({"appId": "cs-strict", "userIdentity": "u1", "aud": "https://hookline.example/webhook",
+                                "iat": now(), "exp": now() + 60, "jti": jti("a")});
+        for (k, v) in patch.as_object().unwrap() {
+            match v {
+                Value::Null => claims.as_object_mut().unwrap().remove(k),
+                v => claims.as_object_mut().unwrap().insert(k.clone(), v.clone()),
+            };
+        }
+        sign_hs(Algorithm::HS256, STRICT_SECRET, &claims)
+    };
+    let ok = strict(json!({"jti": jti("ok")}));
+    assert_eq!(server.post(&path, &ok, &message(Some("u1"))).await.status, 200);
+    // The same token again: used.
+    expect_401(&server, &path, &ok, &message(Some("u1"))).await;
+    let listed =
+        strict(json!({"jti": jti("list"), "aud": ["https://other.example", "https://hookline.example/webhook"]}));
+    assert_eq!(server.post(&path, &listed, &message(Some("u1"))).await.status, 200);
+    for (case, token) in [
+        ("no aud", strict(json!({"jti": jti("b"), "aud": null}))),
+        ("another aud", strict(json!({"jti": jti("c"), "aud": "https://other.example"}))),
+        ("no exp", strict(json!({"jti": jti("d"), "exp": null}))),
+        ("no jti", strict(json!({"jti": null}))),
+        ("no iat", strict(json!({"jti": jti("e"), "iat": null}))),
+        ("too old", strict(json!({"jti": jti("f"), "iat": now() - 3600}))),
+    ] {
+        let reply = server.post(&path, &token, &message(Some("u1"))).await;
+        assert_eq!(reply.status, 401, "{case}: {}", reply.body);
+    }
+}
+
+on_both_stores!(an_apps_token_rules);
+
+/// A `crit` header names extensions that must be understood (RFC 7515); none are.
+#[tokio::test]
+async fn a_token_with_critical_extensions_is_refused() {
+    let server = Server::start(Backend::Memory).await;
+    let signed = |header: Value| {
+        let input = format!("{}.{}", b64(&header), b64(&claims("cs-hs256", "u1")));
+        let key = jsonwebtoken::EncodingKey::from_secret(HS256_SECRET.as_bytes());
+        let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::HS256).unwrap();
+        format!("{input}.{signature}")
+    };
+    let plain = signed(json!({"alg": "HS256", "typ": "JWT"}));
+    assert_eq!(server.post(&v2_path(TEST_BOT), &plain, &message(Some("u1"))).await.status, 200);
+    let critical = signed(json!({"alg": "HS256", "typ": "JWT", "crit": ["b64"], "b64": false}));
+    expect_401(&server, &v2_path(TEST_BOT), &critical, &message(Some("u1"))).await;
+}

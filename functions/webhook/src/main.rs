@@ -3,10 +3,35 @@
 
 use hookline_core::api;
 use hookline_core::process::{functions, telemetry};
+use lambda_http::RequestExt;
+use lambda_http::request::RequestContext;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init();
     let state = functions::webhook_state().await?;
-    lambda_http::run(api::webhook_router(state)).await
+    lambda_http::run(api::with_client_ip(api::webhook_router(state), source_ip)).await
+}
+
+/// The caller's address as API Gateway saw it.
+fn source_ip<B>(request: &http::Request<B>) -> Option<String> {
+    match request.request_context_ref()? {
+        RequestContext::ApiGatewayV2(context) => context.http.source_ip.clone(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// API Gateway's own record of the caller, not the client's X-Forwarded-For.
+    #[test]
+    fn the_client_ip_is_api_gateways_source_ip() {
+        let event = include_str!("../../../tests/fixtures/apigw/v2-message.json")
+            .replace(r#""x-forwarded-for": "203.0.113.10""#, r#""x-forwarded-for": "6.6.6.6, 203.0.113.10""#)
+            .replace(r#""sourceIp": "203.0.113.10""#, r#""sourceIp": "198.51.100.4""#);
+        let request = lambda_http::request::from_str(&event).expect("an API Gateway event");
+        assert_eq!(source_ip(&request).as_deref(), Some("198.51.100.4"));
+    }
 }

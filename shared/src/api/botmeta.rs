@@ -6,11 +6,9 @@ use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::Utc;
 use http::{HeaderMap, header};
 
-use super::{WebhookState, bearer_token};
-use crate::app::auth;
+use super::{WebhookState, authenticate, every_app};
 use crate::definition::Bot;
 use crate::error::Result;
 use crate::protocol::BotMeta;
@@ -28,8 +26,7 @@ async fn botmeta(
     headers: HeaderMap,
 ) -> Result<Json<BotMeta>> {
     let bot = state.bots.require(&bot_id)?;
-    let apps: Vec<String> = bot.def.apps.iter().map(|a| a.client_id.clone()).collect();
-    auth::authenticate(&bot, &apps, bearer_token(&headers)?, Utc::now().timestamp())?;
+    authenticate(&*state.seen_tokens, &bot, &every_app(&bot), &headers).await?;
     Ok(Json(BotMeta { name: bot.def.name.clone(), icon: Some(icon_url(&bot, &headers)) }))
 }
 

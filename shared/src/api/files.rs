@@ -12,12 +12,11 @@ use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use chrono::Utc;
 use http::{HeaderMap, header};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{FilesState, bearer_token};
+use super::{FilesState, authenticate, bearer_token, every_app};
 use crate::app::auth;
 use crate::app::files::{Described, FileRecord, MAX_CHUNK_BYTES, Owner, check_channel_type};
 use crate::definition::{Bot, Registry};
@@ -62,19 +61,18 @@ struct UploadPath {
 impl FilesState {
     /// The bot in the URL and the owner the caller's token makes: any of the
     /// bot's apps may upload, as on Kore.
-    fn caller(&self, path: &UploadPath, headers: &HeaderMap) -> Result<(Arc<Bot>, Owner)> {
+    async fn caller(&self, path: &UploadPath, headers: &HeaderMap) -> Result<(Arc<Bot>, Owner)> {
         check_channel_type(&path.channel_type)?;
         let bot = self.bots.require(&path.stream_id)?;
-        let owner = owner(&bot, headers)?;
+        let owner = self.owner(&bot, headers).await?;
         Ok((bot, owner))
     }
-}
 
-fn owner(bot: &Bot, headers: &HeaderMap) -> Result<Owner> {
-    let apps: Vec<String> = bot.def.apps.iter().map(|a| a.client_id.clone()).collect();
-    let caller = auth::authenticate(bot, &apps, bearer_token(headers)?, Utc::now().timestamp())?;
-    let user_id = auth::token_user(&caller)?;
-    Ok(Owner { bot_id: bot.id().to_string(), user_id, app: auth::own_users(&caller) })
+    async fn owner(&self, bot: &Bot, headers: &HeaderMap) -> Result<Owner> {
+        let caller = authenticate(&*self.seen_tokens, bot, &every_app(bot), headers).await?;
+        let user_id = auth::token_user(&caller)?;
+        Ok(Owner { bot_id: bot.id().to_string(), user_id, app: auth::own_users(&caller) })
+    }
 }
 
 fn stored(file: FileRecord) -> Json<Value> {
@@ -98,7 +96,7 @@ async fn upload_file(
         Some(stream_id) => api.bots.require(&stream_id)?,
         None => bot_of_app(&api.bots, request.headers())?,
     };
-    let owner = owner(&bot, request.headers())?;
+    let owner = api.owner(&bot, request.headers()).await?;
     whole_file(&api, owner, PUBLIC_CHANNEL, request).await
 }
 
@@ -118,7 +116,7 @@ async fn upload_single(
     Path(path): Path<UploadPath>,
     request: Request,
 ) -> Result<Json<Value>> {
-    let (_, owner) = api.caller(&path, request.headers())?;
+    let (_, owner) = api.caller(&path, request.headers()).await?;
     whole_file(&api, owner, &path.channel_type, request).await
 }
 
@@ -140,7 +138,7 @@ async fn open_upload(
     Path(path): Path<UploadPath>,
     headers: HeaderMap,
 ) -> Result<Json<Value>> {
-    let (_, owner) = api.caller(&path, &headers)?;
+    let (_, owner) = api.caller(&path, &headers).await?;
     let upload = api.files.open_upload(owner, &path.channel_type).await?;
     Ok(Json(json!({"fileToken": upload.file_token, "expiresOn": upload.expires_at * 1000})))
 }
@@ -152,7 +150,7 @@ async fn put_chunk(
     Path(path): Path<UploadPath>,
     request: Request,
 ) -> Result<Json<Value>> {
-    let (_, owner) = api.caller(&path, request.headers())?;
+    let (_, owner) = api.caller(&path, request.headers()).await?;
     let token = path.token.unwrap_or_default();
     let form = read_form(request, CHUNK_BODY_BYTES).await?;
     let chunk_no = form.fields.get("chunkno").cloned().unwrap_or(Value::Null);
@@ -169,7 +167,7 @@ async fn put_chunk(
 
 /// PUT .../token/{token}/chunk or .../token/{token}: joins the chunks.
 async fn commit(State(api): State<FilesState>, Path(path): Path<UploadPath>, request: Request) -> Result<Json<Value>> {
-    let (_, owner) = api.caller(&path, request.headers())?;
+    let (_, owner) = api.caller(&path, request.headers()).await?;
     let token = path.token.unwrap_or_default();
     let form = read_form(request, SMALL_BODY_BYTES).await?;
     let total = form.fields.get("totalchunks").and_then(whole_number);

@@ -10,12 +10,11 @@
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::Utc;
 use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{WebhookState, bearer_token, icon_url};
+use super::{WebhookState, authenticate, every_app, icon_url};
 use crate::app::auth;
 use crate::app::records::{Direction, LogEntry};
 use crate::error::{Error, Result};
@@ -46,8 +45,7 @@ async fn history(
     headers: HeaderMap,
 ) -> Result<Json<Value>> {
     let bot = state.bots.require(&bot_id)?;
-    let apps: Vec<String> = bot.def.apps.iter().map(|a| a.client_id.clone()).collect();
-    let caller = auth::authenticate(&bot, &apps, bearer_token(&headers)?, Utc::now().timestamp())?;
+    let caller = authenticate(&*state.seen_tokens, &bot, &every_app(&bot), &headers).await?;
     // Only the token says whose history this is.
     let user =
         caller.user_identity.clone().ok_or_else(|| Error::Unauthorized("the token names no userIdentity".into()))?;

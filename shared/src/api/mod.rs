@@ -9,20 +9,23 @@ mod history;
 mod poll;
 mod webhook;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::app::auth::{self, Caller};
 use crate::app::files::{FileStore, Files};
 use crate::app::queue::Queue;
-use crate::app::store::{Conversations, Polls};
+use crate::app::store::{Conversations, Polls, SeenTokens};
 use crate::app::turn::Turns;
-use crate::definition::Registry;
+use crate::definition::{Bot, Registry};
 use crate::error::{Error, Result};
 
 use botmeta::icon_url;
@@ -55,6 +58,7 @@ pub struct WebhookState {
     pub turns: Arc<Turns>,
     pub queue: Arc<dyn Queue>,
     pub files: Arc<dyn FileStore>,
+    pub seen_tokens: Arc<dyn SeenTokens>,
     pub http: Arc<HttpSettings>,
 }
 
@@ -66,6 +70,7 @@ pub struct PollState {
     pub polls: Arc<dyn Polls>,
     pub conversations: Arc<dyn Conversations>,
     pub queue: Arc<dyn Queue>,
+    pub seen_tokens: Arc<dyn SeenTokens>,
     pub http: Arc<HttpSettings>,
 }
 
@@ -74,7 +79,31 @@ pub struct PollState {
 pub struct FilesState {
     pub bots: Arc<Registry>,
     pub files: Files,
+    pub seen_tokens: Arc<dyn SeenTokens>,
     pub http: Arc<HttpSettings>,
+}
+
+/// The caller of a request: its bearer token verified for `bot`, from one of
+/// the `allowed` apps; a single-use token seen before is refused.
+async fn authenticate<'b>(
+    seen: &dyn SeenTokens,
+    bot: &'b Bot,
+    allowed: &[String],
+    headers: &HeaderMap,
+) -> Result<Caller<'b>> {
+    let caller = auth::authenticate(bot, allowed, bearer_token(headers)?, chrono::Utc::now().timestamp())?;
+    if let Some((jti, until)) = &caller.single_use {
+        let id = format!("{}#{}#{jti}", bot.id(), caller.app.client_id);
+        if !seen.first_use(&id, *until).await? {
+            return Err(Error::Unauthorized("token already used".into()));
+        }
+    }
+    Ok(caller)
+}
+
+/// Every app of the bot: endpoints that name no instance take any of them.
+fn every_app(bot: &Bot) -> Vec<String> {
+    bot.def.apps.iter().map(|a| a.client_id.clone()).collect()
 }
 
 /// `Authorization: bearer <JWT>`, scheme case-insensitive.
@@ -89,6 +118,39 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str> {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(token.trim()),
         _ => Err(unauthorized("expected 'bearer <JWT>'")),
     }
+}
+
+/// The caller's address, as the process that took the request saw it (never
+/// what the client writes in X-Forwarded-For): given to event webhooks.
+#[derive(Debug, Clone)]
+pub struct ClientIp(pub String);
+
+/// Tells the routers each request's [`ClientIp`], as `ip_of` finds it.
+pub fn with_client_ip(router: Router, ip_of: fn(&axum::extract::Request) -> Option<String>) -> Router {
+    router.layer(axum::middleware::map_request(move |mut request: axum::extract::Request| async move {
+        if let Some(ip) = ip_of(&request) {
+            request.extensions_mut().insert(ClientIp(ip));
+        }
+        request
+    }))
+}
+
+/// The socket's peer, for a server run with connect info.
+pub fn peer_ip(request: &axum::extract::Request) -> Option<String> {
+    let ConnectInfo(peer) = request.extensions().get::<ConnectInfo<SocketAddr>>()?;
+    Some(peer.ip().to_string())
+}
+
+/// Behind a trusted proxy: the address it appended to X-Forwarded-For (the
+/// last one; those before it are the client's to write).
+pub fn proxied_ip(request: &axum::extract::Request) -> Option<String> {
+    let forwarded = request.headers().get("x-forwarded-for")?.to_str().ok()?;
+    forwarded
+        .rsplit(',')
+        .next()
+        .map(|ip| ip.trim().to_string())
+        .filter(|ip| !ip.is_empty())
+        .or_else(|| peer_ip(request))
 }
 
 /// The message ingress family: v1 and v2 webhooks, bot metadata and chat history.

@@ -10,7 +10,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{PollState, bearer_token};
+use super::{PollState, authenticate};
 use crate::app::records::PollRecord;
 use crate::app::{auth, jobs, turn};
 use crate::definition::WebhookVersion;
@@ -45,7 +45,7 @@ async fn poll(State(state): State<PollState>, Path(path): Path<PollPath>, header
         .instance(WebhookVersion::V2, path.instance_id.as_deref())
         .ok_or_else(|| Error::NotFound("no v2 Webhook channel instance at this URL".into()))?;
     let now = Utc::now().timestamp();
-    let caller = auth::authenticate(&bot, &instance.apps, bearer_token(&headers)?, now)?;
+    let caller = authenticate(&*state.seen_tokens, &bot, &instance.apps, &headers).await?;
     if !is_poll_id(&path.poll_id) {
         return Err(Error::NoData);
     }

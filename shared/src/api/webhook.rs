@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::{TraceId, WebhookState, bearer_token};
+use super::{ClientIp, TraceId, WebhookState, authenticate};
 use crate::app::auth;
 use crate::app::files;
 use crate::app::inbound;
@@ -49,6 +49,7 @@ struct Call {
     path: WebhookPath,
     trace_id: String,
     started: Instant,
+    client_ip: Option<String>,
     headers: HeaderMap,
     body: Body,
 }
@@ -57,24 +58,28 @@ async fn v1(
     State(state): State<WebhookState>,
     Path(path): Path<WebhookPath>,
     Extension(TraceId(trace_id)): Extension<TraceId>,
+    client_ip: Option<Extension<ClientIp>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
     let started = Instant::now();
     let version = WebhookVersion::V1;
-    handle(state, Call { version, path, trace_id, started, headers, body }).await
+    let client_ip = client_ip.map(|Extension(ClientIp(ip))| ip);
+    handle(state, Call { version, path, trace_id, started, client_ip, headers, body }).await
 }
 
 async fn v2(
     State(state): State<WebhookState>,
     Path(path): Path<WebhookPath>,
     Extension(TraceId(trace_id)): Extension<TraceId>,
+    client_ip: Option<Extension<ClientIp>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
     let started = Instant::now();
     let version = WebhookVersion::V2;
-    handle(state, Call { version, path, trace_id, started, headers, body }).await
+    let client_ip = client_ip.map(|Extension(ClientIp(ip))| ip);
+    handle(state, Call { version, path, trace_id, started, client_ip, headers, body }).await
 }
 
 async fn handle(state: WebhookState, call: Call) -> Result<Response> {
@@ -84,8 +89,7 @@ async fn handle(state: WebhookState, call: Call) -> Result<Response> {
         .ok_or_else(|| Error::NotFound("no Webhook channel instance of this version at this URL".into()))?;
     require_json(&call.headers)?;
     let body = read_body(call.body, &call.headers, state.http.max_body_bytes).await?;
-    let token = bearer_token(&call.headers)?;
-    let caller = auth::authenticate(&bot, &instance.apps, token, Utc::now().timestamp())?;
+    let caller = authenticate(&*state.seen_tokens, &bot, &instance.apps, &call.headers).await?;
     let mut inbound = match call.version {
         WebhookVersion::V1 => inbound::parse_v1(&body)?,
         WebhookVersion::V2 => inbound::parse_v2(&body)?,
@@ -97,7 +101,7 @@ async fn handle(state: WebhookState, call: Call) -> Result<Response> {
     }
     let key = auth::resolve_user(&bot, &caller, inbound.from_id.as_deref())?;
     files::resolve_attachments(&*state.files, &key, &mut inbound.payload).await?;
-    let client_ip = client_ip(&call.headers);
+    let client_ip = call.client_ip;
 
     if instance.mode == Mode::Async {
         // Acknowledged only once the message is durably queued.
@@ -194,12 +198,6 @@ fn check_job_size(job: &Job) -> Result<()> {
         Ok(json) if json.len() <= MAX_JOB_BYTES => Ok(()),
         _ => Err(Error::PayloadTooLarge { limit: MAX_JOB_BYTES }),
     }
-}
-
-/// The caller's address as API Gateway (or a proxy) reports it.
-fn client_ip(headers: &HeaderMap) -> Option<String> {
-    let forwarded = headers.get("x-forwarded-for")?.to_str().ok()?;
-    forwarded.split(',').next().map(|ip| ip.trim().to_string()).filter(|ip| !ip.is_empty())
 }
 
 /// v1 `text`: a string for one message, an array for several.

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use crate::app::queue::{Delivery, DeliveryKind, Job, QueueMessage};
 use crate::app::records::{Direction, LogEntry};
-use crate::definition::{Bot, Instance, WebhookVersion};
+use crate::definition::{Bot, DeliveryFormat, Instance, WebhookVersion};
 use crate::engine::HttpCall;
 use crate::ids::ConversationKey;
 use crate::protocol::{TaskCompletion, V2Data, VERSION_V2};
@@ -39,21 +39,52 @@ fn delivery(bot: &Bot, kind: DeliveryKind, instance_id: Option<&str>, webhook_id
     })
 }
 
+/// What a turn's POST_URL deliveries say of the turn.
+pub struct TurnEnd<'a> {
+    pub completion: Option<&'a TaskCompletion>,
+    /// The session waits within a task (a question, a form) for the user.
+    pub waiting: bool,
+    pub trace_id: &'a str,
+}
+
 /// One POST per bot message, in order, then the end-of-task fields as a
-/// message of their own (spec: asynchronous mode). v2 bodies are
-/// `{to, from, data: [message], _v}`, v1 bodies `{to, from, text}`; the
-/// Chatlayer form adds `recipient.id` and `verifyToken`.
+/// message of their own (spec: asynchronous mode): each message is a
+/// `partialMessage` of the turn, the last carries `endOfMessage`, and
+/// `endOfTask` says whether the turn left no task waiting for the user (a
+/// task ended, or none ran: a fallback). v2 bodies are `{to, from, data:
+/// [message], _v}`, v1 bodies `{to, from, text}`; a `verifyToken` adds
+/// `recipient.id` and it. In Chatlayer's format, one POST per message only.
 pub fn post_url(
     bot: &Bot,
     instance: &Instance,
     key: &ConversationKey,
     messages: &[V2Data],
-    completion: Option<&TaskCompletion>,
-    trace_id: &str,
+    end: TurnEnd<'_>,
 ) -> Vec<QueueMessage> {
     let Some(url) = instance.post_url.as_deref() else {
         return Vec::new();
     };
+    let bodies = match instance.delivery_format {
+        DeliveryFormat::Kore => kore_bodies(bot, instance, key, messages, end),
+        DeliveryFormat::Chatlayer => chatlayer_bodies(bot, instance, key, messages),
+    };
+    bodies
+        .into_iter()
+        .map(|(webhook_id, body)| {
+            let job =
+                delivery(bot, DeliveryKind::PostUrl, Some(&instance.id), webhook_id.clone(), post(bot, url, body));
+            QueueMessage::in_conversation(key, webhook_id, job)
+        })
+        .collect()
+}
+
+fn kore_bodies(
+    bot: &Bot,
+    instance: &Instance,
+    key: &ConversationKey,
+    messages: &[V2Data],
+    end: TurnEnd<'_>,
+) -> Vec<(String, Value)> {
     let envelope = |fields: Map<String, Value>| {
         let mut body = Map::new();
         body.insert("to".into(), json!(key.user_id));
@@ -84,25 +115,68 @@ pub fn post_url(
                     body.insert("data".into(), json!([message]));
                 }
             }
+            body.insert("partialMessage".into(), json!(true));
             (format!("msg_{}", message.message_id), envelope(body))
         })
         .collect();
-    if let Some(completion) = completion {
-        let mut body = Map::new();
-        body.insert("endOfTask".into(), json!(true));
-        if let Value::Object(fields) = json!(completion) {
-            body.extend(fields);
-        }
-        bodies.push((format!("end_{trace_id}"), envelope(body)));
+    let mut body = Map::new();
+    body.insert("endOfTask".into(), json!(end.completion.is_some() || !end.waiting));
+    if let Some(Value::Object(fields)) = end.completion.map(|completion| json!(completion)) {
+        body.extend(fields);
     }
+    body.insert("endOfMessage".into(), json!(true));
+    bodies.push((format!("end_{}", end.trace_id), envelope(body)));
     bodies
-        .into_iter()
-        .map(|(webhook_id, body)| {
-            let job =
-                delivery(bot, DeliveryKind::PostUrl, Some(&instance.id), webhook_id.clone(), post(bot, url, body));
-            QueueMessage::in_conversation(key, webhook_id, job)
+}
+
+/// Chatlayer's message objects (Messenger's shapes): text; Kore button and
+/// other templates as a template attachment, quick replies as
+/// `quick_replies`; files as media attachments. Forms and events have no
+/// Chatlayer object and are not sent in this format.
+fn chatlayer_bodies(
+    bot: &Bot,
+    instance: &Instance,
+    key: &ConversationKey,
+    messages: &[V2Data],
+) -> Vec<(String, Value)> {
+    messages
+        .iter()
+        .filter_map(|message| {
+            let object = chatlayer_message(message)?;
+            let mut body = json!({"recipient": {"id": key.user_id}, "message": object});
+            if let Some(token) = bot.verify_token(&instance.id) {
+                body["verifyToken"] = json!(token);
+            }
+            Some((format!("msg_{}", message.message_id), body))
         })
         .collect()
+}
+
+fn chatlayer_message(message: &V2Data) -> Option<Value> {
+    let val = &message.val;
+    match message.kind.as_str() {
+        "text" => Some(json!({"text": val})),
+        "template" => {
+            let payload = &val["payload"];
+            if payload["template_type"] == "quick_replies" {
+                let replies: Vec<Value> = payload["quick_replies"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| json!({"content_type": "text", "title": r["title"], "payload": r["payload"]}))
+                    .collect();
+                Some(json!({"text": payload["text"], "quick_replies": replies}))
+            } else {
+                Some(json!({"attachment": {"type": "template", "payload": payload}}))
+            }
+        }
+        "attachment" => {
+            let mime = val["mime"].as_str().unwrap_or_default();
+            let kind = ["image", "video", "audio"].into_iter().find(|k| mime.starts_with(k)).unwrap_or("file");
+            Some(json!({"attachment": {"type": kind, "payload": {"url": val["url"]}}}))
+        }
+        _ => None,
+    }
 }
 
 /// The bot-wide event webhook: one POST per message received or sent, with

@@ -127,11 +127,13 @@ impl QueueMessage {
 
 /// SQS group ids are at most 128 printable ASCII characters; user ids are
 /// not, so the group is a digest of bot, user and the app they belong to.
+/// Bot ids hold no newline and start with `st-`, so neither form can spell
+/// the other, whatever a user id holds.
 fn group_of(key: &ConversationKey, lane: &str) -> String {
-    let mut input = format!("{}\n{}", key.bot_id, key.user_id);
-    if let Some(app) = &key.app {
-        input = format!("{input}\n{app}");
-    }
+    let input = match &key.app {
+        None => format!("{}\n{}", key.bot_id, key.user_id),
+        Some(app) => serde_json::json!([key.bot_id, app, key.user_id]).to_string(),
+    };
     let hash = digest::digest(&digest::SHA256, input.as_bytes());
     let hex: String = hash.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     format!("{lane}-{hex}")

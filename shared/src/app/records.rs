@@ -89,6 +89,9 @@ pub struct LastTurn {
     pub first_seq: u64,
     #[serde(default)]
     pub completion: Option<TaskCompletion>,
+    /// The session waited within a task for the user after the turn.
+    #[serde(default)]
+    pub waiting: bool,
     /// The poll record the turn answered, and the one it left in progress.
     #[serde(default)]
     pub answered_poll: Option<String>,

@@ -53,17 +53,26 @@ pub trait Polls: Send + Sync {
     async fn record_poll_read(&self, poll_id: &str, reads: u32, now: i64) -> Result<bool>;
 }
 
+/// The ids of single-use tokens seen, each until its token expires.
+#[async_trait]
+pub trait SeenTokens: Send + Sync {
+    /// Records `id` until `expires_at` (Unix seconds); `false` when it was
+    /// recorded before and has not expired.
+    async fn first_use(&self, id: &str, expires_at: i64) -> Result<bool>;
+}
+
 /// Every storage port, for wiring a process.
 #[derive(Clone)]
 pub struct Stores {
     pub conversations: Arc<dyn Conversations>,
     pub polls: Arc<dyn Polls>,
     pub files: Arc<dyn FileStore>,
+    pub seen_tokens: Arc<dyn SeenTokens>,
 }
 
 impl Stores {
-    /// All three ports served by one store.
-    pub fn of<S: Conversations + Polls + FileStore + 'static>(store: Arc<S>) -> Self {
-        Self { conversations: store.clone(), polls: store.clone(), files: store }
+    /// Every port served by one store.
+    pub fn of<S: Conversations + Polls + FileStore + SeenTokens + 'static>(store: Arc<S>) -> Self {
+        Self { conversations: store.clone(), polls: store.clone(), files: store.clone(), seen_tokens: store }
     }
 }

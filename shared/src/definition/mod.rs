@@ -94,6 +94,11 @@ pub struct AppKey {
     pub algorithm: jsonwebtoken::Algorithm,
     pub key: DecodingKey,
     pub trust: Trust,
+    pub audience: Option<String>,
+    /// `exp` is required (always so for single-use tokens).
+    pub require_exp: bool,
+    pub max_token_age_secs: Option<u64>,
+    pub single_use: bool,
 }
 
 /// A validated bot, compiled for serving.

@@ -202,6 +202,21 @@ pub struct App {
     /// Replaced by `trust`: `true` is `trust: anonymous`, `false` is `trust: perUser`.
     #[serde(default)]
     pub allow_anonymous: Option<bool>,
+    /// The `aud` tokens must carry (one of, when it is a list); without it,
+    /// `aud` is not checked.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Tokens must carry `exp`.
+    #[serde(default)]
+    pub require_exp: bool,
+    /// Tokens must carry `iat`, at most this many seconds ago.
+    #[serde(default)]
+    pub max_token_age_seconds: Option<u64>,
+    /// Each token is used once: it must carry `jti` and `exp`, and a `jti`
+    /// seen before (within its token's lifetime) is refused. For callers that
+    /// sign a token per request; not for browser SDKs, which reuse theirs.
+    #[serde(default)]
+    pub single_use_tokens: bool,
 }
 
 /// What an app's tokens prove about the user.
@@ -265,12 +280,28 @@ pub struct Instance {
     /// `recipient.id` (the user) and this `verifyToken`.
     #[serde(default)]
     pub verify_token: Option<SecretSource>,
+    /// Asynchronous mode: the POST_URL bodies' format.
+    #[serde(default)]
+    pub delivery_format: DeliveryFormat,
     /// clientIds of the apps allowed to call this instance.
     pub apps: Vec<String>,
     /// Synchronous answer deadline for this instance [default: HOOKLINE_SYNC_DEADLINE_MS].
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub sync_deadline_ms: Option<u64>,
+}
+
+/// How an asynchronous instance's POST_URL bodies look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum DeliveryFormat {
+    /// The Webhook channel's: v2 `{to, from, data, _v}` or v1 `{to, from, text}`
+    /// per message, then the end-of-task fields.
+    #[default]
+    Kore,
+    /// Chatlayer's: `{recipient: {id}, verifyToken, message}` per bot message,
+    /// the message as a Chatlayer message object.
+    Chatlayer,
 }
 
 fn default_true() -> bool {

@@ -300,6 +300,9 @@ fn apps(def: &BotDefinition, purpose: Purpose, env: &dyn Fn(&str) -> Option<Stri
                 trust
             }
         };
+        if app.max_token_age_seconds == Some(0) {
+            p.error(format!("{path}.maxTokenAgeSeconds"), "must be at least 1");
+        }
         let hmac_bytes = match app.algorithm {
             Algorithm::HS256 => Some(32),
             Algorithm::HS512 => Some(64),
@@ -348,7 +351,16 @@ fn apps(def: &BotDefinition, purpose: Purpose, env: &dyn Fn(&str) -> Option<Stri
                 }
             },
         };
-        keys.push(AppKey { client_id: app.client_id.clone(), algorithm: app.algorithm.into(), key, trust });
+        keys.push(AppKey {
+            client_id: app.client_id.clone(),
+            algorithm: app.algorithm.into(),
+            key,
+            trust,
+            audience: app.audience.clone(),
+            require_exp: app.require_exp || app.single_use_tokens,
+            max_token_age_secs: app.max_token_age_seconds,
+            single_use: app.single_use_tokens,
+        });
     }
     keys
 }

@@ -43,6 +43,7 @@ impl Embedded {
             turns: turns.clone(),
             queue: queue.clone(),
             files: stores.files.clone(),
+            seen_tokens: stores.seen_tokens.clone(),
             http: http.clone(),
         };
         let poll = PollState {
@@ -50,9 +51,11 @@ impl Embedded {
             polls: stores.polls.clone(),
             conversations: stores.conversations.clone(),
             queue: queue.clone(),
+            seen_tokens: stores.seen_tokens.clone(),
             http: http.clone(),
         };
-        let files = FilesState { bots: bots.clone(), files: Files::new(stores.files, blobs, settings.files), http };
+        let files = Files::new(stores.files, blobs, settings.files);
+        let files = FilesState { bots: bots.clone(), files, seen_tokens: stores.seen_tokens, http };
         let worker = Worker::new(bots, turns, stores.polls, queue, outbound, settings.worker);
         Ok(Self { webhook, poll, files, worker })
     }

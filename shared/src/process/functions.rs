@@ -62,7 +62,7 @@ pub async fn webhook_state() -> Result<WebhookState, ConfigError> {
     let (table, queue) = (common.table().await?, common.queue().await?);
     let turns = Arc::new(Turns::new(table.clone(), Arc::new(HttpOutbound::new()?)));
     let http = Arc::new(common.settings.http);
-    Ok(WebhookState { bots: common.bots, turns, queue, files: table, http })
+    Ok(WebhookState { bots: common.bots, turns, queue, files: table.clone(), seen_tokens: table, http })
 }
 
 /// The poll function: table and queue.
@@ -70,7 +70,8 @@ pub async fn poll_state() -> Result<PollState, ConfigError> {
     let common = Common::read().await?;
     let (table, queue) = (common.table().await?, common.queue().await?);
     let http = Arc::new(common.settings.http);
-    Ok(PollState { bots: common.bots, polls: table.clone(), conversations: table, queue, http })
+    let (polls, conversations) = (table.clone(), table.clone());
+    Ok(PollState { bots: common.bots, polls, conversations, queue, seen_tokens: table, http })
 }
 
 /// The files function: table and bucket.
@@ -79,8 +80,8 @@ pub async fn files_state() -> Result<FilesState, ConfigError> {
     let table = common.table().await?;
     let client = aws::s3_client(common.endpoint.as_deref()).await;
     let blobs = Arc::new(S3Blobs::new(client, required("HOOKLINE_BUCKET")?));
-    let files = Files::new(table, blobs, common.settings.files);
-    Ok(FilesState { bots: common.bots, files, http: Arc::new(common.settings.http) })
+    let files = Files::new(table.clone(), blobs, common.settings.files);
+    Ok(FilesState { bots: common.bots, files, seen_tokens: table, http: Arc::new(common.settings.http) })
 }
 
 /// The worker function: table, queue and outbound HTTP; the queue itself

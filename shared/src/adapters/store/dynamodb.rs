@@ -5,6 +5,10 @@
 //! | conversation | `BOT#{bot}#USER#{user}`  | `SESSION`        |
 //! | log entry    | `BOT#{bot}#USER#{user}`  | `MSG#{seq:012}`  |
 //! | poll record  | `POLL#{pollId}`          | `POLL`           |
+//! | used token   | `JTI#{bot}#{app}#{jti}`  | `JTI`            |
+//!
+//! An app whose users are its own (`trust: anonymous`) keys its users'
+//! conversations `BOT#{bot}#APP#{app}#USER#{user}`.
 //!
 //! and the items of [`files`].
 //!
@@ -26,12 +30,13 @@ use aws_sdk_dynamodb::types::{
 };
 
 use crate::app::records::{Conversation, LogEntry, PollRecord};
-use crate::app::store::{Conversations, Polls, TurnWrite};
+use crate::app::store::{Conversations, Polls, SeenTokens, TurnWrite};
 use crate::error::{Error, Result};
 use crate::ids::ConversationKey;
 
 const SESSION_SK: &str = "SESSION";
 const POLL_SK: &str = "POLL";
+const JTI_SK: &str = "JTI";
 const CONVERSATION_GRACE_SECS: i64 = 86_400;
 type Item = HashMap<String, AttributeValue>;
 
@@ -290,6 +295,32 @@ impl Conversations for DynamoStore {
             }
         }
         Ok(entries)
+    }
+}
+
+#[async_trait]
+impl SeenTokens for DynamoStore {
+    async fn first_use(&self, id: &str, expires_at: i64) -> Result<bool> {
+        let item = HashMap::from([
+            ("pk".to_string(), s(format!("JTI#{id}"))),
+            ("sk".to_string(), s(JTI_SK)),
+            ("expiresAt".to_string(), n(expires_at)),
+        ]);
+        // TTL deletes late: an expired id is as good as none.
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR expiresAt < :now")
+            .expression_attribute_values(":now", n(chrono::Utc::now().timestamp()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(e) => Err(storage("PutItem", e)),
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::app::records::{Conversation, LogEntry, PollRecord};
-use crate::app::store::{Conversations, Polls, TurnWrite};
+use crate::app::store::{Conversations, Polls, SeenTokens, TurnWrite};
 use crate::error::{Error, Result};
 use crate::ids::ConversationKey;
 
@@ -25,6 +25,8 @@ pub struct MemoryStore {
     conversations: Mutex<HashMap<ConversationKey, Entry>>,
     polls: Mutex<HashMap<String, PollRecord>>,
     files: Mutex<files::FileTables>,
+    /// Single-use token ids, with when they may be forgotten.
+    seen_tokens: Mutex<HashMap<String, i64>>,
 }
 
 impl MemoryStore {
@@ -106,6 +108,25 @@ impl Polls for MemoryStore {
                 Ok(true)
             }
             _ => Ok(false),
+        }
+    }
+}
+
+#[async_trait]
+impl SeenTokens for MemoryStore {
+    async fn first_use(&self, id: &str, expires_at: i64) -> Result<bool> {
+        let mut seen = self.seen_tokens.lock().map_err(|_| Error::Internal("memory store lock poisoned".into()))?;
+        let now = chrono::Utc::now().timestamp();
+        // Expired ids go, as DynamoDB's TTL removes them.
+        if seen.len() >= MAX_POLLS_BEFORE_SWEEP {
+            seen.retain(|_, until| *until >= now);
+        }
+        match seen.get(id) {
+            Some(until) if *until >= now => Ok(false),
+            _ => {
+                seen.insert(id.to_string(), expires_at);
+                Ok(true)
+            }
         }
     }
 }

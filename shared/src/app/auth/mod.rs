@@ -30,6 +30,12 @@ struct Claims {
     user_identity: Option<Value>,
     #[serde(default)]
     iat: Option<i64>,
+    #[serde(default)]
+    exp: Option<i64>,
+    #[serde(default)]
+    aud: Option<Value>,
+    #[serde(default)]
+    jti: Option<Value>,
 }
 
 impl Claims {
@@ -43,7 +49,13 @@ impl Claims {
 pub struct Caller<'b> {
     pub app: &'b AppKey,
     pub user_identity: Option<String>,
+    /// For an app whose tokens are used once: the token's id, and until when
+    /// it must be remembered.
+    pub single_use: Option<(String, i64)>,
 }
+
+/// Longest `jti` remembered.
+const MAX_JTI_CHARS: usize = 256;
 
 fn unauthorized(reason: impl Into<String>) -> Error {
     Error::Unauthorized(reason.into())
@@ -60,6 +72,7 @@ pub fn unverified_app_id(token: &str) -> Result<String> {
 /// Verifies `token` for `bot`, accepting only the apps in `allowed`.
 pub fn authenticate<'b>(bot: &'b Bot, allowed: &[String], token: &str, now_secs: i64) -> Result<Caller<'b>> {
     let client_id = unverified_app_id(token)?;
+    refuse_critical_extensions(token)?;
     let app = bot
         .app(&client_id)
         .filter(|_| allowed.contains(&client_id))
@@ -69,6 +82,7 @@ pub fn authenticate<'b>(bot: &'b Bot, allowed: &[String], token: &str, now_secs:
     validation.leeway = LEEWAY_SECS;
     // The spec's own token has no exp: check exp and nbf when present.
     validation.required_spec_claims.clear();
+    // The audience is the app's to require (below); by default any is accepted.
     validation.validate_aud = false;
     validation.validate_nbf = true;
     let claims = decode::<Claims>(token, &app.key, &validation)
@@ -82,9 +96,34 @@ pub fn authenticate<'b>(bot: &'b Bot, allowed: &[String], token: &str, now_secs:
             })
         })?
         .claims;
-    if claims.iat.is_some_and(|iat| iat > now_secs + LEEWAY_SECS as i64) {
+    let leeway = LEEWAY_SECS as i64;
+    if claims.iat.is_some_and(|iat| iat > now_secs + leeway) {
         return Err(unauthorized("token issued in the future"));
     }
+    if let Some(audience) = &app.audience
+        && !names(claims.aud.as_ref(), audience)
+    {
+        return Err(unauthorized("the token's aud is not this app's audience"));
+    }
+    if app.require_exp && claims.exp.is_none() {
+        return Err(unauthorized("the app's tokens must carry exp"));
+    }
+    if let Some(max_age) = app.max_token_age_secs {
+        match claims.iat {
+            None => return Err(unauthorized("the app's tokens must carry iat")),
+            Some(iat) if now_secs - iat > max_age as i64 + leeway => {
+                return Err(unauthorized("token older than the app accepts"));
+            }
+            Some(_) => {}
+        }
+    }
+    let single_use = match (app.single_use, &claims.jti, claims.exp) {
+        (false, ..) => None,
+        (true, Some(Value::String(jti)), Some(exp)) if !jti.is_empty() && jti.chars().count() <= MAX_JTI_CHARS => {
+            Some((jti.clone(), exp + leeway))
+        }
+        (true, ..) => return Err(unauthorized("the app's tokens are used once: each needs a jti (and exp)")),
+    };
     let user_identity = match claims.user_identity {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.is_empty() => None,
@@ -95,7 +134,31 @@ pub fn authenticate<'b>(bot: &'b Bot, allowed: &[String], token: &str, now_secs:
             )));
         }
     };
-    Ok(Caller { app, user_identity })
+    Ok(Caller { app, user_identity, single_use })
+}
+
+/// A `crit` header names extensions the recipient must understand (RFC 7515,
+/// 4.1.11); Hookline understands none, so a token that has one is refused.
+fn refuse_critical_extensions(token: &str) -> Result<()> {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap_or_default();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header.trim_end_matches('='))
+        .map_err(|_| unauthorized("malformed token"))?;
+    let header: Value = serde_json::from_slice(&bytes).map_err(|_| unauthorized("malformed token"))?;
+    match header.get("crit") {
+        Some(_) => Err(unauthorized("the token's crit header names extensions this server does not understand")),
+        None => Ok(()),
+    }
+}
+
+/// Whether an `aud` claim (a string or a list of them) names `audience`.
+fn names(aud: Option<&Value>, audience: &str) -> bool {
+    match aud {
+        Some(Value::String(aud)) => aud == audience,
+        Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(audience)),
+        _ => false,
+    }
 }
 
 /// Who the user of a message is, by the app's trust (the spec's rules for

@@ -9,7 +9,7 @@ use super::TurnReply;
 use super::replies::split_form;
 use super::run::{Begun, Ran};
 use super::step::Plan;
-use crate::app::jobs;
+use crate::app::jobs::{self, TurnEnd};
 use crate::app::queue::{Job, QueueMessage};
 use crate::app::records::{Conversation, Direction, LastTurn, LogEntry, PendingCall, PollAnswer, PollRecord};
 use crate::definition::Bot;
@@ -73,6 +73,7 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
     }
 
     // The conversation after the step.
+    let waiting = ran.session.as_ref().is_some_and(|s| s.task.is_some());
     let poll_id = ran.pending.as_ref().map(|_| ids::poll_id());
     conversation.next_seq = log.next_seq;
     conversation.session = ran.session;
@@ -95,7 +96,8 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
     // The jobs: those rebuilt from the log on a repeat, and those kept with the turn.
     let mut jobs = Vec::new();
     if let Some(instance) = plan.post_url.and_then(|id| bot.instance_by_id(id)) {
-        jobs.extend(jobs::post_url(bot, instance, key, &sent, ran.completion.as_ref(), &plan.trace_id));
+        let end = TurnEnd { completion: ran.completion.as_ref(), waiting, trace_id: &plan.trace_id };
+        jobs.extend(jobs::post_url(bot, instance, key, &sent, end));
     }
     jobs.extend(jobs::events(bot, key, &entries, plan.client_ip));
     let mut kept = Vec::new();
@@ -112,6 +114,7 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
         trace_id: plan.trace_id.clone(),
         first_seq,
         completion: ran.completion.clone(),
+        waiting,
         answered_poll: plan.answers_poll.clone(),
         next_poll: poll_id.clone(),
         jobs: keepable(kept),

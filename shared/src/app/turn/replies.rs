@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::TurnReply;
 use super::finish::MAX_OUTPUTS_PER_TURN;
-use crate::app::jobs;
+use crate::app::jobs::{self, TurnEnd};
 use crate::app::records::{Direction, LastTurn, LogEntry, PollAnswer};
 use crate::app::store::Conversations;
 use crate::definition::Bot;
@@ -38,7 +38,8 @@ pub(super) async fn saved_answer(
     let sent = sent_messages(&entries);
     let mut jobs = Vec::new();
     if let Some(instance) = post_url.and_then(|id| bot.instance_by_id(id)) {
-        jobs = jobs::post_url(bot, instance, key, &sent, last.completion.as_ref(), &last.trace_id);
+        let end = TurnEnd { completion: last.completion.as_ref(), waiting: last.waiting, trace_id: &last.trace_id };
+        jobs = jobs::post_url(bot, instance, key, &sent, end);
     }
     jobs.extend(jobs::events(bot, key, &entries, client_ip));
     jobs.extend(last.jobs.iter().cloned());
