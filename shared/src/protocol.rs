@@ -159,6 +159,10 @@ pub struct V2Data {
     pub description: Option<String>,
     pub created_on: String,
     pub message_id: String,
+    /// Milliseconds a client should wait before showing the message (a
+    /// webhook's Joonbot `delay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<u64>,
 }
 
 /// How a task ended in this turn.

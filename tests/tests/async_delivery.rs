@@ -390,6 +390,7 @@ async fn event_webhooks_see_every_message_and_each_task_end(backend: Backend) {
     let first = &events[0].body;
     // The connection's peer, not what the client wrote in X-Forwarded-For.
     assert_eq!(first["ip"], "127.0.0.1");
+    assert_eq!(first["appId"], Value::Null, "a user the bot's apps share");
     assert_eq!((first["userId"].as_str(), first["botId"].as_str()), (Some("ivy"), Some(BOT)));
     assert!(first["time"].as_str().unwrap().ends_with('Z'));
     assert!(events.iter().all(|e| verify_signature(BOT_SIGNING_SECRET, e, &e.raw)));
@@ -400,6 +401,14 @@ async fn event_webhooks_see_every_message_and_each_task_end(backend: Backend) {
     assert_eq!((end["taskId"].as_str(), end["endReason"].as_str()), (Some("survey"), Some("Fulfilled")));
     assert_eq!(end["data"]["rating"], 4);
     assert_eq!(end["userId"], "ivy");
+
+    // A user of an app whose users are its own is named with the app.
+    let web = sign_hs(Algorithm::HS256, "channel-bot-web-secret-0123456789-abcd", &json!({"appId": "cs-channel-web"}));
+    let web_path = format!("/chatbot/v2/webhook/{BOT}/hookInstance/poll");
+    assert_eq!(server.post(&web_path, &web, &message("hello", "ivy")).await.status, 200);
+    let events = receiver.wait_for_path("/events", 7, 10).await;
+    let from_web = events.iter().find(|e| e.body["data"] == "\"hello\"").expect("the web user's message");
+    assert_eq!((&from_web.body["userId"], &from_web.body["appId"]), (&json!("ivy"), &json!("cs-channel-web")));
 }
 
 on_both_stores!(
@@ -409,3 +418,29 @@ on_both_stores!(
     a_queued_turn_delivered_twice_runs_once,
     event_webhooks_see_every_message_and_each_task_end,
 );
+
+/// A rotation: the instance lists the old secret and the new one; every
+/// delivery carries a signature for each, so receivers still holding the
+/// old secret and those already holding only the new one both accept it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_a_secret_rotation_deliveries_verify_with_either_secret() {
+    const NEW_SECRET: &str = "whsec_cm90YXRlZC1zaWduaW5nLXNlY3JldC1uZXctMzJi";
+    let receiver = Receiver::start(vec![("/post", Answer::json(json!({})))]).await;
+    let yaml = include_str!("../fixtures/bots/channel-bot.yaml").replace("RECEIVER", &receiver.addr);
+    let rotating = yaml.replace(
+        &format!(r#"signingSecrets: [{{ value: "{INSTANCE_SIGNING_SECRET}" }}]"#),
+        &format!(r#"signingSecrets: [{{ value: "{INSTANCE_SIGNING_SECRET}" }}, {{ value: "{NEW_SECRET}" }}]"#),
+    );
+    assert_ne!(rotating, yaml, "the fixture lists the instance's secret");
+    let registry = registry_with(&[("channel-bot.yaml".into(), rotating)]);
+    let server = Server::start_on(Backend::Memory, registry, settings()).await;
+    assert_eq!(say(&server, "async", "rio", "hello").await.status, 200);
+    let posts = receiver.wait_for_path("/post", 3, 10).await;
+    for post in &posts {
+        let signatures = post.headers["webhook-signature"].to_str().unwrap();
+        assert_eq!(signatures.split(' ').count(), 2, "{signatures}");
+        assert!(verify_signature(INSTANCE_SIGNING_SECRET, post, &post.raw), "the old secret still verifies");
+        assert!(verify_signature(NEW_SECRET, post, &post.raw), "a receiver with only the new secret accepts");
+        assert!(!verify_signature(BOT_SIGNING_SECRET, post, &post.raw), "another secret does not");
+    }
+}

@@ -77,6 +77,9 @@ async fn sync_webhook_responses_are_shown_in_order() {
     say(&server, "omar", "order status").await;
     let reply = say(&server, "omar", "A/42 x").await;
     assert_eq!(reply.texts(), ["Good morning Ada", "Your order is on the way", "Anything else?"]);
+    // Each instruction's delay comes with its first message, for the client to honour.
+    let delays: Vec<&Value> = reply.body["data"].as_array().unwrap().iter().map(|m| &m["delay"]).collect();
+    assert_eq!(delays, [&json!(2000), &json!(2000), &Value::Null]);
     let call = &receiver.received()[0];
     // The order number is encoded into the path, not spliced into it.
     assert_eq!(call.path_and_query, "/orders/A%2F42%20x");

@@ -60,6 +60,11 @@ async fn icon(State(state): State<WebhookState>, Path(bot_id): Path<String>) -> 
     let svg = format!(
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64" viewBox="0 0 64 64"><circle cx="32" cy="32" r="32" fill="#3557c5"/><text x="32" y="43" font-family="Helvetica, Arial, sans-serif" font-size="30" font-weight="600" text-anchor="middle" fill="#fff">{initial}</text></svg>"##
     );
-    let headers = [(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "public, max-age=86400")];
+    let headers = [
+        (header::CONTENT_TYPE, "image/svg+xml"),
+        (header::CACHE_CONTROL, "public, max-age=86400"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::CONTENT_SECURITY_POLICY, "default-src 'none'"),
+    ];
     Ok((headers, svg))
 }

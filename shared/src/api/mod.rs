@@ -141,16 +141,16 @@ pub fn peer_ip(request: &axum::extract::Request) -> Option<String> {
     Some(peer.ip().to_string())
 }
 
-/// Behind a trusted proxy: the address it appended to X-Forwarded-For (the
-/// last one; those before it are the client's to write).
+/// Behind a trusted proxy: the address it added to X-Forwarded-For (the last
+/// one, of the last header line; what comes before is the client's to
+/// write), or the peer when the proxy added none.
 pub fn proxied_ip(request: &axum::extract::Request) -> Option<String> {
-    let forwarded = request.headers().get("x-forwarded-for")?.to_str().ok()?;
-    forwarded
-        .rsplit(',')
-        .next()
-        .map(|ip| ip.trim().to_string())
-        .filter(|ip| !ip.is_empty())
-        .or_else(|| peer_ip(request))
+    let forwarded = request.headers().get_all("x-forwarded-for").iter().next_back().and_then(|v| v.to_str().ok());
+    let last = forwarded.and_then(|f| f.rsplit(',').next()).map(str::trim);
+    match last.and_then(|ip| ip.parse::<std::net::IpAddr>().ok()) {
+        Some(ip) => Some(ip.to_string()),
+        None => peer_ip(request),
+    }
 }
 
 /// The message ingress family: v1 and v2 webhooks, bot metadata and chat history.
@@ -211,6 +211,30 @@ fn cors(settings: &HttpSettings) -> CorsLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn behind_a_proxy_the_client_ip_is_what_the_proxy_added() {
+        let request = |lines: &[&str]| {
+            let mut builder = http::Request::get("/");
+            for line in lines {
+                builder = builder.header("x-forwarded-for", *line);
+            }
+            let mut request = builder.body(axum::body::Body::empty()).unwrap();
+            request.extensions_mut().insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 9], 4000))));
+            request
+        };
+        let cases: [(&[&str], &str); 5] = [
+            (&["203.0.113.7"], "203.0.113.7"),
+            (&["6.6.6.6, 203.0.113.7"], "203.0.113.7"),
+            (&["6.6.6.6", "203.0.113.7"], "203.0.113.7"),
+            (&["203.0.113.7, <script>"], "10.0.0.9"),
+            (&[], "10.0.0.9"),
+        ];
+        for (lines, ip) in cases {
+            assert_eq!(proxied_ip(&request(lines)).as_deref(), Some(ip), "{lines:?}");
+            assert_eq!(peer_ip(&request(lines)).as_deref(), Some("10.0.0.9"), "{lines:?}");
+        }
+    }
     use axum::routing::get;
     use tower::ServiceExt;
 

@@ -36,6 +36,7 @@ fn delivery(bot: &Bot, kind: DeliveryKind, instance_id: Option<&str>, webhook_id
         instance_id: instance_id.map(String::from),
         webhook_id,
         call,
+        delay_ms: None,
     })
 }
 
@@ -68,11 +69,17 @@ pub fn post_url(
         DeliveryFormat::Kore => kore_bodies(bot, instance, key, messages, end),
         DeliveryFormat::Chatlayer => chatlayer_bodies(bot, instance, key, messages),
     };
+    // The end-of-task message has no id of its own among the messages: no delay.
+    let delays: std::collections::HashMap<String, u64> =
+        messages.iter().filter_map(|m| Some((format!("msg_{}", m.message_id), m.delay?))).collect();
     bodies
         .into_iter()
         .map(|(webhook_id, body)| {
-            let job =
+            let mut job =
                 delivery(bot, DeliveryKind::PostUrl, Some(&instance.id), webhook_id.clone(), post(bot, url, body));
+            if let Job::Deliver(delivery) = &mut job {
+                delivery.delay_ms = delays.get(&webhook_id).copied();
+            }
             QueueMessage::in_conversation(key, webhook_id, job)
         })
         .collect()
@@ -89,6 +96,10 @@ fn kore_bodies(
         let mut body = Map::new();
         body.insert("to".into(), json!(key.user_id));
         body.insert("from".into(), json!(key.bot_id));
+        if let Some(app) = &key.app {
+            // The user is that app's own: another app's user may have the same id.
+            body.insert("appId".into(), json!(app));
+        }
         body.extend(fields);
         if instance.version == WebhookVersion::V2 {
             body.entry("data").or_insert_with(|| json!([]));
@@ -197,6 +208,7 @@ pub fn events(bot: &Bot, key: &ConversationKey, log: &[LogEntry], client_ip: Opt
                 "data": text.to_string(),
                 "ip": client_ip,
                 "userId": key.user_id,
+                "appId": key.app,
                 "botId": key.bot_id,
                 "direction": direction,
                 "messageId": entry.message_id,
@@ -224,6 +236,7 @@ pub fn session_data(
         "time": time,
         "botId": key.bot_id,
         "userId": key.user_id,
+        "appId": key.app,
         "sessionId": session_id,
         "taskId": completion.completed_task_id,
         "taskName": completion.completed_task_name,

@@ -98,6 +98,10 @@ pub struct Delivery {
     /// The Standard Webhooks `webhook-id`, the same on every attempt.
     pub webhook_id: String,
     pub call: HttpCall,
+    /// Milliseconds to wait before sending, after the conversation's
+    /// delivery before it: a message's Joonbot `delay`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
 }
 
 /// A job and its place in the queue.

@@ -145,6 +145,10 @@ impl Worker {
             _ => bot.signing_keys(),
         };
         let call = &delivery.call;
+        if let Some(delay) = delivery.delay_ms {
+            // Spaced as the bot's webhook asked; the group's next delivery waits behind it.
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
         match outbound::deliver(self.outbound.as_ref(), call, &bot, keys, &delivery.webhook_id).await {
             Delivered::Yes(status) => {
                 tracing::info!(kind = ?delivery.kind, url = %call.url, webhook_id = %delivery.webhook_id, status, "delivered");

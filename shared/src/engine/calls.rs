@@ -9,6 +9,9 @@ use super::{CallOutcome, HttpCall, Instructions, Output, Session};
 use crate::definition::{ATTACHMENT_MIME_TYPES, Bot, HeaderValue, HttpMethod, ServiceNode, WebhookNode};
 use crate::text::template;
 
+/// The longest Joonbot `delay` honoured: the answer is not held up longer.
+const MAX_DELAY_MS: u64 = 10_000;
+
 fn call(
     bot: &Bot,
     method: &str,
@@ -105,16 +108,36 @@ pub fn webhook_instructions(outcome: CallOutcome) -> Result<Instructions, String
     if let Some(responses) = answer.get("responses") {
         let responses = responses.as_array().ok_or("responses is not an array")?;
         let mut outputs = Vec::new();
-        for response in responses.iter().filter(|r| r["type"] == "text") {
-            let mut elements: Vec<&Value> = response["elements"].as_array().into_iter().flatten().collect();
-            elements.sort_by_key(|e| e["order"].as_i64().unwrap_or(0));
-            outputs.extend(elements.iter().filter_map(|e| e["label"].as_str()).map(|l| Output::Text(l.to_string())));
+        for (i, response) in responses.iter().enumerate() {
+            outputs.extend(joonbot_instruction(response).map_err(|e| format!("responses[{i}]: {e}"))?);
         }
         return Ok(Instructions { outputs, ..Instructions::default() });
     }
     // `session` is where templates find the last message: not settable.
     answer.remove("session");
     Ok(Instructions { context: answer, ..Instructions::default() })
+}
+
+/// One Joonbot instruction: after its `delay`, each element in `order`. Text
+/// is the only type the spec prints; any other fails the call, so the flow
+/// takes its error path rather than leaving something unsaid.
+fn joonbot_instruction(response: &Value) -> Result<Vec<Output>, String> {
+    match response["type"].as_str() {
+        Some("text") => {}
+        Some(other) => return Err(format!("instructions of type {other} are not supported (only text)")),
+        None => return Err("an instruction needs a type".into()),
+    }
+    let mut elements: Vec<&Value> = response["elements"].as_array().ok_or("elements is not a list")?.iter().collect();
+    elements.sort_by_key(|e| e["order"].as_i64().unwrap_or(0));
+    let mut outputs = Vec::new();
+    if let Some(delay) = response["delay"].as_u64().filter(|d| *d > 0) {
+        outputs.push(Output::Pause(delay.min(MAX_DELAY_MS)));
+    }
+    for element in elements {
+        let label = element["label"].as_str().ok_or("each element needs a label")?;
+        outputs.push(Output::Text(label.to_string()));
+    }
+    Ok(outputs)
 }
 
 fn konverse_instructions(konverse: &Value) -> Result<Instructions, String> {
@@ -137,11 +160,37 @@ fn konverse_instructions(konverse: &Value) -> Result<Instructions, String> {
             }
             vec![Output::Attachment { url: url.to_string(), mime: mime.to_string() }]
         }
+        Some("quickReply" | "quick_reply") => vec![konverse_quick_reply(&konverse["quickReply"])?],
         Some(other) => return Err(format!("unknown konverse type {other}")),
         None if stop => Vec::new(),
         None => return Err("konverse instruction without type".into()),
     };
     Ok(Instructions { outputs, context: Map::new(), stop })
+}
+
+/// `{"type": "quickReply", "quickReply": {"text": "...", "replies": [...]}}`,
+/// shaped as the text and attachment forms are (the spec names quick replies
+/// but prints no form); a reply is a string, or `{title, payload}`. Sent as
+/// Kore's quick replies template.
+fn konverse_quick_reply(quick: &Value) -> Result<Output, String> {
+    let text = quick["text"].as_str().ok_or("konverse quickReply needs a text")?;
+    let replies = quick["replies"].as_array().filter(|r| !r.is_empty()).ok_or("konverse quickReply needs replies")?;
+    let replies = replies
+        .iter()
+        .map(|reply| match reply {
+            Value::String(title) => Ok(serde_json::json!({"content_type": "text", "title": title, "payload": title})),
+            Value::Object(reply) => {
+                let title = reply.get("title").and_then(Value::as_str).ok_or("a quick reply needs a title")?;
+                let payload = reply.get("payload").and_then(Value::as_str).unwrap_or(title);
+                Ok(serde_json::json!({"content_type": "text", "title": title, "payload": payload}))
+            }
+            _ => Err("a quick reply is a string or {title, payload}".to_string()),
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(Output::Template(serde_json::json!({
+        "type": "template",
+        "payload": {"template_type": "quick_replies", "text": text, "quick_replies": replies},
+    })))
 }
 
 #[cfg(test)]
@@ -156,13 +205,33 @@ mod tests {
     }
 
     #[test]
-    fn joonbot_responses_are_shown_in_order() {
+    fn joonbot_responses_are_shown_in_order_after_their_delay() {
         let body = json!({"responses": [
             {"type": "text", "delay": 2000, "elements": [{"label": "second", "order": 2}, {"label": "first", "order": 1}]},
-            {"type": "text", "elements": [{"label": "third", "order": 1, "placeholder": null}]}
+            {"type": "text", "elements": [{"label": "third", "order": 1, "placeholder": null}]},
+            {"type": "text", "delay": 60000, "elements": [{"label": "fourth"}]}
         ]});
         let instructions = webhook_instructions(reply(200, &body.to_string())).unwrap();
-        assert_eq!(instructions.outputs, ["first", "second", "third"].map(|t| Output::Text(t.into())));
+        let text = |t: &str| Output::Text(t.into());
+        assert_eq!(
+            instructions.outputs,
+            [
+                Output::Pause(2000),
+                text("first"),
+                text("second"),
+                text("third"),
+                Output::Pause(MAX_DELAY_MS),
+                text("fourth")
+            ]
+        );
+        for broken in [
+            json!({"responses": [{"type": "image", "elements": []}]}),
+            json!({"responses": [{"elements": [{"label": "x"}]}]}),
+            json!({"responses": [{"type": "text", "elements": [{"order": 1}]}]}),
+            json!({"responses": [{"type": "text"}]}),
+        ] {
+            assert!(webhook_instructions(reply(200, &broken.to_string())).is_err(), "{broken}");
+        }
     }
 
     #[test]
@@ -184,6 +253,26 @@ mod tests {
         assert!(webhook_instructions(reply(200, bad)).is_err());
         let stop = webhook_instructions(reply(200, r#"{"konverse":{"stopPropagation":true}}"#)).unwrap();
         assert!(stop.stop && stop.outputs.is_empty());
+    }
+
+    #[test]
+    fn konverse_quick_replies_become_kore_quick_replies() {
+        let body = json!({"konverse": {"type": "quickReply", "quickReply": {
+            "text": "Pick one", "replies": ["Yes", {"title": "Not now", "payload": "later"}]}}});
+        let quick = webhook_instructions(reply(200, &body.to_string())).unwrap();
+        let expected = json!({"type": "template", "payload": {"template_type": "quick_replies", "text": "Pick one",
+            "quick_replies": [{"content_type": "text", "title": "Yes", "payload": "Yes"},
+                              {"content_type": "text", "title": "Not now", "payload": "later"}]}});
+        assert_eq!(quick.outputs, [Output::Template(expected)]);
+        for broken in [
+            json!({"type": "quickReply", "quickReply": {"replies": ["Yes"]}}),
+            json!({"type": "quickReply", "quickReply": {"text": "Pick", "replies": []}}),
+            json!({"type": "quickReply", "quickReply": {"text": "Pick", "replies": [{"payload": "x"}]}}),
+            json!({"type": "carousel"}),
+        ] {
+            let body = json!({"konverse": broken}).to_string();
+            assert!(webhook_instructions(reply(200, &body)).is_err(), "{broken}");
+        }
     }
 
     #[test]

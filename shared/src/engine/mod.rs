@@ -79,6 +79,9 @@ pub enum Output {
         event_type: &'static str,
         description: &'static str,
     },
+    /// Wait this long (milliseconds) before the next message: a webhook's
+    /// Joonbot `delay`.
+    Pause(u64),
 }
 
 #[derive(Debug, Clone)]

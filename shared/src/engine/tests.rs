@@ -216,6 +216,7 @@ fn render(output: &Output) -> String {
             format!("form {} errors {errors:?}", form["formDef"]["_id"].as_str().unwrap_or_default())
         }
         Output::Event { val, event_type, .. } => format!("event {val} {event_type}"),
+        Output::Pause(ms) => format!("pause {ms}"),
     }
 }
 
@@ -471,13 +472,21 @@ fn an_async_webhook_is_an_effect_and_the_flow_goes_on() {
 
 #[test]
 fn resuming_a_sync_webhook_follows_its_answer() {
-    let joonbot =
-        r#"{"responses": [{"type": "text", "elements": [{"label": "b", "order": 2}, {"label": "a", "order": 1}]}]}"#;
+    let joonbot = r#"{"responses": [{"type": "text", "elements": [{"label": "b", "order": 2}, {"label": "a", "order": 1}]},
+                                     {"type": "text", "delay": 2000, "elements": [{"label": "c", "order": 1}]}]}"#;
+    let unsupported =
+        r#"{"responses": [{"type": "text", "elements": [{"label": "a"}]}, {"type": "image", "elements": []}]}"#;
     let stop = r#"{"konverse": {"type": "text", "text": ["Bye."], "stopPropagation": true}}"#;
     const DONE: &str = "ended: Fulfilled order";
     let down: Lines = &["Order tracking is down.", DONE];
-    let cases: [(&str, CallOutcome, Lines, Value); 8] = [
-        ("Joonbot responses are said", reply(200, joonbot), &["a", "b", "Anything else?", DONE], json!({})),
+    let cases: [(&str, CallOutcome, Lines, Value); 9] = [
+        (
+            "Joonbot responses are said, each after its delay",
+            reply(200, joonbot),
+            &["a", "b", "pause 2000", "c", "Anything else?", DONE],
+            json!({}),
+        ),
+        ("an unsupported Joonbot instruction: onError", reply(200, unsupported), down, json!({})),
         (
             "Konverse text is said",
             reply(200, r#"{"konverse": {"type": "text", "text": "Shipped."}}"#),

@@ -97,7 +97,7 @@ pub fn authenticate<'b>(bot: &'b Bot, allowed: &[String], token: &str, now_secs:
         })?
         .claims;
     let leeway = LEEWAY_SECS as i64;
-    if claims.iat.is_some_and(|iat| iat > now_secs + leeway) {
+    if claims.iat.is_some_and(|iat| iat > now_secs.saturating_add(leeway)) {
         return Err(unauthorized("token issued in the future"));
     }
     if let Some(audience) = &app.audience
@@ -111,7 +111,7 @@ pub fn authenticate<'b>(bot: &'b Bot, allowed: &[String], token: &str, now_secs:
     if let Some(max_age) = app.max_token_age_secs {
         match claims.iat {
             None => return Err(unauthorized("the app's tokens must carry iat")),
-            Some(iat) if now_secs - iat > max_age as i64 + leeway => {
+            Some(iat) if now_secs.saturating_sub(iat) > (max_age as i64).saturating_add(leeway) => {
                 return Err(unauthorized("token older than the app accepts"));
             }
             Some(_) => {}
@@ -120,7 +120,7 @@ pub fn authenticate<'b>(bot: &'b Bot, allowed: &[String], token: &str, now_secs:
     let single_use = match (app.single_use, &claims.jti, claims.exp) {
         (false, ..) => None,
         (true, Some(Value::String(jti)), Some(exp)) if !jti.is_empty() && jti.chars().count() <= MAX_JTI_CHARS => {
-            Some((jti.clone(), exp + leeway))
+            Some((jti.clone(), exp.saturating_add(leeway)))
         }
         (true, ..) => return Err(unauthorized("the app's tokens are used once: each needs a jti (and exp)")),
     };

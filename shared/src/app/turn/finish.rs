@@ -66,7 +66,14 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
         tracing::warn!(dropped, "a turn sends at most {MAX_OUTPUTS_PER_TURN} messages");
         outputs.truncate(MAX_OUTPUTS_PER_TURN);
     }
-    let sent: Vec<V2Data> = outputs.into_iter().map(|output| data(output, &created_on)).collect();
+    let mut sent: Vec<V2Data> = Vec::new();
+    let mut pause = 0;
+    for output in outputs {
+        match output {
+            Output::Pause(ms) => pause += ms,
+            output => sent.extend(data(output, &created_on, std::mem::take(&mut pause))),
+        }
+    }
     for message in &sent {
         let body = serde_json::to_value(message).unwrap_or(Value::Null);
         entries.push(log.entry(Direction::Out, message.message_id.clone(), body));
@@ -193,8 +200,9 @@ fn check_sizes(conversation: &Conversation, log: &[LogEntry]) -> Result<()> {
     Ok(())
 }
 
-/// A bot message as the v2 answer's `data` carries it.
-fn data(output: Output, created_on: &str) -> V2Data {
+/// A bot message as the v2 answer's `data` carries it, shown `delay_ms` after
+/// the one before; a pause is no message.
+fn data(output: Output, created_on: &str, delay_ms: u64) -> Option<V2Data> {
     let (kind, val, event_type, description) = match output {
         Output::Text(text) => ("text", Value::String(text), None, None),
         Output::Template(object) => ("template", object, None, None),
@@ -203,13 +211,15 @@ fn data(output: Output, created_on: &str) -> V2Data {
         Output::Event { val, event_type, description } => {
             ("event", Value::String(val.into()), Some(event_type.into()), Some(description.into()))
         }
+        Output::Pause(_) => return None,
     };
-    V2Data {
+    Some(V2Data {
         kind: kind.into(),
         val,
         event_type,
         description,
         created_on: created_on.into(),
         message_id: ids::message_id(),
-    }
+        delay: (delay_ms > 0).then_some(delay_ms),
+    })
 }

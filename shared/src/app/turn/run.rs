@@ -55,6 +55,10 @@ pub(super) fn begin(
     }
     let mut user = conversation.user_info.clone();
     user.insert("id".into(), Value::String(key.user_id.clone()));
+    if let Some(app) = &key.app {
+        // An anonymous app's user is whoever its browser claims to be: flows can tell.
+        user.insert("app".into(), Value::String(app.clone()));
+    }
     let ctx = TurnContext {
         now_ms,
         new_session_id: ids::session_id(),
