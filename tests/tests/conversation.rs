@@ -165,6 +165,16 @@ async fn tags_user_info_and_custom_data(backend: Backend) {
     assert_eq!(log[0].body["messageLevelTags"], json!([{"name": "intent", "value": "profile"}]));
 }
 
+/// Texts may differ per instance (channel): the phone line's wording on the
+/// v1 voice instance, the default elsewhere.
+async fn texts_per_instance(backend: Backend) {
+    let server = Server::start(backend).await;
+    let body = json!({"message": {"text": "where am i"}, "from": {"id": "pia"}});
+    let reply = server.post(&format!("{}/hookInstance/voice", v1_path(TEST_BOT)), &hs256_token("pia"), &body).await;
+    assert_eq!(reply.body["text"], "You are on the phone.", "{}", reply.body);
+    assert_eq!(server.say("pia", "where am i").await.texts(), ["You are chatting."]);
+}
+
 /// The v1 table lists the tag fields at the top level; the spec types
 /// `metaTags` "String": both are read as meta tags.
 async fn tags_at_the_top_level_of_v1_and_meta_tags_as_json_text(backend: Backend) {
@@ -306,6 +316,7 @@ on_both_stores!(
     new_session_and_idle_timeout_end_the_task,
     tags_user_info_and_custom_data,
     tags_at_the_top_level_of_v1_and_meta_tags_as_json_text,
+    texts_per_instance,
     v1_conversation_on_an_instance,
     every_message_is_logged_in_order,
     fifty_concurrent_messages_from_one_user,

@@ -3,11 +3,14 @@
 //! limits and errors, and files sent in messages. Each runs on memory with a
 //! directory and on DynamoDB with S3 (moto's server).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use hookline_core::app::files::{FileLimits, MAX_CHUNK_BYTES};
+use hookline_core::adapters::store::MemoryStore;
+use hookline_core::app::files::{ChunkRecord, FileLimits, FileRecord, FileStore, MAX_CHUNK_BYTES, Upload};
+use hookline_core::app::store::Stores;
 use hookline_core::process::Settings;
 use hookline_tests::*;
 use jsonwebtoken::Algorithm;
@@ -437,6 +440,57 @@ async fn fifty_megabytes_in_one_megabyte_chunks(backend: Backend) {
     assert_eq!(stored_bytes.len(), 50 * MIB);
     assert!(stored_bytes == whole, "50 MiB joined in order");
     assert_eq!(hash, sha256_by_python(&whole));
+}
+
+/// The file records of the memory store, whose commit write lands but whose
+/// answer is lost (as a timed-out write that went through).
+struct LostCommitAnswer(Arc<MemoryStore>);
+
+#[async_trait::async_trait]
+impl FileStore for LostCommitAnswer {
+    async fn put_file(&self, file: &FileRecord) -> hookline_core::error::Result<()> {
+        self.0.put_file(file).await
+    }
+    async fn get_file(&self, file_id: &str) -> hookline_core::error::Result<Option<FileRecord>> {
+        self.0.get_file(file_id).await
+    }
+    async fn put_upload(&self, upload: &Upload) -> hookline_core::error::Result<()> {
+        self.0.put_upload(upload).await
+    }
+    async fn get_upload(&self, file_token: &str) -> hookline_core::error::Result<Option<Upload>> {
+        self.0.get_upload(file_token).await
+    }
+    async fn put_chunk(&self, token: &str, chunk: &ChunkRecord, expires_at: i64) -> hookline_core::error::Result<()> {
+        self.0.put_chunk(token, chunk, expires_at).await
+    }
+    async fn chunks(&self, file_token: &str) -> hookline_core::error::Result<Vec<ChunkRecord>> {
+        self.0.chunks(file_token).await
+    }
+    async fn commit_upload(&self, file_token: &str, file: &FileRecord) -> hookline_core::error::Result<bool> {
+        self.0.commit_upload(file_token, file).await?;
+        Err(hookline_core::Error::Storage("the answer was lost".into()))
+    }
+}
+
+/// A commit whose write landed but whose answer was lost: the file the
+/// upload names keeps its bytes (they were once removed as another commit's
+/// copy), and a repeated commit answers with the same file.
+#[tokio::test]
+async fn a_commit_whose_answer_was_lost_keeps_the_file() {
+    let memory = Arc::new(MemoryStore::new());
+    let stores = Stores { files: Arc::new(LostCommitAnswer(memory.clone())), ..Stores::of(memory) };
+    let registry = registry_with(&[("files-bot.yaml".into(), include_str!("../fixtures/bots/files-bot.yaml").into())]);
+    let server = Server::start_with_registry(registry, stores, Settings::default()).await;
+    let user = token("ann");
+    let file_token = open(&server, &user).await;
+    chunk(&server, &user, &file_token, json!(0), b"the whole file").await;
+    let committed = commit(&server, &user, &commit_paths(&file_token)[0], "a.txt", json!(1)).await;
+    assert_eq!(committed.status, 200, "{}", committed.body);
+    let file_id = committed.body["fileId"].as_str().unwrap();
+    let bytes = server.blobs.get(&format!("files/{file_id}")).await.unwrap();
+    assert_eq!(bytes.as_deref(), Some(&b"the whole file"[..]));
+    let again = commit(&server, &user, &commit_paths(&file_token)[0], "a.txt", json!(1)).await;
+    assert_eq!(again.body["fileId"], file_id);
 }
 
 on_both_stores!(

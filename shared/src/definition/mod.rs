@@ -177,10 +177,15 @@ impl Bot {
         self.def.cancel.phrases.iter().any(|p| utterance.is(p))
     }
 
-    /// The text in `language`, else in the bot's default language, else any.
-    pub fn localize<'t>(&self, text: &'t Text, language: &str) -> &'t str {
+    /// The text for `instance` (its variant, else the default), in
+    /// `language`, else in the bot's default language, else any.
+    pub fn localize<'t>(&self, text: &'t Text, language: &str, instance: Option<&str>) -> &'t str {
         match text {
             Text::Plain(s) => s,
+            Text::PerInstance(variants) => {
+                let text = instance.and_then(|i| variants.instances.get(i)).unwrap_or(&variants.default);
+                self.localize(text, language, None)
+            }
             Text::PerLanguage(map) => map
                 .get(language)
                 .or_else(|| map.get(&self.def.languages.default))
@@ -474,6 +479,29 @@ events: { url: "https://example.com/events" }
         let both = source.replace("allowAnonymous: true", "allowAnonymous: true\n    trust: server");
         let (bot, diagnostics) = check("unit.yaml", &both, Purpose::Local, &|_| None);
         assert!(bot.is_none(), "{diagnostics:?}");
+    }
+
+    #[test]
+    fn per_instance_texts_name_the_bots_instances() {
+        let text = |text: &str| {
+            let source =
+                BOT.replace("secret: SECRET", "secret: { value: \"0123456789abcdef0123456789abcdef\" }").replace(
+                    r#"b: { type: message, text: "b", next: a }"#,
+                    &format!("b: {{ type: message, text: {text} }}"),
+                );
+            let (_, diagnostics) = check("unit.yaml", &source, Purpose::Local, &|_| None);
+            diagnostics.iter().filter(|d| d.severity == Severity::Error).map(ToString::to_string).collect::<Vec<_>>()
+        };
+        assert_eq!(text(r#"{ default: "b", instances: { main: "b on main" } }"#), Vec::<String>::new());
+        let unknown = text(r#"{ default: "b", instances: { phone: "b" } }"#);
+        assert!(
+            unknown.iter().any(|d| d.contains("nodes.b.text.instances.phone: phone is not one of the bot's instances")),
+            "{unknown:?}"
+        );
+        let nested = text(r#"{ default: "b", instances: { main: { default: "x", instances: { main: "y" } } } }"#);
+        assert!(nested.iter().any(|d| d.contains("not another per-instance one")), "{nested:?}");
+        let broken = text(r#"{ default: "{{oops", instances: { main: "b" } }"#);
+        assert!(broken.iter().any(|d| d.contains("nodes.b.text.default: unclosed")), "{broken:?}");
     }
 
     #[test]

@@ -329,14 +329,27 @@ fn default_cancel_phrases() -> Vec<String> {
     ["cancel", "cancel that", "never mind", "nevermind", "forget it"].map(String::from).to_vec()
 }
 
-/// User-visible text: one string, or one string per language code. Either may
+/// User-visible text: one string, or one string per language code, or
+/// either of those with variants for some instances (channels). Each may
 /// hold `{{...}}` templates (context.FIELD, user.firstName, tags.session.NAME,
 /// context.session.BotUserSession.lastMessage.customData.KEY, ...).
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(untagged, expecting = "a text, or a map from language code to text")]
+#[serde(untagged, expecting = "a text, a map from language code to text, or {default, instances}")]
 pub enum Text {
     Plain(String),
+    PerInstance(PerInstanceText),
     PerLanguage(BTreeMap<String, String>),
+}
+
+/// A text whose wording differs on some instances (an IVR's prompt, a
+/// chat widget's): `default` elsewhere.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PerInstanceText {
+    /// The text on every instance not listed (a string or per language).
+    pub default: Box<Text>,
+    /// By hookInstance id: the text there (a string or per language).
+    pub instances: BTreeMap<String, Text>,
 }
 
 /// A dialog task: triggers that start it and the nodes it runs.

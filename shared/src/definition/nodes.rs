@@ -7,7 +7,7 @@ use regex::Regex;
 use serde_json::Value;
 
 use super::model::*;
-use super::validate::{Problems, check_text};
+use super::validate::{Names, Problems, check_text};
 use crate::text::matcher::compile_pattern;
 use crate::text::template;
 
@@ -15,11 +15,11 @@ fn field_name_ok(name: &str) -> bool {
     name != "session" && Regex::new("^[A-Za-z_][A-Za-z0-9_]{0,63}$").is_ok_and(|r| r.is_match(name))
 }
 
-pub fn check(path: &str, node: &Node, languages: &[String], p: &mut Problems) {
+pub fn check(path: &str, node: &Node, names: &Names, p: &mut Problems) {
     match node {
-        Node::Message(m) => message(path, m, languages, p),
-        Node::Question(q) => question(path, q, languages, p),
-        Node::Form(f) => form(path, f, languages, p),
+        Node::Message(m) => message(path, m, names, p),
+        Node::Question(q) => question(path, q, names, p),
+        Node::Form(f) => form(path, f, names, p),
         Node::Service(s) => {
             call_target(path, &s.url, &s.headers, p);
             positive(&format!("{path}.timeoutMs"), s.timeout_ms, p);
@@ -68,22 +68,22 @@ pub fn check(path: &str, node: &Node, languages: &[String], p: &mut Problems) {
         }
         Node::End(e) => {
             if let Some(text) = &e.text {
-                check_text(&format!("{path}.text"), text, languages, p);
+                check_text(&format!("{path}.text"), text, names, p);
             }
         }
     }
 }
 
-fn message(path: &str, m: &MessageNode, languages: &[String], p: &mut Problems) {
+fn message(path: &str, m: &MessageNode, names: &Names, p: &mut Problems) {
     let kinds = [m.text.is_some(), !m.messages.is_empty(), m.template.is_some(), m.attachment.is_some()];
     if kinds.iter().filter(|k| **k).count() != 1 {
         p.error(path, "give exactly one of text, messages, template and attachment");
     }
     if let Some(text) = &m.text {
-        check_text(&format!("{path}.text"), text, languages, p);
+        check_text(&format!("{path}.text"), text, names, p);
     }
     for (i, text) in m.messages.iter().enumerate() {
-        check_text(&format!("{path}.messages[{i}]"), text, languages, p);
+        check_text(&format!("{path}.messages[{i}]"), text, names, p);
     }
     if let Some(object) = &m.template {
         if !object.is_object() {
@@ -103,10 +103,10 @@ fn message(path: &str, m: &MessageNode, languages: &[String], p: &mut Problems) 
     }
 }
 
-fn question(path: &str, q: &QuestionNode, languages: &[String], p: &mut Problems) {
-    check_text(&format!("{path}.prompt"), &q.prompt, languages, p);
+fn question(path: &str, q: &QuestionNode, names: &Names, p: &mut Problems) {
+    check_text(&format!("{path}.prompt"), &q.prompt, names, p);
     if let Some(text) = &q.retry_prompt {
-        check_text(&format!("{path}.retryPrompt"), text, languages, p);
+        check_text(&format!("{path}.retryPrompt"), text, names, p);
     }
     if !field_name_ok(&q.field) {
         p.error(format!("{path}.field"), "a name of letters, digits and '_' (not 'session')");
@@ -118,7 +118,7 @@ fn question(path: &str, q: &QuestionNode, languages: &[String], p: &mut Problems
     }
     for (i, choice) in q.choices.iter().enumerate() {
         if let Some(label) = &choice.label {
-            check_text(&format!("{path}.choices[{i}].label"), label, languages, p);
+            check_text(&format!("{path}.choices[{i}].label"), label, names, p);
         }
     }
 }
@@ -130,13 +130,13 @@ pub fn positive(path: &str, value: Option<impl Into<u64>>, p: &mut Problems) {
     }
 }
 
-fn form(path: &str, f: &FormNode, languages: &[String], p: &mut Problems) {
+fn form(path: &str, f: &FormNode, names: &Names, p: &mut Problems) {
     if !Regex::new("^[A-Za-z0-9_-]{1,96}$").is_ok_and(|r| r.is_match(&f.id)) || f.id == "session" {
         p.error(format!("{path}.id"), "letters, digits, '-' and '_' only, at most 96 (not 'session')");
     }
-    check_text(&format!("{path}.title"), &f.title, languages, p);
+    check_text(&format!("{path}.title"), &f.title, names, p);
     if let Some(label) = &f.submit_label {
-        check_text(&format!("{path}.submitLabel"), label, languages, p);
+        check_text(&format!("{path}.submitLabel"), label, names, p);
     }
     if let Some(field) = &f.field
         && !field_name_ok(field)
@@ -146,22 +146,22 @@ fn form(path: &str, f: &FormNode, languages: &[String], p: &mut Problems) {
     if f.components.is_empty() {
         p.error(format!("{path}.components"), "a form needs at least one component");
     }
-    let mut names = HashSet::new();
+    let mut seen = HashSet::new();
     for (i, c) in f.components.iter().enumerate() {
         let at = format!("{path}.components[{i}]");
-        if !names.insert(c.name.as_str()) {
+        if !seen.insert(c.name.as_str()) {
             p.error(format!("{at}.name"), format!("component name {} is used twice", c.name));
         }
         if c.name == "Submit" || !field_name_ok(&c.name) {
             p.error(format!("{at}.name"), "a name of letters, digits and '_' (not Submit or session)");
         }
-        check_text(&format!("{at}.label"), &c.label, languages, p);
+        check_text(&format!("{at}.label"), &c.label, names, p);
         if let Some(placeholder) = &c.placeholder {
-            check_text(&format!("{at}.placeholder"), placeholder, languages, p);
+            check_text(&format!("{at}.placeholder"), placeholder, names, p);
         }
         for (j, option) in c.options.iter().enumerate() {
             if let Some(label) = &option.label {
-                check_text(&format!("{at}.options[{j}].label"), label, languages, p);
+                check_text(&format!("{at}.options[{j}].label"), label, names, p);
             }
         }
         match (c.kind == ComponentType::Dropdown, c.options.is_empty()) {
@@ -171,7 +171,7 @@ fn form(path: &str, f: &FormNode, languages: &[String], p: &mut Problems) {
         }
     }
     for (name, value) in &f.prefill {
-        if !names.contains(name.as_str()) {
+        if !seen.contains(name.as_str()) {
             p.error(format!("{path}.prefill.{name}"), "no component has this name");
         }
         if let Err(e) = template::check(value) {

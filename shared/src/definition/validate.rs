@@ -79,7 +79,8 @@ pub fn validate(def: &BotDefinition, purpose: Purpose, env: &dyn Fn(&str) -> Opt
             p.error(format!("cancel.phrases[{i}]"), "has no words, so it can never match");
         }
     }
-    let languages = languages(def, &mut p);
+    let names =
+        Names { languages: languages(def, &mut p), instances: def.instances.iter().map(|i| i.id.clone()).collect() };
     let apps = apps(def, purpose, env, &mut p);
     instances(def, &mut p);
 
@@ -93,10 +94,10 @@ pub fn validate(def: &BotDefinition, purpose: Purpose, env: &dyn Fn(&str) -> Opt
         p.error("welcome", format!("no task has id {welcome:?}"));
     }
     if let Some(text) = &def.fallback {
-        check_text("fallback", text, &languages, &mut p);
+        check_text("fallback", text, &names, &mut p);
     }
     if let Some(text) = &def.cancel.message {
-        check_text("cancel.message", text, &languages, &mut p);
+        check_text("cancel.message", text, &names, &mut p);
     }
     let matchers = def
         .tasks
@@ -104,7 +105,7 @@ pub fn validate(def: &BotDefinition, purpose: Purpose, env: &dyn Fn(&str) -> Opt
         .enumerate()
         .map(|(i, task)| {
             let welcome = def.welcome.as_deref();
-            task_checks(&format!("tasks[{i}]"), task, welcome, &languages, &mut p)
+            task_checks(&format!("tasks[{i}]"), task, welcome, &names, &mut p)
         })
         .collect();
     for (field, url) in [("url", &def.events.url), ("sessionDataUrl", &def.events.session_data_url)] {
@@ -459,7 +460,7 @@ fn instances(def: &BotDefinition, p: &mut Problems) {
     }
 }
 
-fn task_checks(path: &str, task: &Task, welcome: Option<&str>, languages: &[String], p: &mut Problems) -> Matcher {
+fn task_checks(path: &str, task: &Task, welcome: Option<&str>, names: &Names, p: &mut Problems) -> Matcher {
     if !id_pattern("").is_match(&task.id) {
         p.error(format!("{path}.id"), "letters, digits, '-' and '_' only, at most 96");
     }
@@ -468,7 +469,7 @@ fn task_checks(path: &str, task: &Task, welcome: Option<&str>, languages: &[Stri
     }
     for (name, node) in &task.nodes {
         let node_path = format!("{path}.nodes.{name}");
-        nodes::check(&node_path, node, languages, p);
+        nodes::check(&node_path, node, names, p);
         for (field, next) in node.successors() {
             if !task.nodes.contains_key(next) {
                 p.error(format!("{node_path}.{field}"), format!("no node {next:?} in this task"));
@@ -578,22 +579,42 @@ fn check_runs(path: &str, task: &Task, p: &mut Problems) {
     }
 }
 
-pub(super) fn check_text(path: &str, text: &Text, languages: &[String], p: &mut Problems) {
-    let mut check_template = |path: String, s: &str| {
-        if let Err(e) = template::check(s) {
-            p.error(path, e);
-        }
-    };
+/// What texts may name: the bot's languages and instances.
+pub(super) struct Names {
+    pub languages: Vec<String>,
+    pub instances: Vec<String>,
+}
+
+pub(super) fn check_text(path: &str, text: &Text, names: &Names, p: &mut Problems) {
     match text {
-        Text::Plain(s) => check_template(path.to_string(), s),
+        Text::Plain(s) => check_template(path, s, p),
         Text::PerLanguage(map) => {
-            check_per_language(path, map, languages, p);
+            check_per_language(path, map, &names.languages, p);
             for (language, s) in map {
-                if let Err(e) = template::check(s) {
-                    p.error(format!("{path}.{language}"), e);
-                }
+                check_template(&format!("{path}.{language}"), s, p);
             }
         }
+        Text::PerInstance(variants) => {
+            let variants = std::iter::once((format!("{path}.default"), &*variants.default))
+                .chain(variants.instances.iter().map(|(id, text)| (format!("{path}.instances.{id}"), text)));
+            for (at, text) in variants {
+                if matches!(text, Text::PerInstance(_)) {
+                    p.error(at, "a per-instance text holds a text or per-language texts, not another per-instance one");
+                    continue;
+                }
+                let id = at.rsplit_once("instances.").map(|(_, id)| id);
+                if let Some(id) = id.filter(|id| !names.instances.iter().any(|i| i == id)) {
+                    p.error(&at, format!("{id} is not one of the bot's instances"));
+                }
+                check_text(&at, text, names, p);
+            }
+        }
+    }
+}
+
+fn check_template(path: &str, s: &str, p: &mut Problems) {
+    if let Err(e) = template::check(s) {
+        p.error(path, e);
     }
 }
 

@@ -98,15 +98,23 @@ fn yes_no(text: &str) -> Option<Value> {
     }
 }
 
-/// By value, label in any language or synonym, else by number (1-based):
+/// Every wording of a text: each language's, each instance's.
+fn all_wordings(text: &Text) -> Vec<&str> {
+    match text {
+        Text::Plain(s) => vec![s.as_str()],
+        Text::PerLanguage(m) => m.values().map(String::as_str).collect(),
+        Text::PerInstance(variants) => {
+            std::iter::once(&*variants.default).chain(variants.instances.values()).flat_map(all_wordings).collect()
+        }
+    }
+}
+
+/// By value, label in any language or instance, or synonym, else by number (1-based):
 /// an option whose value is "2" wins over the second option.
 pub fn choice(choices: &[Choice], text: &str) -> Option<Value> {
     let utterance = Utterance::new(text);
     let named = choices.iter().find(|c| {
-        let labels = c.label.iter().flat_map(|l| match l {
-            Text::Plain(s) => vec![s.as_str()],
-            Text::PerLanguage(m) => m.values().map(String::as_str).collect(),
-        });
+        let labels = c.label.iter().flat_map(all_wordings);
         std::iter::once(c.value.as_str())
             .chain(labels)
             .chain(c.synonyms.iter().map(String::as_str))

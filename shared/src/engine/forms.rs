@@ -37,10 +37,11 @@ pub fn definition(
     bot: &Bot,
     form: &FormNode,
     language: &str,
+    instance: Option<&str>,
     scope: &Value,
     retry: Option<(&Value, &[Problem])>,
 ) -> Value {
-    let text = |t: &crate::definition::Text| template::render(bot.localize(t, language), scope);
+    let text = |t: &crate::definition::Text| template::render(bot.localize(t, language, instance), scope);
     let mut components: Vec<Value> = form
         .components
         .iter()
@@ -119,6 +120,7 @@ pub fn submission(
     bot: &Bot,
     form: &FormNode,
     language: &str,
+    instance: Option<&str>,
     submitted: &Value,
     ctx: &AnswerContext,
 ) -> Result<Map<String, Value>, Vec<Problem>> {
@@ -130,7 +132,7 @@ pub fn submission(
     let mut values = Map::new();
     let mut problems = Vec::new();
     for component in &form.components {
-        let label = bot.localize(&component.label, language).to_string();
+        let label = bot.localize(&component.label, language, instance).to_string();
         let mut problem = |message: String| {
             problems.push(Problem { component: component.name.clone(), label: label.clone(), message });
         };

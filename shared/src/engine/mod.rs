@@ -60,6 +60,8 @@ pub struct TurnContext {
     pub new_session_id: String,
     /// `user.*` in templates: id plus userInfo.
     pub user: Value,
+    /// The hookInstance the turn came in on: texts may differ per instance.
+    pub instance: Option<String>,
     pub user_tags: Vec<Tag>,
 }
 
@@ -266,7 +268,14 @@ impl<'a> Run<'a> {
     fn on_form_data(&mut self, val: &Value) {
         match self.active_node() {
             Some((task, Node::Form(form))) => {
-                match forms::submission(self.bot, form, &self.session.language, val, &self.answer_context()) {
+                match forms::submission(
+                    self.bot,
+                    form,
+                    &self.session.language,
+                    self.instance(),
+                    val,
+                    &self.answer_context(),
+                ) {
                     Ok(values) => {
                         let field = form.field.clone().unwrap_or_else(|| form.id.clone());
                         self.session.context.insert(field, Value::Object(values));
@@ -435,7 +444,7 @@ impl<'a> Run<'a> {
 
     fn send_form(&mut self, form: &FormNode, retry: Option<(&Value, &[forms::Problem])>) {
         let scope = self.scope();
-        let form = forms::definition(self.bot, form, &self.session.language, &scope, retry);
+        let form = forms::definition(self.bot, form, &self.session.language, self.instance(), &scope, retry);
         self.outputs.push(Output::Form(form));
     }
 
@@ -467,7 +476,7 @@ impl<'a> Run<'a> {
     }
 
     fn say(&mut self, text: &Text) {
-        let template = self.bot.localize(text, &self.session.language);
+        let template = self.bot.localize(text, &self.session.language, self.instance());
         let rendered = template::render(template, &self.scope());
         self.transcript("Bot", &rendered);
         self.outputs.push(Output::Text(rendered));
@@ -494,6 +503,11 @@ impl<'a> Run<'a> {
         while lines.len() > 1 && (lines.len() > MAX_TRANSCRIPT_LINES || bytes > MAX_TRANSCRIPT_BYTES) {
             bytes -= lines.remove(0).len();
         }
+    }
+
+    /// The instance whose text variants apply.
+    fn instance(&self) -> Option<&'a str> {
+        self.ctx.instance.as_deref()
     }
 
     /// What templates can read.

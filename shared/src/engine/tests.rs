@@ -172,7 +172,13 @@ tasks:
 }
 
 fn ctx() -> TurnContext {
-    TurnContext { now_ms: NOW, new_session_id: "se-unit".into(), user: json!({"id": "u1"}), user_tags: Vec::new() }
+    TurnContext {
+        now_ms: NOW,
+        new_session_id: "se-unit".into(),
+        user: json!({"id": "u1"}),
+        instance: None,
+        user_tags: Vec::new(),
+    }
 }
 
 fn input(event: UserEvent) -> Input {
@@ -668,4 +674,30 @@ fn session_tags_are_merged_into_the_session_and_read_by_templates() {
     let turn = run_turn(&bot, session, later, &ctx);
     assert_eq!(seen(&turn), ["Plan platinum, tier 2.", "ended: Fulfilled plan"]);
     assert_eq!(turn.session.map(|s| s.tags), Some(tags(&[("plan", json!("platinum"))])));
+}
+
+#[test]
+fn a_text_may_differ_per_instance_and_per_language_within_it() {
+    let bot = bot(r#"
+languages: { default: en, supported: [fr] }
+tasks:
+  - id: where
+    name: where
+    triggers: { phrases: [where] }
+    start: say
+    nodes:
+      say:
+        type: message
+        text:
+          default: { en: "You are chatting.", fr: "Vous discutez." }
+          instances: { main: "You are on the main line." }
+"#);
+    let said = |instance: Option<&str>, language: Option<&str>| {
+        let ctx = TurnContext { instance: instance.map(String::from), ..ctx() };
+        let input = Input { language: language.map(String::from), ..text("where") };
+        run_turn(&bot, None, input, &ctx).outputs.iter().map(render).collect::<Vec<_>>()
+    };
+    assert_eq!(said(Some("main"), None), ["You are on the main line."]);
+    assert_eq!(said(Some("other"), None), ["You are chatting."]);
+    assert_eq!(said(None, Some("fr")), ["Vous discutez."]);
 }

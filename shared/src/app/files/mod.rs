@@ -372,13 +372,22 @@ impl Files {
             true => Err(self.too_large()),
             false => self.store.commit_upload(token, &record).await,
         };
-        if !matches!(committed, Ok(true)) {
-            // Not the upload's file: this copy goes.
-            if let Err(e) = self.blobs.delete(&key).await {
-                tracing::warn!(error = %e, key, "an uncommitted file was not removed");
-            }
+        if matches!(committed, Ok(true)) {
+            return Ok(Some(record));
         }
-        Ok(committed?.then_some(record))
+        // A write whose answer was lost may still have landed: the file the
+        // upload names keeps its bytes. Any other copy goes.
+        match self.store.get_upload(token).await {
+            Ok(Some(upload)) if upload.file_id.as_deref() == Some(record.file_id.as_str()) => return Ok(Some(record)),
+            Ok(_) => {
+                if let Err(e) = self.blobs.delete(&key).await {
+                    tracing::warn!(error = %e, key, "an uncommitted file was not removed");
+                }
+            }
+            // Unknown: kept, for the bucket's lifecycle to remove if it is no one's.
+            Err(e) => tracing::warn!(error = %e, key, "could not tell whether a joined file is the upload's"),
+        }
+        committed.map(|_| None)
     }
 
     async fn committed_file(&self, file_id: &str) -> Result<FileRecord> {
