@@ -11,11 +11,13 @@ mod demo_api;
 
 use clap::{Parser, Subcommand};
 use hookline_core::adapters::blobs::{LocalBlobs, S3Blobs};
+use hookline_core::adapters::outbound::HttpOutbound;
 use hookline_core::adapters::queue::{MemoryQueue, SqsQueue};
 use hookline_core::adapters::store::{DynamoStore, MemoryStore};
 use hookline_core::api;
 use hookline_core::app::auth::dev_token::{self, DevTokenError};
 use hookline_core::app::files::{Blobs, FileLimits};
+use hookline_core::app::outbound;
 use hookline_core::app::queue::Queue;
 use hookline_core::app::store::Stores;
 use hookline_core::definition::{self, DEMO_BOT, DEMO_BOT_FILE, LoadError, Loaded, Purpose, Registry, Severity};
@@ -121,6 +123,10 @@ enum Command {
     Validate {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Also send each delivery URL (event webhooks, POST_URLs) a signed
+        /// verification POST and report its answer.
+        #[arg(long)]
+        verify: bool,
     },
     /// Print the JSON Schema of the bot definition format.
     Schema,
@@ -160,7 +166,7 @@ async fn main() -> ExitCode {
         Command::Token { bot, user, app, config, private_key, ttl } => {
             report(token(&bot, &user, app.as_deref(), config.as_deref(), private_key.as_deref(), ttl))
         }
-        Command::Validate { paths } => validate(&paths),
+        Command::Validate { paths, verify } => validate(&paths, verify).await,
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&definition::json_schema()).unwrap_or_default());
             ExitCode::SUCCESS
@@ -350,7 +356,7 @@ fn token(
     Ok(())
 }
 
-fn validate(paths: &[PathBuf]) -> ExitCode {
+async fn validate(paths: &[PathBuf], verify: bool) -> ExitCode {
     let loaded = Loaded::from_paths(paths, Purpose::Validate);
     for diagnostic in &loaded.diagnostics {
         eprintln!("{diagnostic}");
@@ -359,5 +365,35 @@ fn validate(paths: &[PathBuf]) -> ExitCode {
     for file in loaded.files.iter().filter(|f| !failed(f)) {
         println!("{file}: ok");
     }
-    if loaded.diagnostics.iter().any(|d| d.severity == Severity::Error) { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    let mut ok = !loaded.diagnostics.iter().any(|d| d.severity == Severity::Error);
+    if verify {
+        ok &= verify_urls(&loaded.registry).await;
+    }
+    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// Each bot's delivery URLs, verified: `true` when every one answered 2xx.
+async fn verify_urls(registry: &Registry) -> bool {
+    let outbound = match HttpOutbound::new() {
+        Ok(outbound) => outbound,
+        Err(e) => {
+            eprintln!("hookline: no HTTP client: {e}");
+            return false;
+        }
+    };
+    let mut bots: Vec<_> = registry.bots().collect();
+    bots.sort_by(|a, b| a.id().cmp(b.id()));
+    let mut all_ok = true;
+    for bot in bots {
+        for verified in outbound::verify_urls(&outbound, bot).await {
+            let answer = match &verified.outcome {
+                Ok(status) => format!("answered {status}"),
+                Err(reason) => format!("no answer: {reason}"),
+            };
+            let verdict = if verified.ok() { "verified" } else { "failed" };
+            println!("{} {} {}: {verdict} ({answer})", bot.id(), verified.field, verified.url);
+            all_ok &= verified.ok();
+        }
+    }
+    all_ok
 }

@@ -120,3 +120,73 @@ fn secrets_take_exactly_one_form() {
     assert!(!ok);
     assert!(stderr.contains(": error: apps[0].secret: { env: VARIABLE_NAME } or { value: \"...\" }"), "{stderr}");
 }
+
+/// A receiver of `requests` HTTP requests on a loopback port: answers 200 on
+/// `/ok` and 404 elsewhere, and hands back each request's head and body.
+fn receiver(requests: usize) -> (u16, std::thread::JoinHandle<Vec<String>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for stream in listener.incoming().take(requests) {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let (mut head, mut length) = (String::new(), 0);
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let status = if head.starts_with("POST /ok ") { "200 OK" } else { "404 Not Found" };
+            write!(stream, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").unwrap();
+            seen.push(format!("{head}\r\n{}", String::from_utf8(body).unwrap()));
+        }
+        seen
+    });
+    (port, seen)
+}
+
+#[test]
+fn verify_posts_a_signed_challenge_to_each_delivery_url() {
+    let (port, seen) = receiver(2);
+    let definition = format!(
+        r#"
+id: st-verify
+name: Verify
+apps: [{{ clientId: cs-v, algorithm: HS256, secret: {{ value: "0123456789abcdef0123456789abcdef" }} }}]
+instances: [{{ id: out, version: v2, mode: async, postUrl: "http://127.0.0.1:{port}/missing", apps: [cs-v] }}]
+outbound:
+  allowPrivateNetworks: true
+  signingSecrets: [{{ value: "whsec_aG9va2xpbmUtdGVzdC1zaWduaW5nLXNlY3JldC0zMmIh" }}]
+events: {{ url: "http://127.0.0.1:{port}/ok" }}
+"#
+    );
+    let file = std::env::temp_dir().join(format!("hookline-verify-{port}.yaml"));
+    std::fs::write(&file, definition).unwrap();
+    let (ok, stdout, _) = hookline(&["validate", "--verify", file.to_str().unwrap()]);
+    std::fs::remove_file(&file).unwrap();
+    assert!(!ok, "a URL that does not answer 2xx fails the check");
+    assert!(
+        stdout.contains(&format!("st-verify events.url http://127.0.0.1:{port}/ok: verified (answered 200)")),
+        "{stdout}"
+    );
+    let missing = format!("st-verify instances[out].postUrl http://127.0.0.1:{port}/missing: failed (answered 404)");
+    assert!(stdout.contains(&missing), "{stdout}");
+    for request in seen.join().unwrap() {
+        let head = request.to_ascii_lowercase();
+        assert!(head.contains("webhook-id: verify_") && head.contains("webhook-signature: v1,"), "{request}");
+        assert!(
+            request.contains(r#""type":"verification""#) && request.contains(r#""botId":"st-verify""#),
+            "{request}"
+        );
+    }
+}

@@ -444,3 +444,32 @@ async fn during_a_secret_rotation_deliveries_verify_with_either_secret() {
         assert!(!verify_signature(BOT_SIGNING_SECRET, post, &post.raw), "another secret does not");
     }
 }
+
+/// The bot-wide webhook limited to sent messages of one task through one
+/// instance: everything else stays out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_webhook_filters_keep_out_what_they_do_not_name() {
+    let receiver = Receiver::start(vec![("/events", Answer::json(json!({})))]).await;
+    let filtered = "
+events:
+  url: http://RECEIVER/events
+  directions: [sent]
+  tasks: [survey]
+  instances: [poll]
+";
+    let server = Server::start_on(Backend::Memory, channel_bot(&receiver, filtered), settings()).await;
+    assert_eq!(say(&server, "poll", "amy", "hello").await.texts(), ["Hello!", "How can I help?"]);
+    assert_eq!(say(&server, "reread", "bea", "survey").await.texts(), ["Rate us from 1 to 5"]);
+    assert_eq!(say(&server, "poll", "cal", "survey").await.texts(), ["Rate us from 1 to 5"]);
+    let events = receiver.wait_for_path("/events", 1, 10).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen: Vec<(String, String, String)> = receiver
+        .received()
+        .iter()
+        .map(|e| {
+            let field = |name: &str| e.body[name].as_str().unwrap_or_default().to_string();
+            (field("userId"), field("direction"), field("data"))
+        })
+        .collect();
+    assert_eq!(seen, [("cal".to_string(), "sent".to_string(), "\"Rate us from 1 to 5\"".to_string())], "{events:?}");
+}

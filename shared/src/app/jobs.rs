@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use crate::app::queue::{Delivery, DeliveryKind, Job, QueueMessage};
 use crate::app::records::{Direction, LogEntry};
-use crate::definition::{Bot, DeliveryFormat, Instance, WebhookVersion};
+use crate::definition::{Bot, DeliveryFormat, EventDirection, Instance, WebhookVersion};
 use crate::engine::HttpCall;
 use crate::ids::ConversationKey;
 use crate::protocol::{TaskCompletion, V2Data, VERSION_V2};
@@ -190,13 +190,38 @@ fn chatlayer_message(message: &V2Data) -> Option<Value> {
     }
 }
 
+/// What the event webhook's filters look at in a turn.
+pub struct EventTurn<'a> {
+    pub client_ip: Option<&'a str>,
+    /// The instance the turn's message came in on.
+    pub instance: Option<&'a str>,
+    /// The tasks the turn started, continued or ended.
+    pub tasks: &'a [String],
+}
+
 /// The bot-wide event webhook: one POST per message received or sent, with
-/// the message JSON-encoded in `data` as the spec shows it.
-pub fn events(bot: &Bot, key: &ConversationKey, log: &[LogEntry], client_ip: Option<&str>) -> Vec<QueueMessage> {
-    let Some(url) = bot.def.events.url.as_deref() else {
+/// the message JSON-encoded in `data` as the spec shows it; only those its
+/// filters (directions, tasks, instances) let through.
+pub fn events(bot: &Bot, key: &ConversationKey, log: &[LogEntry], turn: &EventTurn<'_>) -> Vec<QueueMessage> {
+    let events = &bot.def.events;
+    let Some(url) = events.url.as_deref() else {
         return Vec::new();
     };
+    let task_wanted = events.tasks.as_ref().is_none_or(|tasks| turn.tasks.iter().any(|t| tasks.contains(t)));
+    let instance_wanted =
+        events.instances.as_ref().is_none_or(|ids| turn.instance.is_some_and(|i| ids.iter().any(|id| id == i)));
+    if !(task_wanted && instance_wanted) {
+        return Vec::new();
+    }
+    let direction_wanted = |entry: &&LogEntry| {
+        let direction = match entry.direction {
+            Direction::In => EventDirection::Received,
+            Direction::Out => EventDirection::Sent,
+        };
+        events.directions.as_ref().is_none_or(|wanted| wanted.contains(&direction))
+    };
     log.iter()
+        .filter(direction_wanted)
         .map(|entry| {
             let (direction, message) = match entry.direction {
                 Direction::In => ("received", &entry.body["request"]["message"]),
@@ -206,13 +231,14 @@ pub fn events(bot: &Bot, key: &ConversationKey, log: &[LogEntry], client_ip: Opt
             let body = json!({
                 "time": entry.created_on,
                 "data": text.to_string(),
-                "ip": client_ip,
+                "ip": turn.client_ip,
                 "userId": key.user_id,
                 "appId": key.app,
                 "botId": key.bot_id,
                 "direction": direction,
                 "messageId": entry.message_id,
                 "seq": entry.seq,
+                "message": message,
             });
             let webhook_id = format!("evt_{}", entry.message_id);
             let job = delivery(bot, DeliveryKind::Event, None, webhook_id.clone(), post(bot, url, body));

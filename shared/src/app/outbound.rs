@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::definition::Bot;
+use crate::definition::{Bot, Mode};
 use crate::engine::{CallOutcome, HttpCall};
 use crate::signing::SigningKey;
 
@@ -70,4 +70,59 @@ pub async fn deliver(
         }
     }
     Delivered::No { reason: format!("{DELIVERY_ATTEMPTS} attempts failed, the last with {last}"), retry_after: None }
+}
+
+/// A delivery URL's answer to a verification POST.
+#[derive(Debug)]
+pub struct Verified {
+    /// Where the definition names it: `events.url`, `instances[webchat].postUrl`, ...
+    pub field: String,
+    pub url: String,
+    /// The status a receiver answered, or why none did.
+    pub outcome: Result<u16, String>,
+}
+
+impl Verified {
+    pub fn ok(&self) -> bool {
+        matches!(self.outcome, Ok(status) if (200..300).contains(&status))
+    }
+}
+
+/// Sends each URL the bot delivers to (event webhooks, asynchronous
+/// instances' POST_URLs) one POST signed as its deliveries are:
+/// `{"type": "verification", "botId", "challenge"}` under a `verify_`
+/// webhook-id, which receivers can tell from deliveries.
+pub async fn verify_urls(outbound: &dyn Outbound, bot: &Bot) -> Vec<Verified> {
+    let events = &bot.def.events;
+    let mut targets: Vec<(String, &str, &[SigningKey])> = Vec::new();
+    for (field, url) in [("events.url", &events.url), ("events.sessionDataUrl", &events.session_data_url)] {
+        if let Some(url) = url {
+            targets.push((field.into(), url, bot.signing_keys()));
+        }
+    }
+    for instance in bot.def.instances.iter().filter(|i| i.mode == Mode::Async) {
+        if let Some(url) = &instance.post_url {
+            targets.push((format!("instances[{}].postUrl", instance.id), url, bot.post_url_keys(&instance.id)));
+        }
+    }
+    let mut verified = Vec::new();
+    for (field, url, keys) in targets {
+        let challenge = uuid::Uuid::new_v4().simple().to_string();
+        let call = HttpCall {
+            method: "POST".into(),
+            url: url.to_string(),
+            headers: Vec::new(),
+            body: Some(serde_json::json!({"type": "verification", "botId": bot.id(), "challenge": challenge})),
+            timeout: Duration::from_millis(bot.def.outbound.timeout_ms),
+            allow_private: bot.def.outbound.allow_private_networks,
+            max_response_bytes: 64 * 1024,
+        };
+        let outcome = outbound.call(&call, bot, keys, &format!("verify_{challenge}")).await;
+        verified.push(Verified {
+            field,
+            url: url.to_string(),
+            outcome: outcome.map(|reply| reply.status).map_err(|e| e.to_string()),
+        });
+    }
+    verified
 }

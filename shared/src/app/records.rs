@@ -92,6 +92,12 @@ pub struct LastTurn {
     /// The session waited within a task for the user after the turn.
     #[serde(default)]
     pub waiting: bool,
+    /// The instance the turn's message came in on, and the tasks it ran:
+    /// what the event webhook's filters look at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<String>,
     /// The poll record the turn answered, and the one it left in progress.
     #[serde(default)]
     pub answered_poll: Option<String>,

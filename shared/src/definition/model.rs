@@ -57,6 +57,25 @@ pub struct EventWebhooks {
     /// POSTed when a task ends, with the fields the session collected.
     #[serde(default)]
     pub session_data_url: Option<String>,
+    /// Only these directions (`received`, `sent`) reach `url` [default: both].
+    #[serde(default)]
+    pub directions: Option<Vec<EventDirection>>,
+    /// Only the messages of turns that ran one of these tasks (started,
+    /// continued or ended it) reach `url` [default: every turn's].
+    #[serde(default)]
+    pub tasks: Option<Vec<String>>,
+    /// Only the messages that came through, or answered, these instances
+    /// reach `url` [default: every instance's].
+    #[serde(default)]
+    pub instances: Option<Vec<String>>,
+}
+
+/// A message's direction, as the event webhook reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EventDirection {
+    Received,
+    Sent,
 }
 
 /// How service and webhook nodes call out.

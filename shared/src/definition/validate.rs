@@ -115,6 +115,24 @@ pub fn validate(def: &BotDefinition, purpose: Purpose, env: &dyn Fn(&str) -> Opt
             p.error(format!("events.{field}"), "must be an http(s) URL");
         }
     }
+    for (i, task) in def.events.tasks.iter().flatten().enumerate() {
+        if !def.tasks.iter().any(|t| &t.id == task) {
+            p.error(format!("events.tasks[{i}]"), format!("no task {task}"));
+        }
+    }
+    for (i, instance) in def.events.instances.iter().flatten().enumerate() {
+        if !def.instances.iter().any(|t| &t.id == instance) {
+            p.error(format!("events.instances[{i}]"), format!("no instance {instance}"));
+        }
+    }
+    let filters = [
+        def.events.directions.as_ref().map(Vec::is_empty),
+        def.events.tasks.as_ref().map(Vec::is_empty),
+        def.events.instances.as_ref().map(Vec::is_empty),
+    ];
+    if filters.contains(&Some(true)) {
+        p.warn("events", "an empty filter lets no message through: leave it out to let every one through");
+    }
     let secrets = header_secrets(def, purpose, env, &mut p);
     let bot_keys = signing_keys("outbound.signingSecrets", &def.outbound.signing_secrets, purpose, env, &mut p);
     let mut instance_keys = HashMap::new();

@@ -9,7 +9,7 @@ use super::TurnReply;
 use super::replies::split_form;
 use super::run::{Begun, Ran};
 use super::step::Plan;
-use crate::app::jobs::{self, TurnEnd};
+use crate::app::jobs::{self, EventTurn, TurnEnd};
 use crate::app::queue::{Job, QueueMessage};
 use crate::app::records::{Conversation, Direction, LastTurn, LogEntry, PendingCall, PollAnswer, PollRecord};
 use crate::definition::Bot;
@@ -106,7 +106,17 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
         let end = TurnEnd { completion: ran.completion.as_ref(), waiting, trace_id: &plan.trace_id };
         jobs.extend(jobs::post_url(bot, instance, key, &sent, end));
     }
-    jobs.extend(jobs::events(bot, key, &entries, plan.client_ip));
+    // The tasks the turn ran: the one it began in, the one it waits in, the one it ended.
+    let mut tasks: Vec<String> = [active.as_ref(), conversation.session.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.task.as_ref().map(|t| t.task_id.clone()))
+        .chain(ran.completion.as_ref().map(|c| c.completed_task_id.clone()))
+        .collect();
+    tasks.sort();
+    tasks.dedup();
+    let turn = EventTurn { client_ip: plan.client_ip, instance: plan.instance_id.as_deref(), tasks: &tasks };
+    jobs.extend(jobs::events(bot, key, &entries, &turn));
     let mut kept = Vec::new();
     if let Some(poll_id) = &poll_id {
         kept.push(jobs::resume(key, poll_id));
@@ -122,6 +132,8 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
         first_seq,
         completion: ran.completion.clone(),
         waiting,
+        instance_id: plan.instance_id.clone(),
+        tasks,
         answered_poll: plan.answers_poll.clone(),
         next_poll: poll_id.clone(),
         jobs: keepable(kept),

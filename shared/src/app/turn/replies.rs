@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::TurnReply;
 use super::finish::MAX_OUTPUTS_PER_TURN;
-use crate::app::jobs::{self, TurnEnd};
+use crate::app::jobs::{self, EventTurn, TurnEnd};
 use crate::app::records::{Direction, LastTurn, LogEntry, PollAnswer};
 use crate::app::store::Conversations;
 use crate::definition::Bot;
@@ -41,7 +41,8 @@ pub(super) async fn saved_answer(
         let end = TurnEnd { completion: last.completion.as_ref(), waiting: last.waiting, trace_id: &last.trace_id };
         jobs = jobs::post_url(bot, instance, key, &sent, end);
     }
-    jobs.extend(jobs::events(bot, key, &entries, client_ip));
+    let turn = EventTurn { client_ip, instance: last.instance_id.as_deref(), tasks: &last.tasks };
+    jobs.extend(jobs::events(bot, key, &entries, &turn));
     jobs.extend(last.jobs.iter().cloned());
     let (messages, form) = split_form(sent);
     let completion = last.completion.clone();
