@@ -230,3 +230,70 @@ pub struct BotMeta {
     pub name: String,
     pub icon: Option<String>,
 }
+
+impl V2Data {
+    /// The message as v1's `text` carries it, and as a text-only instance
+    /// sends it: a template as readable text, anything else as it is.
+    pub fn as_text(&self) -> Value {
+        match self.kind.as_str() {
+            "template" => Value::String(template_text(&self.val)),
+            _ => self.val.clone(),
+        }
+    }
+}
+
+/// A Kore template as plain text: its text, each element's title and
+/// subtitle, and its buttons or quick replies, numbered.
+pub fn template_text(template: &Value) -> String {
+    let payload = &template["payload"];
+    let text = |value: &Value| value.as_str().map(str::trim).filter(|s| !s.is_empty()).map(String::from);
+    let mut lines: Vec<String> =
+        ["text", "heading", "title"].iter().find_map(|k| text(&payload[*k])).into_iter().collect();
+    for element in payload["elements"].as_array().into_iter().flatten() {
+        match (text(&element["title"]), text(&element["subtitle"])) {
+            (Some(title), Some(subtitle)) => lines.push(format!("- {title}: {subtitle}")),
+            (Some(title), None) => lines.push(format!("- {title}")),
+            _ => {}
+        }
+    }
+    let options = payload["buttons"].as_array().or(payload["quick_replies"].as_array());
+    for (i, option) in options.into_iter().flatten().enumerate() {
+        if let Some(title) = text(&option["title"]) {
+            lines.push(format!("{}. {title}", i + 1));
+        }
+    }
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn templates_read_as_text() {
+        let cases = [
+            (
+                json!({"type": "template", "payload": {"template_type": "button", "text": "Pick one",
+                    "buttons": [{"type": "postback", "title": "Balance", "payload": "balance"},
+                                {"type": "web_url", "title": "Help", "url": "https://x.example"}]}}),
+                "Pick one\n1. Balance\n2. Help",
+            ),
+            (
+                json!({"type": "template", "payload": {"template_type": "quick_replies", "text": "Or quickly",
+                    "quick_replies": [{"content_type": "text", "title": "Survey", "payload": "survey"}]}}),
+                "Or quickly\n1. Survey",
+            ),
+            (
+                json!({"type": "template", "payload": {"template_type": "carousel", "elements": [
+                    {"title": "Lisbon", "subtitle": "Sunny", "buttons": [{"type": "postback", "title": "Go"}]},
+                    {"title": "Oslo"}]}}),
+                "- Lisbon: Sunny\n- Oslo",
+            ),
+            (json!({"type": "template", "payload": {"template_type": "list", "heading": "Menu"}}), "Menu"),
+        ];
+        for (template, text) in cases {
+            assert_eq!(template_text(&template), text, "{template}");
+        }
+    }
+}

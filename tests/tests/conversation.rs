@@ -175,6 +175,29 @@ async fn texts_per_instance(backend: Backend) {
     assert_eq!(server.say("pia", "where am i").await.texts(), ["You are chatting."]);
 }
 
+/// A template reads as text where the client shows text only: in v1, and on
+/// an instance that asks for plain text; elsewhere it goes out as it is.
+async fn templates_as_text_for_text_only_clients(backend: Backend) {
+    let server = Server::start(backend).await;
+    let body = json!({"message": {"text": "show menu"}, "from": {"id": "tom"}});
+    let reply = server.post(&format!("{}/hookInstance/voice", v1_path(TEST_BOT)), &hs256_token("tom"), &body).await;
+    assert_eq!(reply.body["text"], "Pick one\n1. Balance", "{}", reply.body);
+    let second = format!("{}/hookInstance/second", v2_path(TEST_BOT));
+    let reply = server
+        .post(
+            &second,
+            &hs256_token("tom"),
+            &json!({"message": {"type": "text", "val": "show menu"}, "from": {"id": "tom"}}),
+        )
+        .await;
+    assert_eq!(
+        (&reply.body["data"][0]["type"], &reply.body["data"][0]["val"]),
+        (&json!("text"), &json!("Pick one\n1. Balance"))
+    );
+    let reply = server.say("tom", "show menu").await;
+    assert_eq!(reply.body["data"][0]["val"]["payload"]["template_type"], "button", "{}", reply.body);
+}
+
 /// The v1 table lists the tag fields at the top level; the spec types
 /// `metaTags` "String": both are read as meta tags.
 async fn tags_at_the_top_level_of_v1_and_meta_tags_as_json_text(backend: Backend) {
@@ -317,6 +340,7 @@ on_both_stores!(
     tags_user_info_and_custom_data,
     tags_at_the_top_level_of_v1_and_meta_tags_as_json_text,
     texts_per_instance,
+    templates_as_text_for_text_only_clients,
     v1_conversation_on_an_instance,
     every_message_is_logged_in_order,
     fifty_concurrent_messages_from_one_user,

@@ -24,7 +24,7 @@ use crate::app::turn::{Calls, Outcome, TurnReply, TurnRequest};
 use crate::definition::{Mode, WebhookVersion};
 use crate::error::{Error, Result};
 use crate::ids::{self, ConversationKey};
-use crate::protocol::{V1Response, VERSION_V2};
+use crate::protocol::{V1Response, V2Data, VERSION_V2};
 
 pub fn router(state: WebhookState) -> Router {
     Router::new()
@@ -202,7 +202,7 @@ fn check_job_size(job: &Job) -> Result<()> {
 
 /// v1 `text`: a string for one message, an array for several.
 fn v1_response(reply: TurnReply) -> V1Response {
-    let mut texts: Vec<Value> = reply.messages.into_iter().map(|m| m.val).collect();
+    let mut texts: Vec<Value> = reply.messages.iter().map(V2Data::as_text).collect();
     let text = match texts.len() {
         1 => texts.remove(0),
         _ => Value::Array(texts),

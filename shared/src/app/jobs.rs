@@ -120,7 +120,7 @@ fn kore_bodies(
                     body.insert("form".into(), message.val.clone());
                 }
                 (WebhookVersion::V1, _) => {
-                    body.insert("text".into(), message.val.clone());
+                    body.insert("text".into(), message.as_text());
                 }
                 (WebhookVersion::V2, _) => {
                     body.insert("data".into(), json!([message]));

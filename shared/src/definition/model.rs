@@ -302,6 +302,10 @@ pub struct Instance {
     /// Asynchronous mode: the POST_URL bodies' format.
     #[serde(default)]
     pub delivery_format: DeliveryFormat,
+    /// Send templates as readable text (their text, elements and numbered
+    /// buttons), for clients that show text only (SMS, voice).
+    #[serde(default)]
+    pub plain_text: bool,
     /// clientIds of the apps allowed to call this instance.
     pub apps: Vec<String>,
     /// Synchronous answer deadline for this instance [default: HOOKLINE_SYNC_DEADLINE_MS].

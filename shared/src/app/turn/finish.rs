@@ -66,12 +66,18 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
         tracing::warn!(dropped, "a turn sends at most {MAX_OUTPUTS_PER_TURN} messages");
         outputs.truncate(MAX_OUTPUTS_PER_TURN);
     }
+    let plain_text = plan.instance_id.as_deref().and_then(|id| bot.instance_by_id(id)).is_some_and(|i| i.plain_text);
     let mut sent: Vec<V2Data> = Vec::new();
     let mut pause = 0;
     for output in outputs {
         match output {
             Output::Pause(ms) => pause += ms,
-            output => sent.extend(data(output, &created_on, std::mem::take(&mut pause))),
+            output => {
+                let message = data(output, &created_on, std::mem::take(&mut pause));
+                sent.extend(
+                    message.map(|m| if plain_text { V2Data { kind: "text".into(), val: m.as_text(), ..m } } else { m }),
+                );
+            }
         }
     }
     for message in &sent {
