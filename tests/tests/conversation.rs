@@ -175,6 +175,26 @@ async fn texts_per_instance(backend: Backend) {
     assert_eq!(server.say("pia", "where am i").await.texts(), ["You are chatting."]);
 }
 
+/// A button's postback, sent back as a `template` message, runs what its
+/// payload names (the menu's Balance button here).
+async fn a_buttons_postback_runs_its_payload(backend: Backend) {
+    let server = Server::start(backend).await;
+    let menu = server.say("una", "show menu").await;
+    let button = menu.body["data"][0]["val"]["payload"]["buttons"][0].clone();
+    assert_eq!(button["payload"], "balance", "{}", menu.body);
+    let click = json!({"message": {"type": "template", "val": button}, "from": {"id": "una"}});
+    let reply = server.post(&v2_path(TEST_BOT), &hs256_token("una"), &click).await;
+    assert_eq!(reply.texts()[0], "You have $45,000 in your Salary account.", "{}", reply.body);
+    assert_eq!(reply.body["completedTaskId"], "dg-balance");
+    let log = server.stores.conversations.read_log(&ConversationKey::new(TEST_BOT, "una"), None, 10).await.unwrap();
+    assert_eq!(log[2].body["request"]["message"]["type"], "template", "the click is logged as sent");
+
+    // As Kore's web SDK (v3) sends a quick reply: its payload JSON-encoded, as text.
+    let quick = json!({"message": {"type": "text", "val": "\"balance\""}, "from": {"id": "una"}});
+    let reply = server.post(&v2_path(TEST_BOT), &hs256_token("una"), &quick).await;
+    assert_eq!(reply.body["completedTaskId"], "dg-balance", "{}", reply.body);
+}
+
 /// A template reads as text where the client shows text only: in v1, and on
 /// an instance that asks for plain text; elsewhere it goes out as it is.
 async fn templates_as_text_for_text_only_clients(backend: Backend) {
@@ -341,6 +361,7 @@ on_both_stores!(
     tags_at_the_top_level_of_v1_and_meta_tags_as_json_text,
     texts_per_instance,
     templates_as_text_for_text_only_clients,
+    a_buttons_postback_runs_its_payload,
     v1_conversation_on_an_instance,
     every_message_is_logged_in_order,
     fifty_concurrent_messages_from_one_user,

@@ -99,7 +99,7 @@ pub fn parse_v2(body: &[u8]) -> Result<Inbound> {
     let event = match (message.kind, message.val) {
         (V2MessageType::Text, Value::String(text)) if !text.trim().is_empty() => {
             check_text_length("message.val", &text)?;
-            UserEvent::Text(text)
+            UserEvent::Text(unquoted(text))
         }
         (V2MessageType::Text, Value::String(_)) => {
             return Err(invalid("message.val must not be blank"));
@@ -121,6 +121,15 @@ pub fn parse_v2(body: &[u8]) -> Result<Inbound> {
         }
     };
     inbound(request.envelope, MetaTags::default(), event, payload)
+}
+
+/// Kore's web SDK (v3) sends a quick reply's payload JSON-encoded (`"\"red\""`):
+/// read as the payload it names.
+fn unquoted(text: String) -> String {
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::String(inner)) if !inner.trim().is_empty() => inner,
+        _ => text,
+    }
 }
 
 fn check_text_length(path: &str, text: &str) -> Result<()> {

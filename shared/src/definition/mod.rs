@@ -1,5 +1,6 @@
 //! Bot definitions: loaded from YAML, validated once, compiled for serving.
 
+mod kore_templates;
 mod model;
 mod nodes;
 mod validate;
@@ -502,6 +503,83 @@ events: { url: "https://example.com/events" }
         assert!(nested.iter().any(|d| d.contains("not another per-instance one")), "{nested:?}");
         let broken = text(r#"{ default: "{{oops", instances: { main: "b" } }"#);
         assert!(broken.iter().any(|d| d.contains("nodes.b.text.default: unclosed")), "{broken:?}");
+    }
+
+    /// Each shape Kore's web SDK renders: a minimal one that renders passes,
+    /// and what the SDK cannot render is reported at its field.
+    #[test]
+    fn kore_templates_are_checked_for_what_the_web_sdk_renders() {
+        let diagnostics = |template: &str| {
+            let source =
+                BOT.replace("secret: SECRET", "secret: { value: \"0123456789abcdef0123456789abcdef\" }").replace(
+                    r#"b: { type: message, text: "b", next: a }"#,
+                    &format!("b: {{ type: message, template: {template} }}"),
+                );
+            let (_, found) = check("unit.yaml", &source, Purpose::Local, &|_| None);
+            found.iter().filter(|d| d.path.contains(".template")).map(ToString::to_string).collect::<Vec<_>>()
+        };
+        let renders = [
+            r#"{ type: template, payload: { template_type: button, text: Pick, buttons: [{ type: postback, title: Yes, payload: "yes" }, { type: web_url, title: Docs, url: "https://example.com" }] } }"#,
+            r#"{ type: template, payload: { template_type: quick_replies, text: Colour, quick_replies: [{ content_type: text, title: Red, payload: red }] } }"#,
+            r#"{ type: template, payload: { template_type: carousel, elements: [{ title: Shoe, buttons: [{ type: postback, title: Buy, payload: buy }, { type: web_url, title: More, url: "https://example.com/1" }] }] } }"#,
+            r#"{ type: template, payload: { template_type: list, elements: [{ title: One, buttons: [{ type: postback, title: one, payload: one }] }, { title: Two, default_action: { url: "https://example.com" } }] } }"#,
+            r#"{ type: template, payload: { template_type: table, table_design: regular, columns: [[Item]], elements: [{ Values: [Shoe] }] } }"#,
+            r#"{ type: template, payload: { template_type: dropdown_template, elements: [{ title: One, value: "1" }] } }"#,
+            r#"{ type: template, payload: { template_type: dateTemplate } }"#,
+        ];
+        for template in renders {
+            assert_eq!(diagnostics(template), Vec::<String>::new(), "{template}");
+        }
+        let broken = [
+            (
+                r#"{ type: template, payload: { text: Pick } }"#,
+                "error: tasks[0].nodes.b.template.payload.template_type: name the template's type",
+            ),
+            (
+                r#"{ type: template, payload: { template_type: button, text: Pick } }"#,
+                "error: tasks[0].nodes.b.template.payload.buttons: a button template needs a non-empty list here",
+            ),
+            (
+                r#"{ type: template, payload: { template_type: button, buttons: [{ title: Yes, payload: "yes" }] } }"#,
+                "error: tasks[0].nodes.b.template.payload.buttons[0].type: postback, text, url or web_url",
+            ),
+            (
+                r#"{ type: template, payload: { template_type: button, buttons: [{ type: postback, title: Yes }] } }"#,
+                "error: tasks[0].nodes.b.template.payload.buttons[0].payload: a postback sends its payload",
+            ),
+            (
+                r#"{ type: template, payload: { template_type: button, buttons: [{ type: url, title: Docs, url: "example.com" }] } }"#,
+                "error: tasks[0].nodes.b.template.payload.buttons[0].url: an absolute http(s) URL",
+            ),
+            (
+                r#"{ type: template, payload: { template_type: quick_replies, quick_replies: [{ title: Red, payload: red }] } }"#,
+                "error: tasks[0].nodes.b.template.payload.quick_replies[0].content_type",
+            ),
+            (
+                r#"{ type: template, payload: { template_type: carousel, elements: [{ title: Shoe, buttons: [{ type: postback, title: Buy, payload: buy }] }] } }"#,
+                "warning: tasks[0].nodes.b.template.payload.elements[0].buttons: the SDK's v3 carousel draws two buttons",
+            ),
+            (
+                r#"{ type: template, payload: { template_type: list, elements: [{ title: One }] } }"#,
+                "error: tasks[0].nodes.b.template.payload.elements[0]: a list element needs buttons or default_action.url",
+            ),
+            (
+                r#"{ type: template, payload: { template_type: table, columns: [[Item]], elements: [{ Values: [Shoe] }] } }"#,
+                "error: tasks[0].nodes.b.template.payload.table_design: regular or responsive",
+            ),
+            (
+                r#"{ type: template, payload: { template_type: dropdown_template, elements: [{ title: One }] } }"#,
+                "error: tasks[0].nodes.b.template.payload.elements[0]: each option needs a title and a value",
+            ),
+            (
+                r#"{ type: template, payload: { template_type: Carousel, elements: [] } }"#,
+                "warning: tasks[0].nodes.b.template.payload.template_type: not a type Kore's web SDK renders",
+            ),
+        ];
+        for (template, expected) in broken {
+            let found = diagnostics(template);
+            assert!(found.iter().any(|d| d.contains(expected)), "{template}: missing {expected:?} in {found:#?}");
+        }
     }
 
     #[test]

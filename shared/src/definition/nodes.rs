@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use regex::Regex;
 use serde_json::Value;
 
+use super::kore_templates;
 use super::model::*;
 use super::validate::{Names, Problems, check_text};
 use crate::text::matcher::compile_pattern;
@@ -88,6 +89,8 @@ fn message(path: &str, m: &MessageNode, names: &Names, p: &mut Problems) {
     if let Some(object) = &m.template {
         if !object.is_object() {
             p.error(format!("{path}.template"), "a template message is a JSON object");
+        } else {
+            kore_templates::check(&format!("{path}.template"), object, p);
         }
         templates_in(&format!("{path}.template"), object, p);
     }

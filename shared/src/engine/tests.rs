@@ -45,7 +45,7 @@ tasks:
     start: lines
     nodes:
       lines: { type: message, messages: ["News for {{user.id}}:", "{{context.city}} is sunny."], next: card }
-      card: { type: message, template: { type: template, payload: { text: "Menu for {{user.id}}" } }, next: file }
+      card: { type: message, template: { type: template, payload: { template_type: button, text: "Menu for {{user.id}}", buttons: [{ type: postback, title: Menu, payload: menu }] } }, next: file }
       file: { type: message, attachment: { url: "https://cdn.example.com/{{user.id}}/menu.pdf", mime: application/pdf } }
   - id: plan
     name: plan
@@ -253,7 +253,7 @@ fn a_message_node_says_its_texts_template_and_attachment_in_order() {
     let want = [
         "News for u1:",
         "Oslo is sunny.",
-        r#"template {"type":"template","payload":{"text":"Menu for u1"}}"#,
+        r#"template {"type":"template","payload":{"template_type":"button","text":"Menu for u1","buttons":[{"type":"postback","title":"Menu","payload":"menu"}]}}"#,
         "attachment application/pdf https://cdn.example.com/u1/menu.pdf",
         "ended: Fulfilled news",
     ];
