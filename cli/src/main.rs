@@ -20,7 +20,9 @@ use hookline_core::app::files::{Blobs, FileLimits};
 use hookline_core::app::outbound;
 use hookline_core::app::queue::Queue;
 use hookline_core::app::store::Stores;
-use hookline_core::definition::{self, DEMO_BOT, DEMO_BOT_FILE, LoadError, Loaded, Purpose, Registry, Severity};
+use hookline_core::definition::{
+    self, ALLOW_PRIVATE_NETWORKS, DEMO_BOT, DEMO_BOT_FILE, LoadError, Loaded, Purpose, Registry, Severity,
+};
 use hookline_core::process::{ConfigError, Embedded, Settings, aws, sqs_worker, telemetry};
 
 /// Attempts of a job before it is dead-lettered.
@@ -385,7 +387,9 @@ async fn verify_urls(registry: &Registry) -> bool {
     bots.sort_by(|a, b| a.id().cmp(b.id()));
     let mut all_ok = true;
     for bot in bots {
-        for verified in outbound::verify_urls(&outbound, bot).await {
+        // As a deployment does: private addresses only with the setting's yes too.
+        let allow_private = std::env::var(ALLOW_PRIVATE_NETWORKS).is_ok_and(|v| v.trim() == "true");
+        for verified in outbound::verify_urls(&outbound, bot, allow_private).await {
             let answer = match &verified.outcome {
                 Ok(status) => format!("answered {status}"),
                 Err(reason) => format!("no answer: {reason}"),

@@ -3,8 +3,13 @@
 use std::process::Command;
 
 fn hookline(args: &[&str]) -> (bool, String, String) {
+    hookline_with(args, &[])
+}
+
+fn hookline_with(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_hookline"))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_remove("HOOKLINE_TEST_UNSET_SECRET")
         .output()
@@ -163,7 +168,10 @@ fn verify_posts_a_signed_challenge_to_each_delivery_url() {
 id: st-verify
 name: Verify
 apps: [{{ clientId: cs-v, algorithm: HS256, secret: {{ value: "0123456789abcdef0123456789abcdef" }} }}]
-instances: [{{ id: out, version: v2, mode: async, postUrl: "http://127.0.0.1:{port}/missing", apps: [cs-v] }}]
+instances:
+  - {{ id: out, version: v2, mode: async, postUrl: "http://127.0.0.1:{port}/missing", apps: [cs-v] }}
+  - {{ id: unsigned, version: v2, mode: async, postUrl: "http://127.0.0.1:{port}/ok", apps: [cs-v],
+      signingSecrets: [{{ env: HOOKLINE_TEST_UNSET_SECRET }}] }}
 outbound:
   allowPrivateNetworks: true
   signingSecrets: [{{ value: "whsec_aG9va2xpbmUtdGVzdC1zaWduaW5nLXNlY3JldC0zMmIh" }}]
@@ -172,8 +180,14 @@ events: {{ url: "http://127.0.0.1:{port}/ok" }}
     );
     let file = std::env::temp_dir().join(format!("hookline-verify-{port}.yaml"));
     std::fs::write(&file, definition).unwrap();
-    let (ok, stdout, _) = hookline(&["validate", "--verify", file.to_str().unwrap()]);
+    let verify = ["validate", "--verify", file.to_str().unwrap()];
+    // Loopback is private: refused unless the deployment's setting says yes, as deployed.
+    let (_, refused, _) = hookline(&verify);
+    let (ok, stdout, _) = hookline_with(&verify, &[("HOOKLINE_ALLOW_PRIVATE_NETWORKS", "true")]);
     std::fs::remove_file(&file).unwrap();
+    assert!(refused.contains("events.url") && refused.contains("failed (no answer: refused"), "{refused}");
+    let unsigned = format!("instances[unsigned].postUrl http://127.0.0.1:{port}/ok: failed (no answer: not sent");
+    assert!(stdout.contains(&unsigned), "{stdout}");
     assert!(!ok, "a URL that does not answer 2xx fails the check");
     assert!(
         stdout.contains(&format!("st-verify events.url http://127.0.0.1:{port}/ok: verified (answered 200)")),

@@ -243,7 +243,8 @@ impl V2Data {
 }
 
 /// A Kore template as plain text: its text, each element's title and
-/// subtitle, and its buttons or quick replies, numbered.
+/// subtitle, and its buttons or quick replies by title (a link with its URL),
+/// for the user to say or type; a template with none of these is named by its type.
 pub fn template_text(template: &Value) -> String {
     let payload = &template["payload"];
     let text = |value: &Value| value.as_str().map(str::trim).filter(|s| !s.is_empty()).map(String::from);
@@ -257,10 +258,15 @@ pub fn template_text(template: &Value) -> String {
         }
     }
     let options = payload["buttons"].as_array().or(payload["quick_replies"].as_array());
-    for (i, option) in options.into_iter().flatten().enumerate() {
-        if let Some(title) = text(&option["title"]) {
-            lines.push(format!("{}. {title}", i + 1));
+    for option in options.into_iter().flatten() {
+        match (text(&option["title"]), text(&option["url"])) {
+            (Some(title), Some(url)) => lines.push(format!("- {title}: {url}")),
+            (Some(title), None) => lines.push(format!("- {title}")),
+            _ => {}
         }
+    }
+    if lines.is_empty() {
+        lines.push(format!("[{}]", payload["template_type"].as_str().unwrap_or("template")));
     }
     lines.join("\n")
 }
@@ -277,12 +283,12 @@ mod tests {
                 json!({"type": "template", "payload": {"template_type": "button", "text": "Pick one",
                     "buttons": [{"type": "postback", "title": "Balance", "payload": "balance"},
                                 {"type": "web_url", "title": "Help", "url": "https://x.example"}]}}),
-                "Pick one\n1. Balance\n2. Help",
+                "Pick one\n- Balance\n- Help: https://x.example",
             ),
             (
                 json!({"type": "template", "payload": {"template_type": "quick_replies", "text": "Or quickly",
                     "quick_replies": [{"content_type": "text", "title": "Survey", "payload": "survey"}]}}),
-                "Or quickly\n1. Survey",
+                "Or quickly\n- Survey",
             ),
             (
                 json!({"type": "template", "payload": {"template_type": "carousel", "elements": [
@@ -291,6 +297,7 @@ mod tests {
                 "- Lisbon: Sunny\n- Oslo",
             ),
             (json!({"type": "template", "payload": {"template_type": "list", "heading": "Menu"}}), "Menu"),
+            (json!({"type": "template", "payload": {"template_type": "dateTemplate"}}), "[dateTemplate]"),
         ];
         for (template, text) in cases {
             assert_eq!(template_text(&template), text, "{template}");

@@ -201,7 +201,7 @@ async fn templates_as_text_for_text_only_clients(backend: Backend) {
     let server = Server::start(backend).await;
     let body = json!({"message": {"text": "show menu"}, "from": {"id": "tom"}});
     let reply = server.post(&format!("{}/hookInstance/voice", v1_path(TEST_BOT)), &hs256_token("tom"), &body).await;
-    assert_eq!(reply.body["text"], "Pick one\n1. Balance", "{}", reply.body);
+    assert_eq!(reply.body["text"], "Pick one\n- Balance", "{}", reply.body);
     let second = format!("{}/hookInstance/second", v2_path(TEST_BOT));
     let reply = server
         .post(
@@ -212,7 +212,7 @@ async fn templates_as_text_for_text_only_clients(backend: Backend) {
         .await;
     assert_eq!(
         (&reply.body["data"][0]["type"], &reply.body["data"][0]["val"]),
-        (&json!("text"), &json!("Pick one\n1. Balance"))
+        (&json!("text"), &json!("Pick one\n- Balance"))
     );
     let reply = server.say("tom", "show menu").await;
     assert_eq!(reply.body["data"][0]["val"]["payload"]["template_type"], "button", "{}", reply.body);

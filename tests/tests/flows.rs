@@ -293,7 +293,7 @@ async fn rich_messages_carry_their_objects() {
     let path = format!("{}/hookInstance/voice", v1_path(FLOWS_BOT));
     let v1 = send(&server, &path, "ria", json!({"message": {"text": "menu"}})).await;
     // v1 shows text only: the template as readable text.
-    assert_eq!(v1.body["text"][0], "Hi ria, pick one\n1. Balance", "{}", v1.body);
+    assert_eq!(v1.body["text"][0], "Hi ria, pick one\n- Balance", "{}", v1.body);
 }
 
 #[tokio::test]

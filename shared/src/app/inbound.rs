@@ -124,10 +124,12 @@ pub fn parse_v2(body: &[u8]) -> Result<Inbound> {
 }
 
 /// Kore's web SDK (v3) sends a quick reply's payload JSON-encoded (`"\"red\""`):
-/// read as the payload it names.
+/// read as the payload it names. Only a plain quoted string (no quotes or
+/// escapes within) is taken for one; any other text stays as it is.
 fn unquoted(text: String) -> String {
-    match serde_json::from_str::<Value>(&text) {
-        Ok(Value::String(inner)) if !inner.trim().is_empty() => inner,
+    let inner = text.strip_prefix('"').and_then(|t| t.strip_suffix('"'));
+    match inner {
+        Some(inner) if !inner.trim().is_empty() && !inner.contains(['"', '\\']) => inner.to_string(),
         _ => text,
     }
 }

@@ -238,7 +238,6 @@ pub fn events(bot: &Bot, key: &ConversationKey, log: &[LogEntry], turn: &EventTu
                 "direction": direction,
                 "messageId": entry.message_id,
                 "seq": entry.seq,
-                "message": message,
             });
             let webhook_id = format!("evt_{}", entry.message_id);
             let job = delivery(bot, DeliveryKind::Event, None, webhook_id.clone(), post(bot, url, body));

@@ -91,22 +91,32 @@ impl Verified {
 /// Sends each URL the bot delivers to (event webhooks, asynchronous
 /// instances' POST_URLs) one POST signed as its deliveries are:
 /// `{"type": "verification", "botId", "challenge"}` under a `verify_`
-/// webhook-id, which receivers can tell from deliveries.
-pub async fn verify_urls(outbound: &dyn Outbound, bot: &Bot) -> Vec<Verified> {
+/// webhook-id, which receivers can tell from deliveries. Private addresses
+/// only when both the bot and `allow_private` allow them, as deployed; a URL
+/// whose signing secrets are not set here is reported, not sent unsigned.
+pub async fn verify_urls(outbound: &dyn Outbound, bot: &Bot, allow_private: bool) -> Vec<Verified> {
     let events = &bot.def.events;
-    let mut targets: Vec<(String, &str, &[SigningKey])> = Vec::new();
+    let bot_signs = !bot.def.outbound.signing_secrets.is_empty();
+    let mut targets: Vec<(String, &str, &[SigningKey], bool)> = Vec::new();
     for (field, url) in [("events.url", &events.url), ("events.sessionDataUrl", &events.session_data_url)] {
         if let Some(url) = url {
-            targets.push((field.into(), url, bot.signing_keys()));
+            targets.push((field.into(), url, bot.signing_keys(), bot_signs));
         }
     }
     for instance in bot.def.instances.iter().filter(|i| i.mode == Mode::Async) {
         if let Some(url) = &instance.post_url {
-            targets.push((format!("instances[{}].postUrl", instance.id), url, bot.post_url_keys(&instance.id)));
+            let signs = !instance.signing_secrets.is_empty() || bot_signs;
+            let field = format!("instances[{}].postUrl", instance.id);
+            targets.push((field, url, bot.post_url_keys(&instance.id), signs));
         }
     }
     let mut verified = Vec::new();
-    for (field, url, keys) in targets {
+    for (field, url, keys, signs) in targets {
+        if signs && keys.is_empty() {
+            let outcome = Err("not sent: its signing secrets are not set here".to_string());
+            verified.push(Verified { field, url: url.to_string(), outcome });
+            continue;
+        }
         let challenge = uuid::Uuid::new_v4().simple().to_string();
         let call = HttpCall {
             method: "POST".into(),
@@ -114,7 +124,7 @@ pub async fn verify_urls(outbound: &dyn Outbound, bot: &Bot) -> Vec<Verified> {
             headers: Vec::new(),
             body: Some(serde_json::json!({"type": "verification", "botId": bot.id(), "challenge": challenge})),
             timeout: Duration::from_millis(bot.def.outbound.timeout_ms),
-            allow_private: bot.def.outbound.allow_private_networks,
+            allow_private: bot.def.outbound.allow_private_networks && allow_private,
             max_response_bytes: 64 * 1024,
         };
         let outcome = outbound.call(&call, bot, keys, &format!("verify_{challenge}")).await;

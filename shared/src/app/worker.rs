@@ -20,6 +20,7 @@ use super::records::{PollAnswer, PollRecord};
 use super::store::Polls;
 use super::turn::{AnswerTo, Calls, Outcome, TurnRequest, Turns};
 use crate::definition::{Bot, Registry, WebhookVersion};
+use crate::engine::MAX_DELAY_MS;
 use crate::error::{Error, Result};
 use crate::ids::ConversationKey;
 
@@ -147,7 +148,7 @@ impl Worker {
         let call = &delivery.call;
         if let Some(delay) = delivery.delay_ms {
             // Spaced as the bot's webhook asked; the group's next delivery waits behind it.
-            tokio::time::sleep(Duration::from_millis(delay)).await;
+            tokio::time::sleep(Duration::from_millis(delay.min(MAX_DELAY_MS))).await;
         }
         match outbound::deliver(self.outbound.as_ref(), call, &bot, keys, &delivery.webhook_id).await {
             Delivered::Yes(status) => {

@@ -7,6 +7,7 @@
 use serde_json::Value;
 
 use super::validate::Problems;
+use crate::text::template::lone_placeholder;
 
 /// Payload lists each `template_type` needs (kore-web-sdk 10.1.12).
 const REQUIRED_LISTS: &[(&str, &[&str])] = &[
@@ -34,6 +35,9 @@ const REQUIRED_LISTS: &[(&str, &[&str])] = &[
 ];
 
 pub(super) fn check(path: &str, template: &Value, p: &mut Problems) {
+    if filled_at_runtime(template) || filled_at_runtime(&template["payload"]) {
+        return;
+    }
     if template["type"] != "template" {
         p.warn(format!("{path}.type"), "Kore's clients render objects with type: template; this one goes out as it is");
         return;
@@ -52,7 +56,7 @@ pub(super) fn check(path: &str, template: &Value, p: &mut Problems) {
         );
         return;
     };
-    for list in *lists {
+    for list in lists.iter().filter(|l| !filled_at_runtime(&payload[**l])) {
         if payload[*list].as_array().is_none_or(|l| l.is_empty()) {
             p.error(at(list), format!("a {kind} template needs a non-empty list here"));
         }
@@ -97,7 +101,7 @@ pub(super) fn check(path: &str, template: &Value, p: &mut Problems) {
 fn actions(path: &str, list: &Value, kind_field: &str, p: &mut Problems) {
     for (i, action) in items(list) {
         let at = format!("{path}[{i}]");
-        if !action["title"].is_string() {
+        if !(action["title"].is_string() || action["title"].is_number()) {
             p.error(format!("{at}.title"), "each needs a title");
         }
         match action[kind_field].as_str().map(str::to_ascii_lowercase).as_deref() {
@@ -117,10 +121,17 @@ fn actions(path: &str, list: &Value, kind_field: &str, p: &mut Problems) {
     }
 }
 
+/// The items of a list, but those a lone `{{...}}` fills when the message is sent.
 fn items(list: &Value) -> impl Iterator<Item = (usize, &Value)> {
-    list.as_array().into_iter().flatten().enumerate()
+    list.as_array().into_iter().flatten().enumerate().filter(|(_, item)| !filled_at_runtime(item))
 }
 
+/// A lone `{{...}}` placeholder: its value, of any type, comes from the context.
+fn filled_at_runtime(value: &Value) -> bool {
+    value.as_str().is_some_and(|s| lone_placeholder(s).is_some())
+}
+
+/// A non-empty string: what a click sends must be one (the SDK trims it).
 fn non_empty(value: &Value) -> bool {
     value.as_str().is_some_and(|s| !s.trim().is_empty())
 }

@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::signing::SigningKey;
 
 pub use model::*;
+pub use validate::ALLOW_PRIVATE_NETWORKS;
 
 use crate::text::matcher::{Matcher, Strength, Utterance};
 
@@ -526,6 +527,10 @@ events: { url: "https://example.com/events" }
             r#"{ type: template, payload: { template_type: table, table_design: regular, columns: [[Item]], elements: [{ Values: [Shoe] }] } }"#,
             r#"{ type: template, payload: { template_type: dropdown_template, elements: [{ title: One, value: "1" }] } }"#,
             r#"{ type: template, payload: { template_type: dateTemplate } }"#,
+            // Filled from the context when the message is sent: checked then by the client only.
+            r#"{ type: template, payload: { template_type: button, text: Pick, buttons: "{{context.buttons}}" } }"#,
+            r#"{ type: template, payload: "{{context.card}}" }"#,
+            r#"{ type: template, payload: { template_type: button, buttons: ["{{context.first}}", { type: postback, title: 2024, payload: "y" }] } }"#,
         ];
         for template in renders {
             assert_eq!(diagnostics(template), Vec::<String>::new(), "{template}");

@@ -613,15 +613,14 @@ pub(super) fn check_text(path: &str, text: &Text, names: &Names, p: &mut Problem
             }
         }
         Text::PerInstance(variants) => {
-            let variants = std::iter::once((format!("{path}.default"), &*variants.default))
-                .chain(variants.instances.iter().map(|(id, text)| (format!("{path}.instances.{id}"), text)));
-            for (at, text) in variants {
+            let variants = std::iter::once((format!("{path}.default"), None, &*variants.default))
+                .chain(variants.instances.iter().map(|(id, text)| (format!("{path}.instances.{id}"), Some(id), text)));
+            for (at, id, text) in variants {
                 if matches!(text, Text::PerInstance(_)) {
                     p.error(at, "a per-instance text holds a text or per-language texts, not another per-instance one");
                     continue;
                 }
-                let id = at.rsplit_once("instances.").map(|(_, id)| id);
-                if let Some(id) = id.filter(|id| !names.instances.iter().any(|i| i == id)) {
+                if let Some(id) = id.filter(|id| !names.instances.contains(id)) {
                     p.error(&at, format!("{id} is not one of the bot's instances"));
                 }
                 check_text(&at, text, names, p);

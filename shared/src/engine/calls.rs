@@ -5,12 +5,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::{CallOutcome, HttpCall, Instructions, Output, Session};
+use super::{CallOutcome, HttpCall, Instructions, MAX_DELAY_MS, Output, Session};
 use crate::definition::{ATTACHMENT_MIME_TYPES, Bot, HeaderValue, HttpMethod, ServiceNode, WebhookNode};
 use crate::text::template;
-
-/// The longest Joonbot `delay` honoured: the answer is not held up longer.
-const MAX_DELAY_MS: u64 = 10_000;
 
 fn call(
     bot: &Bot,
@@ -127,7 +124,9 @@ fn joonbot_instruction(response: &Value) -> Result<Vec<Output>, String> {
         Some(other) => return Err(format!("instructions of type {other} are not supported (only text)")),
         None => return Err("an instruction needs a type".into()),
     }
-    let mut elements: Vec<&Value> = response["elements"].as_array().ok_or("elements is not a list")?.iter().collect();
+    let elements =
+        response["elements"].as_array().filter(|e| !e.is_empty()).ok_or("elements is not a non-empty list")?;
+    let mut elements: Vec<&Value> = elements.iter().collect();
     elements.sort_by_key(|e| e["order"].as_i64().unwrap_or(0));
     let mut outputs = Vec::new();
     if let Some(delay) = response["delay"].as_u64().filter(|d| *d > 0) {

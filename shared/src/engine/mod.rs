@@ -23,6 +23,9 @@ use crate::text::template;
 pub use effects::{CallError, CallOutcome, HttpCall, HttpReply};
 pub use state::{ActiveTask, Session};
 
+/// The longest a message waits for a webhook's Joonbot `delay`: an answer or
+/// a delivery is not held up longer.
+pub const MAX_DELAY_MS: u64 = 10_000;
 /// Guards against flows that loop without waiting for the user.
 const MAX_STEPS_PER_TURN: usize = 100;
 /// Invalid answers to a question before it gives up, unless it says otherwise.

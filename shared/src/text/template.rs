@@ -61,7 +61,9 @@ pub fn value_at<'a>(scope: &'a Value, path: &str) -> Option<&'a Value> {
     lookup(scope, path.trim())
 }
 
-fn lone_placeholder(s: &str) -> Option<&str> {
+/// The path of a string that is one `{{path}}` and nothing else (rendered,
+/// it keeps its value's type).
+pub fn lone_placeholder(s: &str) -> Option<&str> {
     let inner = s.trim().strip_prefix("{{")?.strip_suffix("}}")?;
     (!inner.contains("{{") && !inner.contains("}}")).then(|| inner.trim())
 }

@@ -13,7 +13,7 @@ use crate::app::jobs::{self, EventTurn, TurnEnd};
 use crate::app::queue::{Job, QueueMessage};
 use crate::app::records::{Conversation, Direction, LastTurn, LogEntry, PendingCall, PollAnswer, PollRecord};
 use crate::definition::Bot;
-use crate::engine::Output;
+use crate::engine::{self, Output};
 use crate::error::{Error, Result};
 use crate::ids::{self, ConversationKey};
 use crate::protocol::V2Data;
@@ -71,12 +71,12 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
     let mut pause = 0;
     for output in outputs {
         match output {
-            Output::Pause(ms) => pause += ms,
+            // Pauses in a row add up, within the longest a message waits.
+            Output::Pause(ms) => pause = (pause + ms).min(engine::MAX_DELAY_MS),
             output => {
                 let message = data(output, &created_on, std::mem::take(&mut pause));
-                sent.extend(
-                    message.map(|m| if plain_text { V2Data { kind: "text".into(), val: m.as_text(), ..m } } else { m }),
-                );
+                let as_text = |m: V2Data| V2Data { kind: "text".into(), val: m.as_text(), ..m };
+                sent.extend(message.map(|m| if plain_text && m.kind == "template" { as_text(m) } else { m }));
             }
         }
     }
