@@ -173,6 +173,13 @@ async fn texts_per_instance(backend: Backend) {
     let reply = server.post(&format!("{}/hookInstance/voice", v1_path(TEST_BOT)), &hs256_token("pia"), &body).await;
     assert_eq!(reply.body["text"], "You are on the phone.", "{}", reply.body);
     assert_eq!(server.say("pia", "where am i").await.texts(), ["You are chatting."]);
+    // preferredChannelForResponse picks another instance's texts; a channel the bot
+    // has no instance for (the spec's sample `rtm`) changes nothing.
+    let preferring = |channel: &str| json!({"message": {"type": "text", "val": "where am i"}, "from": {"id": "pia"}, "preferredChannelForResponse": channel});
+    let reply = server.post(&v2_path(TEST_BOT), &hs256_token("pia"), &preferring("voice")).await;
+    assert_eq!(reply.texts(), ["You are on the phone."], "{}", reply.body);
+    let reply = server.post(&v2_path(TEST_BOT), &hs256_token("pia"), &preferring("rtm")).await;
+    assert_eq!(reply.texts(), ["You are chatting."], "{}", reply.body);
 }
 
 /// A button's postback, sent back as a `template` message, runs what its

@@ -36,17 +36,22 @@ pub struct Inbound {
     pub payload: Value,
     pub tags: MetaTags,
     pub language: Option<String>,
+    /// `preferredChannelForResponse`: an instance whose texts the bot answers with.
+    pub preferred_channel: Option<String>,
 }
 
 impl Inbound {
     /// The turn this checked request asks for: answered to the caller, calls
     /// made inline, started now. Callers adjust the rest.
     pub fn into_turn(self, bot: &Arc<Bot>, instance_id: &str, user: ConversationKey, trace_id: String) -> TurnRequest {
-        let Inbound { new_session, user_info, event, payload, tags, language, .. } = self;
+        let Inbound { new_session, user_info, event, payload, tags, language, preferred_channel, .. } = self;
+        // A channel the bot has no instance for (as the spec's sample `rtm`) leaves the texts as they are.
+        let texts_instance = preferred_channel.filter(|id| bot.instance_by_id(id).is_some());
         TurnRequest {
             bot: bot.clone(),
             user,
             instance_id: instance_id.to_string(),
+            texts_instance,
             new_session,
             input: Input { event, message: payload, language, session_tags: tags.session_level_tags },
             user_info,
@@ -227,5 +232,6 @@ fn inbound(envelope: Envelope, top_tags: MetaTags, event: UserEvent, payload: Va
         payload,
         tags,
         language: envelope.interactive_language.filter(|l| !l.is_empty()),
+        preferred_channel: envelope.preferred_channel_for_response.filter(|c| !c.is_empty()),
     })
 }

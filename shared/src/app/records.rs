@@ -79,6 +79,9 @@ pub struct PendingCall {
     /// The instance the message came in on, whose URL its polls are read from.
     #[serde(default)]
     pub instance_id: Option<String>,
+    /// The instance whose texts answer, when the message preferred another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub texts_instance: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

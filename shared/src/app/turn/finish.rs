@@ -96,6 +96,7 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
         trace_id: plan.trace_id.clone(),
         calls: ran.calls_made,
         instance_id: plan.instance_id.clone(),
+        texts_instance: plan.texts_instance.clone().filter(|t| plan.instance_id.as_ref() != Some(t)),
     });
     if let Some(request) = plan.message {
         conversation.queued.retain(|q| q.trace_id != request.trace_id);

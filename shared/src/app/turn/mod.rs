@@ -90,6 +90,8 @@ pub struct TurnRequest {
     pub user: ConversationKey,
     /// The hookInstance the message came in on.
     pub instance_id: String,
+    /// Another instance whose texts answer (`preferredChannelForResponse`).
+    pub texts_instance: Option<String>,
     pub new_session: bool,
     pub input: Input,
     pub user_info: Option<Map<String, Value>>,

@@ -63,7 +63,7 @@ pub(super) fn begin(
         now_ms,
         new_session_id: ids::session_id(),
         user: Value::Object(user),
-        instance: plan.instance_id.clone(),
+        instance: plan.texts_instance.clone(),
         user_tags: conversation.user_tags.clone(),
     };
     Ok(Begun { conversation, active, ctx, now })

@@ -36,6 +36,8 @@ pub(super) struct Plan<'r> {
     pub trace_id: String,
     /// The instance the message came in on: its URL reads the step's polls.
     pub instance_id: Option<String>,
+    /// The instance whose text variants the bot answers with.
+    pub texts_instance: Option<String>,
     pub calls: Calls,
     /// The session ends if it has been idle past the bot's timeout (a
     /// resumed session waited for its call: it is as active as when it
@@ -75,6 +77,7 @@ impl<'r> Step<'r> {
                 message: Some(request),
                 trace_id: request.trace_id.clone(),
                 instance_id: Some(request.instance_id.clone()),
+                texts_instance: request.texts_instance.clone().or(Some(request.instance_id.clone())),
                 calls: request.calls,
                 idle_ends_session: true,
                 new_session: request.new_session,
@@ -88,6 +91,10 @@ impl<'r> Step<'r> {
                 message: None,
                 trace_id: conversation.pending.as_ref().map(|p| p.trace_id.clone()).unwrap_or_default(),
                 instance_id: conversation.pending.as_ref().and_then(|p| p.instance_id.clone()),
+                texts_instance: conversation
+                    .pending
+                    .as_ref()
+                    .and_then(|p| p.texts_instance.clone().or(p.instance_id.clone())),
                 calls: Calls::Poll,
                 idle_ends_session: false,
                 new_session: false,
