@@ -222,6 +222,14 @@ impl Reply {
             .unwrap_or_default()
     }
 
+    /// The texts of a chat history answer, oldest first.
+    pub fn history_texts(&self) -> Vec<String> {
+        self.body["messages"]
+            .as_array()
+            .map(|m| m.iter().map(|m| m["components"][0]["data"]["text"].as_str().unwrap_or_default().into()).collect())
+            .unwrap_or_default()
+    }
+
     /// The error envelope's msg, after checking the envelope's shape.
     pub fn error_msg(&self) -> String {
         assert_eq!(self.body["_v"], "v2", "envelope: {}", self.body);

@@ -126,14 +126,8 @@ async fn a_message_sent_during_a_call_queues_behind_it(backend: Backend) {
 
     // The log has every message in the order it happened.
     let history = server.get(&format!("/api/chathistory/{BOT}/webhook?limit=20"), &token("bo")).await;
-    let texts: Vec<&str> = history.body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["components"][0]["data"]["text"].as_str().unwrap_or_default())
-        .collect();
     assert_eq!(
-        texts,
+        history.history_texts(),
         ["weather", "Let me check.", "Sky: grey", "Tomorrow: sun", "hello", "Hello!", "How can I help?"],
         "{}",
         history.body
@@ -289,14 +283,8 @@ async fn a_message_does_not_overtake_those_queued_before_it() {
     assert_eq!(poll(&server, "poll", "jo", &p2).await.texts(), ["Hello!", "How can I help?"]);
     assert_eq!(poll(&server, "poll", "jo", &p3).await.texts(), ["Rate us from 1 to 5"]);
     let history = server.get(&format!("/api/chathistory/{BOT}/webhook?limit=20"), &token("jo")).await;
-    let texts: Vec<&str> = history.body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["components"][0]["data"]["text"].as_str().unwrap_or_default())
-        .collect();
     assert_eq!(
-        texts,
+        history.history_texts(),
         [
             "weather",
             "Let me check.",
