@@ -23,7 +23,7 @@ use hookline_core::app::store::Stores;
 use hookline_core::definition::{
     self, ALLOW_PRIVATE_NETWORKS, DEMO_BOT, DEMO_BOT_FILE, LoadError, Loaded, Purpose, Registry, Severity,
 };
-use hookline_core::process::{ConfigError, Embedded, Settings, aws, sqs_worker, telemetry};
+use hookline_core::process::{self, ConfigError, Embedded, Settings, aws, sqs_worker, telemetry};
 
 /// Attempts of a job before it is dead-lettered.
 const DELIVERY_RECEIVES: u32 = 5;
@@ -283,6 +283,7 @@ async fn serve(addr: SocketAddr, bots: Option<PathBuf>, storage: Storage, behind
             (embedded, queued)
         }
     };
+    tokio::spawn(process::sweep_idle_sessions(embedded.worker.clone(), process::IDLE_SWEEP_EVERY));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| CliError::Io { what: format!("cannot listen on {addr}"), source })?;

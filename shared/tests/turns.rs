@@ -151,15 +151,19 @@ impl Conversations for Conflicting {
         self.inner.load(key).await
     }
 
-    async fn save_turn(&self, key: &ConversationKey, write: TurnWrite<'_>) -> Result<()> {
+    async fn save_turns(&self, writes: &[(&ConversationKey, TurnWrite<'_>)]) -> Result<()> {
         if self.failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
             return Err(Error::Conflict);
         }
-        self.inner.save_turn(key, write).await
+        self.inner.save_turns(writes).await
     }
 
     async fn read_log(&self, key: &ConversationKey, after_seq: Option<u64>, limit: usize) -> Result<Vec<LogEntry>> {
         self.inner.read_log(key, after_seq, limit).await
+    }
+
+    async fn idle_due(&self, now: i64, limit: usize) -> Result<Vec<(ConversationKey, i64)>> {
+        self.inner.idle_due(now, limit).await
     }
 }
 

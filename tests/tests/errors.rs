@@ -263,9 +263,9 @@ impl Conversations for SlowStore {
         self.inner.load(key).await
     }
 
-    async fn save_turn(&self, key: &ConversationKey, write: TurnWrite<'_>) -> hookline_core::error::Result<()> {
+    async fn save_turns(&self, writes: &[(&ConversationKey, TurnWrite<'_>)]) -> hookline_core::error::Result<()> {
         tokio::time::sleep(self.save_delay).await;
-        self.inner.save_turn(key, write).await
+        self.inner.save_turns(writes).await
     }
 
     async fn read_log(
@@ -275,6 +275,10 @@ impl Conversations for SlowStore {
         limit: usize,
     ) -> hookline_core::error::Result<Vec<LogEntry>> {
         self.inner.read_log(key, after_seq, limit).await
+    }
+
+    async fn idle_due(&self, now: i64, limit: usize) -> hookline_core::error::Result<Vec<(ConversationKey, i64)>> {
+        self.inner.idle_due(now, limit).await
     }
 }
 

@@ -1,11 +1,20 @@
 //! The worker function's binary under a local Lambda Runtime API, with an
 //! SQS event as the FIFO queue's event source sends it, against the AWS
-//! emulator: deliveries made, and the partial batch response.
+//! emulator: deliveries made, and the partial batch response; and with the
+//! schedule's event, the sweep of idle sessions.
 
 use std::path::Path;
+use std::time::Duration;
 
+use chrono::Utc;
+use hookline_core::adapters::store::DynamoStore;
+use hookline_core::app::queue::Job;
+use hookline_core::app::records::{Conversation, IdleClosure};
+use hookline_core::app::store::{Conversations, TurnWrite};
+use hookline_core::engine::Session;
+use hookline_core::ids::ConversationKey;
 use hookline_tests::runtime_api::{Deployment, HELLO_BOT, LambdaRuntime, Outcome};
-use hookline_tests::{Answer, Receiver, delivery_job, sqs_record};
+use hookline_tests::{Answer, Receiver, delivery_job, dynamodb_client, now, sqs_record};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,4 +43,41 @@ async fn reports_partial_batch_failures() {
     let seen: Vec<String> = receiver.received().iter().map(|r| r.path_and_query.clone()).collect();
     assert!(seen.contains(&"/ok".to_string()) && seen.iter().filter(|p| *p == "/ok").count() == 1, "{seen:?}");
     assert!(seen.iter().all(|p| p == "/ok" || p == "/down"), "{seen:?}");
+}
+
+/// The schedule's event sweeps idle sessions: each due closure is queued in
+/// its conversation's group, and the queued job closes the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schedule_queues_the_closure_of_idle_sessions() {
+    let deployment = Deployment::on_emulator().await;
+    let store = DynamoStore::new(dynamodb_client().await, &deployment.table);
+    let key = ConversationKey::new(HELLO_BOT, "zoe");
+    let due_at = now() - 30;
+    let idle = Conversation {
+        session: Some(Session { id: "se-idle".into(), last_active_at: (now() - 16 * 60) * 1000, ..Session::default() }),
+        idle_closure: Some(IdleClosure { due_at, instance_id: "default".into() }),
+        ..Conversation::default()
+    };
+    let write = TurnWrite { conversation: &idle, expected_version: 0, log: &[], expires_at: now() + 3600, polls: &[] };
+    store.save_turn(&key, write).await.unwrap();
+
+    let function = LambdaRuntime::start(Path::new(env!("CARGO_BIN_EXE_worker")), &deployment.env).await;
+    let schedule = json!({
+        "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": Utc::now().to_rfc3339(),
+        "region": "us-east-1", "resources": ["arn:aws:events:us-east-1:123456789012:rule/hookline-sweep"], "detail": {}
+    });
+    let Outcome::Response(_) = function.invoke(schedule).await else { panic!("the sweep failed") };
+    let queued = deployment.queue.receive(10, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    let job: Job = serde_json::from_str(&queued[0].body).unwrap();
+    assert_eq!(job, Job::CloseIdle { bot_id: HELLO_BOT.into(), user_id: "zoe".into(), app: None, due_at });
+
+    let group = queued[0].group.clone().unwrap();
+    let event = json!({"Records": [sqs_record("close-1", &group, queued[0].body.clone())]});
+    let Outcome::Response(response) = function.invoke(event).await else { panic!("the worker failed") };
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    let closed = store.load(&key).await.unwrap().unwrap();
+    assert_eq!((closed.session, closed.idle_closure), (None, None));
+    assert_eq!(closed.last_turn.map(|t| t.trace_id), Some(IdleClosure::trace_id(due_at)));
 }

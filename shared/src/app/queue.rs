@@ -36,6 +36,17 @@ pub enum Job {
     },
     /// One signed POST, retried until the receiver takes it.
     Deliver(Delivery),
+    /// End a session idle past its bot's timeout and tell its asynchronous
+    /// instance, if the conversation is as the sweep found it.
+    #[serde(rename_all = "camelCase")]
+    CloseIdle {
+        bot_id: String,
+        user_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        app: Option<String>,
+        /// When the closure was due (Unix seconds).
+        due_at: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -42,6 +42,28 @@ pub struct Conversation {
     /// delivered again after others ran is still recognised.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub applied: Vec<String>,
+    /// Asynchronous mode: when the session ends for inactivity, and whose
+    /// POST_URL is then told (SESSION_CLOSURE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_closure: Option<IdleClosure>,
+}
+
+/// A session's proactive closure, owed to an asynchronous instance once the
+/// session has been idle past its bot's timeout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdleClosure {
+    /// Unix seconds.
+    pub due_at: i64,
+    pub instance_id: String,
+}
+
+impl IdleClosure {
+    /// The trace id of the step that closes a session due at `due_at`: the
+    /// same for every attempt, so a retried closure is recognised.
+    pub fn trace_id(due_at: i64) -> String {
+        format!("tr-idle-{due_at}")
+    }
 }
 
 /// A message queued behind a polled call, until the worker runs it.

@@ -34,10 +34,20 @@ pub trait Conversations: Send + Sync {
 
     /// Stores the conversation (as `expected_version + 1`), appends the log
     /// entries and writes the poll records, all or nothing.
-    async fn save_turn(&self, key: &ConversationKey, write: TurnWrite<'_>) -> Result<()>;
+    async fn save_turn(&self, key: &ConversationKey, write: TurnWrite<'_>) -> Result<()> {
+        self.save_turns(&[(key, write)]).await
+    }
+
+    /// Saves several conversations' writes (of distinct conversations) as
+    /// one: all or nothing, `Error::Conflict` if any version changed.
+    async fn save_turns(&self, writes: &[(&ConversationKey, TurnWrite<'_>)]) -> Result<()>;
 
     /// Log entries with seq greater than `after_seq`, oldest first.
     async fn read_log(&self, key: &ConversationKey, after_seq: Option<u64>, limit: usize) -> Result<Vec<LogEntry>>;
+
+    /// Conversations whose idle closure is due by `now` (Unix seconds), with
+    /// when it was due: at most about `limit`, the rest for the next sweep.
+    async fn idle_due(&self, now: i64, limit: usize) -> Result<Vec<(ConversationKey, i64)>>;
 }
 
 /// Poll records, as the poll endpoint reads them.

@@ -15,7 +15,9 @@ use tokio::time::Instant;
 
 use super::inbound;
 use super::outbound::{self, Delivered, Outbound};
-use super::queue::{Delivery, DeliveryKind, Job, JobHandler, Queue, QueuedAnswer, QueuedTurn, Retry, backoff};
+use super::queue::{
+    Delivery, DeliveryKind, Job, JobHandler, Queue, QueueMessage, QueuedAnswer, QueuedTurn, Retry, backoff,
+};
 use super::records::{PollAnswer, PollRecord};
 use super::store::Polls;
 use super::turn::{AnswerTo, Calls, Outcome, TurnRequest, Turns};
@@ -23,6 +25,9 @@ use crate::definition::{Bot, Registry, WebhookVersion};
 use crate::engine::MAX_DELAY_MS;
 use crate::error::{Error, Result};
 use crate::ids::ConversationKey;
+
+/// Closures one sweep queues; more wait for the next sweep.
+const MAX_CLOSURES_PER_SWEEP: usize = 1000;
 
 /// The worker's timing, from the environment at start.
 #[derive(Debug, Clone)]
@@ -136,7 +141,39 @@ impl Worker {
                 let key = ConversationKey::new(bot_id, user_id).in_app(app.clone());
                 self.resume(&bot, &key, poll_id, started).await
             }
+            Job::CloseIdle { bot_id, user_id, app, due_at } => {
+                let bot = self.bots.require(bot_id)?;
+                let key = ConversationKey::new(bot_id, user_id).in_app(app.clone());
+                if let Some(reply) = self.turns.close_idle(&bot, &key, *due_at, self.deadline(started)).await? {
+                    self.queue.send(&reply.jobs).await?;
+                }
+                Ok(())
+            }
         }
+    }
+
+    /// Queues the closure of every session found idle past its bot's timeout
+    /// by `now` (Unix seconds) in asynchronous mode, in its conversation's
+    /// order; returns how many. Bots no longer deployed are passed over.
+    pub async fn sweep_idle(&self, now: i64) -> Result<usize> {
+        let due = self.turns.conversations().idle_due(now, MAX_CLOSURES_PER_SWEEP).await?;
+        let jobs: Vec<QueueMessage> = due
+            .into_iter()
+            .filter(|(key, _)| self.bots.get(&key.bot_id).is_some())
+            .map(|(key, due_at)| {
+                let job = Job::CloseIdle {
+                    bot_id: key.bot_id.clone(),
+                    user_id: key.user_id.clone(),
+                    app: key.app.clone(),
+                    due_at,
+                };
+                let mut message = QueueMessage::in_conversation(&key, "", job);
+                message.dedup_id = format!("idle-{due_at}-{}", message.group);
+                message
+            })
+            .collect();
+        self.queue.send(&jobs).await?;
+        Ok(jobs.len())
     }
 
     async fn deliver(&self, delivery: &Delivery) -> Result<(), Retry> {

@@ -196,6 +196,17 @@ fn close(had_session: bool) -> Turn {
     }
 }
 
+/// The session ended for inactivity (asynchronous mode's proactive closure):
+/// the SESSION_CLOSURE event its POST_URL is sent.
+pub fn close_for_inactivity() -> Turn {
+    let event = Output::Event {
+        val: "SESSION_CLOSURE",
+        event_type: "SESSION_CLOSURE_SUCCESS",
+        description: "session closed for inactivity",
+    };
+    Turn { outputs: vec![event], completion: None, session: None, pending: None, effects: Vec::new() }
+}
+
 /// Later tags replace earlier ones of the same name; empty names are ignored.
 pub fn merge_tags(tags: &mut Vec<Tag>, new: Vec<Tag>) {
     for tag in new.into_iter().filter(|t| !t.name.is_empty()) {

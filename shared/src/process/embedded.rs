@@ -3,6 +3,7 @@
 //! adapters they choose.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 
@@ -15,6 +16,10 @@ use crate::app::store::Stores;
 use crate::app::turn::Turns;
 use crate::app::worker::Worker;
 use crate::definition::Registry;
+
+/// How often the embedded server sweeps idle sessions: an asynchronous
+/// instance hears of a session's closure at most this long after it is due.
+pub const IDLE_SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 /// Every endpoint family's state and the worker, sharing one set of adapters.
 pub struct Embedded {
@@ -63,5 +68,18 @@ impl Embedded {
     /// Every endpoint.
     pub fn router(&self) -> Router {
         api::app(self.webhook.clone(), self.poll.clone(), self.files.clone())
+    }
+}
+
+/// Queues the closure of idle sessions every `every` until the task is
+/// dropped: what the worker function's schedule does on AWS.
+pub async fn sweep_idle_sessions(worker: Arc<Worker>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(e) = worker.sweep_idle(chrono::Utc::now().timestamp()).await {
+            tracing::warn!(error = %e, "sweeping idle sessions failed; the next sweep tries again");
+        }
     }
 }

@@ -9,5 +9,5 @@ mod settings;
 pub mod sqs_worker;
 pub mod telemetry;
 
-pub use embedded::Embedded;
+pub use embedded::{Embedded, IDLE_SWEEP_EVERY, sweep_idle_sessions};
 pub use settings::{ConfigError, Settings};

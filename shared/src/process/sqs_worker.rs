@@ -1,5 +1,6 @@
 //! The worker on SQS: the worker Lambda's handler (an SQS event in, the
-//! partial batch response out, so only the failed messages come back), and a
+//! partial batch response out, so only the failed messages come back; or the
+//! schedule that sweeps idle sessions), and a
 //! polling loop for other processes that does what Lambda's event source
 //! mapping does (receive, handle, delete what succeeded, back off the rest;
 //! the redrive policy dead-letters a message after its last receive).
@@ -8,10 +9,45 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
 
 use crate::adapters::queue::SqsQueue;
 use crate::app::worker::{Record, Worker};
 use crate::error::Result;
+
+/// What the worker function is invoked with: jobs from the queue, or the
+/// schedule that sweeps idle sessions.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum WorkerEvent {
+    Schedule(ScheduledEvent),
+    Jobs(SqsEvent),
+}
+
+/// An EventBridge schedule's event: only its time is read.
+#[derive(Debug, Deserialize)]
+pub struct ScheduledEvent {
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    pub time: DateTime<Utc>,
+}
+
+/// Handles an invocation: the queue's jobs, or (at the schedule's time) the
+/// closures of the sessions idle by then.
+pub async fn handle_invocation(worker: &Worker, event: WorkerEvent, queue: Option<&SqsQueue>) -> SqsBatchResponse {
+    match event {
+        WorkerEvent::Jobs(event) => handle_event(worker, event, queue).await,
+        WorkerEvent::Schedule(schedule) => {
+            match worker.sweep_idle(schedule.time.timestamp()).await {
+                Ok(queued) => tracing::info!(queued, "idle sessions swept"),
+                // The next sweep finds them: nothing is marked swept before it is queued.
+                Err(e) => tracing::error!(error = %e, "sweeping idle sessions failed"),
+            }
+            SqsBatchResponse::default()
+        }
+    }
+}
 
 /// Handles the event's records; failed ones are reported, and when `queue`
 /// is given their visibility is set to the retry's backoff.

@@ -10,6 +10,10 @@
 //! An app whose users are its own (`trust: anonymous`) keys its users'
 //! conversations `BOT#{bot}#APP#{app}#USER#{user}`.
 //!
+//! A conversation whose idle session an asynchronous instance must be told
+//! of carries `idleShard` (`IDLE#{0..16}`, by its pk) and `idleDue` (Unix
+//! seconds): the keys of the sparse `idle` index the sweep queries.
+//!
 //! and the items of [`files`].
 //!
 //! A turn is one consistent GetItem and one TransactWriteItems: the
@@ -25,8 +29,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put, ScalarAttributeType,
-    TimeToLiveSpecification, TransactWriteItem,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
 };
 
 use crate::app::records::{Conversation, LogEntry, PollRecord};
@@ -38,6 +42,10 @@ const SESSION_SK: &str = "SESSION";
 const POLL_SK: &str = "POLL";
 const JTI_SK: &str = "JTI";
 const CONVERSATION_GRACE_SECS: i64 = 86_400;
+/// The sparse index of idle closures, and its partitions: spread so that
+/// asynchronous turns never make one of them hot.
+const IDLE_INDEX: &str = "idle";
+const IDLE_SHARDS: u32 = 16;
 type Item = HashMap<String, AttributeValue>;
 
 pub struct DynamoStore {
@@ -102,6 +110,23 @@ impl DynamoStore {
             .attribute_definitions(attribute("sk")?)
             .key_schema(key("pk", KeyType::Hash)?)
             .key_schema(key("sk", KeyType::Range)?)
+            .attribute_definitions(attribute("idleShard")?)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("idleDue")
+                    .attribute_type(ScalarAttributeType::N)
+                    .build()
+                    .map_err(|e| storage("CreateTable", e))?,
+            )
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(IDLE_INDEX)
+                    .key_schema(key("idleShard", KeyType::Hash)?)
+                    .key_schema(key("idleDue", KeyType::Range)?)
+                    .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
+                    .build()
+                    .map_err(|e| storage("CreateTable", e))?,
+            )
             .send()
             .await;
         match created {
@@ -151,6 +176,52 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// The items of one conversation's write, each with its condition.
+    fn turn_items(&self, key: &ConversationKey, write: &TurnWrite<'_>) -> Result<Vec<TransactWriteItem>> {
+        let pk = partition_key(key);
+        let body = serde_json::to_string(write.conversation).map_err(|e| Error::Internal(e.to_string()))?;
+        let mut conversation = HashMap::from([
+            ("pk".to_string(), s(&pk)),
+            ("sk".to_string(), s(SESSION_SK)),
+            ("version".to_string(), n(write.expected_version + 1)),
+            ("nextSeq".to_string(), n(write.conversation.next_seq)),
+            // Outlives its log entries, so seq never restarts under them.
+            ("expiresAt".to_string(), n(write.expires_at + CONVERSATION_GRACE_SECS)),
+            ("conversation".to_string(), s(body)),
+        ]);
+        if let Some(closure) = &write.conversation.idle_closure {
+            conversation.insert("idleShard".to_string(), s(idle_shard(&pk)));
+            conversation.insert("idleDue".to_string(), n(closure.due_at));
+        }
+        let mut items = vec![if write.expected_version == 0 {
+            self.put(conversation, "attribute_not_exists(pk)", None)?
+        } else {
+            self.put(conversation, "version = :v", Some((":v", n(write.expected_version))))?
+        }];
+        for entry in write.log {
+            let body = serde_json::to_string(entry).map_err(|e| Error::Internal(e.to_string()))?;
+            let item = HashMap::from([
+                ("pk".to_string(), s(&pk)),
+                ("sk".to_string(), s(log_sk(entry.seq))),
+                ("seq".to_string(), n(entry.seq)),
+                ("expiresAt".to_string(), n(write.expires_at)),
+                ("entry".to_string(), s(body)),
+            ]);
+            // A leftover entry past its expiry (TTL deletes late) may be replaced.
+            let now = n(chrono::Utc::now().timestamp());
+            items.push(self.put(item, "attribute_not_exists(pk) OR expiresAt < :now", Some((":now", now)))?);
+        }
+        for record in write.polls {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(poll_item(record)?))
+                .build()
+                .map_err(|e| storage("TransactWriteItems", e))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        Ok(items)
+    }
+
     fn put(&self, item: Item, condition: &str, values: Option<(&str, AttributeValue)>) -> Result<TransactWriteItem> {
         let put = Put::builder()
             .table_name(&self.table)
@@ -181,6 +252,24 @@ fn partition_key(key: &ConversationKey) -> String {
     }
 }
 
+/// The conversation a partition key names (see [`partition_key`]).
+fn conversation_key(pk: &str) -> Option<ConversationKey> {
+    let (bot, rest) = pk.strip_prefix("BOT#")?.split_once('#')?;
+    match rest.strip_prefix("APP#") {
+        Some(rest) => {
+            let (app, user) = rest.split_once('#')?;
+            Some(ConversationKey::new(bot, user.strip_prefix("USER#")?).in_app(Some(app.to_string())))
+        }
+        None => Some(ConversationKey::new(bot, rest.strip_prefix("USER#")?)),
+    }
+}
+
+/// The idle index partition of a conversation: FNV-1a of its pk.
+fn idle_shard(pk: &str) -> String {
+    let hash = pk.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    format!("IDLE#{}", hash % IDLE_SHARDS)
+}
+
 fn key(name: &str, kind: KeyType) -> Result<KeySchemaElement> {
     KeySchemaElement::builder().attribute_name(name).key_type(kind).build().map_err(|e| storage("CreateTable", e))
 }
@@ -209,43 +298,10 @@ impl Conversations for DynamoStore {
         Ok(Some(Conversation { version, ..conversation }))
     }
 
-    async fn save_turn(&self, key: &ConversationKey, write: TurnWrite<'_>) -> Result<()> {
-        let pk = partition_key(key);
-        let body = serde_json::to_string(write.conversation).map_err(|e| Error::Internal(e.to_string()))?;
-        let conversation = HashMap::from([
-            ("pk".to_string(), s(&pk)),
-            ("sk".to_string(), s(SESSION_SK)),
-            ("version".to_string(), n(write.expected_version + 1)),
-            ("nextSeq".to_string(), n(write.conversation.next_seq)),
-            // Outlives its log entries, so seq never restarts under them.
-            ("expiresAt".to_string(), n(write.expires_at + CONVERSATION_GRACE_SECS)),
-            ("conversation".to_string(), s(body)),
-        ]);
-        let mut items = vec![if write.expected_version == 0 {
-            self.put(conversation, "attribute_not_exists(pk)", None)?
-        } else {
-            self.put(conversation, "version = :v", Some((":v", n(write.expected_version))))?
-        }];
-        for entry in write.log {
-            let body = serde_json::to_string(entry).map_err(|e| Error::Internal(e.to_string()))?;
-            let item = HashMap::from([
-                ("pk".to_string(), s(&pk)),
-                ("sk".to_string(), s(log_sk(entry.seq))),
-                ("seq".to_string(), n(entry.seq)),
-                ("expiresAt".to_string(), n(write.expires_at)),
-                ("entry".to_string(), s(body)),
-            ]);
-            // A leftover entry past its expiry (TTL deletes late) may be replaced.
-            let now = n(chrono::Utc::now().timestamp());
-            items.push(self.put(item, "attribute_not_exists(pk) OR expiresAt < :now", Some((":now", now)))?);
-        }
-        for record in write.polls {
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(poll_item(record)?))
-                .build()
-                .map_err(|e| storage("TransactWriteItems", e))?;
-            items.push(TransactWriteItem::builder().put(put).build());
+    async fn save_turns(&self, writes: &[(&ConversationKey, TurnWrite<'_>)]) -> Result<()> {
+        let mut items = Vec::new();
+        for (key, write) in writes {
+            items.extend(self.turn_items(key, write)?);
         }
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(()),
@@ -295,6 +351,34 @@ impl Conversations for DynamoStore {
             }
         }
         Ok(entries)
+    }
+
+    async fn idle_due(&self, now: i64, limit: usize) -> Result<Vec<(ConversationKey, i64)>> {
+        let per_shard = i32::try_from(limit.div_ceil(IDLE_SHARDS as usize).max(1)).unwrap_or(i32::MAX);
+        let mut due = Vec::new();
+        for shard in 0..IDLE_SHARDS {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(IDLE_INDEX)
+                .key_condition_expression("idleShard = :shard AND idleDue <= :now")
+                .expression_attribute_values(":shard", s(format!("IDLE#{shard}")))
+                .expression_attribute_values(":now", n(now))
+                .limit(per_shard)
+                .send()
+                .await
+                .map_err(|e| storage("Query", e))?;
+            for item in page.items() {
+                let pk = item.get("pk").and_then(|v| v.as_s().ok());
+                let due_at = item.get("idleDue").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok());
+                match (pk.and_then(|pk| conversation_key(pk)), due_at) {
+                    (Some(key), Some(due_at)) => due.push((key, due_at)),
+                    _ => tracing::warn!(?pk, "an idle index item names no conversation"),
+                }
+            }
+        }
+        Ok(due)
     }
 }
 
@@ -363,5 +447,26 @@ impl Polls for DynamoStore {
             Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
             Err(e) => Err(storage("UpdateItem", e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_keys_name_their_conversation_back() {
+        let keys = [
+            ConversationKey::new("st-bot", "ada"),
+            ConversationKey::new("st-bot", "USER#APP#x#USER#y"),
+            ConversationKey::new("st-bot", "APP#a#USER#b").in_app(Some("cs-web".into())),
+        ];
+        for key in keys {
+            assert_eq!(conversation_key(&partition_key(&key)), Some(key.clone()), "{key:?}");
+        }
+        assert_eq!(conversation_key("POLL#abc"), None);
+        let shards: std::collections::HashSet<String> =
+            (0..200).map(|i| idle_shard(&format!("BOT#b#USER#{i}"))).collect();
+        assert_eq!(shards.len(), IDLE_SHARDS as usize);
     }
 }

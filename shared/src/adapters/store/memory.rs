@@ -58,21 +58,26 @@ impl Conversations for MemoryStore {
         Ok(self.lock()?.get(key).map(|e| e.conversation.clone()))
     }
 
-    async fn save_turn(&self, key: &ConversationKey, write: TurnWrite<'_>) -> Result<()> {
+    async fn save_turns(&self, writes: &[(&ConversationKey, TurnWrite<'_>)]) -> Result<()> {
         let mut conversations = self.lock()?;
-        let entry = conversations.entry(key.clone()).or_default();
-        if entry.conversation.version != write.expected_version {
-            return Err(Error::Conflict);
-        }
-        if write.log.iter().any(|e| entry.log.contains_key(&e.seq)) {
-            return Err(Error::Storage("log entry already exists".into()));
+        for (key, write) in writes {
+            let stored = conversations.get(*key);
+            if stored.map_or(0, |e| e.conversation.version) != write.expected_version {
+                return Err(Error::Conflict);
+            }
+            if stored.is_some_and(|e| write.log.iter().any(|l| e.log.contains_key(&l.seq))) {
+                return Err(Error::Storage("log entry already exists".into()));
+            }
         }
         // Taken while the conversation lock is held: the write stays all-or-nothing.
         let mut polls = self.polls()?;
-        entry.conversation = Conversation { version: write.expected_version + 1, ..write.conversation.clone() };
-        entry.log.extend(write.log.iter().map(|e| (e.seq, e.clone())));
-        for record in write.polls {
-            insert_poll(&mut polls, record);
+        for (key, write) in writes {
+            let entry = conversations.entry((*key).clone()).or_default();
+            entry.conversation = Conversation { version: write.expected_version + 1, ..write.conversation.clone() };
+            entry.log.extend(write.log.iter().map(|e| (e.seq, e.clone())));
+            for record in write.polls {
+                insert_poll(&mut polls, record);
+            }
         }
         Ok(())
     }
@@ -84,6 +89,15 @@ impl Conversations for MemoryStore {
         };
         let from = after_seq.map_or(0, |s| s + 1);
         Ok(entry.log.range(from..).take(limit).map(|(_, e)| e.clone()).collect())
+    }
+
+    async fn idle_due(&self, now: i64, limit: usize) -> Result<Vec<(ConversationKey, i64)>> {
+        let conversations = self.lock()?;
+        let due = conversations.iter().filter_map(|(key, entry)| {
+            let closure = entry.conversation.idle_closure.as_ref()?;
+            (closure.due_at <= now).then(|| (key.clone(), closure.due_at))
+        });
+        Ok(due.take(limit).collect())
     }
 }
 

@@ -11,7 +11,9 @@ use super::run::{Begun, Ran};
 use super::step::Plan;
 use crate::app::jobs::{self, EventTurn, TurnEnd};
 use crate::app::queue::{Job, QueueMessage};
-use crate::app::records::{Conversation, Direction, LastTurn, LogEntry, PendingCall, PollAnswer, PollRecord};
+use crate::app::records::{
+    Conversation, Direction, IdleClosure, LastTurn, LogEntry, PendingCall, PollAnswer, PollRecord,
+};
 use crate::definition::Bot;
 use crate::engine::{self, Output};
 use crate::error::{Error, Result};
@@ -98,6 +100,14 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
         instance_id: plan.instance_id.clone(),
         texts_instance: plan.texts_instance.clone().filter(|t| plan.instance_id.as_ref() != Some(t)),
     });
+    // Asynchronous mode: a session left active is closed once idle, and its instance told.
+    conversation.idle_closure = match (&conversation.session, plan.post_url) {
+        (Some(_), Some(instance)) => Some(IdleClosure {
+            due_at: now.timestamp() + i64::from(bot.def.session.idle_timeout_minutes) * 60,
+            instance_id: instance.to_string(),
+        }),
+        _ => None,
+    };
     if let Some(request) = plan.message {
         conversation.queued.retain(|q| q.trace_id != request.trace_id);
     }

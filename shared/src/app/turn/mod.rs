@@ -27,7 +27,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::outbound::Outbound;
 use super::queue::QueueMessage;
-use super::records::{Conversation, PollRecord, QueuedMessage};
+use super::records::{Conversation, IdleClosure, PollRecord, QueuedMessage};
 use super::store::{Conversations, TurnWrite};
 use crate::definition::Bot;
 use crate::engine::Input;
@@ -234,6 +234,30 @@ impl Turns {
         let (deadline, saving) = (Instant::now() + SAVE_AFTER_CALL, Instant::now());
         let (_serialised, stored) = self.lock_and_load(key, deadline, saving).await?;
         self.commit(bot, key, Step::Resume { poll_id, outcome: Some(outcome) }, stored, deadline, started).await
+    }
+
+    /// Ends the session of a conversation whose idle closure was found due at
+    /// `due_at` (asynchronous mode), with the deliveries that tell its
+    /// instance. `None` if the conversation has moved on since.
+    pub async fn close_idle(
+        &self,
+        bot: &Arc<Bot>,
+        key: &ConversationKey,
+        due_at: i64,
+        deadline: Instant,
+    ) -> Result<Option<TurnReply>> {
+        let started = Instant::now();
+        let (_serialised, stored) = self.lock_and_load(key, deadline, started).await?;
+        let closing = IdleClosure::trace_id(due_at);
+        if let Some(last) = stored.as_ref().and_then(|c| c.last_turn.as_ref()).filter(|t| t.trace_id == closing) {
+            // Closed already (its job delivered twice): what it owed, again.
+            let instance = last.instance_id.as_deref();
+            return replies::saved_answer(self.conversations.as_ref(), bot, key, last, instance, None).await.map(Some);
+        }
+        let Some(closure) = stored.as_ref().and_then(|c| c.idle_closure.clone()).filter(|c| c.due_at == due_at) else {
+            return Ok(None);
+        };
+        self.commit(bot, key, Step::CloseIdle(&closure), stored, deadline, started).await
     }
 
     /// Records that the message queues behind the conversation's call (or

@@ -26,6 +26,8 @@ pub(super) struct Begun {
     /// The stored conversation, without its session (which is `active`).
     pub conversation: Conversation,
     pub active: Option<Session>,
+    /// The stored session ended for inactivity and its instance is owed the closure.
+    pub closed_idle: bool,
     pub ctx: TurnContext,
     pub now: chrono::DateTime<Utc>,
 }
@@ -40,7 +42,12 @@ pub(super) fn begin(
     let now_ms = now.timestamp_millis();
     let idle_ms = i64::from(bot.def.session.idle_timeout_minutes) * 60_000;
     let idle = |s: &Session| plan.idle_ends_session && now_ms - s.last_active_at >= idle_ms;
-    let active = conversation.session.take().filter(|s| !plan.new_session && !idle(s));
+    let stored = conversation.session.take();
+    // A session that ended for inactivity before the sweep told its
+    // asynchronous instance: a message on that instance tells it first.
+    let closed_idle = stored.as_ref().is_some_and(idle)
+        && conversation.idle_closure.as_ref().is_some_and(|c| plan.post_url == Some(c.instance_id.as_str()));
+    let active = stored.filter(|s| !plan.new_session && !idle(s));
     if let Some(request) = plan.message {
         for (name, value) in request.user_info.iter().flatten() {
             if !matches!(value, Value::Null) && value.as_str() != Some("") {
@@ -66,7 +73,7 @@ pub(super) fn begin(
         instance: plan.texts_instance.clone(),
         user_tags: conversation.user_tags.clone(),
     };
-    Ok(Begun { conversation, active, ctx, now })
+    Ok(Begun { conversation, active, closed_idle, ctx, now })
 }
 
 /// What the engine did in one step, calls included.
@@ -108,9 +115,15 @@ impl Turns {
             Start::Resume(outcome) => engine::resume(bot, waiting(session)?, outcome.clone(), &begun.ctx),
             // Given up: an apology, and no session, which keeps the state small.
             Start::GiveUp => engine::Turn { session: None, ..engine::abandon(bot, waiting(session)?, &begun.ctx) },
+            Start::CloseIdle => engine::close_for_inactivity(),
         };
+        let mut outputs = Vec::new();
+        if begun.closed_idle {
+            outputs = engine::close_for_inactivity().outputs;
+        }
+        outputs.append(&mut turn.outputs);
         let mut ran = Ran {
-            outputs: std::mem::take(&mut turn.outputs),
+            outputs,
             completion: turn.completion.take(),
             session: None,
             pending: None,

@@ -2,7 +2,7 @@
 //! once: the rest of the turn reads the [`Plan`], never the kind of step.
 
 use super::{AnswerTo, Calls, TurnRequest};
-use crate::app::records::Conversation;
+use crate::app::records::{Conversation, IdleClosure};
 use crate::engine::{CallOutcome, Input};
 
 /// What a step starts from: a user's message, or a call's outcome for a
@@ -14,6 +14,9 @@ pub(super) enum Step<'r> {
         poll_id: &'r str,
         outcome: Option<CallOutcome>,
     },
+    /// The session's end for inactivity, told to the asynchronous instance
+    /// that last used it, if nothing happened since the closure was found due.
+    CloseIdle(&'r IdleClosure),
 }
 
 /// Where the engine starts.
@@ -24,6 +27,8 @@ pub(super) enum Start<'r> {
     Resume(&'r CallOutcome),
     /// Giving up on the call the session waited for.
     GiveUp,
+    /// Ending the idle session.
+    CloseIdle,
 }
 
 /// What a step implies.
@@ -67,6 +72,11 @@ impl<'r> Step<'r> {
                     && (request.answer_to != AnswerTo::Caller || conversation.queued.is_empty())
             }
             Step::Resume { poll_id, .. } => conversation.pending.as_ref().is_some_and(|p| p.poll_id == *poll_id),
+            Step::CloseIdle(closure) => {
+                conversation.pending.is_none()
+                    && conversation.queued.is_empty()
+                    && conversation.idle_closure.as_ref() == Some(closure)
+            }
         }
     }
 
@@ -101,6 +111,20 @@ impl<'r> Step<'r> {
                 client_ip: None,
                 answers_poll: Some(poll_id.to_string()),
                 post_url: None,
+                remember_applied: false,
+            },
+            Step::CloseIdle(closure) => Plan {
+                start: Start::CloseIdle,
+                message: None,
+                trace_id: IdleClosure::trace_id(closure.due_at),
+                instance_id: Some(closure.instance_id.clone()),
+                texts_instance: Some(closure.instance_id.clone()),
+                calls: Calls::Inline,
+                idle_ends_session: false,
+                new_session: false,
+                client_ip: None,
+                answers_poll: None,
+                post_url: Some(&closure.instance_id),
                 remember_applied: false,
             },
         }
