@@ -1,17 +1,20 @@
 //! Identifiers: the key of a conversation, and the ids handed to clients
 //! (random, URL-safe, unguessable).
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Identifies one user's conversation with one bot (tenant isolation: every
 /// read and write is keyed by all of it).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ConversationKey {
     pub bot_id: String,
     /// The user as the client names them (`from.id` or userIdentity).
     pub user_id: String,
     /// The app whose users are its own (`trust: anonymous`), or `None` for
     /// the users the bot's other apps share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<String>,
 }
 

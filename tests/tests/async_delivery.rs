@@ -299,6 +299,7 @@ async fn a_queued_turn_delivered_twice_runs_once(backend: Backend) {
         trace_id: "tr-queued-twice".into(),
         client_ip: None,
         answer: QueuedAnswer::PostUrl,
+        merge_from: None,
     });
     let worker = server.worker();
     worker.handle(&job).await.unwrap();

@@ -100,13 +100,18 @@ async fn handle(state: WebhookState, call: Call) -> Result<Response> {
         )));
     }
     let key = auth::resolve_user(&bot, &caller, inbound.from_id.as_deref())?;
+    let merge_from = auth::merge_source(&bot, &caller, inbound.merge_identity)?;
     files::resolve_attachments(&*state.files, &key, &mut inbound.payload).await?;
     let client_ip = call.client_ip;
 
     if instance.mode == Mode::Async {
         // Acknowledged only once the message is durably queued.
         let answer = QueuedAnswer::PostUrl;
-        let job = queued_turn(&key, &instance.id, &call.trace_id, client_ip, inbound.payload, answer);
+        let job = QueuedTurn {
+            merge_from,
+            ..queued_turn(&key, &instance.id, &call.trace_id, client_ip, inbound.payload, answer)
+        };
+        let job = Job::Turn(job);
         check_job_size(&job)?;
         state.queue.send(&[QueueMessage::in_conversation(&key, &call.trace_id, job)]).await?;
         return Ok(Json(json!({"status": "ok", "_v": VERSION_V2, "traceId": call.trace_id})).into_response());
@@ -115,6 +120,7 @@ async fn handle(state: WebhookState, call: Call) -> Result<Response> {
     let polling = call.version == WebhookVersion::V2 && instance.polling;
     let request = TurnRequest {
         client_ip,
+        merge_from,
         calls: if polling { Calls::Poll } else { Calls::Inline },
         started: call.started,
         ..inbound.into_turn(&bot, &instance.id, key.clone(), call.trace_id)
@@ -156,7 +162,10 @@ async fn queue_behind(state: &WebhookState, request: &TurnRequest, deadline: Ins
     let poll_id = ids::poll_id();
     let answer = QueuedAnswer::Poll { poll_id: poll_id.clone() };
     let (ip, body) = (request.client_ip.clone(), request.input.message.clone());
-    let job = queued_turn(key, instance_id, trace_id, ip, body, answer);
+    let job = Job::Turn(QueuedTurn {
+        merge_from: request.merge_from.clone(),
+        ..queued_turn(key, instance_id, trace_id, ip, body, answer)
+    });
     check_job_size(&job)?;
     let record = PollRecord::new(&poll_id, key, Some(instance_id), None, Utc::now().timestamp());
     if !state.turns.queue_behind(request, &record, deadline).await? {
@@ -179,8 +188,8 @@ fn queued_turn(
     client_ip: Option<String>,
     body: Value,
     answer: QueuedAnswer,
-) -> Job {
-    Job::Turn(QueuedTurn {
+) -> QueuedTurn {
+    QueuedTurn {
         bot_id: key.bot_id.clone(),
         instance_id: instance_id.to_string(),
         user_id: key.user_id.clone(),
@@ -189,7 +198,8 @@ fn queued_turn(
         trace_id: trace_id.to_string(),
         client_ip,
         answer,
-    })
+        merge_from: None,
+    }
 }
 
 /// A message the queue could not take is refused, never lost.

@@ -38,6 +38,8 @@ pub struct Inbound {
     pub language: Option<String>,
     /// `preferredChannelForResponse`: an instance whose texts the bot answers with.
     pub preferred_channel: Option<String>,
+    /// `mergeIdentity`: continue the conversation the token names.
+    pub merge_identity: bool,
 }
 
 impl Inbound {
@@ -52,6 +54,7 @@ impl Inbound {
             user,
             instance_id: instance_id.to_string(),
             texts_instance,
+            merge_from: None,
             new_session,
             input: Input { event, message: payload, language, session_tags: tags.session_level_tags },
             user_info,
@@ -212,12 +215,13 @@ fn inbound(envelope: Envelope, top_tags: MetaTags, event: UserEvent, payload: Va
     if from_id.as_ref().is_some_and(|id| id.chars().count() > MAX_USER_ID_CHARS) {
         return Err(invalid(format!("from.id is longer than {MAX_USER_ID_CHARS} characters")));
     }
-    if let Some(Flag::Text(text)) = &envelope.merge_identity
-        && text != "true"
-        && text != "false"
-    {
-        return Err(invalid("mergeIdentity must be true or false"));
-    }
+    let merge_identity = match &envelope.merge_identity {
+        None | Some(Flag::Bool(false)) => false,
+        Some(Flag::Bool(true)) => true,
+        Some(Flag::Text(text)) if text == "true" => true,
+        Some(Flag::Text(text)) if text == "false" => false,
+        Some(Flag::Text(_)) => return Err(invalid("mergeIdentity must be true or false")),
+    };
     check_user_info(from.user_info.as_ref())?;
     let mut tags = envelope.meta_tags.unwrap_or_default();
     tags.user_level_tags.extend(top_tags.user_level_tags);
@@ -233,5 +237,6 @@ fn inbound(envelope: Envelope, top_tags: MetaTags, event: UserEvent, payload: Va
         tags,
         language: envelope.interactive_language.filter(|l| !l.is_empty()),
         preferred_channel: envelope.preferred_channel_for_response.filter(|c| !c.is_empty()),
+        merge_identity,
     })
 }

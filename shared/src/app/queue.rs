@@ -66,6 +66,9 @@ pub struct QueuedTurn {
     pub client_ip: Option<String>,
     /// Where the bot's answer goes.
     pub answer: QueuedAnswer,
+    /// `mergeIdentity`: the conversation the user's continues, as the token proved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge_from: Option<ConversationKey>,
 }
 
 impl QueuedTurn {

@@ -221,6 +221,7 @@ impl Worker {
         let key = queued.key();
         let request = TurnRequest {
             client_ip: queued.client_ip.clone(),
+            merge_from: queued.merge_from.clone(),
             calls,
             answer_to,
             ..parsed.into_turn(&bot, &instance.id, key.clone(), queued.trace_id.clone())

@@ -36,6 +36,8 @@ struct Claims {
     aud: Option<Value>,
     #[serde(default)]
     jti: Option<Value>,
+    #[serde(default, rename = "mergeFrom")]
+    merge_from: Option<Value>,
 }
 
 impl Claims {
@@ -52,6 +54,17 @@ pub struct Caller<'b> {
     /// For an app whose tokens are used once: the token's id, and until when
     /// it must be remembered.
     pub single_use: Option<(String, i64)>,
+    /// The `mergeFrom` claim: the user (of an app of the bot) whose
+    /// conversation this token's user continues, when a message asks to merge.
+    pub merge_from: Option<MergeFrom>,
+}
+
+/// See [`Caller::merge_from`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MergeFrom {
+    pub app_id: String,
+    pub user_id: String,
 }
 
 /// Longest `jti` remembered.
@@ -134,7 +147,18 @@ pub fn authenticate<'b>(bot: &'b Bot, allowed: &[String], token: &str, now_secs:
             )));
         }
     };
-    Ok(Caller { app, user_identity, single_use })
+    let merge_from = match claims.merge_from {
+        None | Some(Value::Null) => None,
+        Some(claim) => match serde_json::from_value::<MergeFrom>(claim) {
+            Ok(from) if !from.user_id.is_empty() && from.user_id.chars().count() <= MAX_USER_ID_CHARS => Some(from),
+            _ => {
+                return Err(unauthorized(
+                    "mergeFrom must be {\"appId\", \"userId\"}, the user a string of at most 256 characters",
+                ));
+            }
+        },
+    };
+    Ok(Caller { app, user_identity, single_use, merge_from })
 }
 
 /// A `crit` header names extensions the recipient must understand (RFC 7515,
@@ -190,6 +214,22 @@ pub fn token_user(caller: &Caller<'_>) -> Result<Option<String>> {
         return Err(unauthorized("the app's tokens must name the user in userIdentity (trust: perUser)"));
     }
     Ok(caller.user_identity.clone())
+}
+
+/// `mergeIdentity`: the conversation the caller's user continues, when the
+/// message asks to merge and the token names one in `mergeFrom`. Only a token
+/// that proves its user (not an anonymous app's) may merge, and only a user
+/// of an app of the bot: the token's signer vouches for both sides.
+pub fn merge_source(bot: &Bot, caller: &Caller<'_>, requested: bool) -> Result<Option<ConversationKey>> {
+    let Some(from) = caller.merge_from.as_ref().filter(|_| requested) else {
+        return Ok(None);
+    };
+    if caller.app.trust == Trust::Anonymous {
+        return Err(unauthorized("an anonymous app's token proves no user: it cannot merge conversations"));
+    }
+    let app = bot.app(&from.app_id).ok_or_else(|| unauthorized("mergeFrom names no app of this bot"))?;
+    let own = (app.trust == Trust::Anonymous).then(|| app.client_id.clone());
+    Ok(Some(ConversationKey::new(bot.id(), from.user_id.clone()).in_app(own)))
 }
 
 /// The app whose users are its own (`trust: anonymous`), if the caller's is one.

@@ -6,10 +6,12 @@
 //! The parts, one job each: [`step`] works out what a step (a message, or a
 //! resumed call) implies; [`run`] runs the engine and its calls; [`finish`]
 //! turns the result into the log, the new conversation, jobs and poll
-//! records; [`replies`] reads answers back from the log. This module holds
-//! the operations and the conditional-write loop around them.
+//! records; [`replies`] reads answers back from the log; [`merge`] moves a
+//! conversation into the identified user's (`mergeIdentity`). This module
+//! holds the operations and the conditional-write loop around them.
 
 mod finish;
+mod merge;
 mod replies;
 mod run;
 mod step;
@@ -92,6 +94,8 @@ pub struct TurnRequest {
     pub instance_id: String,
     /// Another instance whose texts answer (`preferredChannelForResponse`).
     pub texts_instance: Option<String>,
+    /// `mergeIdentity`: the conversation this user's continues, as the token proved.
+    pub merge_from: Option<ConversationKey>,
     pub new_session: bool,
     pub input: Input,
     pub user_info: Option<Map<String, Value>>,
@@ -173,9 +177,19 @@ impl Turns {
     }
 
     async fn lock(&self, key: &ConversationKey) -> MutexGuard<'_, ()> {
-        let mut hasher = DefaultHasher::new();
-        key.hash(&mut hasher);
-        self.locks[(hasher.finish() % LOCK_STRIPES as u64) as usize].lock().await
+        self.locks[stripe(key)].lock().await
+    }
+
+    /// Both conversations' locks, taken in one order so that two pairs never
+    /// wait for each other.
+    async fn lock_pair(&self, a: &ConversationKey, b: &ConversationKey) -> Vec<MutexGuard<'_, ()>> {
+        let mut stripes = [stripe(a), stripe(b)];
+        stripes.sort_unstable();
+        let mut guards = vec![self.locks[stripes[0]].lock().await];
+        if stripes[1] != stripes[0] {
+            guards.push(self.locks[stripes[1]].lock().await);
+        }
+        guards
     }
 
     /// Runs the turn, answering `Error::Timeout` if it cannot be committed by
@@ -184,6 +198,9 @@ impl Turns {
     /// delivered a second time is not run again: its saved answer comes back.
     pub async fn run(&self, request: &TurnRequest, deadline: Instant) -> Result<Outcome> {
         let key = &request.user;
+        if let Some(source) = request.merge_from.as_ref().filter(|source| *source != key) {
+            self.merge(&request.bot, source, key, deadline, request.started).await?;
+        }
         let (_serialised, stored) = self.lock_and_load(key, deadline, request.started).await?;
         if let Some(last) =
             stored.as_ref().and_then(|c| c.last_turn.as_ref()).filter(|t| t.trace_id == request.trace_id)
@@ -393,6 +410,12 @@ impl Turns {
             }
         }
     }
+}
+
+fn stripe(key: &ConversationKey) -> usize {
+    let mut hasher = DefaultHasher::new();
+    key.hash(&mut hasher);
+    (hasher.finish() % LOCK_STRIPES as u64) as usize
 }
 
 /// Exponential backoff with full jitter, capped low: contention is between a

@@ -16,7 +16,7 @@ use crate::ids::{self, ConversationKey};
 use crate::protocol::TaskCompletion;
 
 /// User-level data outlives sessions: bounded so no one can grow it forever.
-const MAX_USER_KEYS: usize = 100;
+pub(super) const MAX_USER_KEYS: usize = 100;
 /// Service and sync webhook calls one turn may make.
 pub(super) const MAX_CALLS_PER_TURN: usize = 10;
 
