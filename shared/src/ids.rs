@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 /// Identifies one user's conversation with one bot (tenant isolation: every
 /// read and write is keyed by all of it).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConversationKey {
     pub bot_id: String,
@@ -27,6 +27,14 @@ impl ConversationKey {
     /// The same user id, among `app`'s own users when it is given.
     pub fn in_app(self, app: Option<String>) -> Self {
         Self { app, ..self }
+    }
+
+    /// 16 hex digits of SHA-256 over the whole key: for ids that must
+    /// differ between conversations.
+    pub fn fingerprint(&self) -> String {
+        let input = serde_json::json!([self.bot_id, self.app, self.user_id]).to_string();
+        let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, input.as_bytes());
+        hash.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
 use hookline_core::adapters::store::DynamoStore;
 use hookline_core::app::records::Direction;
 use hookline_core::app::store::{Conversations, Stores, TurnWrite};
@@ -96,10 +98,33 @@ async fn items_are_keyed_by_bot_and_user_and_expire() {
 }
 
 #[tokio::test]
-async fn creating_an_existing_table_is_fine() {
+async fn creating_an_existing_table_is_fine_and_adds_the_idle_index() {
     let client = dynamodb_client().await;
     let (_, table) = dynamo_store(client.clone()).await;
-    DynamoStore::new(client, &table).create_table().await.unwrap();
+    DynamoStore::new(client.clone(), &table).create_table().await.unwrap();
+
+    // A table made before the idle index (pk and sk only) gets it.
+    let table = format!("hookline-test-{}", uuid::Uuid::new_v4().simple());
+    let attribute = |name: &str| {
+        AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build().unwrap()
+    };
+    let key = |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build().unwrap();
+    client
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("pk"))
+        .attribute_definitions(attribute("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .send()
+        .await
+        .unwrap();
+    DynamoStore::new(client.clone(), &table).create_table().await.unwrap();
+    let described = client.describe_table().table_name(&table).send().await.unwrap();
+    let indexes: Vec<_> =
+        described.table().unwrap().global_secondary_indexes().iter().filter_map(|i| i.index_name()).collect();
+    assert_eq!(indexes, ["idle"]);
 }
 
 /// Several processes (as Lambda instances would be) serve the same user at

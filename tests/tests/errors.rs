@@ -167,6 +167,27 @@ async fn oversized_body_is_413() {
     assert_eq!(reply.status, 413, "{}", reply.body);
 }
 
+/// A body that breaks off (malformed chunked encoding) is the client's
+/// error, not one of size.
+#[tokio::test]
+async fn an_unreadable_body_is_400_not_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start(Backend::Memory).await;
+    for path in [v2_path(TEST_BOT), format!("/api/attachments/file/{TEST_BOT}/ios")] {
+        let mut stream = tokio::net::TcpStream::connect(server.base.trim_start_matches("http://")).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: hookline\r\nAuthorization: bearer {}\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\n{{\"mes\r\nZZ\r\n",
+            hs256_token("u1")
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
+        assert!(answer.contains("the request body could not be read"), "{path}: {answer}");
+    }
+}
+
 fn futures_stream(bytes: Vec<u8>) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> {
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> = bytes.chunks(256).map(|c| Ok(c.to_vec())).collect();
     tokio_stream::iter(chunks)

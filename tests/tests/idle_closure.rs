@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use hookline_core::app::queue::{Job, JobHandler};
+use hookline_core::app::records::Conversation;
 use hookline_core::app::store::TurnWrite;
 use hookline_core::ids::ConversationKey;
 use hookline_core::process::{self, Settings};
@@ -73,7 +74,9 @@ async fn an_idle_session_is_closed_and_its_post_url_told(backend: Backend) {
 
     let worker = server.worker();
     assert_eq!(worker.sweep_idle(now()).await.unwrap(), 0, "nothing is due yet");
-    assert_eq!(worker.sweep_idle(due).await.unwrap(), 1);
+    age(&server, "ada").await;
+    let due = due - 16 * 60;
+    assert_eq!(worker.sweep_idle(now()).await.unwrap(), 1);
     let posts = receiver.wait_for_path("/post", 4, 10).await;
     assert_eq!(said(&posts), ["Rate us from 1 to 5", "end endOfTask=false", "SESSION_CLOSURE", "end endOfTask=true"]);
     let closure = &posts[2].body;
@@ -136,11 +139,94 @@ async fn a_message_after_the_timeout_is_answered_after_the_closure(backend: Back
     age(&server, "cleo").await;
 
     say(&server, "async", "cleo", "hello").await;
-    let posts = receiver.wait_for_path("/post", 6, 10).await;
-    assert_eq!(said(&posts[2..]), ["SESSION_CLOSURE", "Hello!", "How can I help?", "end endOfTask=true"]);
+    let posts = receiver.wait_for_path("/post", 7, 10).await;
+    assert_eq!(
+        said(&posts[2..]),
+        ["SESSION_CLOSURE", "end endOfTask=true", "Hello!", "How can I help?", "end endOfTask=true"]
+    );
     assert_eq!(server.worker().sweep_idle(now()).await.unwrap(), 0);
     // The new session will close in its turn.
     assert!(due_at(&server, "cleo").await.is_some_and(|due| due > now()));
+}
+
+/// A message on another instance (here a synchronous one) after the
+/// timeout: the session's own instance is told, the synchronous answer
+/// carries only its own messages.
+async fn a_message_elsewhere_after_the_timeout_tells_the_sessions_instance(backend: Backend) {
+    let (server, receiver) = setup(backend).await;
+    say(&server, "async", "finn", "survey").await;
+    receiver.wait_for_path("/post", 2, 10).await;
+    age(&server, "finn").await;
+    let reply = say(&server, "poll", "finn", "hello").await;
+    assert_eq!(reply.texts(), ["Hello!", "How can I help?"]);
+    let posts = receiver.wait_for_path("/post", 4, 10).await;
+    assert_eq!(said(&posts[2..]), ["SESSION_CLOSURE", "end endOfTask=true"]);
+    assert_eq!(posts[2].body["to"], "finn");
+    assert_eq!(due_at(&server, "finn").await, None, "a synchronous session is never told");
+}
+
+/// Closures due in the same second for two users are two deliveries, each
+/// with its own webhook-ids (a receiver drops repeated ids).
+async fn closures_due_together_are_told_apart(backend: Backend) {
+    let (server, receiver) = setup(backend).await;
+    for user in ["gil", "hal"] {
+        say(&server, "async", user, "survey").await;
+    }
+    receiver.wait_for_path("/post", 4, 10).await;
+    let due = now() - 60;
+    for user in ["gil", "hal"] {
+        let key = ConversationKey::new(BOT, user);
+        let mut aged = server.stores.conversations.load(&key).await.unwrap().unwrap();
+        aged.session.as_mut().unwrap().last_active_at = (due - IDLE_SECS) * 1000;
+        aged.idle_closure.as_mut().unwrap().due_at = due;
+        save(&server, user, &aged).await;
+    }
+    assert_eq!(server.worker().sweep_idle(now()).await.unwrap(), 2);
+    let posts = unique(&receiver, 8).await;
+    let mut told: Vec<&str> = posts[4..]
+        .iter()
+        .filter(|p| p.body["data"][0]["val"] == "SESSION_CLOSURE")
+        .map(|p| p.body["to"].as_str().unwrap())
+        .collect();
+    told.sort();
+    assert_eq!(told, ["gil", "hal"]);
+}
+
+/// A closure found due for a session that is not idle by the bot's current
+/// timeout (a deployment raised it) closes nothing and is due later.
+async fn a_closure_due_too_early_is_put_off(backend: Backend) {
+    let (server, receiver) = setup(backend).await;
+    say(&server, "async", "ivy", "survey").await;
+    receiver.wait_for_path("/post", 2, 10).await;
+    let key = ConversationKey::new(BOT, "ivy");
+    let mut early = server.stores.conversations.load(&key).await.unwrap().unwrap();
+    let active = early.session.as_ref().unwrap().last_active_at;
+    early.idle_closure.as_mut().unwrap().due_at = now() - 1;
+    save(&server, "ivy", &early).await;
+    let worker = server.worker();
+    assert_eq!(worker.sweep_idle(now()).await.unwrap(), 1);
+    let expected = (active + IDLE_SECS * 1000 + 999) / 1000;
+    for _ in 0..100 {
+        if due_at(&server, "ivy").await == Some(expected) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(due_at(&server, "ivy").await, Some(expected));
+    assert_eq!(worker.sweep_idle(now()).await.unwrap(), 0);
+    assert_eq!(receiver.received().len(), 2, "nothing was sent");
+}
+
+async fn save(server: &Server, user: &str, conversation: &Conversation) {
+    let key = ConversationKey::new(BOT, user);
+    let write = TurnWrite {
+        conversation,
+        expected_version: conversation.version,
+        log: &[],
+        expires_at: now() + 3600,
+        polls: &[],
+    };
+    server.stores.conversations.save_turn(&key, write).await.unwrap();
 }
 
 /// The user's session as if its last message were 16 minutes ago.
@@ -149,14 +235,7 @@ async fn age(server: &Server, user: &str) {
     let mut aged = server.stores.conversations.load(&key).await.unwrap().unwrap();
     aged.session.as_mut().unwrap().last_active_at -= 16 * 60 * 1000;
     aged.idle_closure.as_mut().unwrap().due_at -= 16 * 60;
-    let write = TurnWrite {
-        conversation: &aged,
-        expected_version: aged.version,
-        log: &[],
-        expires_at: now() + 3600,
-        polls: &[],
-    };
-    server.stores.conversations.save_turn(&key, write).await.unwrap();
+    save(server, user, &aged).await;
 }
 
 /// `hookline serve` sweeps on its own.
@@ -173,6 +252,9 @@ async fn the_embedded_server_sweeps_on_its_own() {
 }
 
 on_both_stores!(
+    a_message_elsewhere_after_the_timeout_tells_the_sessions_instance,
+    closures_due_together_are_told_apart,
+    a_closure_due_too_early_is_put_off,
     an_idle_session_is_closed_and_its_post_url_told,
     a_message_after_the_timeout_is_answered_after_the_closure
 );

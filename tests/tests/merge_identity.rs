@@ -101,6 +101,9 @@ async fn only_a_token_that_proves_both_sides_merges(backend: Backend) {
         send(&server, &token, text("bo@example.com", "swordfish")).await.texts(),
         ["Sorry, I did not get that."]
     );
+    // A token with a claim of that name in another shape is not refused for it.
+    let other = signed_in("bo@example.com", json!("another system's claim"));
+    assert_eq!(send(&server, &other, text("bo@example.com", "hi")).await.status, 200);
     let unnamed =
         sign_hs(Algorithm::HS256, PER_USER_SECRET, &json!({"appId": "cs-per-user", "userIdentity": "cy@example.com"}));
     let reply = send(&server, &unnamed, merging("cy@example.com", "swordfish")).await;

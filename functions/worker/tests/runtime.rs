@@ -79,5 +79,5 @@ async fn the_schedule_queues_the_closure_of_idle_sessions() {
     assert_eq!(response["batchItemFailures"], json!([]), "{response}");
     let closed = store.load(&key).await.unwrap().unwrap();
     assert_eq!((closed.session, closed.idle_closure), (None, None));
-    assert_eq!(closed.last_turn.map(|t| t.trace_id), Some(IdleClosure::trace_id(due_at)));
+    assert_eq!(closed.last_turn.map(|t| t.trace_id), Some(IdleClosure::trace_id(&key, due_at)));
 }

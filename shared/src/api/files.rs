@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use axum::body::to_bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
 use axum::routing::{post, put};
 use axum::{Json, Router};
@@ -16,7 +15,7 @@ use http::{HeaderMap, header};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{FilesState, authenticate, bearer_token, every_app};
+use super::{FilesState, authenticate, bearer_token, every_app, read_body};
 use crate::app::auth;
 use crate::app::files::{Described, FileRecord, MAX_CHUNK_BYTES, Owner, check_channel_type};
 use crate::definition::{Bot, Registry};
@@ -224,7 +223,8 @@ async fn read_form(request: Request, limit: usize) -> Result<Form> {
     }
     match essence.as_str() {
         "application/json" => {
-            let body = to_bytes(request.into_body(), limit).await.map_err(|_| Error::PayloadTooLarge { limit })?;
+            let (parts, body) = request.into_parts();
+            let body = read_body(body, &parts.headers, limit).await?;
             let fields = match serde_json::from_slice::<Value>(&body) {
                 Ok(Value::Object(fields)) => fields,
                 _ => return Err(Error::InvalidPayload("the body must be a JSON object".into())),

@@ -208,6 +208,27 @@ fn cors(settings: &HttpSettings) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
+/// A request body of at most `limit` bytes: 413 when it says or turns out
+/// to be larger, 400 when it cannot be read (a client that hangs up,
+/// malformed chunked encoding).
+async fn read_body(body: axum::body::Body, headers: &HeaderMap, limit: usize) -> Result<bytes::Bytes> {
+    use futures_util::StreamExt;
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(Error::PayloadTooLarge { limit });
+    }
+    let mut stream = body.into_data_stream();
+    let mut read = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Error::InvalidPayload(format!("the request body could not be read: {e}")))?;
+        if read.len() + chunk.len() > limit {
+            return Err(Error::PayloadTooLarge { limit });
+        }
+        read.extend_from_slice(&chunk);
+    }
+    Ok(read.freeze())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,19 +2,18 @@
 
 use std::time::Duration;
 
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
-use bytes::Bytes;
 use chrono::Utc;
 use http::{HeaderMap, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::{ClientIp, TraceId, WebhookState, authenticate};
+use super::{ClientIp, TraceId, WebhookState, authenticate, read_body};
 use crate::app::auth;
 use crate::app::files;
 use crate::app::inbound;
@@ -228,13 +227,4 @@ fn require_json(headers: &HeaderMap) -> Result<()> {
     } else {
         Err(Error::UnsupportedMediaType("application/json"))
     }
-}
-
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes> {
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(Error::PayloadTooLarge { limit });
-    }
-    to_bytes(body, limit).await.map_err(|_| Error::PayloadTooLarge { limit })
 }

@@ -59,10 +59,22 @@ pub struct IdleClosure {
 }
 
 impl IdleClosure {
-    /// The trace id of the step that closes a session due at `due_at`: the
-    /// same for every attempt, so a retried closure is recognised.
-    pub fn trace_id(due_at: i64) -> String {
-        format!("tr-idle-{due_at}")
+    /// The trace id of the step that closes `key`'s session due at
+    /// `due_at`: the same for every attempt, so a retried closure is
+    /// recognised, and another conversation's never (its webhook-ids derive
+    /// from it).
+    pub fn trace_id(key: &ConversationKey, due_at: i64) -> String {
+        format!("tr-idle-{due_at}-{}", key.fingerprint())
+    }
+
+    /// Closing `session` once it has been idle `idle_ms`, told to `instance_id`.
+    pub fn of(session: &Session, idle_ms: i64, instance_id: &str) -> Self {
+        // Rounded up: never due before the session is idle to the millisecond.
+        let due_ms = session.last_active_at.saturating_add(idle_ms);
+        Self {
+            due_at: due_ms.div_euclid(1000) + i64::from(due_ms.rem_euclid(1000) > 0),
+            instance_id: instance_id.into(),
+        }
     }
 }
 

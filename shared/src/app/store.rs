@@ -46,7 +46,8 @@ pub trait Conversations: Send + Sync {
     async fn read_log(&self, key: &ConversationKey, after_seq: Option<u64>, limit: usize) -> Result<Vec<LogEntry>>;
 
     /// Conversations whose idle closure is due by `now` (Unix seconds), with
-    /// when it was due: at most about `limit`, the rest for the next sweep.
+    /// when it was due: the earliest, at most `limit` per partition of the
+    /// store's index (DynamoDB: 16), the rest for the next sweep.
     async fn idle_due(&self, now: i64, limit: usize) -> Result<Vec<(ConversationKey, i64)>>;
 }
 

@@ -160,6 +160,7 @@ impl Worker {
         let jobs: Vec<QueueMessage> = due
             .into_iter()
             .filter(|(key, _)| self.bots.get(&key.bot_id).is_some())
+            .take(MAX_CLOSURES_PER_SWEEP)
             .map(|(key, due_at)| {
                 let job = Job::CloseIdle {
                     bot_id: key.bot_id.clone(),

@@ -29,8 +29,9 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
+    AttributeDefinition, AttributeValue, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
+    GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
+    TimeToLiveSpecification, TransactWriteItem,
 };
 
 use crate::app::records::{Conversation, LogEntry, PollRecord};
@@ -99,30 +100,24 @@ impl DynamoStore {
         Self { client, table: table.into() }
     }
 
-    /// Creates the table (on-demand, TTL on expiresAt) if it does not exist.
+    /// Creates the table (on-demand, TTL on expiresAt) if it does not exist;
+    /// an existing table made before the idle index gets it.
     pub async fn create_table(&self) -> Result<()> {
         let created = self
             .client
             .create_table()
             .table_name(&self.table)
             .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attribute("pk")?)
-            .attribute_definitions(attribute("sk")?)
+            .attribute_definitions(attribute("pk", ScalarAttributeType::S)?)
+            .attribute_definitions(attribute("sk", ScalarAttributeType::S)?)
             .key_schema(key("pk", KeyType::Hash)?)
             .key_schema(key("sk", KeyType::Range)?)
-            .attribute_definitions(attribute("idleShard")?)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("idleDue")
-                    .attribute_type(ScalarAttributeType::N)
-                    .build()
-                    .map_err(|e| storage("CreateTable", e))?,
-            )
+            .attribute_definitions(attribute("idleShard", ScalarAttributeType::S)?)
+            .attribute_definitions(attribute("idleDue", ScalarAttributeType::N)?)
             .global_secondary_indexes(
                 GlobalSecondaryIndex::builder()
                     .index_name(IDLE_INDEX)
-                    .key_schema(key("idleShard", KeyType::Hash)?)
-                    .key_schema(key("idleDue", KeyType::Range)?)
+                    .set_key_schema(Some(idle_key_schema()?))
                     .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
                     .build()
                     .map_err(|e| storage("CreateTable", e))?,
@@ -131,7 +126,7 @@ impl DynamoStore {
             .await;
         match created {
             Ok(_) => {}
-            Err(e) if e.code() == Some("ResourceInUseException") => return Ok(()),
+            Err(e) if e.code() == Some("ResourceInUseException") => return self.add_idle_index().await,
             Err(e) => return Err(storage("CreateTable", e)),
         }
         let ttl = TimeToLiveSpecification::builder()
@@ -146,6 +141,39 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| storage("UpdateTimeToLive", e))?;
+        Ok(())
+    }
+
+    /// Adds the idle index to a table made without it (DynamoDB builds it
+    /// in the background; the sweep fails until it is active).
+    async fn add_idle_index(&self) -> Result<()> {
+        let described = self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(|e| storage("DescribeTable", e))?;
+        let indexes = described.table().map(|t| t.global_secondary_indexes()).unwrap_or_default();
+        if indexes.iter().any(|i| i.index_name() == Some(IDLE_INDEX)) {
+            return Ok(());
+        }
+        let create = CreateGlobalSecondaryIndexAction::builder()
+            .index_name(IDLE_INDEX)
+            .set_key_schema(Some(idle_key_schema()?))
+            .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
+            .build()
+            .map_err(|e| storage("UpdateTable", e))?;
+        self.client
+            .update_table()
+            .table_name(&self.table)
+            .attribute_definitions(attribute("idleShard", ScalarAttributeType::S)?)
+            .attribute_definitions(attribute("idleDue", ScalarAttributeType::N)?)
+            .global_secondary_index_updates(GlobalSecondaryIndexUpdate::builder().create(create).build())
+            .send()
+            .await
+            .map_err(|e| storage("UpdateTable", e))?;
+        tracing::info!(table = %self.table, "the idle index is being added to the table");
         Ok(())
     }
 
@@ -234,12 +262,16 @@ impl DynamoStore {
     }
 }
 
-fn attribute(name: &str) -> Result<AttributeDefinition> {
+fn attribute(name: &str, kind: ScalarAttributeType) -> Result<AttributeDefinition> {
     AttributeDefinition::builder()
         .attribute_name(name)
-        .attribute_type(ScalarAttributeType::S)
+        .attribute_type(kind)
         .build()
         .map_err(|e| storage("CreateTable", e))
+}
+
+fn idle_key_schema() -> Result<Vec<KeySchemaElement>> {
+    Ok(vec![key("idleShard", KeyType::Hash)?, key("idleDue", KeyType::Range)?])
 }
 
 /// A conversation's partition: `BOT#{bot}#USER#{user}`, or
@@ -354,7 +386,9 @@ impl Conversations for DynamoStore {
     }
 
     async fn idle_due(&self, now: i64, limit: usize) -> Result<Vec<(ConversationKey, i64)>> {
-        let per_shard = i32::try_from(limit.div_ceil(IDLE_SHARDS as usize).max(1)).unwrap_or(i32::MAX);
+        // Each shard up to `limit`: closures that stay due (a bot no longer
+        // deployed, a delivery failing) never hide the others behind them.
+        let per_shard = i32::try_from(limit.max(1)).unwrap_or(i32::MAX);
         let mut due = Vec::new();
         for shard in 0..IDLE_SHARDS {
             let page = self

@@ -93,11 +93,16 @@ impl Conversations for MemoryStore {
 
     async fn idle_due(&self, now: i64, limit: usize) -> Result<Vec<(ConversationKey, i64)>> {
         let conversations = self.lock()?;
-        let due = conversations.iter().filter_map(|(key, entry)| {
-            let closure = entry.conversation.idle_closure.as_ref()?;
-            (closure.due_at <= now).then(|| (key.clone(), closure.due_at))
-        });
-        Ok(due.take(limit).collect())
+        let mut due: Vec<(ConversationKey, i64)> = conversations
+            .iter()
+            .filter_map(|(key, entry)| {
+                let closure = entry.conversation.idle_closure.as_ref()?;
+                (closure.due_at <= now).then(|| (key.clone(), closure.due_at))
+            })
+            .collect();
+        due.sort_by_key(|(_, due_at)| *due_at);
+        due.truncate(limit);
+        Ok(due)
     }
 }
 

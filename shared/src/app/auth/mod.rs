@@ -54,17 +54,18 @@ pub struct Caller<'b> {
     /// For an app whose tokens are used once: the token's id, and until when
     /// it must be remembered.
     pub single_use: Option<(String, i64)>,
-    /// The `mergeFrom` claim: the user (of an app of the bot) whose
-    /// conversation this token's user continues, when a message asks to merge.
-    pub merge_from: Option<MergeFrom>,
+    /// The `mergeFrom` claim as signed: read only when a message asks to
+    /// merge (see [`merge_source`]).
+    pub merge_from: Option<Value>,
 }
 
-/// See [`Caller::merge_from`].
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// The `mergeFrom` claim: the user (of an app of the bot) whose conversation
+/// the token's user continues.
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct MergeFrom {
-    pub app_id: String,
-    pub user_id: String,
+struct MergeFrom {
+    app_id: String,
+    user_id: String,
 }
 
 /// Longest `jti` remembered.
@@ -147,18 +148,7 @@ pub fn authenticate<'b>(bot: &'b Bot, allowed: &[String], token: &str, now_secs:
             )));
         }
     };
-    let merge_from = match claims.merge_from {
-        None | Some(Value::Null) => None,
-        Some(claim) => match serde_json::from_value::<MergeFrom>(claim) {
-            Ok(from) if !from.user_id.is_empty() && from.user_id.chars().count() <= MAX_USER_ID_CHARS => Some(from),
-            _ => {
-                return Err(unauthorized(
-                    "mergeFrom must be {\"appId\", \"userId\"}, the user a string of at most 256 characters",
-                ));
-            }
-        },
-    };
-    Ok(Caller { app, user_identity, single_use, merge_from })
+    Ok(Caller { app, user_identity, single_use, merge_from: claims.merge_from })
 }
 
 /// A `crit` header names extensions the recipient must understand (RFC 7515,
@@ -221,8 +211,17 @@ pub fn token_user(caller: &Caller<'_>) -> Result<Option<String>> {
 /// that proves its user (not an anonymous app's) may merge, and only a user
 /// of an app of the bot: the token's signer vouches for both sides.
 pub fn merge_source(bot: &Bot, caller: &Caller<'_>, requested: bool) -> Result<Option<ConversationKey>> {
-    let Some(from) = caller.merge_from.as_ref().filter(|_| requested) else {
+    let Some(claim) = caller.merge_from.clone().filter(|claim| requested && !claim.is_null()) else {
         return Ok(None);
+    };
+    let from = match serde_json::from_value::<MergeFrom>(claim) {
+        Ok(from) if !from.user_id.is_empty() && from.user_id.chars().count() <= MAX_USER_ID_CHARS => from,
+        _ => {
+            let detail = format!(
+                "mergeFrom must be {{\"appId\", \"userId\"}}, the user a string of at most {MAX_USER_ID_CHARS} characters"
+            );
+            return Err(unauthorized(detail));
+        }
     };
     if caller.app.trust == Trust::Anonymous {
         return Err(unauthorized("an anonymous app's token proves no user: it cannot merge conversations"));

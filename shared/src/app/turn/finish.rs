@@ -44,7 +44,7 @@ pub(super) struct Finished {
 }
 
 pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: Begun, ran: Ran) -> Result<Finished> {
-    let Begun { mut conversation, active, now, .. } = begun;
+    let Begun { mut conversation, active, owed_closure, now, .. } = begun;
     let created_on = now.to_rfc3339_opts(SecondsFormat::Millis, true);
     let session = ran.session.as_ref().or(active.as_ref());
     let session_id = session.map(|s| s.id.clone());
@@ -55,6 +55,21 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
     let mut log =
         Log { next_seq: first_seq, trace_id: &plan.trace_id, created_on: &created_on, session_id: session_id.clone() };
     let mut entries = Vec::new();
+    // The closure a sweep did not send yet: before what this step says, to
+    // the instance the session was on, kept with the turn for a repeat.
+    let mut closed = Vec::new();
+    if let Some(closure) = &owed_closure {
+        let trace_id = IdleClosure::trace_id(key, closure.due_at);
+        let closing = engine::close_for_inactivity().outputs.into_iter().next();
+        if let Some(message) = closing.and_then(|output| data(output, &created_on, 0)) {
+            let body = serde_json::to_value(&message).unwrap_or(Value::Null);
+            entries.push(log.entry_of(&trace_id, Direction::Out, message.message_id.clone(), body));
+            if let Some(instance) = bot.instance_by_id(&closure.instance_id) {
+                let end = TurnEnd { completion: None, waiting: false, trace_id: &trace_id };
+                closed = jobs::post_url(bot, instance, key, &[message], end);
+            }
+        }
+    }
     if let Some(request) = plan.message {
         let mut inbound = json!({"request": request.input.message});
         if !request.message_tags.is_empty() {
@@ -101,11 +116,9 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
         texts_instance: plan.texts_instance.clone().filter(|t| plan.instance_id.as_ref() != Some(t)),
     });
     // Asynchronous mode: a session left active is closed once idle, and its instance told.
+    let idle_ms = i64::from(bot.def.session.idle_timeout_minutes) * 60_000;
     conversation.idle_closure = match (&conversation.session, plan.post_url) {
-        (Some(_), Some(instance)) => Some(IdleClosure {
-            due_at: now.timestamp() + i64::from(bot.def.session.idle_timeout_minutes) * 60,
-            instance_id: instance.to_string(),
-        }),
+        (Some(session), Some(instance)) => Some(IdleClosure::of(session, idle_ms, instance)),
         _ => None,
     };
     if let Some(request) = plan.message {
@@ -118,7 +131,7 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
     }
 
     // The jobs: those rebuilt from the log on a repeat, and those kept with the turn.
-    let mut jobs = Vec::new();
+    let mut jobs = closed.clone();
     if let Some(instance) = plan.post_url.and_then(|id| bot.instance_by_id(id)) {
         let end = TurnEnd { completion: ran.completion.as_ref(), waiting, trace_id: &plan.trace_id };
         jobs.extend(jobs::post_url(bot, instance, key, &sent, end));
@@ -153,7 +166,7 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
         tasks,
         answered_poll: plan.answers_poll.clone(),
         next_poll: poll_id.clone(),
-        jobs: keepable(kept),
+        jobs: keepable(closed.into_iter().chain(kept).collect()),
     });
     check_sizes(&conversation, &entries)?;
 
@@ -188,12 +201,18 @@ struct Log<'a> {
 
 impl Log<'_> {
     fn entry(&mut self, direction: Direction, message_id: String, body: Value) -> LogEntry {
+        let trace_id = self.trace_id;
+        self.entry_of(trace_id, direction, message_id, body)
+    }
+
+    /// An entry of another trace than the step's.
+    fn entry_of(&mut self, trace_id: &str, direction: Direction, message_id: String, body: Value) -> LogEntry {
         self.next_seq += 1;
         LogEntry {
             seq: self.next_seq - 1,
             direction,
             message_id,
-            trace_id: self.trace_id.to_string(),
+            trace_id: trace_id.to_string(),
             created_on: self.created_on.to_string(),
             session_id: self.session_id.clone(),
             body,

@@ -19,6 +19,8 @@ use crate::ids::ConversationKey;
 /// Log entries of the merged session carried over (with the two
 /// conversations, one transaction's worth).
 const MAX_MERGED_ENTRIES: u64 = 90;
+/// Within one transaction's 4 MB, with two conversations of up to 300 KiB.
+const MAX_MERGED_BYTES: usize = 2 * 1024 * 1024;
 
 impl Turns {
     /// Moves `source`'s active session to `target`. Nothing to do when
@@ -34,7 +36,7 @@ impl Turns {
         started: Instant,
     ) -> Result<()> {
         let timed_out = |_| Error::Timeout(deadline.saturating_duration_since(started));
-        let _serialised = timeout_at(deadline, self.lock_pair(source, target)).await.map_err(timed_out)?;
+        let _serialised = timeout_at(deadline, self.locks.lock_pair(source, target)).await.map_err(timed_out)?;
         let idle_ms = i64::from(bot.def.session.idle_timeout_minutes) * 60_000;
         let retention = i64::from(bot.def.session.retention_days) * 86_400;
         let mut attempt = 0;
@@ -43,6 +45,7 @@ impl Turns {
             let Some(mut from) = load(source).await.map_err(timed_out)?? else {
                 return Ok(());
             };
+            from.drop_stale_queued(Utc::now().timestamp());
             let now_ms = Utc::now().timestamp_millis();
             let Some(session) = from.session.take().filter(|s| now_ms - s.last_active_at < idle_ms) else {
                 return Ok(());
@@ -52,14 +55,27 @@ impl Turns {
             }
             let stored = load(target).await.map_err(timed_out)??;
             let mut to = stored.clone().unwrap_or_default();
+            to.drop_stale_queued(Utc::now().timestamp());
             if to.pending.is_some() || !to.queued.is_empty() {
                 return Ok(());
             }
 
             let after = from.next_seq.saturating_sub(MAX_MERGED_ENTRIES).checked_sub(1);
             let entries = self.conversations.read_log(source, after, MAX_MERGED_ENTRIES as usize).await?;
+            // The session's latest entries, as many as fit beside the two conversations.
+            let mut bytes = 0;
+            let mut latest: Vec<LogEntry> = entries
+                .into_iter()
+                .rev()
+                .filter(|e| e.session_id.as_deref() == Some(session.id.as_str()))
+                .take_while(|e| {
+                    bytes += serde_json::to_vec(e).map_or(usize::MAX, |json| json.len());
+                    bytes <= MAX_MERGED_BYTES
+                })
+                .collect();
+            latest.reverse();
             let mut carried = Vec::new();
-            for entry in entries.into_iter().filter(|e| e.session_id.as_deref() == Some(session.id.as_str())) {
+            for entry in latest {
                 carried.push(LogEntry { seq: to.next_seq, ..entry });
                 to.next_seq += 1;
             }

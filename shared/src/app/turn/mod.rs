@@ -11,20 +11,18 @@
 //! holds the operations and the conditional-write loop around them.
 
 mod finish;
+mod locks;
 mod merge;
 mod replies;
 mod run;
 mod step;
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use rand::Rng;
 use serde_json::{Map, Value};
-use tokio::sync::{Mutex, MutexGuard};
 use tokio::time::{Instant, timeout_at};
 
 use super::outbound::Outbound;
@@ -37,11 +35,11 @@ use crate::error::{Error, Result};
 use crate::ids::ConversationKey;
 use crate::protocol::{Tag, TaskCompletion, V2Data, V2Response, VERSION_V2};
 use finish::finish;
+use locks::{Held, Locks};
 pub use replies::poll_answer;
 use run::begin;
 use step::Step;
 
-const LOCK_STRIPES: usize = 1024;
 /// Time to save a polled step once its call is made.
 const SAVE_AFTER_CALL: Duration = Duration::from_secs(10);
 /// Messages that may wait behind a polled call.
@@ -151,12 +149,12 @@ pub struct Turns {
     /// Serialises one user's turns inside this process, so concurrent requests
     /// queue instead of spinning on conflicts; other processes (Lambda
     /// instances) are kept consistent by the store's conditional write.
-    locks: Vec<Mutex<()>>,
+    locks: Locks,
 }
 
 impl Turns {
     pub fn new(conversations: Arc<dyn Conversations>, outbound: Arc<dyn Outbound>) -> Self {
-        Self { conversations, outbound, locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect() }
+        Self { conversations, outbound, locks: Locks::default() }
     }
 
     pub fn conversations(&self) -> &Arc<dyn Conversations> {
@@ -169,27 +167,15 @@ impl Turns {
         key: &ConversationKey,
         deadline: Instant,
         started: Instant,
-    ) -> Result<(MutexGuard<'_, ()>, Option<Conversation>)> {
+    ) -> Result<(Held<'_>, Option<Conversation>)> {
         let timed_out = |_| Error::Timeout(deadline.saturating_duration_since(started));
         let serialised = timeout_at(deadline, self.lock(key)).await.map_err(timed_out)?;
         let stored = timeout_at(deadline, self.conversations.load(key)).await.map_err(timed_out)??;
         Ok((serialised, stored))
     }
 
-    async fn lock(&self, key: &ConversationKey) -> MutexGuard<'_, ()> {
-        self.locks[stripe(key)].lock().await
-    }
-
-    /// Both conversations' locks, taken in one order so that two pairs never
-    /// wait for each other.
-    async fn lock_pair(&self, a: &ConversationKey, b: &ConversationKey) -> Vec<MutexGuard<'_, ()>> {
-        let mut stripes = [stripe(a), stripe(b)];
-        stripes.sort_unstable();
-        let mut guards = vec![self.locks[stripes[0]].lock().await];
-        if stripes[1] != stripes[0] {
-            guards.push(self.locks[stripes[1]].lock().await);
-        }
-        guards
+    async fn lock(&self, key: &ConversationKey) -> Held<'_> {
+        self.locks.lock(key).await
     }
 
     /// Runs the turn, answering `Error::Timeout` if it cannot be committed by
@@ -255,7 +241,8 @@ impl Turns {
 
     /// Ends the session of a conversation whose idle closure was found due at
     /// `due_at` (asynchronous mode), with the deliveries that tell its
-    /// instance. `None` if the conversation has moved on since.
+    /// instance. `None` if the conversation has moved on since, or is not
+    /// idle yet by the bot's current timeout (then it is due later).
     pub async fn close_idle(
         &self,
         bot: &Arc<Bot>,
@@ -265,16 +252,40 @@ impl Turns {
     ) -> Result<Option<TurnReply>> {
         let started = Instant::now();
         let (_serialised, stored) = self.lock_and_load(key, deadline, started).await?;
-        let closing = IdleClosure::trace_id(due_at);
-        if let Some(last) = stored.as_ref().and_then(|c| c.last_turn.as_ref()).filter(|t| t.trace_id == closing) {
+        let trace_id = IdleClosure::trace_id(key, due_at);
+        if let Some(last) = stored.as_ref().and_then(|c| c.last_turn.as_ref()).filter(|t| t.trace_id == trace_id) {
             // Closed already (its job delivered twice): what it owed, again.
             let instance = last.instance_id.as_deref();
             return replies::saved_answer(self.conversations.as_ref(), bot, key, last, instance, None).await.map(Some);
         }
-        let Some(closure) = stored.as_ref().and_then(|c| c.idle_closure.clone()).filter(|c| c.due_at == due_at) else {
+        let Some(mut conversation) = stored.clone() else {
             return Ok(None);
         };
-        self.commit(bot, key, Step::CloseIdle(&closure), stored, deadline, started).await
+        let Some(closure) = conversation.idle_closure.clone().filter(|c| c.due_at == due_at) else {
+            return Ok(None);
+        };
+        let idle_ms = i64::from(bot.def.session.idle_timeout_minutes) * 60_000;
+        let due = conversation.session.as_ref().map(|s| IdleClosure::of(s, idle_ms, &closure.instance_id));
+        if due.as_ref().is_none_or(|due| due.due_at > Utc::now().timestamp()) {
+            // A longer timeout since (a new deployment), or no session to close.
+            conversation.idle_closure = due;
+            let retention = i64::from(bot.def.session.retention_days) * 86_400;
+            let expires_at = Utc::now().timestamp() + retention;
+            let write = TurnWrite {
+                conversation: &conversation,
+                expected_version: conversation.version,
+                log: &[],
+                expires_at,
+                polls: &[],
+            };
+            return match self.conversations.save_turn(key, write).await {
+                // Written meanwhile: the next sweep sees it as it is now.
+                Ok(()) | Err(Error::Conflict) => Ok(None),
+                Err(e) => Err(e),
+            };
+        }
+        let step = Step::CloseIdle { closure: &closure, trace_id };
+        self.commit(bot, key, step, stored, deadline, started).await
     }
 
     /// Records that the message queues behind the conversation's call (or
@@ -410,12 +421,6 @@ impl Turns {
             }
         }
     }
-}
-
-fn stripe(key: &ConversationKey) -> usize {
-    let mut hasher = DefaultHasher::new();
-    key.hash(&mut hasher);
-    (hasher.finish() % LOCK_STRIPES as u64) as usize
 }
 
 /// Exponential backoff with full jitter, capped low: contention is between a

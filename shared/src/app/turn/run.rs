@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::step::{Plan, Start};
 use super::{Calls, Turns};
-use crate::app::records::Conversation;
+use crate::app::records::{Conversation, IdleClosure};
 use crate::definition::Bot;
 use crate::engine::{self, CallOutcome, HttpCall, Output, Session, TurnContext, merge_tags};
 use crate::error::{Error, Result};
@@ -26,8 +26,8 @@ pub(super) struct Begun {
     /// The stored conversation, without its session (which is `active`).
     pub conversation: Conversation,
     pub active: Option<Session>,
-    /// The stored session ended for inactivity and its instance is owed the closure.
-    pub closed_idle: bool,
+    /// The stored session ended for inactivity and its instance was not told yet.
+    pub owed_closure: Option<IdleClosure>,
     pub ctx: TurnContext,
     pub now: chrono::DateTime<Utc>,
 }
@@ -43,10 +43,9 @@ pub(super) fn begin(
     let idle_ms = i64::from(bot.def.session.idle_timeout_minutes) * 60_000;
     let idle = |s: &Session| plan.idle_ends_session && now_ms - s.last_active_at >= idle_ms;
     let stored = conversation.session.take();
-    // A session that ended for inactivity before the sweep told its
-    // asynchronous instance: a message on that instance tells it first.
-    let closed_idle = stored.as_ref().is_some_and(idle)
-        && conversation.idle_closure.as_ref().is_some_and(|c| plan.post_url == Some(c.instance_id.as_str()));
+    // A session that ended for inactivity before a sweep told its
+    // asynchronous instance: told with this step.
+    let owed_closure = conversation.idle_closure.clone().filter(|_| stored.as_ref().is_some_and(idle));
     let active = stored.filter(|s| !plan.new_session && !idle(s));
     if let Some(request) = plan.message {
         for (name, value) in request.user_info.iter().flatten() {
@@ -73,7 +72,7 @@ pub(super) fn begin(
         instance: plan.texts_instance.clone(),
         user_tags: conversation.user_tags.clone(),
     };
-    Ok(Begun { conversation, active, closed_idle, ctx, now })
+    Ok(Begun { conversation, active, owed_closure, ctx, now })
 }
 
 /// What the engine did in one step, calls included.
@@ -117,13 +116,8 @@ impl Turns {
             Start::GiveUp => engine::Turn { session: None, ..engine::abandon(bot, waiting(session)?, &begun.ctx) },
             Start::CloseIdle => engine::close_for_inactivity(),
         };
-        let mut outputs = Vec::new();
-        if begun.closed_idle {
-            outputs = engine::close_for_inactivity().outputs;
-        }
-        outputs.append(&mut turn.outputs);
         let mut ran = Ran {
-            outputs,
+            outputs: std::mem::take(&mut turn.outputs),
             completion: turn.completion.take(),
             session: None,
             pending: None,

@@ -16,7 +16,10 @@ pub(super) enum Step<'r> {
     },
     /// The session's end for inactivity, told to the asynchronous instance
     /// that last used it, if nothing happened since the closure was found due.
-    CloseIdle(&'r IdleClosure),
+    CloseIdle {
+        closure: &'r IdleClosure,
+        trace_id: String,
+    },
 }
 
 /// Where the engine starts.
@@ -72,7 +75,7 @@ impl<'r> Step<'r> {
                     && (request.answer_to != AnswerTo::Caller || conversation.queued.is_empty())
             }
             Step::Resume { poll_id, .. } => conversation.pending.as_ref().is_some_and(|p| p.poll_id == *poll_id),
-            Step::CloseIdle(closure) => {
+            Step::CloseIdle { closure, .. } => {
                 conversation.pending.is_none()
                     && conversation.queued.is_empty()
                     && conversation.idle_closure.as_ref() == Some(closure)
@@ -113,10 +116,10 @@ impl<'r> Step<'r> {
                 post_url: None,
                 remember_applied: false,
             },
-            Step::CloseIdle(closure) => Plan {
+            Step::CloseIdle { closure, trace_id } => Plan {
                 start: Start::CloseIdle,
                 message: None,
-                trace_id: IdleClosure::trace_id(closure.due_at),
+                trace_id: trace_id.clone(),
                 instance_id: Some(closure.instance_id.clone()),
                 texts_instance: Some(closure.instance_id.clone()),
                 calls: Calls::Inline,
