@@ -30,6 +30,10 @@ pub enum Error {
     /// A v1 message for a conversation still waiting for a polled call (409).
     #[error("the bot is still answering this user's previous message")]
     Busy,
+    /// A user over a message rate limit (429): seconds until a message is
+    /// taken again, and the RateLimit-Policy and RateLimit header values.
+    #[error("rate limit reached: retry in {retry_after} s")]
+    RateLimited { retry_after: u64, policy: String, current: String },
     /// Another writer changed the conversation first; the turn is retried.
     #[error("conversation was modified concurrently")]
     Conflict,

@@ -410,7 +410,8 @@ async fn a_message_for_a_conversation_waiting_for_a_call_is_busy_and_can_queue_b
 
     assert!(matches!(outcome, Outcome::Busy), "{outcome:?}");
     let record = PollRecord::new("po-2", &key("u1"), Some("web"), None, chrono::Utc::now().timestamp());
-    assert!(turns.queue_behind(&second, &record, far_deadline()).await.unwrap());
+    let queued = turns.queue_behind(&second, &record, far_deadline()).await.unwrap().expect("queued");
+    assert_eq!(queued.poll_id.as_deref(), Some("po-2"));
     let queued: Vec<String> = conversation(&store, "u1").await.queued.into_iter().map(|q| q.trace_id).collect();
     assert_eq!(queued, ["tr-2"]);
     assert_eq!(store.get_poll("po-2").await.unwrap().expect("its poll record").answer, None);
@@ -428,7 +429,7 @@ async fn a_queued_message_runs_after_the_call_into_its_poll_record_and_caller_me
     let first = answered(turns.run(&polled(&bot, "u1", "weather", "tr-1"), far_deadline()).await.unwrap());
     let queued = TurnRequest { answer_to: AnswerTo::Poll("po-2".into()), ..polled(&bot, "u1", "hi", "tr-2") };
     let record = PollRecord::new("po-2", &key("u1"), Some("web"), None, chrono::Utc::now().timestamp());
-    assert!(turns.queue_behind(&queued, &record, far_deadline()).await.unwrap());
+    assert!(turns.queue_behind(&queued, &record, far_deadline()).await.unwrap().is_some());
     turns.resume(&bot, &key("u1"), &first.poll_id.unwrap(), far_deadline()).await.unwrap().unwrap();
 
     let overtaking = turns.run(&polled(&bot, "u1", "hi", "tr-3"), far_deadline()).await.unwrap();

@@ -114,3 +114,24 @@ fn sam_local_env_file_sets_declared_variables() {
         assert!(declared.contains(name), "{name} is not declared in template.yaml, so sam local would not pass it");
     }
 }
+
+/// A write started just before the sync deadline is never cut off: the
+/// webhook function's timeout holds the longest deadline the template allows
+/// plus the store's longest request, and stays below API Gateway's 30 s.
+#[test]
+fn the_webhook_timeout_leaves_room_for_a_write_started_at_the_deadline() {
+    use std::time::Duration;
+
+    use hookline_core::process::aws::OPERATION_TIMEOUT;
+    use yaml_rust2::YamlLoader;
+
+    let template = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml")).unwrap();
+    let template = &YamlLoader::load_from_str(&template).unwrap()[0];
+    let timeout = template["Resources"]["WebhookFunction"]["Properties"]["Timeout"].as_i64().unwrap();
+    let deadline = &template["Parameters"]["SyncDeadlineMs"];
+    let longest = Duration::from_millis(deadline["MaxValue"].as_i64().unwrap() as u64);
+    assert!(longest + OPERATION_TIMEOUT <= Duration::from_secs(timeout as u64), "timeout {timeout} s");
+    assert!(timeout < 30, "API Gateway's integration limit is 30 s");
+    let default = deadline["Default"].as_i64().unwrap() as u128;
+    assert_eq!(hookline_core::process::Settings::default().http.sync_deadline.as_millis(), default);
+}

@@ -39,6 +39,7 @@ impl IntoResponse for Error {
             Error::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported Media Type"),
             Error::NoData => (StatusCode::BAD_REQUEST, "No data found"),
             Error::Busy => (StatusCode::CONFLICT, "The bot is still answering the previous message; retry shortly"),
+            Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "Too Many requests"),
             Error::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "The request has been timed-out"),
             Error::Conflict | Error::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "Service temporarily unavailable"),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
@@ -47,7 +48,9 @@ impl IntoResponse for Error {
         // for what it can fix.
         let detail = match &self {
             Error::InvalidPayload(d) | Error::Unauthorized(d) | Error::NotFound(d) => Some(d.clone()),
-            Error::PayloadTooLarge { .. } | Error::UnsupportedMediaType(_) => Some(self.to_string()),
+            Error::PayloadTooLarge { .. } | Error::UnsupportedMediaType(_) | Error::RateLimited { .. } => {
+                Some(self.to_string())
+            }
             _ => None,
         };
         if status.is_server_error() {
@@ -56,8 +59,22 @@ impl IntoResponse for Error {
             info!(error = %self, "request rejected");
         }
         let mut response = status.into_response();
+        if let Error::RateLimited { retry_after, policy, current } = &self {
+            let headers = response.headers_mut();
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            rate_limit_headers(headers, policy, current);
+        }
         response.extensions_mut().insert(ErrorReply { msg, detail });
         response
+    }
+}
+
+/// The IETF RateLimit header fields of an answer to a message.
+pub fn rate_limit_headers(headers: &mut http::HeaderMap, policy: &str, current: &str) {
+    for (name, value) in [("ratelimit-policy", policy), ("ratelimit", current)] {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
     }
 }
 

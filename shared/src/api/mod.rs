@@ -23,7 +23,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::app::auth::{self, Caller};
 use crate::app::files::{FileStore, Files};
 use crate::app::queue::Queue;
-use crate::app::store::{Conversations, Polls, SeenTokens};
+use crate::app::store::{Conversations, Polls, RateCounters, SeenTokens};
 use crate::app::turn::Turns;
 use crate::definition::{Bot, Registry};
 use crate::error::{Error, Result};
@@ -59,6 +59,8 @@ pub struct WebhookState {
     pub queue: Arc<dyn Queue>,
     pub files: Arc<dyn FileStore>,
     pub seen_tokens: Arc<dyn SeenTokens>,
+    /// Counts of messages to asynchronous instances.
+    pub rates: Arc<dyn RateCounters>,
     pub http: Arc<HttpSettings>,
 }
 
@@ -204,7 +206,13 @@ fn cors(settings: &HttpSettings) -> CorsLayer {
         .allow_origin(origins)
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::OPTIONS])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
-        .expose_headers([HeaderName::from_static(TRACE_HEADER)])
+        // A browser client reads when to send a refused message again.
+        .expose_headers([
+            HeaderName::from_static(TRACE_HEADER),
+            header::RETRY_AFTER,
+            HeaderName::from_static("ratelimit-policy"),
+            HeaderName::from_static("ratelimit"),
+        ])
         .max_age(Duration::from_secs(600))
 }
 

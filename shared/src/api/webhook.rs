@@ -13,11 +13,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::envelope::rate_limit_headers;
 use super::{ClientIp, TraceId, WebhookState, authenticate, read_body};
 use crate::app::auth;
 use crate::app::files;
 use crate::app::inbound;
 use crate::app::queue::{Job, MAX_JOB_BYTES, QueueMessage, QueuedAnswer, QueuedTurn};
+use crate::app::rate::{self, RateState};
 use crate::app::records::PollRecord;
 use crate::app::turn::{Calls, Outcome, TurnReply, TurnRequest};
 use crate::definition::{Mode, WebhookVersion};
@@ -102,6 +104,8 @@ async fn handle(state: WebhookState, call: Call) -> Result<Response> {
     let merge_from = auth::merge_source(&bot, &caller, inbound.merge_identity)?;
     files::resolve_attachments(&*state.files, &key, &mut inbound.payload).await?;
     let client_ip = call.client_ip;
+    let limit = instance.sync_deadline_ms.map_or(state.http.sync_deadline, Duration::from_millis);
+    let deadline = call.started.checked_add(limit).unwrap_or(call.started + Duration::from_secs(3600));
 
     if instance.mode == Mode::Async {
         // Acknowledged only once the message is durably queued.
@@ -112,8 +116,13 @@ async fn handle(state: WebhookState, call: Call) -> Result<Response> {
         };
         let job = Job::Turn(job);
         check_job_size(&job)?;
+        let limits = bot.rate_limits(&instance.id);
+        let counted = rate::admit_queued(&*state.rates, &key, &limits, Utc::now().timestamp());
+        let timed_out = |_| Error::Timeout(limit);
+        let rate = tokio::time::timeout_at(deadline, counted).await.map_err(timed_out)??;
         state.queue.send(&[QueueMessage::in_conversation(&key, &call.trace_id, job)]).await?;
-        return Ok(Json(json!({"status": "ok", "_v": VERSION_V2, "traceId": call.trace_id})).into_response());
+        let ack = Json(json!({"status": "ok", "_v": VERSION_V2, "traceId": call.trace_id}));
+        return Ok(with_rate(ack.into_response(), rate.as_ref()));
     }
 
     let polling = call.version == WebhookVersion::V2 && instance.polling;
@@ -124,8 +133,6 @@ async fn handle(state: WebhookState, call: Call) -> Result<Response> {
         started: call.started,
         ..inbound.into_turn(&bot, &instance.id, key.clone(), call.trace_id)
     };
-    let limit = instance.sync_deadline_ms.map_or(state.http.sync_deadline, Duration::from_millis);
-    let deadline = call.started.checked_add(limit).unwrap_or(call.started + Duration::from_secs(3600));
     let mut reply = None;
     // A conversation found busy may be free again by the time the message
     // would queue behind it: then the message runs after all.
@@ -147,10 +154,21 @@ async fn handle(state: WebhookState, call: Call) -> Result<Response> {
         }
     }
     let reply = reply.ok_or(Error::Busy)?;
-    Ok(match call.version {
+    let rate = reply.rate.clone();
+    let response = match call.version {
         WebhookVersion::V1 => Json(v1_response(reply)).into_response(),
         WebhookVersion::V2 => Json(reply.v2(&key)).into_response(),
-    })
+    };
+    Ok(with_rate(response, rate.as_ref()))
+}
+
+/// An answer to a counted message says what is left of the user's quotas.
+fn with_rate(mut response: Response, rate: Option<&RateState>) -> Response {
+    if let Some(rate) = rate {
+        let (policy, current) = rate.header_values();
+        rate_limit_headers(response.headers_mut(), &policy, &current);
+    }
+    response
 }
 
 /// Messages wait for a call, or for messages queued behind one: this one
@@ -167,9 +185,9 @@ async fn queue_behind(state: &WebhookState, request: &TurnRequest, deadline: Ins
     });
     check_job_size(&job)?;
     let record = PollRecord::new(&poll_id, key, Some(instance_id), None, Utc::now().timestamp());
-    if !state.turns.queue_behind(request, &record, deadline).await? {
+    let Some(queued) = state.turns.queue_behind(request, &record, deadline).await? else {
         return Ok(None);
-    }
+    };
     if let Err(e) = state.queue.send(&[QueueMessage::in_conversation(key, trace_id, job)]).await {
         // Not queued: it must not hold up the messages after it.
         if let Err(e) = state.turns.forget_queued(&request.bot, key, trace_id).await {
@@ -177,7 +195,7 @@ async fn queue_behind(state: &WebhookState, request: &TurnRequest, deadline: Ins
         }
         return Err(e);
     }
-    Ok(Some(TurnReply { messages: Vec::new(), form: None, completion: None, poll_id: Some(poll_id), jobs: Vec::new() }))
+    Ok(Some(queued))
 }
 
 fn queued_turn(

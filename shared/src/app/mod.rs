@@ -15,6 +15,7 @@ pub mod inbound;
 pub(crate) mod jobs;
 pub mod outbound;
 pub mod queue;
+pub mod rate;
 pub mod records;
 pub mod store;
 pub mod turn;

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::queue::QueueMessage;
+use super::rate::MessageCounts;
 use crate::engine::{HttpCall, Session};
 use crate::ids::ConversationKey;
 use crate::protocol::{Tag, TaskCompletion};
@@ -46,6 +47,9 @@ pub struct Conversation {
     /// POST_URL is then told (SESSION_CLOSURE).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_closure: Option<IdleClosure>,
+    /// The user's messages counted against the rate limits.
+    #[serde(default, skip_serializing_if = "MessageCounts::is_empty")]
+    pub rate: MessageCounts,
 }
 
 /// A session's proactive closure, owed to an asynchronous instance once the

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::files::FileStore;
+use super::rate::MessageCounts;
 use super::records::{Conversation, LogEntry, PollRecord};
 use crate::error::Result;
 use crate::ids::ConversationKey;
@@ -72,6 +73,19 @@ pub trait SeenTokens: Send + Sync {
     async fn first_use(&self, id: &str, expires_at: i64) -> Result<bool>;
 }
 
+/// The counts of a user's messages to asynchronous instances, which are
+/// counted when accepted, before their turn runs (synchronous messages are
+/// counted in the conversation their turn writes).
+#[async_trait]
+pub trait RateCounters: Send + Sync {
+    /// The counts and the version they were stored under (0: none yet).
+    async fn load_counts(&self, key: &ConversationKey) -> Result<(MessageCounts, u64)>;
+
+    /// Stores the counts as `version + 1`; `Error::Conflict` if their
+    /// version is no longer `version`.
+    async fn save_counts(&self, key: &ConversationKey, counts: &MessageCounts, version: u64) -> Result<()>;
+}
+
 /// Every storage port, for wiring a process.
 #[derive(Clone)]
 pub struct Stores {
@@ -79,11 +93,18 @@ pub struct Stores {
     pub polls: Arc<dyn Polls>,
     pub files: Arc<dyn FileStore>,
     pub seen_tokens: Arc<dyn SeenTokens>,
+    pub rates: Arc<dyn RateCounters>,
 }
 
 impl Stores {
     /// Every port served by one store.
-    pub fn of<S: Conversations + Polls + FileStore + SeenTokens + 'static>(store: Arc<S>) -> Self {
-        Self { conversations: store.clone(), polls: store.clone(), files: store.clone(), seen_tokens: store }
+    pub fn of<S: Conversations + Polls + FileStore + SeenTokens + RateCounters + 'static>(store: Arc<S>) -> Self {
+        Self {
+            conversations: store.clone(),
+            polls: store.clone(),
+            files: store.clone(),
+            seen_tokens: store.clone(),
+            rates: store,
+        }
     }
 }

@@ -140,6 +140,11 @@ impl Bot {
         self.verify_tokens.get(instance_id).map(String::as_str)
     }
 
+    /// The message rate limits of an instance: its own, or the bot's.
+    pub fn rate_limits(&self, instance_id: &str) -> RateLimits {
+        self.instance_by_id(instance_id).and_then(|i| i.rate_limits).unwrap_or(self.def.rate_limits)
+    }
+
     /// The instance with this hookInstance id, of any version.
     pub fn instance_by_id(&self, id: &str) -> Option<&Instance> {
         self.def.instances.iter().find(|i| i.id == id)

@@ -24,6 +24,9 @@ pub struct BotDefinition {
     pub languages: Languages,
     #[serde(default)]
     pub session: SessionSettings,
+    /// Messages each user may send the bot (an instance may set its own).
+    #[serde(default)]
+    pub rate_limits: RateLimits,
     /// Client apps with their JWT verification keys.
     pub apps: Vec<App>,
     /// Webhook channel instances. The first instance of each version answers on
@@ -157,6 +160,39 @@ impl Default for SessionSettings {
     fn default() -> Self {
         Self { idle_timeout_minutes: default_idle_minutes(), retention_days: default_retention_days() }
     }
+}
+
+/// Messages a user may send, counted per bot and user over fixed windows
+/// (Kore's published limits by default); 0 turns a window's limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateLimits {
+    /// Messages per minute.
+    #[serde(default = "default_per_minute")]
+    pub per_minute: u32,
+    /// Messages per hour.
+    #[serde(default = "default_per_hour")]
+    pub per_hour: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self { per_minute: default_per_minute(), per_hour: default_per_hour() }
+    }
+}
+
+impl RateLimits {
+    pub fn off(&self) -> bool {
+        self.per_minute == 0 && self.per_hour == 0
+    }
+}
+
+fn default_per_minute() -> u32 {
+    60
+}
+
+fn default_per_hour() -> u32 {
+    18_000
 }
 
 fn default_idle_minutes() -> u32 {
@@ -308,6 +344,9 @@ pub struct Instance {
     pub plain_text: bool,
     /// clientIds of the apps allowed to call this instance.
     pub apps: Vec<String>,
+    /// This instance's message rate limits [default: the bot's `rateLimits`].
+    #[serde(default)]
+    pub rate_limits: Option<RateLimits>,
     /// Synchronous answer deadline for this instance [default: HOOKLINE_SYNC_DEADLINE_MS].
     #[serde(default)]
     #[schemars(range(min = 1))]

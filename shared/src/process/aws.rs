@@ -7,6 +7,11 @@ use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{Credentials, Region};
 
+/// The longest a DynamoDB or SQS request may take, retries included. A
+/// function's timeout leaves room for its deadline plus this, so that a
+/// write started just before the deadline is never cut off.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// AWS configuration from the standard environment (region, credentials,
 /// AWS_ENDPOINT_URL). With `endpoint`, talks to a local AWS-compatible server
 /// and falls back to dummy credentials and us-east-1 when none are set.
@@ -16,7 +21,7 @@ async fn aws_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(2))
         .operation_attempt_timeout(Duration::from_secs(4))
-        .operation_timeout(Duration::from_secs(10))
+        .operation_timeout(OPERATION_TIMEOUT)
         .build();
     let mut loader = aws_config::defaults(BehaviorVersion::v2026_01_12()).timeout_config(timeouts);
     if let Some(endpoint) = endpoint {

@@ -49,6 +49,7 @@ impl Embedded {
             queue: queue.clone(),
             files: stores.files.clone(),
             seen_tokens: stores.seen_tokens.clone(),
+            rates: stores.rates.clone(),
             http: http.clone(),
         };
         let poll = PollState {

@@ -62,7 +62,8 @@ pub async fn webhook_state() -> Result<WebhookState, ConfigError> {
     let (table, queue) = (common.table().await?, common.queue().await?);
     let turns = Arc::new(Turns::new(table.clone(), Arc::new(HttpOutbound::new()?)));
     let http = Arc::new(common.settings.http);
-    Ok(WebhookState { bots: common.bots, turns, queue, files: table.clone(), seen_tokens: table, http })
+    let (files, seen_tokens, rates) = (table.clone(), table.clone(), table);
+    Ok(WebhookState { bots: common.bots, turns, queue, files, seen_tokens, rates, http })
 }
 
 /// The poll function: table and queue.

@@ -6,6 +6,7 @@
 //! | log entry    | `BOT#{bot}#USER#{user}`  | `MSG#{seq:012}`  |
 //! | poll record  | `POLL#{pollId}`          | `POLL`           |
 //! | used token   | `JTI#{bot}#{app}#{jti}`  | `JTI`            |
+//! | async counts | `BOT#{bot}#USER#{user}`  | `RATE`           |
 //!
 //! An app whose users are its own (`trust: anonymous`) keys its users'
 //! conversations `BOT#{bot}#APP#{app}#USER#{user}`.
@@ -34,14 +35,16 @@ use aws_sdk_dynamodb::types::{
     TimeToLiveSpecification, TransactWriteItem,
 };
 
+use crate::app::rate::MessageCounts;
 use crate::app::records::{Conversation, LogEntry, PollRecord};
-use crate::app::store::{Conversations, Polls, SeenTokens, TurnWrite};
+use crate::app::store::{Conversations, Polls, RateCounters, SeenTokens, TurnWrite};
 use crate::error::{Error, Result};
 use crate::ids::ConversationKey;
 
 const SESSION_SK: &str = "SESSION";
 const POLL_SK: &str = "POLL";
 const JTI_SK: &str = "JTI";
+const RATE_SK: &str = "RATE";
 const CONVERSATION_GRACE_SECS: i64 = 86_400;
 /// The sparse index of idle closures, and its partitions: spread so that
 /// asynchronous turns never make one of them hot.
@@ -437,6 +440,47 @@ impl SeenTokens for DynamoStore {
         match put {
             Ok(_) => Ok(true),
             Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(e) => Err(storage("PutItem", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl RateCounters for DynamoStore {
+    async fn load_counts(&self, key: &ConversationKey) -> Result<(MessageCounts, u64)> {
+        let Some(item) = self.get_item(partition_key(key), RATE_SK).await? else {
+            return Ok((MessageCounts::default(), 0));
+        };
+        let version = item.get("version").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
+        Ok((json_attr(&item, "counts")?, version))
+    }
+
+    async fn save_counts(&self, key: &ConversationKey, counts: &MessageCounts, version: u64) -> Result<()> {
+        let body = serde_json::to_string(counts).map_err(|e| Error::Internal(e.to_string()))?;
+        let item = HashMap::from([
+            ("pk".to_string(), s(partition_key(key))),
+            ("sk".to_string(), s(RATE_SK)),
+            ("version".to_string(), n(version + 1)),
+            // Useless once its hour is over.
+            ("expiresAt".to_string(), n(counts.hour_start + 2 * 3600)),
+            ("counts".to_string(), s(body)),
+        ]);
+        let (condition, value) = match version {
+            0 => ("attribute_not_exists(pk)", None),
+            _ => ("version = :v", Some(n(version))),
+        };
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_values(value.map(|v| HashMap::from([(":v".to_string(), v)])))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Err(Error::Conflict),
             Err(e) => Err(storage("PutItem", e)),
         }
     }

@@ -7,8 +7,9 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use crate::app::rate::MessageCounts;
 use crate::app::records::{Conversation, LogEntry, PollRecord};
-use crate::app::store::{Conversations, Polls, SeenTokens, TurnWrite};
+use crate::app::store::{Conversations, Polls, RateCounters, SeenTokens, TurnWrite};
 use crate::error::{Error, Result};
 use crate::ids::ConversationKey;
 
@@ -27,6 +28,8 @@ pub struct MemoryStore {
     files: Mutex<files::FileTables>,
     /// Single-use token ids, with when they may be forgotten.
     seen_tokens: Mutex<HashMap<String, i64>>,
+    /// Asynchronous messages counted, with their version.
+    rates: Mutex<HashMap<ConversationKey, (MessageCounts, u64)>>,
 }
 
 impl MemoryStore {
@@ -147,6 +150,27 @@ impl SeenTokens for MemoryStore {
                 Ok(true)
             }
         }
+    }
+}
+
+#[async_trait]
+impl RateCounters for MemoryStore {
+    async fn load_counts(&self, key: &ConversationKey) -> Result<(MessageCounts, u64)> {
+        let rates = self.rates.lock().map_err(|_| Error::Internal("memory store lock poisoned".into()))?;
+        Ok(rates.get(key).cloned().unwrap_or_default())
+    }
+
+    async fn save_counts(&self, key: &ConversationKey, counts: &MessageCounts, version: u64) -> Result<()> {
+        let mut rates = self.rates.lock().map_err(|_| Error::Internal("memory store lock poisoned".into()))?;
+        if rates.get(key).map_or(0, |(_, v)| *v) != version {
+            return Err(Error::Conflict);
+        }
+        // Counts of a past hour count for nothing, as DynamoDB's TTL removes them.
+        if rates.len() >= MAX_POLLS_BEFORE_SWEEP {
+            rates.retain(|_, (c, _)| c.hour_start >= counts.hour_start);
+        }
+        rates.insert(key.clone(), (counts.clone(), version + 1));
+        Ok(())
     }
 }
 

@@ -44,7 +44,7 @@ pub(super) struct Finished {
 }
 
 pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: Begun, ran: Ran) -> Result<Finished> {
-    let Begun { mut conversation, active, owed_closure, now, .. } = begun;
+    let Begun { mut conversation, active, owed_closure, rate, now, .. } = begun;
     let created_on = now.to_rfc3339_opts(SecondsFormat::Millis, true);
     let session = ran.session.as_ref().or(active.as_ref());
     let session_id = session.map(|s| s.id.clone());
@@ -187,7 +187,7 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
         polls.push(record(poll_id, None));
     }
     let (messages, form) = split_form(sent);
-    let reply = TurnReply { messages, form, completion: ran.completion, poll_id, jobs };
+    let reply = TurnReply { messages, form, completion: ran.completion, poll_id, jobs, rate };
     Ok(Finished { reply, conversation, log: entries, polls })
 }
 

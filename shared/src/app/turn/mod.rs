@@ -27,6 +27,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::outbound::Outbound;
 use super::queue::QueueMessage;
+use super::rate::RateState;
 use super::records::{Conversation, IdleClosure, PollRecord, QueuedMessage};
 use super::store::{Conversations, TurnWrite};
 use crate::definition::Bot;
@@ -117,6 +118,8 @@ pub struct TurnReply {
     pub poll_id: Option<String>,
     /// Work for the queue now that the turn is saved.
     pub jobs: Vec<QueueMessage>,
+    /// The message was counted against the rate limits: the quotas left.
+    pub rate: Option<RateState>,
 }
 
 impl TurnReply {
@@ -199,8 +202,14 @@ impl Turns {
         if stored.as_ref().is_some_and(|c| c.applied.contains(&request.trace_id)) {
             // Applied before later turns: what it owed was queued then.
             tracing::warn!(trace_id = %request.trace_id, "a queued message delivered again after later turns: not run again");
-            let reply =
-                TurnReply { messages: Vec::new(), form: None, completion: None, poll_id: None, jobs: Vec::new() };
+            let reply = TurnReply {
+                messages: Vec::new(),
+                form: None,
+                completion: None,
+                poll_id: None,
+                jobs: Vec::new(),
+                rate: None,
+            };
             return Ok(Outcome::Answered(Box::new(reply)));
         }
         let reply = self.commit(&request.bot, key, Step::Message(request), stored, deadline, request.started).await?;
@@ -290,8 +299,14 @@ impl Turns {
 
     /// Records that the message queues behind the conversation's call (or
     /// the messages already queued behind it), with the poll record its
-    /// answer will go to. `false` if the conversation is free by now.
-    pub async fn queue_behind(&self, request: &TurnRequest, record: &PollRecord, deadline: Instant) -> Result<bool> {
+    /// answer will go to, and counts it against the rate limits: the
+    /// answer (the pollId to read). `None` if the conversation is free by now.
+    pub async fn queue_behind(
+        &self,
+        request: &TurnRequest,
+        record: &PollRecord,
+        deadline: Instant,
+    ) -> Result<Option<TurnReply>> {
         let key = &request.user;
         let timed_out = |_| Error::Timeout(deadline.saturating_duration_since(request.started));
         let _serialised = timeout_at(deadline, self.lock(key)).await.map_err(timed_out)?;
@@ -304,14 +319,16 @@ impl Turns {
                 c.drop_stale_queued(now);
                 c
             }) else {
-                return Ok(false);
+                return Ok(None);
             };
             if conversation.pending.is_none() && conversation.queued.is_empty() {
-                return Ok(false);
+                return Ok(None);
             }
             if conversation.queued.len() >= MAX_QUEUED_MESSAGES {
                 return Err(Error::Busy);
             }
+            let limits = request.bot.rate_limits(&request.instance_id);
+            let rate = if limits.off() { None } else { Some(conversation.rate.admit(&limits, now)?) };
             conversation.queued.push(QueuedMessage { trace_id: request.trace_id.clone(), queued_at: now });
             let write = TurnWrite {
                 conversation: &conversation,
@@ -325,7 +342,12 @@ impl Turns {
                     timeout_at(deadline, backoff(attempt)).await.map_err(timed_out)?;
                     attempt += 1;
                 }
-                outcome => return outcome.map(|()| true),
+                outcome => {
+                    let poll_id = Some(record.poll_id.clone());
+                    let (messages, jobs) = (Vec::new(), Vec::new());
+                    return outcome
+                        .map(|()| Some(TurnReply { messages, form: None, completion: None, poll_id, jobs, rate }));
+                }
             }
         }
     }

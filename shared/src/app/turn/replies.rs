@@ -20,7 +20,7 @@ pub async fn poll_answer(store: &dyn Conversations, key: &ConversationKey, answe
     let entries = store.read_log(key, answer.from_seq.checked_sub(1), count).await?;
     let (messages, form) = split_form(sent_messages(&entries));
     let completion = answer.completion.clone();
-    Ok(TurnReply { messages, form, completion, poll_id: answer.poll_id.clone(), jobs: Vec::new() })
+    Ok(TurnReply { messages, form, completion, poll_id: answer.poll_id.clone(), jobs: Vec::new(), rate: None })
 }
 
 /// The answer of a turn already saved, rebuilt from the log, with the
@@ -46,7 +46,7 @@ pub(super) async fn saved_answer(
     jobs.extend(last.jobs.iter().cloned());
     let (messages, form) = split_form(sent);
     let completion = last.completion.clone();
-    Ok(TurnReply { messages, form, completion, poll_id: last.next_poll.clone(), jobs })
+    Ok(TurnReply { messages, form, completion, poll_id: last.next_poll.clone(), jobs, rate: None })
 }
 
 /// The messages the bot sent among `entries`.

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use super::step::{Plan, Start};
 use super::{Calls, Turns};
+use crate::app::rate::RateState;
 use crate::app::records::{Conversation, IdleClosure};
 use crate::definition::Bot;
 use crate::engine::{self, CallOutcome, HttpCall, Output, Session, TurnContext, merge_tags};
@@ -28,6 +29,8 @@ pub(super) struct Begun {
     pub active: Option<Session>,
     /// The stored session ended for inactivity and its instance was not told yet.
     pub owed_closure: Option<IdleClosure>,
+    /// The message counted against the rate limits: the quotas left.
+    pub rate: Option<RateState>,
     pub ctx: TurnContext,
     pub now: chrono::DateTime<Utc>,
 }
@@ -47,6 +50,10 @@ pub(super) fn begin(
     // asynchronous instance: told with this step.
     let owed_closure = conversation.idle_closure.clone().filter(|_| stored.as_ref().is_some_and(idle));
     let active = stored.filter(|s| !plan.new_session && !idle(s));
+    let rate = match &plan.rate_limits {
+        Some(limits) => Some(conversation.rate.admit(limits, now.timestamp())?),
+        None => None,
+    };
     if let Some(request) = plan.message {
         for (name, value) in request.user_info.iter().flatten() {
             if !matches!(value, Value::Null) && value.as_str() != Some("") {
@@ -72,7 +79,7 @@ pub(super) fn begin(
         instance: plan.texts_instance.clone(),
         user_tags: conversation.user_tags.clone(),
     };
-    Ok(Begun { conversation, active, owed_closure, ctx, now })
+    Ok(Begun { conversation, active, owed_closure, rate, ctx, now })
 }
 
 /// What the engine did in one step, calls included.

@@ -3,6 +3,7 @@
 
 use super::{AnswerTo, Calls, TurnRequest};
 use crate::app::records::{Conversation, IdleClosure};
+use crate::definition::RateLimits;
 use crate::engine::{CallOutcome, Input};
 
 /// What a step starts from: a user's message, or a call's outcome for a
@@ -61,6 +62,9 @@ pub(super) struct Plan<'r> {
     /// A queued message: remembered as applied, so a second delivery of it
     /// is not run again.
     pub remember_applied: bool,
+    /// A message from the client, counted against these limits (messages
+    /// queued were counted when they were accepted).
+    pub rate_limits: Option<RateLimits>,
 }
 
 impl<'r> Step<'r> {
@@ -98,6 +102,9 @@ impl<'r> Step<'r> {
                 answers_poll: request.answer_to.poll().map(String::from),
                 post_url: request.answer_to.post_url(),
                 remember_applied: request.answer_to != AnswerTo::Caller,
+                rate_limits: (request.answer_to == AnswerTo::Caller)
+                    .then(|| request.bot.rate_limits(&request.instance_id))
+                    .filter(|limits| !limits.off()),
             },
             Step::Resume { poll_id, outcome } => Plan {
                 start: outcome.as_ref().map_or(Start::GiveUp, Start::Resume),
@@ -115,6 +122,7 @@ impl<'r> Step<'r> {
                 answers_poll: Some(poll_id.to_string()),
                 post_url: None,
                 remember_applied: false,
+                rate_limits: None,
             },
             Step::CloseIdle { closure, trace_id } => Plan {
                 start: Start::CloseIdle,
@@ -129,6 +137,7 @@ impl<'r> Step<'r> {
                 answers_poll: None,
                 post_url: Some(&closure.instance_id),
                 remember_applied: false,
+                rate_limits: None,
             },
         }
     }
