@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod demo_api;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use hookline_core::adapters::blobs::{LocalBlobs, S3Blobs};
@@ -43,6 +44,8 @@ enum CliError {
     NoBot(String),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
+    #[error("{0}")]
+    Limits(String),
 }
 
 #[derive(Parser)]
@@ -262,12 +265,13 @@ async fn serve(addr: SocketAddr, bots: Option<PathBuf>, storage: Storage, behind
         }
     };
     // The in-process queue holds its worker weakly: `embedded` keeps it for the server's lifetime.
-    let (embedded, queued) = match sqs {
+    let limits = serve::Limits::from_env().map_err(CliError::Limits)?;
+    let (embedded, queued, in_process) = match sqs {
         Some(sqs) => {
             let sqs = Arc::new(sqs);
             let embedded = Embedded::new(registry, stores, sqs.clone(), blobs, settings)?;
             tokio::spawn(sqs_worker::run(embedded.worker.clone(), sqs.clone()));
-            (embedded, format!("SQS queue {}", sqs.url()))
+            (embedded, format!("SQS queue {}", sqs.url()), None)
         }
         None => {
             let memory = MemoryQueue::new(DELIVERY_RECEIVES);
@@ -280,7 +284,7 @@ async fn serve(addr: SocketAddr, bots: Option<PathBuf>, storage: Storage, behind
             } else {
                 "in memory".into()
             };
-            (embedded, queued)
+            (embedded, queued, Some(memory))
         }
     };
     tokio::spawn(process::sweep_idle_sessions(embedded.worker.clone(), process::IDLE_SWEEP_EVERY));
@@ -302,12 +306,18 @@ async fn serve(addr: SocketAddr, bots: Option<PathBuf>, storage: Storage, behind
     let app = embedded.router();
     let app = if demo { app.merge(demo_api::router()) } else { app };
     let app = api::with_client_ip(app, if behind_proxy { api::proxied_ip } else { api::peer_ip });
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .map_err(|source| CliError::Io { what: "serving".into(), source })
+    // Stopping, the in-process queue's jobs get to finish (SQS keeps its own).
+    let draining = in_process.clone();
+    let drained = async move {
+        while draining.as_ref().is_some_and(|queue| queue.backlog() > 0) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    serve::serve(listener, app, &limits, drained).await;
+    if let Some(left) = in_process.as_ref().map(MemoryQueue::backlog).filter(|&n| n > 0) {
+        tracing::warn!(jobs = left, "stopped with in-process jobs unfinished: they are lost");
+    }
+    Ok(())
 }
 
 /// Removes, every ten minutes, the chunks of uploads whose token has expired

@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -27,11 +28,16 @@ impl Drop for Served {
 }
 
 fn serve(extra: &[&str]) -> Served {
+    serve_with(extra, &[])
+}
+
+fn serve_with(extra: &[&str], env: &[(&str, &str)]) -> Served {
     let addr = format!("127.0.0.1:{}", free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_hookline"))
         .args(["serve", "--addr", &addr])
         .args(extra)
         .env("HOOKLINE_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -188,4 +194,121 @@ fn the_demo_bot_calls_its_stand_in_api() {
     assert!(forecast[0].starts_with("Lisbon: ") && forecast[0].contains("°C"), "{forecast:?}");
     ask("order status");
     assert_eq!(ask("A-123")[0], "Order A-123 left our warehouse this morning.");
+}
+
+/// What a client that never finishes sending gets: its connection closed
+/// (headers) or a 400 (body), in bounded time; the server goes on serving.
+#[test]
+fn slow_clients_are_cut_off() {
+    let timeouts = [("HOOKLINE_HEADER_TIMEOUT_MS", "300"), ("HOOKLINE_BODY_TIMEOUT_MS", "300")];
+    let served = serve_with(&[], &timeouts);
+    let started = Instant::now();
+    let mut trickling = TcpStream::connect(&served.addr).unwrap();
+    trickling.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(trickling, "POST {} HTTP/1.1\r\nHost: x\r\n", served.path).unwrap();
+    let mut answer = Vec::new();
+    let _ = trickling.read_to_end(&mut answer);
+    assert!(started.elapsed() < Duration::from_secs(4), "headers: still open after {:?}", started.elapsed());
+
+    let mut slow_body = TcpStream::connect(&served.addr).unwrap();
+    slow_body.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        slow_body,
+        "POST {} HTTP/1.1\r\nHost: x\r\nAuthorization: bearer {}\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{{\"mess",
+        served.path, served.token
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = slow_body.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("did not arrive in time"), "{answer}");
+
+    let (status, _, body) = post(&served.addr, &served.path, &served.token, &served.body);
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+}
+
+/// At the connection cap, a new connection waits (in the listen backlog)
+/// until one closes, then is served.
+#[test]
+fn connections_beyond_the_cap_wait_their_turn() {
+    let served = serve_with(&[], &[("HOOKLINE_MAX_CONNECTIONS", "2"), ("HOOKLINE_HEADER_TIMEOUT_MS", "60000")]);
+    let idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(&served.addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut waiting = TcpStream::connect(&served.addr).unwrap();
+    waiting.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
+    let request = format!(
+        "POST {} HTTP/1.1\r\nHost: x\r\nAuthorization: bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        served.path,
+        served.token,
+        served.body.len(),
+        served.body
+    );
+    waiting.write_all(request.as_bytes()).unwrap();
+    let mut first = [0u8; 1];
+    assert!(waiting.read(&mut first).is_err(), "served while at the cap");
+    drop(idle);
+    waiting.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answer = String::new();
+    waiting.read_to_string(&mut answer).unwrap();
+    assert!(format!("{}{answer}", first[0] as char).contains("200 OK"), "{answer}");
+}
+
+/// SIGTERM: the server stops accepting, and the in-process queue's jobs (an
+/// asynchronous message's delivery to a slow POST_URL) finish before it exits.
+#[test]
+fn sigterm_finishes_queued_deliveries_before_exiting() {
+    let receiver = TcpListener::bind("127.0.0.1:0").unwrap();
+    let receiver_addr = receiver.local_addr().unwrap();
+    let bots = std::env::temp_dir().join(format!("hookline-sigterm-{}", std::process::id()));
+    std::fs::create_dir_all(&bots).unwrap();
+    let bot = format!(
+        "id: st-sigterm\nname: Sigterm\napps:\n  - clientId: cs-sigterm\n    algorithm: HS256\n    secret: {{ value: \"sigterm-secret-0123456789-0123456789\" }}\n\
+         instances:\n  - id: async\n    version: v2\n    mode: async\n    postUrl: http://{receiver_addr}/post\n    apps: [cs-sigterm]\n\
+         outbound:\n  allowPrivateNetworks: true\nfallback: \"Heard you.\"\n"
+    );
+    std::fs::write(bots.join("sigterm.yaml"), bot).unwrap();
+    let mut served = serve_with(&["--bots", bots.to_str().unwrap()], &[]);
+    let deliveries = std::thread::spawn(move || {
+        let mut bodies = Vec::new();
+        // The turn's message, then its end-of-turn fields, each answered slowly.
+        for _ in 0..2 {
+            let (mut stream, _) = receiver.accept().unwrap();
+            std::thread::sleep(Duration::from_millis(400));
+            bodies.push(read_request(&mut stream));
+            stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}").unwrap();
+        }
+        bodies
+    });
+    let path = "/chatbot/v2/webhook/st-sigterm/hookInstance/async";
+    let (status, _, body) = post(&served.addr, path, &served.token, &served.body);
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    let pid = served.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let exited = served.child.wait().unwrap();
+    assert!(exited.success(), "{exited:?}");
+    let bodies = deliveries.join().unwrap();
+    assert!(bodies[0].contains("Heard you."), "{bodies:?}");
+    assert!(bodies[1].contains("endOfMessage"), "{bodies:?}");
+    std::fs::remove_dir_all(bots).ok();
+}
+
+/// One whole HTTP/1.1 request with a Content-Length, as text.
+fn read_request(stream: &mut TcpStream) -> String {
+    let mut request = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).unwrap();
+        request.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&request).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_string))
+                .and_then(|l| l.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if body.len() >= length || n == 0 {
+                return text;
+            }
+        }
+    }
 }

@@ -63,6 +63,11 @@ impl MemoryQueue {
         }
     }
 
+    /// Messages queued or running, not yet done (nor dead-lettered).
+    pub fn backlog(&self) -> usize {
+        self.lock().map(|i| i.groups.values().map(VecDeque::len).sum()).unwrap_or_default()
+    }
+
     /// Messages that failed every attempt, oldest first.
     pub fn dead_letters(&self) -> Vec<QueueMessage> {
         self.lock().map(|i| i.dead_letters.clone()).unwrap_or_default()

@@ -1,0 +1,170 @@
+//! The HTTP server of `hookline serve`, for a process left running: bounded
+//! time to send a request's headers (and to sit idle between requests) and
+//! its body, a cap on connections served at once (more wait in the listen
+//! backlog), and a graceful stop on SIGTERM or Ctrl-C that lets requests in
+//! flight and queued jobs finish within a grace period.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, Sleep};
+use tower::ServiceExt;
+
+/// The server's limits, from the environment.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// To send a request's headers, and the longest a kept-alive connection
+    /// sits idle (HOOKLINE_HEADER_TIMEOUT_MS, 10 s).
+    pub header_timeout: Duration,
+    /// To send a request's body (HOOKLINE_BODY_TIMEOUT_MS, 30 s).
+    pub body_timeout: Duration,
+    /// Connections served at once (HOOKLINE_MAX_CONNECTIONS, 1024).
+    pub max_connections: usize,
+    /// After SIGTERM or Ctrl-C, for requests and queued jobs to finish
+    /// (HOOKLINE_SHUTDOWN_GRACE_MS, 30 s).
+    pub shutdown_grace: Duration,
+}
+
+impl Limits {
+    pub fn from_env() -> Result<Self, String> {
+        let number = |name: &str, default: u64| -> Result<u64, String> {
+            match std::env::var(name) {
+                Err(_) => Ok(default),
+                Ok(v) => match v.trim().parse::<u64>() {
+                    Ok(0) | Err(_) => Err(format!("{name} must be a whole number above 0, got {v:?}")),
+                    Ok(n) => Ok(n),
+                },
+            }
+        };
+        Ok(Self {
+            header_timeout: Duration::from_millis(number("HOOKLINE_HEADER_TIMEOUT_MS", 10_000)?),
+            body_timeout: Duration::from_millis(number("HOOKLINE_BODY_TIMEOUT_MS", 30_000)?),
+            max_connections: number("HOOKLINE_MAX_CONNECTIONS", 1024)? as usize,
+            shutdown_grace: Duration::from_millis(number("HOOKLINE_SHUTDOWN_GRACE_MS", 30_000)?),
+        })
+    }
+}
+
+/// Serves `app` until SIGTERM or Ctrl-C, then stops accepting and waits (at
+/// most the grace period) for open requests and for `drained` to resolve.
+pub async fn serve(listener: TcpListener, app: Router, limits: &Limits, drained: impl Future<Output = ()>) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    builder.http2().timer(TokioTimer::new()).keep_alive_interval(limits.header_timeout);
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut stop => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, say: wait instead of spinning.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let app = app.clone();
+        let body_timeout = limits.body_timeout;
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let mut request = request.map(|body| Body::new(Deadline::new(body, body_timeout)));
+            request.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().oneshot(request)
+        });
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!("stopping: no new connections; finishing requests and queued jobs");
+    let finished = async {
+        graceful.shutdown().await;
+        drained.await;
+    };
+    if tokio::time::timeout(limits.shutdown_grace, finished).await.is_err() {
+        tracing::warn!(grace = ?limits.shutdown_grace, "stopped with work unfinished after the grace period");
+    }
+}
+
+/// SIGTERM (how service managers and containers stop a process) or Ctrl-C.
+async fn stop_signal() {
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
+/// A request body that must arrive whole by a deadline: one that trickles in
+/// fails (the handler answers 400) instead of holding its connection.
+struct Deadline {
+    body: Incoming,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl Deadline {
+    fn new(body: Incoming, within: Duration) -> Self {
+        Self { body, deadline: Box::pin(tokio::time::sleep_until(Instant::now() + within)) }
+    }
+}
+
+impl hyper::body::Body for Deadline {
+    type Data = axum::body::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err("the request body did not arrive in time".into()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
