@@ -34,6 +34,12 @@ pub enum Error {
     /// taken again, and the RateLimit-Policy and RateLimit header values.
     #[error("rate limit reached: retry in {retry_after} s")]
     RateLimited { retry_after: u64, policy: String, current: String },
+    /// An Idempotency-Key sent again with another request body (422).
+    #[error("this Idempotency-Key was used for another request")]
+    KeyReused,
+    /// An Idempotency-Key sent again while its first request runs (409).
+    #[error("a request with this Idempotency-Key is still being processed")]
+    KeyInUse,
     /// Another writer changed the conversation first; the turn is retried.
     #[error("conversation was modified concurrently")]
     Conflict,

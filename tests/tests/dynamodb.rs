@@ -190,6 +190,7 @@ async fn an_expired_conversation_reads_as_empty() {
         log: &log,
         expires_at: now() - 2 * 86_400,
         polls: &[],
+        key: None,
     };
     store.save_turn(&key, write).await.unwrap();
 

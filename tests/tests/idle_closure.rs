@@ -225,6 +225,7 @@ async fn save(server: &Server, user: &str, conversation: &Conversation) {
         log: &[],
         expires_at: now() + 3600,
         polls: &[],
+        key: None,
     };
     server.stores.conversations.save_turn(&key, write).await.unwrap();
 }

@@ -58,7 +58,14 @@ async fn the_schedule_queues_the_closure_of_idle_sessions() {
         idle_closure: Some(IdleClosure { due_at, instance_id: "default".into() }),
         ..Conversation::default()
     };
-    let write = TurnWrite { conversation: &idle, expected_version: 0, log: &[], expires_at: now() + 3600, polls: &[] };
+    let write = TurnWrite {
+        conversation: &idle,
+        expected_version: 0,
+        log: &[],
+        expires_at: now() + 3600,
+        polls: &[],
+        key: None,
+    };
     store.save_turn(&key, write).await.unwrap();
 
     let function = LambdaRuntime::start(Path::new(env!("CARGO_BIN_EXE_worker")), &deployment.env).await;

@@ -40,6 +40,8 @@ impl IntoResponse for Error {
             Error::NoData => (StatusCode::BAD_REQUEST, "No data found"),
             Error::Busy => (StatusCode::CONFLICT, "The bot is still answering the previous message; retry shortly"),
             Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "Too Many requests"),
+            Error::KeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "Idempotency-Key used for another request"),
+            Error::KeyInUse => (StatusCode::CONFLICT, "A request with this Idempotency-Key is still being processed"),
             Error::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "The request has been timed-out"),
             Error::Conflict | Error::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "Service temporarily unavailable"),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),

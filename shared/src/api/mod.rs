@@ -22,6 +22,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::app::auth::{self, Caller};
 use crate::app::files::{FileStore, Files};
+use crate::app::idempotency::IdempotencyKeys;
 use crate::app::queue::Queue;
 use crate::app::store::{Conversations, Polls, RateCounters, SeenTokens};
 use crate::app::turn::Turns;
@@ -61,6 +62,8 @@ pub struct WebhookState {
     pub seen_tokens: Arc<dyn SeenTokens>,
     /// Counts of messages to asynchronous instances.
     pub rates: Arc<dyn RateCounters>,
+    /// Idempotency-Key records.
+    pub keys: Arc<dyn IdempotencyKeys>,
     pub http: Arc<HttpSettings>,
 }
 

@@ -1,5 +1,6 @@
 //! The Webhook channel endpoints: v1 and v2, with and without hookInstance.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -17,12 +18,14 @@ use super::envelope::rate_limit_headers;
 use super::{ClientIp, TraceId, WebhookState, authenticate, read_body};
 use crate::app::auth;
 use crate::app::files;
+use crate::app::idempotency::{self, Claim, KeyAnswer, KeyRecord};
 use crate::app::inbound;
+use crate::app::inbound::Inbound;
 use crate::app::queue::{Job, MAX_JOB_BYTES, QueueMessage, QueuedAnswer, QueuedTurn};
 use crate::app::rate::{self, RateState};
-use crate::app::records::PollRecord;
-use crate::app::turn::{Calls, Outcome, TurnReply, TurnRequest};
-use crate::definition::{Mode, WebhookVersion};
+use crate::app::records::{PollAnswer, PollRecord};
+use crate::app::turn::{self, Calls, Outcome, TurnReply, TurnRequest};
+use crate::definition::{Bot, Instance, Mode, WebhookVersion};
 use crate::error::{Error, Result};
 use crate::ids::{self, ConversationKey};
 use crate::protocol::{V1Response, V2Data, VERSION_V2};
@@ -83,13 +86,14 @@ async fn v2(
     handle(state, Call { version, path, trace_id, started, client_ip, headers, body }).await
 }
 
-async fn handle(state: WebhookState, call: Call) -> Result<Response> {
+async fn handle(state: WebhookState, mut call: Call) -> Result<Response> {
     let bot = state.bots.require(&call.path.bot_id)?;
     let instance = bot
         .instance(call.version, call.path.instance_id.as_deref())
         .ok_or_else(|| Error::NotFound("no Webhook channel instance of this version at this URL".into()))?;
     require_json(&call.headers)?;
-    let body = read_body(call.body, &call.headers, state.http.max_body_bytes).await?;
+    let raw = std::mem::replace(&mut call.body, Body::empty());
+    let body = read_body(raw, &call.headers, state.http.max_body_bytes).await?;
     let caller = authenticate(&*state.seen_tokens, &bot, &instance.apps, &call.headers).await?;
     let mut inbound = match call.version {
         WebhookVersion::V1 => inbound::parse_v1(&body)?,
@@ -103,6 +107,41 @@ async fn handle(state: WebhookState, call: Call) -> Result<Response> {
     let key = auth::resolve_user(&bot, &caller, inbound.from_id.as_deref())?;
     let merge_from = auth::merge_source(&bot, &caller, inbound.merge_identity)?;
     files::resolve_attachments(&*state.files, &key, &mut inbound.payload).await?;
+    let now = Utc::now().timestamp();
+    let claimed = match idempotency_key(&call.headers)? {
+        None => None,
+        Some(header) => {
+            let record = KeyRecord::new(&key, header, &body, &call.trace_id, now)?;
+            match idempotency::claim(&*state.keys, record, now).await? {
+                Claim::Done(done) => return replay(&state, call.version, &key, &done).await,
+                Claim::New(record) => Some(record),
+            }
+        }
+    };
+    let message = Message { bot: &bot, instance, key, merge_from, inbound, claimed: claimed.clone() };
+    let answered = answer(&state, call, message).await;
+    if let (Err(_), Some(record)) = (&answered, &claimed)
+        && let Err(e) = state.keys.forget_key(&record.id).await
+    {
+        // It goes stale, and then a retry runs.
+        tracing::warn!(error = %e, "the Idempotency-Key of a failed request is still marked running");
+    }
+    answered
+}
+
+/// A checked message of a known user, ready to run or queue.
+struct Message<'b> {
+    bot: &'b Arc<Bot>,
+    instance: &'b Instance,
+    key: ConversationKey,
+    merge_from: Option<ConversationKey>,
+    inbound: Inbound,
+    /// Its Idempotency-Key record, running.
+    claimed: Option<KeyRecord>,
+}
+
+async fn answer(state: &WebhookState, call: Call, message: Message<'_>) -> Result<Response> {
+    let Message { bot, instance, key, merge_from, inbound, claimed } = message;
     let client_ip = call.client_ip;
     let limit = instance.sync_deadline_ms.map_or(state.http.sync_deadline, Duration::from_millis);
     let deadline = call.started.checked_add(limit).unwrap_or(call.started + Duration::from_secs(3600));
@@ -121,17 +160,20 @@ async fn handle(state: WebhookState, call: Call) -> Result<Response> {
         let timed_out = |_| Error::Timeout(limit);
         let rate = tokio::time::timeout_at(deadline, counted).await.map_err(timed_out)??;
         state.queue.send(&[QueueMessage::in_conversation(&key, &call.trace_id, job)]).await?;
-        let ack = Json(json!({"status": "ok", "_v": VERSION_V2, "traceId": call.trace_id}));
-        return Ok(with_rate(ack.into_response(), rate.as_ref()));
+        if let Some(record) = &claimed {
+            remember(state, &record.done(KeyAnswer::Queued)).await;
+        }
+        return Ok(with_rate(acknowledgement(&call.trace_id), rate.as_ref()));
     }
 
     let polling = call.version == WebhookVersion::V2 && instance.polling;
     let request = TurnRequest {
         client_ip,
         merge_from,
+        key: claimed,
         calls: if polling { Calls::Poll } else { Calls::Inline },
         started: call.started,
-        ..inbound.into_turn(&bot, &instance.id, key.clone(), call.trace_id)
+        ..inbound.into_turn(bot, &instance.id, key.clone(), call.trace_id)
     };
     let mut reply = None;
     // A conversation found busy may be free again by the time the message
@@ -146,7 +188,7 @@ async fn handle(state: WebhookState, call: Call) -> Result<Response> {
                 }
                 Some(*answered)
             }
-            Outcome::Busy if polling => queue_behind(&state, &request, deadline).await?,
+            Outcome::Busy if polling => queue_behind(state, &request, deadline).await?,
             Outcome::Busy => return Err(Error::Busy),
         };
         if reply.is_some() {
@@ -155,11 +197,55 @@ async fn handle(state: WebhookState, call: Call) -> Result<Response> {
     }
     let reply = reply.ok_or(Error::Busy)?;
     let rate = reply.rate.clone();
-    let response = match call.version {
-        WebhookVersion::V1 => Json(v1_response(reply)).into_response(),
-        WebhookVersion::V2 => Json(reply.v2(&key)).into_response(),
+    Ok(with_rate(respond(call.version, &key, reply), rate.as_ref()))
+}
+
+/// The `Idempotency-Key` header, if sent (a structured-field string, quoted
+/// or not).
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
     };
-    Ok(with_rate(response, rate.as_ref()))
+    let value = value.to_str().map_err(|_| Error::InvalidPayload("Idempotency-Key must be ASCII text".into()))?;
+    let value = value.trim();
+    Ok(Some(value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value)))
+}
+
+/// The answer a request with this key got, given again.
+async fn replay(
+    state: &WebhookState,
+    version: WebhookVersion,
+    key: &ConversationKey,
+    done: &KeyRecord,
+) -> Result<Response> {
+    let mut response = match &done.answer {
+        Some(KeyAnswer::Turn(answer)) => {
+            let reply = turn::poll_answer(state.turns.conversations().as_ref(), key, answer).await?;
+            respond(version, key, reply)
+        }
+        _ => acknowledgement(&done.trace_id),
+    };
+    response.headers_mut().insert("idempotent-replayed", http::HeaderValue::from_static("true"));
+    Ok(response)
+}
+
+/// Records a key's answer given outside a turn's write; a failure leaves it
+/// running, so a retry gets a 409 until it goes stale and then runs.
+async fn remember(state: &WebhookState, record: &KeyRecord) {
+    if let Err(e) = state.keys.put_key(record).await {
+        tracing::warn!(error = %e, "the Idempotency-Key's answer was not recorded");
+    }
+}
+
+fn acknowledgement(trace_id: &str) -> Response {
+    Json(json!({"status": "ok", "_v": VERSION_V2, "traceId": trace_id})).into_response()
+}
+
+fn respond(version: WebhookVersion, key: &ConversationKey, reply: TurnReply) -> Response {
+    match version {
+        WebhookVersion::V1 => Json(v1_response(reply)).into_response(),
+        WebhookVersion::V2 => Json(reply.v2(key)).into_response(),
+    }
 }
 
 /// An answer to a counted message says what is left of the user's quotas.
@@ -194,6 +280,11 @@ async fn queue_behind(state: &WebhookState, request: &TurnRequest, deadline: Ins
             tracing::warn!(error = %e, "a message that could not be queued is still listed as queued");
         }
         return Err(e);
+    }
+    if let Some(record) = &request.key {
+        // Its answer is the pollId to read.
+        let answer = PollAnswer { poll_id: Some(poll_id), ..PollAnswer::default() };
+        remember(state, &record.done(KeyAnswer::Turn(answer))).await;
     }
     Ok(Some(queued))
 }

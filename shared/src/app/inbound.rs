@@ -55,6 +55,7 @@ impl Inbound {
             instance_id: instance_id.to_string(),
             texts_instance,
             merge_from: None,
+            key: None,
             new_session,
             input: Input { event, message: payload, language, session_tags: tags.session_level_tags },
             user_info,

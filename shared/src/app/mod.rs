@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod files;
+pub mod idempotency;
 pub mod inbound;
 pub(crate) mod jobs;
 pub mod outbound;

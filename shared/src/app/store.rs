@@ -8,6 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::files::FileStore;
+use super::idempotency::{IdempotencyKeys, KeyRecord};
 use super::rate::MessageCounts;
 use super::records::{Conversation, LogEntry, PollRecord};
 use crate::error::Result;
@@ -25,6 +26,8 @@ pub struct TurnWrite<'a> {
     pub expires_at: i64,
     /// Poll records written (replaced) with the turn.
     pub polls: &'a [PollRecord],
+    /// The Idempotency-Key record of the message, done, written with the turn.
+    pub key: Option<&'a KeyRecord>,
 }
 
 /// Conversations and their log.
@@ -94,17 +97,22 @@ pub struct Stores {
     pub files: Arc<dyn FileStore>,
     pub seen_tokens: Arc<dyn SeenTokens>,
     pub rates: Arc<dyn RateCounters>,
+    pub keys: Arc<dyn IdempotencyKeys>,
 }
 
 impl Stores {
     /// Every port served by one store.
-    pub fn of<S: Conversations + Polls + FileStore + SeenTokens + RateCounters + 'static>(store: Arc<S>) -> Self {
+    pub fn of<S>(store: Arc<S>) -> Self
+    where
+        S: Conversations + Polls + FileStore + SeenTokens + RateCounters + IdempotencyKeys + 'static,
+    {
         Self {
             conversations: store.clone(),
             polls: store.clone(),
             files: store.clone(),
             seen_tokens: store.clone(),
-            rates: store,
+            rates: store.clone(),
+            keys: store,
         }
     }
 }

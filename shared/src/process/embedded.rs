@@ -50,6 +50,7 @@ impl Embedded {
             files: stores.files.clone(),
             seen_tokens: stores.seen_tokens.clone(),
             rates: stores.rates.clone(),
+            keys: stores.keys.clone(),
             http: http.clone(),
         };
         let poll = PollState {

@@ -62,8 +62,8 @@ pub async fn webhook_state() -> Result<WebhookState, ConfigError> {
     let (table, queue) = (common.table().await?, common.queue().await?);
     let turns = Arc::new(Turns::new(table.clone(), Arc::new(HttpOutbound::new()?)));
     let http = Arc::new(common.settings.http);
-    let (files, seen_tokens, rates) = (table.clone(), table.clone(), table);
-    Ok(WebhookState { bots: common.bots, turns, queue, files, seen_tokens, rates, http })
+    let (files, seen_tokens, rates, keys) = (table.clone(), table.clone(), table.clone(), table);
+    Ok(WebhookState { bots: common.bots, turns, queue, files, seen_tokens, rates, keys, http })
 }
 
 /// The poll function: table and queue.

@@ -7,6 +7,7 @@
 //! | poll record  | `POLL#{pollId}`          | `POLL`           |
 //! | used token   | `JTI#{bot}#{app}#{jti}`  | `JTI`            |
 //! | async counts | `BOT#{bot}#USER#{user}`  | `RATE`           |
+//! | message key  | `IDEM#{digest}`          | `IDEM`           |
 //!
 //! An app whose users are its own (`trust: anonymous`) keys its users'
 //! conversations `BOT#{bot}#APP#{app}#USER#{user}`.
@@ -35,6 +36,7 @@ use aws_sdk_dynamodb::types::{
     TimeToLiveSpecification, TransactWriteItem,
 };
 
+use crate::app::idempotency::{IdempotencyKeys, KeyRecord};
 use crate::app::rate::MessageCounts;
 use crate::app::records::{Conversation, LogEntry, PollRecord};
 use crate::app::store::{Conversations, Polls, RateCounters, SeenTokens, TurnWrite};
@@ -45,6 +47,7 @@ const SESSION_SK: &str = "SESSION";
 const POLL_SK: &str = "POLL";
 const JTI_SK: &str = "JTI";
 const RATE_SK: &str = "RATE";
+const KEY_SK: &str = "IDEM";
 const CONVERSATION_GRACE_SECS: i64 = 86_400;
 /// The sparse index of idle closures, and its partitions: spread so that
 /// asynchronous turns never make one of them hot.
@@ -87,6 +90,18 @@ fn poll_item(record: &PollRecord) -> Result<Item> {
         ("reads".to_string(), n(record.reads)),
         ("expiresAt".to_string(), n(record.expires_at)),
         ("poll".to_string(), s(body)),
+    ]))
+}
+
+fn key_item(record: &KeyRecord) -> Result<Item> {
+    let body = serde_json::to_string(record).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(HashMap::from([
+        ("pk".to_string(), s(format!("IDEM#{}", record.id))),
+        ("sk".to_string(), s(KEY_SK)),
+        ("startedAt".to_string(), n(record.started_at)),
+        ("done".to_string(), AttributeValue::Bool(record.answer.is_some())),
+        ("expiresAt".to_string(), n(record.expires_at)),
+        ("key".to_string(), s(body)),
     ]))
 }
 
@@ -242,10 +257,11 @@ impl DynamoStore {
             let now = n(chrono::Utc::now().timestamp());
             items.push(self.put(item, "attribute_not_exists(pk) OR expiresAt < :now", Some((":now", now)))?);
         }
-        for record in write.polls {
+        let records = write.polls.iter().map(poll_item);
+        for item in records.chain(write.key.map(key_item)) {
             let put = Put::builder()
                 .table_name(&self.table)
-                .set_item(Some(poll_item(record)?))
+                .set_item(Some(item?))
                 .build()
                 .map_err(|e| storage("TransactWriteItems", e))?;
             items.push(TransactWriteItem::builder().put(put).build());
@@ -442,6 +458,65 @@ impl SeenTokens for DynamoStore {
             Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
             Err(e) => Err(storage("PutItem", e)),
         }
+    }
+}
+
+#[async_trait]
+impl IdempotencyKeys for DynamoStore {
+    async fn put_new_key(&self, record: &KeyRecord) -> Result<Option<KeyRecord>> {
+        // TTL deletes late: an expired record is as good as none.
+        let now = n(chrono::Utc::now().timestamp());
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(key_item(record)?))
+            .condition_expression("attribute_not_exists(pk) OR expiresAt < :now")
+            .expression_attribute_values(":now", now)
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(None),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
+                let item = self.get_item(format!("IDEM#{}", record.id), KEY_SK).await?;
+                item.map(|item| json_attr(&item, "key")).transpose()
+            }
+            Err(e) => Err(storage("PutItem", e)),
+        }
+    }
+
+    async fn take_over_key(&self, record: &KeyRecord, started_at: i64) -> Result<bool> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(key_item(record)?))
+            .condition_expression("startedAt = :started AND done = :running")
+            .expression_attribute_values(":started", n(started_at))
+            .expression_attribute_values(":running", AttributeValue::Bool(false))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(e) => Err(storage("PutItem", e)),
+        }
+    }
+
+    async fn put_key(&self, record: &KeyRecord) -> Result<()> {
+        self.put_item(key_item(record)?).await
+    }
+
+    async fn forget_key(&self, id: &str) -> Result<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("IDEM#{id}")))
+            .key("sk", s(KEY_SK))
+            .send()
+            .await
+            .map_err(|e| storage("DeleteItem", e))?;
+        Ok(())
     }
 }
 

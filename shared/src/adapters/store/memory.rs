@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use crate::app::idempotency::{IdempotencyKeys, KeyRecord};
 use crate::app::rate::MessageCounts;
 use crate::app::records::{Conversation, LogEntry, PollRecord};
 use crate::app::store::{Conversations, Polls, RateCounters, SeenTokens, TurnWrite};
@@ -30,6 +31,8 @@ pub struct MemoryStore {
     seen_tokens: Mutex<HashMap<String, i64>>,
     /// Asynchronous messages counted, with their version.
     rates: Mutex<HashMap<ConversationKey, (MessageCounts, u64)>>,
+    /// Idempotency-Key records by id.
+    keys: Mutex<HashMap<String, KeyRecord>>,
 }
 
 impl MemoryStore {
@@ -43,6 +46,10 @@ impl MemoryStore {
 
     fn polls(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, PollRecord>>> {
         self.polls.lock().map_err(|_| Error::Internal("memory store lock poisoned".into()))
+    }
+
+    fn keys(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, KeyRecord>>> {
+        self.keys.lock().map_err(|_| Error::Internal("memory store lock poisoned".into()))
     }
 }
 
@@ -74,7 +81,11 @@ impl Conversations for MemoryStore {
         }
         // Taken while the conversation lock is held: the write stays all-or-nothing.
         let mut polls = self.polls()?;
+        let mut keys = self.keys()?;
         for (key, write) in writes {
+            if let Some(record) = write.key {
+                keys.insert(record.id.clone(), record.clone());
+            }
             let entry = conversations.entry((*key).clone()).or_default();
             entry.conversation = Conversation { version: write.expected_version + 1, ..write.conversation.clone() };
             entry.log.extend(write.log.iter().map(|e| (e.seq, e.clone())));
@@ -154,6 +165,46 @@ impl SeenTokens for MemoryStore {
 }
 
 #[async_trait]
+impl IdempotencyKeys for MemoryStore {
+    async fn put_new_key(&self, record: &KeyRecord) -> Result<Option<KeyRecord>> {
+        let mut keys = self.keys()?;
+        let now = chrono::Utc::now().timestamp();
+        // Expired records go, as DynamoDB's TTL removes them.
+        if keys.len() >= MAX_POLLS_BEFORE_SWEEP {
+            keys.retain(|_, k| k.expires_at >= now);
+        }
+        match keys.get(&record.id).filter(|k| k.expires_at >= now) {
+            Some(existing) => Ok(Some(existing.clone())),
+            None => {
+                keys.insert(record.id.clone(), record.clone());
+                Ok(None)
+            }
+        }
+    }
+
+    async fn take_over_key(&self, record: &KeyRecord, started_at: i64) -> Result<bool> {
+        let mut keys = self.keys()?;
+        match keys.get(&record.id) {
+            Some(existing) if existing.answer.is_none() && existing.started_at == started_at => {
+                keys.insert(record.id.clone(), record.clone());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn put_key(&self, record: &KeyRecord) -> Result<()> {
+        self.keys()?.insert(record.id.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn forget_key(&self, id: &str) -> Result<()> {
+        self.keys()?.remove(id);
+        Ok(())
+    }
+}
+
+#[async_trait]
 impl RateCounters for MemoryStore {
     async fn load_counts(&self, key: &ConversationKey) -> Result<(MessageCounts, u64)> {
         let rates = self.rates.lock().map_err(|_| Error::Internal("memory store lock poisoned".into()))?;
@@ -203,6 +254,7 @@ mod tests {
             log,
             expires_at: 0,
             polls: &[],
+            key: None,
         };
         store.save_turn(&key, write(0, &first)).await.unwrap();
         // A second writer that also read version 0 loses.

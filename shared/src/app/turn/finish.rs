@@ -9,6 +9,7 @@ use super::TurnReply;
 use super::replies::split_form;
 use super::run::{Begun, Ran};
 use super::step::Plan;
+use crate::app::idempotency::{KeyAnswer, KeyRecord};
 use crate::app::jobs::{self, EventTurn, TurnEnd};
 use crate::app::queue::{Job, QueueMessage};
 use crate::app::records::{
@@ -41,6 +42,8 @@ pub(super) struct Finished {
     pub conversation: Conversation,
     pub log: Vec<LogEntry>,
     pub polls: Vec<PollRecord>,
+    /// The message's Idempotency-Key record, done: its answer.
+    pub key: Option<KeyRecord>,
 }
 
 pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: Begun, ran: Ran) -> Result<Finished> {
@@ -186,9 +189,21 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
     if let Some(poll_id) = &poll_id {
         polls.push(record(poll_id, None));
     }
+    // The answer again for a retry with the message's key: its own entries.
+    let key_record = plan.message.and_then(|m| m.key.as_ref()).map(|record| {
+        let from_seq = entries.iter().find(|e| e.trace_id == plan.trace_id).map_or(first_seq, |e| e.seq);
+        let answer = PollAnswer {
+            from_seq,
+            end_seq: conversation.next_seq,
+            completion: ran.completion.clone(),
+            poll_id: poll_id.clone(),
+            refused: None,
+        };
+        record.done(KeyAnswer::Turn(answer))
+    });
     let (messages, form) = split_form(sent);
     let reply = TurnReply { messages, form, completion: ran.completion, poll_id, jobs, rate };
-    Ok(Finished { reply, conversation, log: entries, polls })
+    Ok(Finished { reply, conversation, log: entries, polls, key: key_record })
 }
 
 /// Numbers a step's log entries.

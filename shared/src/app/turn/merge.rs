@@ -93,14 +93,21 @@ impl Turns {
             to.user_tags = tags;
 
             let expires_at = Utc::now().timestamp() + retention;
-            let left =
-                TurnWrite { conversation: &from, expected_version: from.version, log: &[], expires_at, polls: &[] };
+            let left = TurnWrite {
+                conversation: &from,
+                expected_version: from.version,
+                log: &[],
+                expires_at,
+                polls: &[],
+                key: None,
+            };
             let joined = TurnWrite {
                 conversation: &to,
                 expected_version: stored.as_ref().map_or(0, |c| c.version),
                 log: &carried,
                 expires_at,
                 polls: &[],
+                key: None,
             };
             match self.conversations.save_turns(&[(source, left), (target, joined)]).await {
                 Err(Error::Conflict) => {

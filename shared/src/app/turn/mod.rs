@@ -25,6 +25,7 @@ use rand::Rng;
 use serde_json::{Map, Value};
 use tokio::time::{Instant, timeout_at};
 
+use super::idempotency::KeyRecord;
 use super::outbound::Outbound;
 use super::queue::QueueMessage;
 use super::rate::RateState;
@@ -95,6 +96,8 @@ pub struct TurnRequest {
     pub texts_instance: Option<String>,
     /// `mergeIdentity`: the conversation this user's continues, as the token proved.
     pub merge_from: Option<ConversationKey>,
+    /// The message's Idempotency-Key record (running): written done with the turn.
+    pub key: Option<KeyRecord>,
     pub new_session: bool,
     pub input: Input,
     pub user_info: Option<Map<String, Value>>,
@@ -286,6 +289,7 @@ impl Turns {
                 log: &[],
                 expires_at,
                 polls: &[],
+                key: None,
             };
             return match self.conversations.save_turn(key, write).await {
                 // Written meanwhile: the next sweep sees it as it is now.
@@ -336,6 +340,7 @@ impl Turns {
                 log: &[],
                 expires_at: Utc::now().timestamp() + retention,
                 polls: std::slice::from_ref(record),
+                key: None,
             };
             match self.conversations.save_turn(key, write).await {
                 Err(Error::Conflict) => {
@@ -371,6 +376,7 @@ impl Turns {
                 log: &[],
                 expires_at: Utc::now().timestamp() + retention,
                 polls: &[],
+                key: None,
             };
             match self.conversations.save_turn(key, write).await {
                 Err(Error::Conflict) => backoff(attempt).await,
@@ -428,8 +434,11 @@ impl Turns {
                 log: &finished.log,
                 expires_at: Utc::now().timestamp() + retention,
                 polls: &finished.polls,
+                key: finished.key.as_ref(),
             };
-            if Instant::now() >= deadline {
+            // A message with a key saves what its calls did even past the
+            // deadline: its retry gets that, and no call is made twice.
+            if Instant::now() >= deadline && plan.keyed().is_none() {
                 return Err(Error::Timeout(deadline.saturating_duration_since(started)));
             }
             match self.conversations.save_turn(key, write).await {

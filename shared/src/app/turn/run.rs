@@ -2,6 +2,8 @@
 //! the engine and the calls its flow waits for, made within the deadline or,
 //! when the client polls, left for the worker.
 
+use std::time::Duration;
+
 use chrono::Utc;
 use serde_json::Value;
 use tokio::time::Instant;
@@ -18,6 +20,9 @@ use crate::protocol::TaskCompletion;
 
 /// User-level data outlives sessions: bounded so no one can grow it forever.
 pub(super) const MAX_USER_KEYS: usize = 100;
+/// How long past the deadline a call of a message with an Idempotency-Key
+/// may take: within the webhook function's timeout, with the save after it.
+const KEYED_OVERRUN: Duration = Duration::from_secs(2);
 /// Service and sync webhook calls one turn may make.
 pub(super) const MAX_CALLS_PER_TURN: usize = 10;
 
@@ -152,7 +157,16 @@ impl Turns {
                 ran.absorb(&mut turn);
                 break;
             }
-            let outcome = self.make_call(bot, &call, deadline, started).await?;
+            let overrun = if plan.keyed().is_some() { KEYED_OVERRUN } else { Duration::ZERO };
+            if !overrun.is_zero() && Instant::now() >= deadline {
+                // A message with a key is answered with what its calls did,
+                // never with a timeout its retry would make them again for:
+                // past the deadline no call starts, and its task ends.
+                turn = engine::abandon(bot, session, &begun.ctx);
+                ran.absorb(&mut turn);
+                break;
+            }
+            let outcome = self.make_call(bot, &call, deadline + overrun, started).await?;
             turn = engine::resume(bot, session, outcome, &begun.ctx);
             ran.absorb(&mut turn);
         }

@@ -2,6 +2,7 @@
 //! once: the rest of the turn reads the [`Plan`], never the kind of step.
 
 use super::{AnswerTo, Calls, TurnRequest};
+use crate::app::idempotency::KeyRecord;
 use crate::app::records::{Conversation, IdleClosure};
 use crate::definition::RateLimits;
 use crate::engine::{CallOutcome, Input};
@@ -65,6 +66,13 @@ pub(super) struct Plan<'r> {
     /// A message from the client, counted against these limits (messages
     /// queued were counted when they were accepted).
     pub rate_limits: Option<RateLimits>,
+}
+
+impl Plan<'_> {
+    /// The message's Idempotency-Key record, when it has one.
+    pub fn keyed(&self) -> Option<&KeyRecord> {
+        self.message.and_then(|m| m.key.as_ref())
+    }
 }
 
 impl<'r> Step<'r> {
