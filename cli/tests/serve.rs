@@ -202,6 +202,12 @@ fn the_demo_bot_calls_its_stand_in_api() {
 fn slow_clients_are_cut_off() {
     let timeouts = [("HOOKLINE_HEADER_TIMEOUT_MS", "300"), ("HOOKLINE_BODY_TIMEOUT_MS", "300")];
     let served = serve_with(&[], &timeouts);
+    // A connection that never sends a byte.
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(&served.addr).unwrap();
+    silent.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = silent.read_to_end(&mut Vec::new());
+    assert!(started.elapsed() < Duration::from_secs(4), "silent: still open after {:?}", started.elapsed());
     let started = Instant::now();
     let mut trickling = TcpStream::connect(&served.addr).unwrap();
     trickling.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

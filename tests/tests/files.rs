@@ -237,6 +237,32 @@ async fn chunks_may_number_from_one(backend: Backend) {
     assert!(stored_bytes == [content(4, 1000), content(5, 1000)].concat());
 }
 
+/// A commit with an Idempotency-Key: a repeat gets the first answer, the key
+/// with another commit request is a 422.
+async fn a_commit_with_a_key_is_answered_again(backend: Backend) {
+    let server = server(backend, FileLimits::default()).await;
+    let user = token("ann");
+    let file_token = open(&server, &user).await;
+    chunk(&server, &user, &file_token, json!(0), &content(6, 1000)).await;
+    let path = &commit_paths(&file_token)[1];
+    let keyed = |total: u32| {
+        let body =
+            json!({"fileContext": "workflows", "filename": "a.txt", "totalChunks": total, "fileExtension": "txt"});
+        server
+            .request(Method::PUT, path)
+            .header("Authorization", format!("bearer {user}"))
+            .header("Idempotency-Key", "commit-a")
+            .json(&body)
+    };
+    let first = Server::send(keyed(1)).await;
+    assert_eq!(stored(&server, &first).await.0, content(6, 1000));
+    let again = Server::send(keyed(1)).await;
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    let other = Server::send(keyed(2)).await;
+    assert_eq!(other.status, 422, "{}", other.body);
+}
+
 fn detail(reply: &Reply) -> String {
     reply.error_msg();
     reply.body["errors"][0]["detail"].as_str().unwrap_or_default().to_string()
@@ -502,4 +528,5 @@ on_both_stores!(
     an_expired_file_token_is_refused,
     messages_carry_the_files_they_name,
     fifty_megabytes_in_one_megabyte_chunks,
+    a_commit_with_a_key_is_answered_again,
 );

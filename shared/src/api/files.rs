@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use axum::{Json, Router};
 use base64::Engine;
@@ -15,11 +16,13 @@ use http::{HeaderMap, header};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{FilesState, authenticate, bearer_token, every_app, read_body};
+use super::{FilesState, authenticate, bearer_token, every_app, idempotency_key, read_body, replayed};
 use crate::app::auth;
 use crate::app::files::{Described, FileRecord, MAX_CHUNK_BYTES, Owner, check_channel_type};
+use crate::app::idempotency::{self, Claim, KeyAnswer, KeyRecord};
 use crate::definition::{Bot, Registry};
 use crate::error::{Error, Result};
+use crate::ids::ConversationKey;
 
 /// Room for multipart boundaries, part headers and the text fields.
 const FORM_OVERHEAD_BYTES: usize = 64 * 1024;
@@ -165,14 +168,45 @@ async fn put_chunk(
 }
 
 /// PUT .../token/{token}/chunk or .../token/{token}: joins the chunks.
-async fn commit(State(api): State<FilesState>, Path(path): Path<UploadPath>, request: Request) -> Result<Json<Value>> {
+async fn commit(State(api): State<FilesState>, Path(path): Path<UploadPath>, request: Request) -> Result<Response> {
     let (_, owner) = api.caller(&path, request.headers()).await?;
+    let key = idempotency_key(request.headers())?.map(String::from);
     let token = path.token.unwrap_or_default();
     let form = read_form(request, SMALL_BODY_BYTES).await?;
     let total = form.fields.get("totalchunks").and_then(whole_number);
     let total = total.ok_or_else(|| Error::InvalidPayload("totalChunks must be a whole number".into()))?;
     let described = form.described();
-    Ok(stored(api.files.commit(&owner, &token, described, total).await?))
+    let Some(key) = key else {
+        return Ok(stored(api.files.commit(&owner, &token, described, total).await?).into_response());
+    };
+    // A repeated commit of a token gets its file anyway; with a key, a repeat
+    // of another request, or one while the first runs, is told so.
+    let user = ConversationKey::new(&owner.bot_id, owner.user_id.clone().unwrap_or_default()).in_app(owner.app.clone());
+    let request = json!({"token": token, "fields": form.fields}).to_string();
+    let now = chrono::Utc::now().timestamp();
+    let record = KeyRecord::new(&user, &key, request.as_bytes(), "", now)?;
+    let record = match idempotency::claim(&*api.keys, record, now).await? {
+        Claim::Done(KeyRecord { answer: Some(KeyAnswer::File { body }), .. }) => {
+            return Ok(replayed(Json(body).into_response()));
+        }
+        Claim::Done(_) => return Err(Error::KeyReused),
+        Claim::New(record) => record,
+    };
+    match api.files.commit(&owner, &token, described, total).await {
+        Ok(file) => {
+            let Json(body) = stored(file);
+            if let Err(e) = api.keys.put_key(&record.done(KeyAnswer::File { body: body.clone() })).await {
+                tracing::warn!(error = %e, "the Idempotency-Key's answer was not recorded");
+            }
+            Ok(Json(body).into_response())
+        }
+        Err(e) => {
+            if let Err(e) = api.keys.forget_key(&record).await {
+                tracing::warn!(error = %e, "the Idempotency-Key of a failed commit is still marked running");
+            }
+            Err(e)
+        }
+    }
 }
 
 /// A number, or a string of digits (clients send both).

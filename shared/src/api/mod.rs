@@ -85,6 +85,8 @@ pub struct FilesState {
     pub bots: Arc<Registry>,
     pub files: Files,
     pub seen_tokens: Arc<dyn SeenTokens>,
+    /// Idempotency-Key records of commits.
+    pub keys: Arc<dyn IdempotencyKeys>,
     pub http: Arc<HttpSettings>,
 }
 
@@ -208,15 +210,38 @@ fn cors(settings: &HttpSettings) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(origins)
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::OPTIONS])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("idempotency-key"),
+        ])
         // A browser client reads when to send a refused message again.
         .expose_headers([
             HeaderName::from_static(TRACE_HEADER),
             header::RETRY_AFTER,
             HeaderName::from_static("ratelimit-policy"),
             HeaderName::from_static("ratelimit"),
+            HeaderName::from_static("idempotent-replayed"),
         ])
         .max_age(Duration::from_secs(600))
+}
+
+/// The `Idempotency-Key` header, if sent (a structured-field string, quoted
+/// or not).
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| Error::InvalidPayload("Idempotency-Key must be ASCII text".into()))?;
+    let value = value.trim();
+    Ok(Some(value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value)))
+}
+
+/// An answer given again for an Idempotency-Key.
+fn replayed(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
 }
 
 /// A request body of at most `limit` bytes: 413 when it says or turns out

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::envelope::rate_limit_headers;
-use super::{ClientIp, TraceId, WebhookState, authenticate, read_body};
+use super::{ClientIp, TraceId, WebhookState, authenticate, idempotency_key, read_body, replayed};
 use crate::app::auth;
 use crate::app::files;
 use crate::app::idempotency::{self, Claim, KeyAnswer, KeyRecord};
@@ -23,7 +23,7 @@ use crate::app::inbound;
 use crate::app::inbound::Inbound;
 use crate::app::queue::{Job, MAX_JOB_BYTES, QueueMessage, QueuedAnswer, QueuedTurn};
 use crate::app::rate::{self, RateState};
-use crate::app::records::{PollAnswer, PollRecord};
+use crate::app::records::PollRecord;
 use crate::app::turn::{self, Calls, Outcome, TurnReply, TurnRequest};
 use crate::definition::{Bot, Instance, Mode, WebhookVersion};
 use crate::error::{Error, Result};
@@ -121,7 +121,7 @@ async fn handle(state: WebhookState, mut call: Call) -> Result<Response> {
     let message = Message { bot: &bot, instance, key, merge_from, inbound, claimed: claimed.clone() };
     let answered = answer(&state, call, message).await;
     if let (Err(_), Some(record)) = (&answered, &claimed)
-        && let Err(e) = state.keys.forget_key(&record.id).await
+        && let Err(e) = state.keys.forget_key(record).await
     {
         // It goes stale, and then a retry runs.
         tracing::warn!(error = %e, "the Idempotency-Key of a failed request is still marked running");
@@ -147,23 +147,24 @@ async fn answer(state: &WebhookState, call: Call, message: Message<'_>) -> Resul
     let deadline = call.started.checked_add(limit).unwrap_or(call.started + Duration::from_secs(3600));
 
     if instance.mode == Mode::Async {
-        // Acknowledged only once the message is durably queued.
+        // Acknowledged only once the message is durably queued. With a key,
+        // under its first request's trace id: the queue and the worker take
+        // a message sent again for the one they have.
+        let trace_id = claimed.as_ref().map_or(call.trace_id.as_str(), |record| record.trace_id.as_str());
         let answer = QueuedAnswer::PostUrl;
-        let job = QueuedTurn {
-            merge_from,
-            ..queued_turn(&key, &instance.id, &call.trace_id, client_ip, inbound.payload, answer)
-        };
+        let job =
+            QueuedTurn { merge_from, ..queued_turn(&key, &instance.id, trace_id, client_ip, inbound.payload, answer) };
         let job = Job::Turn(job);
         check_job_size(&job)?;
         let limits = bot.rate_limits(&instance.id);
         let counted = rate::admit_queued(&*state.rates, &key, &limits, Utc::now().timestamp());
         let timed_out = |_| Error::Timeout(limit);
         let rate = tokio::time::timeout_at(deadline, counted).await.map_err(timed_out)??;
-        state.queue.send(&[QueueMessage::in_conversation(&key, &call.trace_id, job)]).await?;
+        state.queue.send(&[QueueMessage::in_conversation(&key, trace_id, job)]).await?;
         if let Some(record) = &claimed {
             remember(state, &record.done(KeyAnswer::Queued)).await;
         }
-        return Ok(with_rate(acknowledgement(&call.trace_id), rate.as_ref()));
+        return Ok(with_rate(acknowledgement(trace_id), rate.as_ref()));
     }
 
     let polling = call.version == WebhookVersion::V2 && instance.polling;
@@ -200,17 +201,6 @@ async fn answer(state: &WebhookState, call: Call, message: Message<'_>) -> Resul
     Ok(with_rate(respond(call.version, &key, reply), rate.as_ref()))
 }
 
-/// The `Idempotency-Key` header, if sent (a structured-field string, quoted
-/// or not).
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>> {
-    let Some(value) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let value = value.to_str().map_err(|_| Error::InvalidPayload("Idempotency-Key must be ASCII text".into()))?;
-    let value = value.trim();
-    Ok(Some(value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value)))
-}
-
 /// The answer a request with this key got, given again.
 async fn replay(
     state: &WebhookState,
@@ -218,15 +208,14 @@ async fn replay(
     key: &ConversationKey,
     done: &KeyRecord,
 ) -> Result<Response> {
-    let mut response = match &done.answer {
+    let response = match &done.answer {
         Some(KeyAnswer::Turn(answer)) => {
             let reply = turn::poll_answer(state.turns.conversations().as_ref(), key, answer).await?;
             respond(version, key, reply)
         }
         _ => acknowledgement(&done.trace_id),
     };
-    response.headers_mut().insert("idempotent-replayed", http::HeaderValue::from_static("true"));
-    Ok(response)
+    Ok(replayed(response))
 }
 
 /// Records a key's answer given outside a turn's write; a failure leaves it
@@ -280,11 +269,6 @@ async fn queue_behind(state: &WebhookState, request: &TurnRequest, deadline: Ins
             tracing::warn!(error = %e, "a message that could not be queued is still listed as queued");
         }
         return Err(e);
-    }
-    if let Some(record) = &request.key {
-        // Its answer is the pollId to read.
-        let answer = PollAnswer { poll_id: Some(poll_id), ..PollAnswer::default() };
-        remember(state, &record.done(KeyAnswer::Turn(answer))).await;
     }
     Ok(Some(queued))
 }

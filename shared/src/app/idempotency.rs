@@ -1,7 +1,8 @@
-//! `Idempotency-Key` on message POSTs (draft-ietf-httpapi-idempotency-key-header):
-//! a client that sends a message again after a lost answer, with the same
-//! key and body, gets the first answer again; the turn and its calls are not
-//! run twice. A key is the client's, per bot and user, kept a day.
+//! `Idempotency-Key` on message POSTs and upload commits
+//! (draft-ietf-httpapi-idempotency-key-header): a client that sends a
+//! request again after a lost answer, with the same key and body, gets the
+//! first answer again; the turn and its calls are not run twice. A key is the
+//! client's, per bot and user, kept a day.
 
 use async_trait::async_trait;
 use aws_lc_rs::digest;
@@ -45,6 +46,8 @@ pub enum KeyAnswer {
     Turn(PollAnswer),
     /// An asynchronous message, acknowledged once queued.
     Queued,
+    /// An upload's commit: the answer's body (`{fileId, hash}`).
+    File { body: serde_json::Value },
 }
 
 /// Where a request with a key stands.
@@ -100,9 +103,11 @@ pub trait IdempotencyKeys: Send + Sync {
     /// Stores `record` as it is (done, outside a turn's write).
     async fn put_key(&self, record: &KeyRecord) -> Result<()>;
 
-    /// Forgets a running record whose request failed before anything was
-    /// saved, so that a retry runs.
-    async fn forget_key(&self, id: &str) -> Result<()>;
+    /// Forgets `record` if it is still running as this request left it (a
+    /// request that failed before anything was saved), so that a retry runs;
+    /// a record done meanwhile (a write that landed though its answer was
+    /// lost) or taken over stays.
+    async fn forget_key(&self, record: &KeyRecord) -> Result<()>;
 }
 
 /// Claims `record`'s key: runs it if new (or stale), answers it again if

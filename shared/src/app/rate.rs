@@ -46,9 +46,9 @@ impl MessageCounts {
         *self == Self::default()
     }
 
-    /// Counts one more message at `now`, or refuses it with a 429 when a
-    /// window's limit is reached (a refused message is not counted).
-    pub fn admit(&mut self, limits: &RateLimits, now: i64) -> Result<RateState> {
+    /// Counts one more message at `now`, or (when `refuse`) refuses it with a
+    /// 429 when a window's limit is reached: a refused message is not counted.
+    pub fn admit(&mut self, limits: &RateLimits, now: i64, refuse: bool) -> Result<RateState> {
         let minute_start = now - now.rem_euclid(60);
         let hour_start = now - now.rem_euclid(3600);
         if self.minute_start != minute_start {
@@ -69,7 +69,7 @@ impl MessageCounts {
             reset: start + window - now,
         };
         let enabled = windows.into_iter().filter(|w| w.1 > 0);
-        if let Some(full) = enabled.clone().filter(|w| w.3 >= w.1).max_by_key(|w| w.4 + w.2) {
+        if let Some(full) = enabled.clone().filter(|w| refuse && w.3 >= w.1).max_by_key(|w| w.4 + w.2) {
             let state = RateState { quotas: enabled.map(|w| quota(w, 0)).collect() };
             let retry_after = (full.4 + full.2 - now).max(1) as u64;
             let (policy, current) = state.header_values();
@@ -94,7 +94,7 @@ pub async fn admit_queued(
     }
     for _ in 0..5 {
         let (mut counts, version) = counters.load_counts(key).await?;
-        let state = counts.admit(limits, now)?;
+        let state = counts.admit(limits, now, true)?;
         match counters.save_counts(key, &counts, version).await {
             Err(Error::Conflict) => continue,
             saved => return saved.map(|()| Some(state)),
@@ -126,12 +126,12 @@ mod tests {
         let mut counts = MessageCounts::default();
         let start = 1_800_000_000; // a minute's (and an hour's) first second
         for n in 1..=3 {
-            let state = counts.admit(&limits(3, 100), start + 10).unwrap();
+            let state = counts.admit(&limits(3, 100), start + 10, true).unwrap();
             let (policy, current) = state.header_values();
             assert_eq!(policy, r#""minute";q=3;w=60, "hour";q=100;w=3600"#);
             assert_eq!(current, format!("\"minute\";r={};t=50, \"hour\";r={};t=3590", 3 - n, 100 - n));
         }
-        match counts.admit(&limits(3, 100), start + 20) {
+        match counts.admit(&limits(3, 100), start + 20, true) {
             Err(Error::RateLimited { retry_after, current, .. }) => {
                 assert_eq!(retry_after, 40);
                 assert_eq!(current, r#""minute";r=0;t=40, "hour";r=97;t=3580"#);
@@ -140,7 +140,7 @@ mod tests {
         }
         assert_eq!(counts.minute, 3, "a refused message is not counted");
         // The next minute starts over; the hour goes on counting.
-        let state = counts.admit(&limits(3, 100), start + 60).unwrap();
+        let state = counts.admit(&limits(3, 100), start + 60, true).unwrap();
         assert_eq!(state.header_values().1, r#""minute";r=2;t=60, "hour";r=96;t=3540"#);
     }
 
@@ -148,9 +148,9 @@ mod tests {
     fn the_hour_limit_waits_for_the_hour_and_zero_turns_a_window_off() {
         let mut counts = MessageCounts::default();
         let start = 1_800_000_000;
-        counts.admit(&limits(0, 2), start).unwrap();
-        counts.admit(&limits(0, 2), start + 100).unwrap();
-        match counts.admit(&limits(0, 2), start + 200) {
+        counts.admit(&limits(0, 2), start, true).unwrap();
+        counts.admit(&limits(0, 2), start + 100, true).unwrap();
+        match counts.admit(&limits(0, 2), start + 200, true) {
             Err(Error::RateLimited { retry_after, policy, .. }) => {
                 assert_eq!(retry_after, 3400);
                 assert_eq!(policy, r#""hour";q=2;w=3600"#);
@@ -158,7 +158,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         for _ in 0..1000 {
-            counts.admit(&limits(0, 0), start + 300).unwrap();
+            counts.admit(&limits(0, 0), start + 300, true).unwrap();
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::signing::SigningKey;
 
 pub use model::*;
-pub use validate::ALLOW_PRIVATE_NETWORKS;
+pub use validate::{ALLOW_PRIVATE_NETWORKS, MAX_LAMBDA_DEADLINE_MS};
 
 use crate::text::matcher::{Matcher, Strength, Utterance};
 

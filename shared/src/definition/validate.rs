@@ -16,6 +16,10 @@ use crate::text::template;
 /// Consecutive messages a flow may send; with the cancel, re-prompt and
 /// question messages of a turn it keeps a turn's log within one store write.
 const MAX_MESSAGES_IN_A_ROW: usize = 80;
+/// The longest synchronous deadline the webhook function's timeout (29 s)
+/// holds with a call's overrun and a store request after it (the template's
+/// SyncDeadlineMs allows no more).
+pub const MAX_LAMBDA_DEADLINE_MS: u64 = 16_000;
 
 pub struct Problem {
     pub path: String,
@@ -73,6 +77,12 @@ pub fn validate(def: &BotDefinition, purpose: Purpose, env: &dyn Fn(&str) -> Opt
     private_networks(def, purpose, env, &mut p);
     for (i, instance) in def.instances.iter().enumerate() {
         nodes::positive(&format!("instances[{i}].syncDeadlineMs"), instance.sync_deadline_ms, &mut p);
+        if instance.sync_deadline_ms.is_some_and(|ms| ms > MAX_LAMBDA_DEADLINE_MS) {
+            p.warn(
+                format!("instances[{i}].syncDeadlineMs"),
+                format!("above {MAX_LAMBDA_DEADLINE_MS} ms, the webhook function on AWS (29 s) may stop before a write started at the deadline ends"),
+            );
+        }
     }
     for (i, phrase) in def.cancel.phrases.iter().enumerate() {
         if words(phrase).is_empty() {

@@ -62,7 +62,8 @@ impl Embedded {
             http: http.clone(),
         };
         let files = Files::new(stores.files, blobs, settings.files);
-        let files = FilesState { bots: bots.clone(), files, seen_tokens: stores.seen_tokens, http };
+        let (seen_tokens, keys) = (stores.seen_tokens, stores.keys.clone());
+        let files = FilesState { bots: bots.clone(), files, seen_tokens, keys, http };
         let worker = Worker::new(bots, turns, stores.polls, queue, outbound, settings.worker);
         Ok(Self { webhook, poll, files, worker })
     }

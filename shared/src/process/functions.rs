@@ -82,7 +82,8 @@ pub async fn files_state() -> Result<FilesState, ConfigError> {
     let client = aws::s3_client(common.endpoint.as_deref()).await;
     let blobs = Arc::new(S3Blobs::new(client, required("HOOKLINE_BUCKET")?));
     let files = Files::new(table.clone(), blobs, common.settings.files);
-    Ok(FilesState { bots: common.bots, files, seen_tokens: table, http: Arc::new(common.settings.http) })
+    let (seen_tokens, keys) = (table.clone(), table);
+    Ok(FilesState { bots: common.bots, files, seen_tokens, keys, http: Arc::new(common.settings.http) })
 }
 
 /// The worker function: table, queue and outbound HTTP; the queue itself

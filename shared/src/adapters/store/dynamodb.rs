@@ -464,25 +464,30 @@ impl SeenTokens for DynamoStore {
 #[async_trait]
 impl IdempotencyKeys for DynamoStore {
     async fn put_new_key(&self, record: &KeyRecord) -> Result<Option<KeyRecord>> {
-        // TTL deletes late: an expired record is as good as none.
-        let now = n(chrono::Utc::now().timestamp());
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(key_item(record)?))
-            .condition_expression("attribute_not_exists(pk) OR expiresAt < :now")
-            .expression_attribute_values(":now", now)
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(None),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
-                let item = self.get_item(format!("IDEM#{}", record.id), KEY_SK).await?;
-                item.map(|item| json_attr(&item, "key")).transpose()
+        // A record forgotten between the put and the read: put again.
+        for _ in 0..3 {
+            // TTL deletes late: an expired record is as good as none.
+            let now = n(chrono::Utc::now().timestamp());
+            let put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(key_item(record)?))
+                .condition_expression("attribute_not_exists(pk) OR expiresAt < :now")
+                .expression_attribute_values(":now", now)
+                .send()
+                .await;
+            match put {
+                Ok(_) => return Ok(None),
+                Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
+                    if let Some(item) = self.get_item(format!("IDEM#{}", record.id), KEY_SK).await? {
+                        return json_attr(&item, "key").map(Some);
+                    }
+                }
+                Err(e) => return Err(storage("PutItem", e)),
             }
-            Err(e) => Err(storage("PutItem", e)),
         }
+        Err(Error::KeyInUse)
     }
 
     async fn take_over_key(&self, record: &KeyRecord, started_at: i64) -> Result<bool> {
@@ -507,16 +512,23 @@ impl IdempotencyKeys for DynamoStore {
         self.put_item(key_item(record)?).await
     }
 
-    async fn forget_key(&self, id: &str) -> Result<()> {
-        self.client
+    async fn forget_key(&self, record: &KeyRecord) -> Result<()> {
+        let deleted = self
+            .client
             .delete_item()
             .table_name(&self.table)
-            .key("pk", s(format!("IDEM#{id}")))
+            .key("pk", s(format!("IDEM#{}", record.id)))
             .key("sk", s(KEY_SK))
+            .condition_expression("startedAt = :started AND done = :running")
+            .expression_attribute_values(":started", n(record.started_at))
+            .expression_attribute_values(":running", AttributeValue::Bool(false))
             .send()
-            .await
-            .map_err(|e| storage("DeleteItem", e))?;
-        Ok(())
+            .await;
+        match deleted {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(()),
+            Err(e) => Err(storage("DeleteItem", e)),
+        }
     }
 }
 

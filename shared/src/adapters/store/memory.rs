@@ -198,8 +198,11 @@ impl IdempotencyKeys for MemoryStore {
         Ok(())
     }
 
-    async fn forget_key(&self, id: &str) -> Result<()> {
-        self.keys()?.remove(id);
+    async fn forget_key(&self, record: &KeyRecord) -> Result<()> {
+        let mut keys = self.keys()?;
+        if keys.get(&record.id).is_some_and(|k| k.answer.is_none() && k.started_at == record.started_at) {
+            keys.remove(&record.id);
+        }
         Ok(())
     }
 }

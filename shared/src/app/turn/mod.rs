@@ -25,11 +25,11 @@ use rand::Rng;
 use serde_json::{Map, Value};
 use tokio::time::{Instant, timeout_at};
 
-use super::idempotency::KeyRecord;
+use super::idempotency::{KeyAnswer, KeyRecord};
 use super::outbound::Outbound;
 use super::queue::QueueMessage;
 use super::rate::RateState;
-use super::records::{Conversation, IdleClosure, PollRecord, QueuedMessage};
+use super::records::{Conversation, IdleClosure, PollAnswer, PollRecord, QueuedMessage};
 use super::store::{Conversations, TurnWrite};
 use crate::definition::Bot;
 use crate::engine::Input;
@@ -39,6 +39,7 @@ use crate::protocol::{Tag, TaskCompletion, V2Data, V2Response, VERSION_V2};
 use finish::finish;
 use locks::{Held, Locks};
 pub use replies::poll_answer;
+pub use run::KEYED_OVERRUN;
 use run::begin;
 use step::Step;
 
@@ -332,15 +333,18 @@ impl Turns {
                 return Err(Error::Busy);
             }
             let limits = request.bot.rate_limits(&request.instance_id);
-            let rate = if limits.off() { None } else { Some(conversation.rate.admit(&limits, now)?) };
+            let rate = if limits.off() { None } else { Some(conversation.rate.admit(&limits, now, true)?) };
             conversation.queued.push(QueuedMessage { trace_id: request.trace_id.clone(), queued_at: now });
+            // With a key, its answer (the pollId to read) is saved in this write.
+            let answer = PollAnswer { poll_id: Some(record.poll_id.clone()), ..PollAnswer::default() };
+            let done = request.key.as_ref().map(|k| k.done(KeyAnswer::Turn(answer)));
             let write = TurnWrite {
                 conversation: &conversation,
                 expected_version: conversation.version,
                 log: &[],
                 expires_at: Utc::now().timestamp() + retention,
                 polls: std::slice::from_ref(record),
-                key: None,
+                key: done.as_ref(),
             };
             match self.conversations.save_turn(key, write).await {
                 Err(Error::Conflict) => {
@@ -402,8 +406,8 @@ impl Turns {
     }
 
     /// Runs the step on the stored conversation and saves it; on a
-    /// concurrent write, reloads and runs again (a resumed call is not made
-    /// again: its outcome is reused). `None` when the step does not apply: a
+    /// concurrent write, reloads and runs again (no call is made again: the
+    /// outcomes of those made are reused). `None` when the step does not apply: a
     /// message for a conversation waiting for a call, or a resume of a call
     /// no longer waited for.
     async fn commit(
@@ -415,8 +419,14 @@ impl Turns {
         deadline: Instant,
         started: Instant,
     ) -> Result<Option<TurnReply>> {
+        // A message with a key saves what its calls did even past the
+        // deadline (within its overrun): its retry gets that, and no call is
+        // made twice.
+        let keyed = matches!(step, Step::Message(request) if request.key.is_some());
+        let save_by = if keyed { deadline + KEYED_OVERRUN } else { deadline };
         let timed_out = |_| Error::Timeout(deadline.saturating_duration_since(started));
         let mut attempt = 0;
+        let mut made = Vec::new();
         loop {
             let mut conversation = stored.clone().unwrap_or_default();
             conversation.drop_stale_queued(Utc::now().timestamp());
@@ -424,8 +434,8 @@ impl Turns {
                 return Ok(None);
             }
             let plan = step.plan(&conversation);
-            let begun = begin(bot, key, &plan, conversation)?;
-            let ran = self.run_engine(bot, &plan, &begun, deadline, started).await?;
+            let begun = begin(bot, key, &plan, conversation, attempt > 0)?;
+            let ran = self.run_engine(bot, &plan, &begun, &mut made, deadline, started).await?;
             let finished = finish(bot, key, &plan, begun, ran)?;
             let retention = i64::from(bot.def.session.retention_days) * 86_400;
             let write = TurnWrite {
@@ -436,17 +446,15 @@ impl Turns {
                 polls: &finished.polls,
                 key: finished.key.as_ref(),
             };
-            // A message with a key saves what its calls did even past the
-            // deadline: its retry gets that, and no call is made twice.
-            if Instant::now() >= deadline && plan.keyed().is_none() {
+            if !keyed && Instant::now() >= deadline {
                 return Err(Error::Timeout(deadline.saturating_duration_since(started)));
             }
             match self.conversations.save_turn(key, write).await {
                 Err(Error::Conflict) => {
                     tracing::debug!(attempt, "conversation written concurrently; retrying the turn");
-                    timeout_at(deadline, backoff(attempt)).await.map_err(timed_out)?;
+                    timeout_at(save_by, backoff(attempt)).await.map_err(timed_out)?;
                     attempt += 1;
-                    stored = timeout_at(deadline, self.conversations.load(key)).await.map_err(timed_out)??;
+                    stored = timeout_at(save_by, self.conversations.load(key)).await.map_err(timed_out)??;
                 }
                 outcome => return outcome.map(|()| Some(finished.reply)),
             }

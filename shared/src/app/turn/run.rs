@@ -21,8 +21,9 @@ use crate::protocol::TaskCompletion;
 /// User-level data outlives sessions: bounded so no one can grow it forever.
 pub(super) const MAX_USER_KEYS: usize = 100;
 /// How long past the deadline a call of a message with an Idempotency-Key
-/// may take: within the webhook function's timeout, with the save after it.
-const KEYED_OVERRUN: Duration = Duration::from_secs(2);
+/// may take (and its save go on after a concurrent write): within the webhook
+/// function's timeout, with the save after it.
+pub const KEYED_OVERRUN: Duration = Duration::from_secs(2);
 /// Service and sync webhook calls one turn may make.
 pub(super) const MAX_CALLS_PER_TURN: usize = 10;
 
@@ -45,6 +46,7 @@ pub(super) fn begin(
     key: &ConversationKey,
     plan: &Plan<'_>,
     mut conversation: Conversation,
+    retried: bool,
 ) -> Result<Begun> {
     let now = Utc::now();
     let now_ms = now.timestamp_millis();
@@ -55,8 +57,10 @@ pub(super) fn begin(
     // asynchronous instance: told with this step.
     let owed_closure = conversation.idle_closure.clone().filter(|_| stored.as_ref().is_some_and(idle));
     let active = stored.filter(|s| !plan.new_session && !idle(s));
+    // A run retried after a concurrent write counts the message it already
+    // admitted (its calls may be made), and never refuses it.
     let rate = match &plan.rate_limits {
-        Some(limits) => Some(conversation.rate.admit(limits, now.timestamp())?),
+        Some(limits) => Some(conversation.rate.admit(limits, now.timestamp(), !retried)?),
         None => None,
     };
     if let Some(request) = plan.message {
@@ -110,13 +114,15 @@ impl Ran {
 
 impl Turns {
     /// Runs the engine, making each call it waits for within the deadline,
-    /// or (polling) stopping at the first one. A turn retried after a
-    /// concurrent write makes its calls again.
+    /// or (polling) stopping at the first one. `made` holds the calls made
+    /// by earlier runs of this step (a run retried after a concurrent write)
+    /// and their outcomes: the same call in the same place is not made again.
     pub(super) async fn run_engine(
         &self,
         bot: &Bot,
         plan: &Plan<'_>,
         begun: &Begun,
+        made: &mut Vec<(HttpCall, CallOutcome)>,
         deadline: Instant,
         started: Instant,
     ) -> Result<Ran> {
@@ -157,16 +163,26 @@ impl Turns {
                 ran.absorb(&mut turn);
                 break;
             }
-            let overrun = if plan.keyed().is_some() { KEYED_OVERRUN } else { Duration::ZERO };
-            if !overrun.is_zero() && Instant::now() >= deadline {
-                // A message with a key is answered with what its calls did,
-                // never with a timeout its retry would make them again for:
-                // past the deadline no call starts, and its task ends.
-                turn = engine::abandon(bot, session, &begun.ctx);
-                ran.absorb(&mut turn);
-                break;
-            }
-            let outcome = self.make_call(bot, &call, deadline + overrun, started).await?;
+            let place = calls_made - 1 - begun.conversation.pending.as_ref().map_or(0, |p| p.calls);
+            let outcome = match made.get(place).filter(|(earlier, _)| *earlier == call) {
+                Some((_, outcome)) => outcome.clone(),
+                None => {
+                    let overrun = if plan.keyed().is_some() { KEYED_OVERRUN } else { Duration::ZERO };
+                    if !overrun.is_zero() && Instant::now() >= deadline {
+                        // A message with a key is answered with what its calls
+                        // did, never with a timeout its retry would make them
+                        // again for: past the deadline no call starts, and its
+                        // task ends.
+                        turn = engine::abandon(bot, session, &begun.ctx);
+                        ran.absorb(&mut turn);
+                        break;
+                    }
+                    let outcome = self.make_call(bot, &call, deadline + overrun, started).await?;
+                    made.truncate(place);
+                    made.push((call, outcome.clone()));
+                    outcome
+                }
+            };
             turn = engine::resume(bot, session, outcome, &begun.ctx);
             ran.absorb(&mut turn);
         }
