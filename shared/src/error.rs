@@ -30,10 +30,10 @@ pub enum Error {
     /// A v1 message for a conversation still waiting for a polled call (409).
     #[error("the bot is still answering this user's previous message")]
     Busy,
-    /// A user over a message rate limit (429): seconds until a message is
-    /// taken again, and the RateLimit-Policy and RateLimit header values.
-    #[error("rate limit reached: retry in {retry_after} s")]
-    RateLimited { retry_after: u64, policy: String, current: String },
+    /// A user over a rate limit or quota (429): which, seconds until the
+    /// request is taken again, and the RateLimit-Policy and RateLimit values.
+    #[error("{reason}: retry in {retry_after} s")]
+    RateLimited { reason: String, retry_after: u64, policy: String, current: String },
     /// An Idempotency-Key sent again with another request body (422).
     #[error("this Idempotency-Key was used for another request")]
     KeyReused,

@@ -263,6 +263,32 @@ async fn a_commit_with_a_key_is_answered_again(backend: Backend) {
     assert_eq!(other.status, 422, "{}", other.body);
 }
 
+/// Per-user quotas: uploads started and bytes sent an hour; over them, a 429
+/// that says which, with Retry-After. Another user is not held back.
+async fn upload_quotas_are_per_user(backend: Backend) {
+    let limits = FileLimits { uploads_per_hour: 2, upload_bytes_per_hour: 5000, ..FileLimits::default() };
+    let server = server(backend, limits).await;
+    let ann = token("ann");
+    let file_token = open(&server, &ann).await;
+    assert_eq!(chunk(&server, &ann, &file_token, json!(0), &content(1, 3000)).await.status, 200);
+    let over_bytes = chunk(&server, &ann, &file_token, json!(1), &content(2, 3000)).await;
+    assert_eq!(over_bytes.status, 429, "{}", over_bytes.body);
+    assert_eq!(over_bytes.error_msg(), "Too Many requests");
+    assert!(detail(&over_bytes).contains("at most 5000 bytes an hour"), "{}", over_bytes.body);
+    let retry_after: u64 = over_bytes.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=3600).contains(&retry_after));
+
+    open(&server, &ann).await;
+    let third = send_json(&server, Method::POST, &token_path(FILES_BOT), &ann, &json!({})).await;
+    assert_eq!(third.status, 429, "{}", third.body);
+    assert!(detail(&third).contains("at most 2 uploads an hour"), "{}", third.body);
+    let single = upload(&server, &ann, "a.txt", b"hello").await;
+    assert_eq!(single.status, 429, "{}", single.body);
+
+    // Another user has quotas of their own.
+    assert_eq!(upload(&server, &token("bea"), "b.txt", b"hello").await.status, 200);
+}
+
 fn detail(reply: &Reply) -> String {
     reply.error_msg();
     reply.body["errors"][0]["detail"].as_str().unwrap_or_default().to_string()
@@ -529,4 +555,5 @@ on_both_stores!(
     messages_carry_the_files_they_name,
     fifty_megabytes_in_one_megabyte_chunks,
     a_commit_with_a_key_is_answered_again,
+    upload_quotas_are_per_user,
 );

@@ -61,7 +61,7 @@ impl IntoResponse for Error {
             info!(error = %self, "request rejected");
         }
         let mut response = status.into_response();
-        if let Error::RateLimited { retry_after, policy, current } = &self {
+        if let Error::RateLimited { retry_after, policy, current, .. } = &self {
             let headers = response.headers_mut();
             headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             rate_limit_headers(headers, policy, current);

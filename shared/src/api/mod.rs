@@ -24,7 +24,7 @@ use crate::app::auth::{self, Caller};
 use crate::app::files::{FileStore, Files};
 use crate::app::idempotency::IdempotencyKeys;
 use crate::app::queue::Queue;
-use crate::app::store::{Conversations, Polls, RateCounters, SeenTokens};
+use crate::app::store::{Conversations, Counters, Polls, SeenTokens};
 use crate::app::turn::Turns;
 use crate::definition::{Bot, Registry};
 use crate::error::{Error, Result};
@@ -61,7 +61,7 @@ pub struct WebhookState {
     pub files: Arc<dyn FileStore>,
     pub seen_tokens: Arc<dyn SeenTokens>,
     /// Counts of messages to asynchronous instances.
-    pub rates: Arc<dyn RateCounters>,
+    pub counters: Arc<dyn Counters>,
     /// Idempotency-Key records.
     pub keys: Arc<dyn IdempotencyKeys>,
     pub http: Arc<HttpSettings>,

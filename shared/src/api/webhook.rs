@@ -157,7 +157,7 @@ async fn answer(state: &WebhookState, call: Call, message: Message<'_>) -> Resul
         let job = Job::Turn(job);
         check_job_size(&job)?;
         let limits = bot.rate_limits(&instance.id);
-        let counted = rate::admit_queued(&*state.rates, &key, &limits, Utc::now().timestamp());
+        let counted = rate::admit_queued(&*state.counters, &key, &limits, Utc::now().timestamp());
         let timed_out = |_| Error::Timeout(limit);
         let rate = tokio::time::timeout_at(deadline, counted).await.map_err(timed_out)??;
         state.queue.send(&[QueueMessage::in_conversation(&key, trace_id, job)]).await?;

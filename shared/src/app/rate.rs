@@ -2,9 +2,10 @@
 //! the conversation (so a turn counts its message in the write it makes
 //! anyway), and the IETF RateLimit header fields that report them.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::store::RateCounters;
+use super::store::Counters;
 use crate::definition::RateLimits;
 use crate::error::{Error, Result};
 use crate::ids::ConversationKey;
@@ -73,7 +74,8 @@ impl MessageCounts {
             let state = RateState { quotas: enabled.map(|w| quota(w, 0)).collect() };
             let retry_after = (full.4 + full.2 - now).max(1) as u64;
             let (policy, current) = state.header_values();
-            return Err(Error::RateLimited { retry_after, policy, current });
+            let reason = format!("at most {} messages a {}", full.1, full.0);
+            return Err(Error::RateLimited { reason, retry_after, policy, current });
         }
         self.minute += 1;
         self.hour += 1;
@@ -84,7 +86,7 @@ impl MessageCounts {
 /// Counts a message to an asynchronous instance as it is accepted (its turn
 /// runs later): the quotas left, or `None` when the limits are off.
 pub async fn admit_queued(
-    counters: &dyn RateCounters,
+    counters: &dyn Counters,
     key: &ConversationKey,
     limits: &RateLimits,
     now: i64,
@@ -92,12 +94,43 @@ pub async fn admit_queued(
     if limits.off() {
         return Ok(None);
     }
+    // Useless once its hour is over.
+    let expires_at = now - now.rem_euclid(3600) + 2 * 3600;
+    let state = update(counters, key, QUEUED_MESSAGES, expires_at, |counts: &mut MessageCounts| {
+        counts.admit(limits, now, true)
+    })
+    .await?;
+    Ok(Some(state))
+}
+
+/// The counter of messages to asynchronous instances.
+const QUEUED_MESSAGES: &str = "RATE";
+
+/// Changes a user's counter `name` with `change` and stores it, unless
+/// `change` refuses; run again on a concurrent change.
+pub async fn update<C, R>(
+    counters: &dyn Counters,
+    key: &ConversationKey,
+    name: &str,
+    expires_at: i64,
+    mut change: impl FnMut(&mut C) -> Result<R>,
+) -> Result<R>
+where
+    C: Serialize + DeserializeOwned + Default,
+{
     for _ in 0..5 {
-        let (mut counts, version) = counters.load_counts(key).await?;
-        let state = counts.admit(limits, now, true)?;
-        match counters.save_counts(key, &counts, version).await {
+        let (stored, version) = counters.load_counter(key, name).await?;
+        let mut counter: C = match stored {
+            Some(value) => {
+                serde_json::from_value(value).map_err(|e| Error::Storage(format!("unreadable counter: {e}")))?
+            }
+            None => C::default(),
+        };
+        let outcome = change(&mut counter)?;
+        let value = serde_json::to_value(&counter).map_err(|e| Error::Internal(e.to_string()))?;
+        match counters.save_counter(key, name, &value, version, expires_at).await {
             Err(Error::Conflict) => continue,
-            saved => return saved.map(|()| Some(state)),
+            saved => return saved.map(|()| outcome),
         }
     }
     Err(Error::Conflict)

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde_json::Value;
 
 use super::files::FileStore;
 use super::idempotency::{IdempotencyKeys, KeyRecord};
-use super::rate::MessageCounts;
 use super::records::{Conversation, LogEntry, PollRecord};
 use crate::error::Result;
 use crate::ids::ConversationKey;
@@ -76,17 +76,25 @@ pub trait SeenTokens: Send + Sync {
     async fn first_use(&self, id: &str, expires_at: i64) -> Result<bool>;
 }
 
-/// The counts of a user's messages to asynchronous instances, which are
-/// counted when accepted, before their turn runs (synchronous messages are
-/// counted in the conversation their turn writes).
+/// Small counters kept per user beside the conversation, each by name: the
+/// messages to asynchronous instances (counted when accepted, before their
+/// turn runs; synchronous ones are counted in the conversation their turn
+/// writes) and the uploads.
 #[async_trait]
-pub trait RateCounters: Send + Sync {
-    /// The counts and the version they were stored under (0: none yet).
-    async fn load_counts(&self, key: &ConversationKey) -> Result<(MessageCounts, u64)>;
+pub trait Counters: Send + Sync {
+    /// The counter and the version it was stored under (0: none yet).
+    async fn load_counter(&self, key: &ConversationKey, name: &str) -> Result<(Option<Value>, u64)>;
 
-    /// Stores the counts as `version + 1`; `Error::Conflict` if their
-    /// version is no longer `version`.
-    async fn save_counts(&self, key: &ConversationKey, counts: &MessageCounts, version: u64) -> Result<()>;
+    /// Stores the counter as `version + 1`, to be kept until `expires_at`;
+    /// `Error::Conflict` if its version is no longer `version`.
+    async fn save_counter(
+        &self,
+        key: &ConversationKey,
+        name: &str,
+        counter: &Value,
+        version: u64,
+        expires_at: i64,
+    ) -> Result<()>;
 }
 
 /// Every storage port, for wiring a process.
@@ -96,7 +104,7 @@ pub struct Stores {
     pub polls: Arc<dyn Polls>,
     pub files: Arc<dyn FileStore>,
     pub seen_tokens: Arc<dyn SeenTokens>,
-    pub rates: Arc<dyn RateCounters>,
+    pub counters: Arc<dyn Counters>,
     pub keys: Arc<dyn IdempotencyKeys>,
 }
 
@@ -104,14 +112,14 @@ impl Stores {
     /// Every port served by one store.
     pub fn of<S>(store: Arc<S>) -> Self
     where
-        S: Conversations + Polls + FileStore + SeenTokens + RateCounters + IdempotencyKeys + 'static,
+        S: Conversations + Polls + FileStore + SeenTokens + Counters + IdempotencyKeys + 'static,
     {
         Self {
             conversations: store.clone(),
             polls: store.clone(),
             files: store.clone(),
             seen_tokens: store.clone(),
-            rates: store.clone(),
+            counters: store.clone(),
             keys: store,
         }
     }

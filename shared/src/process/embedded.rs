@@ -49,7 +49,7 @@ impl Embedded {
             queue: queue.clone(),
             files: stores.files.clone(),
             seen_tokens: stores.seen_tokens.clone(),
-            rates: stores.rates.clone(),
+            counters: stores.counters.clone(),
             keys: stores.keys.clone(),
             http: http.clone(),
         };
@@ -61,7 +61,7 @@ impl Embedded {
             seen_tokens: stores.seen_tokens.clone(),
             http: http.clone(),
         };
-        let files = Files::new(stores.files, blobs, settings.files);
+        let files = Files::new(stores.files, blobs, stores.counters.clone(), settings.files);
         let (seen_tokens, keys) = (stores.seen_tokens, stores.keys.clone());
         let files = FilesState { bots: bots.clone(), files, seen_tokens, keys, http };
         let worker = Worker::new(bots, turns, stores.polls, queue, outbound, settings.worker);

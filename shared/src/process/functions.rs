@@ -62,8 +62,8 @@ pub async fn webhook_state() -> Result<WebhookState, ConfigError> {
     let (table, queue) = (common.table().await?, common.queue().await?);
     let turns = Arc::new(Turns::new(table.clone(), Arc::new(HttpOutbound::new()?)));
     let http = Arc::new(common.settings.http);
-    let (files, seen_tokens, rates, keys) = (table.clone(), table.clone(), table.clone(), table);
-    Ok(WebhookState { bots: common.bots, turns, queue, files, seen_tokens, rates, keys, http })
+    let (files, seen_tokens, counters, keys) = (table.clone(), table.clone(), table.clone(), table);
+    Ok(WebhookState { bots: common.bots, turns, queue, files, seen_tokens, counters, keys, http })
 }
 
 /// The poll function: table and queue.
@@ -81,7 +81,7 @@ pub async fn files_state() -> Result<FilesState, ConfigError> {
     let table = common.table().await?;
     let client = aws::s3_client(common.endpoint.as_deref()).await;
     let blobs = Arc::new(S3Blobs::new(client, required("HOOKLINE_BUCKET")?));
-    let files = Files::new(table.clone(), blobs, common.settings.files);
+    let files = Files::new(table.clone(), blobs, table.clone(), common.settings.files);
     let (seen_tokens, keys) = (table.clone(), table);
     Ok(FilesState { bots: common.bots, files, seen_tokens, keys, http: Arc::new(common.settings.http) })
 }

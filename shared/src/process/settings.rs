@@ -79,6 +79,12 @@ impl Settings {
         if let Some(days) = positive("HOOKLINE_FILE_RETENTION_DAYS")? {
             settings.files.retention = Duration::from_secs(days.saturating_mul(86_400));
         }
+        if let Some(uploads) = number("HOOKLINE_UPLOADS_PER_HOUR")? {
+            settings.files.uploads_per_hour = u32::try_from(uploads).unwrap_or(u32::MAX);
+        }
+        if let Some(bytes) = number("HOOKLINE_UPLOAD_BYTES_PER_HOUR")? {
+            settings.files.upload_bytes_per_hour = bytes;
+        }
         if let Some(types) = var("HOOKLINE_FILE_TYPES") {
             let types: Vec<String> = types
                 .split(',')

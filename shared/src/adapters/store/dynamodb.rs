@@ -6,7 +6,7 @@
 //! | log entry    | `BOT#{bot}#USER#{user}`  | `MSG#{seq:012}`  |
 //! | poll record  | `POLL#{pollId}`          | `POLL`           |
 //! | used token   | `JTI#{bot}#{app}#{jti}`  | `JTI`            |
-//! | async counts | `BOT#{bot}#USER#{user}`  | `RATE`           |
+//! | counter      | `BOT#{bot}#USER#{user}`  | `COUNTER#{name}` |
 //! | message key  | `IDEM#{digest}`          | `IDEM`           |
 //!
 //! An app whose users are its own (`trust: anonymous`) keys its users'
@@ -35,18 +35,17 @@ use aws_sdk_dynamodb::types::{
     GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
     TimeToLiveSpecification, TransactWriteItem,
 };
+use serde_json::Value;
 
 use crate::app::idempotency::{IdempotencyKeys, KeyRecord};
-use crate::app::rate::MessageCounts;
 use crate::app::records::{Conversation, LogEntry, PollRecord};
-use crate::app::store::{Conversations, Polls, RateCounters, SeenTokens, TurnWrite};
+use crate::app::store::{Conversations, Counters, Polls, SeenTokens, TurnWrite};
 use crate::error::{Error, Result};
 use crate::ids::ConversationKey;
 
 const SESSION_SK: &str = "SESSION";
 const POLL_SK: &str = "POLL";
 const JTI_SK: &str = "JTI";
-const RATE_SK: &str = "RATE";
 const KEY_SK: &str = "IDEM";
 const CONVERSATION_GRACE_SECS: i64 = 86_400;
 /// The sparse index of idle closures, and its partitions: spread so that
@@ -533,24 +532,34 @@ impl IdempotencyKeys for DynamoStore {
 }
 
 #[async_trait]
-impl RateCounters for DynamoStore {
-    async fn load_counts(&self, key: &ConversationKey) -> Result<(MessageCounts, u64)> {
-        let Some(item) = self.get_item(partition_key(key), RATE_SK).await? else {
-            return Ok((MessageCounts::default(), 0));
+impl Counters for DynamoStore {
+    async fn load_counter(&self, key: &ConversationKey, name: &str) -> Result<(Option<Value>, u64)> {
+        let Some(item) = self.get_item(partition_key(key), &counter_sk(name)).await? else {
+            return Ok((None, 0));
         };
         let version = item.get("version").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
-        Ok((json_attr(&item, "counts")?, version))
+        let expires = item.get("expiresAt").and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok());
+        // TTL deletes late: an expired counter counts nothing (its version stays).
+        if expires.is_some_and(|at| at < chrono::Utc::now().timestamp()) {
+            return Ok((None, version));
+        }
+        Ok((Some(json_attr(&item, "counter")?), version))
     }
 
-    async fn save_counts(&self, key: &ConversationKey, counts: &MessageCounts, version: u64) -> Result<()> {
-        let body = serde_json::to_string(counts).map_err(|e| Error::Internal(e.to_string()))?;
+    async fn save_counter(
+        &self,
+        key: &ConversationKey,
+        name: &str,
+        counter: &Value,
+        version: u64,
+        expires_at: i64,
+    ) -> Result<()> {
         let item = HashMap::from([
             ("pk".to_string(), s(partition_key(key))),
-            ("sk".to_string(), s(RATE_SK)),
+            ("sk".to_string(), s(counter_sk(name))),
             ("version".to_string(), n(version + 1)),
-            // Useless once its hour is over.
-            ("expiresAt".to_string(), n(counts.hour_start + 2 * 3600)),
-            ("counts".to_string(), s(body)),
+            ("expiresAt".to_string(), n(expires_at)),
+            ("counter".to_string(), s(counter.to_string())),
         ]);
         let (condition, value) = match version {
             0 => ("attribute_not_exists(pk)", None),
@@ -571,6 +580,11 @@ impl RateCounters for DynamoStore {
             Err(e) => Err(storage("PutItem", e)),
         }
     }
+}
+
+/// A counter's item beside the conversation (never a log entry's `MSG#`).
+fn counter_sk(name: &str) -> String {
+    format!("COUNTER#{name}")
 }
 
 #[async_trait]

@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use serde_json::Value;
 
 use crate::app::idempotency::{IdempotencyKeys, KeyRecord};
-use crate::app::rate::MessageCounts;
 use crate::app::records::{Conversation, LogEntry, PollRecord};
-use crate::app::store::{Conversations, Polls, RateCounters, SeenTokens, TurnWrite};
+use crate::app::store::{Conversations, Counters, Polls, SeenTokens, TurnWrite};
 use crate::error::{Error, Result};
 use crate::ids::ConversationKey;
 
@@ -22,6 +22,12 @@ struct Entry {
     log: BTreeMap<u64, LogEntry>,
 }
 
+struct Counter {
+    value: Value,
+    version: u64,
+    expires_at: i64,
+}
+
 #[derive(Default)]
 pub struct MemoryStore {
     conversations: Mutex<HashMap<ConversationKey, Entry>>,
@@ -29,8 +35,8 @@ pub struct MemoryStore {
     files: Mutex<files::FileTables>,
     /// Single-use token ids, with when they may be forgotten.
     seen_tokens: Mutex<HashMap<String, i64>>,
-    /// Asynchronous messages counted, with their version.
-    rates: Mutex<HashMap<ConversationKey, (MessageCounts, u64)>>,
+    /// Per-user counters by name.
+    counters: Mutex<HashMap<(ConversationKey, String), Counter>>,
     /// Idempotency-Key records by id.
     keys: Mutex<HashMap<String, KeyRecord>>,
 }
@@ -208,22 +214,36 @@ impl IdempotencyKeys for MemoryStore {
 }
 
 #[async_trait]
-impl RateCounters for MemoryStore {
-    async fn load_counts(&self, key: &ConversationKey) -> Result<(MessageCounts, u64)> {
-        let rates = self.rates.lock().map_err(|_| Error::Internal("memory store lock poisoned".into()))?;
-        Ok(rates.get(key).cloned().unwrap_or_default())
+impl Counters for MemoryStore {
+    async fn load_counter(&self, key: &ConversationKey, name: &str) -> Result<(Option<Value>, u64)> {
+        let counters = self.counters.lock().map_err(|_| Error::Internal("memory store lock poisoned".into()))?;
+        let now = chrono::Utc::now().timestamp();
+        Ok(match counters.get(&(key.clone(), name.to_string())) {
+            Some(counter) if counter.expires_at >= now => (Some(counter.value.clone()), counter.version),
+            Some(counter) => (None, counter.version),
+            None => (None, 0),
+        })
     }
 
-    async fn save_counts(&self, key: &ConversationKey, counts: &MessageCounts, version: u64) -> Result<()> {
-        let mut rates = self.rates.lock().map_err(|_| Error::Internal("memory store lock poisoned".into()))?;
-        if rates.get(key).map_or(0, |(_, v)| *v) != version {
+    async fn save_counter(
+        &self,
+        key: &ConversationKey,
+        name: &str,
+        value: &Value,
+        version: u64,
+        expires_at: i64,
+    ) -> Result<()> {
+        let mut counters = self.counters.lock().map_err(|_| Error::Internal("memory store lock poisoned".into()))?;
+        let id = (key.clone(), name.to_string());
+        if counters.get(&id).map_or(0, |c| c.version) != version {
             return Err(Error::Conflict);
         }
-        // Counts of a past hour count for nothing, as DynamoDB's TTL removes them.
-        if rates.len() >= MAX_POLLS_BEFORE_SWEEP {
-            rates.retain(|_, (c, _)| c.hour_start >= counts.hour_start);
+        // Expired counters go, as DynamoDB's TTL removes them.
+        if counters.len() >= MAX_POLLS_BEFORE_SWEEP {
+            let now = chrono::Utc::now().timestamp();
+            counters.retain(|_, c| c.expires_at >= now);
         }
-        rates.insert(key.clone(), (counts.clone(), version + 1));
+        counters.insert(id, Counter { value: value.clone(), version: version + 1, expires_at });
         Ok(())
     }
 }

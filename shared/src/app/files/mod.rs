@@ -7,6 +7,7 @@
 
 mod attachments;
 pub(crate) mod blobs;
+mod quota;
 mod store;
 pub mod types;
 
@@ -22,6 +23,7 @@ pub use attachments::resolve_attachments;
 pub use blobs::{Blobs, Joined};
 pub use store::FileStore;
 
+use crate::app::store::Counters;
 use crate::error::{Error, Result};
 use crate::ids::ConversationKey;
 
@@ -48,6 +50,12 @@ pub struct FileLimits {
     pub token_lifetime: Duration,
     /// How long a file is kept (HOOKLINE_FILE_RETENTION_DAYS, default 30).
     pub retention: Duration,
+    /// Uploads (single-shot, or chunked uploads opened) one user may start in
+    /// an hour (HOOKLINE_UPLOADS_PER_HOUR, default 60; 0: no limit).
+    pub uploads_per_hour: u32,
+    /// Bytes one user may send in an hour, files and chunks
+    /// (HOOKLINE_UPLOAD_BYTES_PER_HOUR, default 1 GiB; 0: no limit).
+    pub upload_bytes_per_hour: u64,
 }
 
 impl Default for FileLimits {
@@ -58,6 +66,8 @@ impl Default for FileLimits {
             extensions: types::DEFAULT_EXTENSIONS.iter().map(|e| e.to_string()).collect(),
             token_lifetime: Duration::from_secs(3600),
             retention: Duration::from_secs(30 * 86_400),
+            uploads_per_hour: 60,
+            upload_bytes_per_hour: 1024 * 1024 * 1024,
         }
     }
 }
@@ -181,12 +191,19 @@ pub fn check_channel_type(channel_type: &str) -> Result<()> {
 pub struct Files {
     store: Arc<dyn FileStore>,
     blobs: Arc<dyn Blobs>,
+    /// Each user's uploads and bytes this hour.
+    counters: Arc<dyn Counters>,
     limits: Arc<FileLimits>,
 }
 
 impl Files {
-    pub fn new(store: Arc<dyn FileStore>, blobs: Arc<dyn Blobs>, limits: FileLimits) -> Self {
-        Self { store, blobs, limits: Arc::new(limits) }
+    pub fn new(
+        store: Arc<dyn FileStore>,
+        blobs: Arc<dyn Blobs>,
+        counters: Arc<dyn Counters>,
+        limits: FileLimits,
+    ) -> Self {
+        Self { store, blobs, counters, limits: Arc::new(limits) }
     }
 
     pub fn limits(&self) -> &FileLimits {
@@ -250,6 +267,7 @@ impl Files {
         if bytes.len() as u64 > self.limits.max_file_bytes {
             return Err(self.too_large());
         }
+        quota::count(&*self.counters, &self.limits, &owner, 1, bytes.len() as u64).await?;
         let hash = blobs::sha256_hex(&bytes);
         let record = self.record(owner, channel_type, naming, bytes.len() as u64, hash);
         self.blobs.put(&file_key(&record.file_id), bytes).await?;
@@ -259,6 +277,7 @@ impl Files {
 
     /// Opens a chunked upload.
     pub async fn open_upload(&self, owner: Owner, channel_type: &str) -> Result<Upload> {
+        quota::count(&*self.counters, &self.limits, &owner, 1, 0).await?;
         let upload = Upload {
             file_token: new_id(),
             owner,
@@ -314,6 +333,7 @@ impl Files {
         if staged + bytes.len() as u64 > self.limits.max_file_bytes {
             return Err(self.too_large());
         }
+        quota::count(&*self.counters, &self.limits, owner, 0, bytes.len() as u64).await?;
         let chunk = ChunkRecord { chunk_no, size: bytes.len() as u64 };
         self.blobs.put(&chunk_key(token, chunk_no), bytes).await?;
         self.store.put_chunk(token, &chunk, upload.expires_at).await
