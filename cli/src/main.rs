@@ -225,6 +225,7 @@ async fn serve(addr: SocketAddr, bots: Option<PathBuf>, storage: Storage, behind
     telemetry::init();
     let demo = bots.is_none();
     let registry = load_registry(bots.as_deref(), &format!("http://{addr}/demo"))?;
+    let limits = serve::Limits::from_env().map_err(CliError::Limits)?;
     let (stores, storage) = match table {
         Some(table) => {
             let client = aws::dynamodb_client(aws_endpoint.as_deref()).await;
@@ -234,7 +235,7 @@ async fn serve(addr: SocketAddr, bots: Option<PathBuf>, storage: Storage, behind
             }
             (Stores::of(Arc::new(store)), format!("DynamoDB table {table}"))
         }
-        None => (Stores::of(Arc::new(MemoryStore::new())), "in memory".into()),
+        None => (Stores::of(Arc::new(MemoryStore::with_max_bytes(limits.memory_max_bytes))), "in memory".into()),
     };
     let settings = Settings::from_env()?;
     let (blobs, files_at): (Arc<dyn Blobs>, String) = match files {
@@ -265,7 +266,6 @@ async fn serve(addr: SocketAddr, bots: Option<PathBuf>, storage: Storage, behind
         }
     };
     // The in-process queue holds its worker weakly: `embedded` keeps it for the server's lifetime.
-    let limits = serve::Limits::from_env().map_err(CliError::Limits)?;
     let (embedded, queued, in_process) = match sqs {
         Some(sqs) => {
             let sqs = Arc::new(sqs);

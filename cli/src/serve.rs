@@ -13,6 +13,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use hookline_core::adapters::store::DEFAULT_MAX_BYTES;
 use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -35,6 +36,9 @@ pub struct Limits {
     /// After SIGTERM or Ctrl-C, for requests and queued jobs to finish
     /// (HOOKLINE_SHUTDOWN_GRACE_MS, 30 s).
     pub shutdown_grace: Duration,
+    /// In-memory state: what conversations and their logs may take
+    /// (HOOKLINE_MEMORY_MAX_BYTES, 256 MiB).
+    pub memory_max_bytes: usize,
 }
 
 impl Limits {
@@ -53,6 +57,7 @@ impl Limits {
             body_timeout: Duration::from_millis(number("HOOKLINE_BODY_TIMEOUT_MS", 30_000)?),
             max_connections: number("HOOKLINE_MAX_CONNECTIONS", 1024)? as usize,
             shutdown_grace: Duration::from_millis(number("HOOKLINE_SHUTDOWN_GRACE_MS", 30_000)?),
+            memory_max_bytes: number("HOOKLINE_MEMORY_MAX_BYTES", DEFAULT_MAX_BYTES as u64)? as usize,
         })
     }
 }

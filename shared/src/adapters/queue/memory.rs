@@ -15,6 +15,11 @@ use crate::error::{Error, Result};
 const DEDUP_WINDOW: Duration = Duration::from_secs(300);
 /// The longest wait before an attempt, as SQS's longest visibility timeout would allow.
 const MAX_WAIT: Duration = Duration::from_secs(12 * 3600);
+/// Jobs waiting at most: beyond, a send is refused (the client is told,
+/// nothing accepted is dropped).
+pub const MAX_BACKLOG: usize = 10_000;
+/// Dead letters kept, the latest: older ones are dropped with a log line.
+const MAX_DEAD_LETTERS: usize = 1000;
 
 #[derive(Default)]
 struct Inner {
@@ -103,6 +108,13 @@ impl MemoryQueue {
                             "job failed every attempt: dead-lettered"
                         );
                         if let Ok(mut inner) = self.lock() {
+                            if inner.dead_letters.len() >= MAX_DEAD_LETTERS {
+                                let dropped = inner.dead_letters.remove(0);
+                                tracing::warn!(
+                                    job = %serde_json::to_string(&dropped.job).unwrap_or_default(),
+                                    "{MAX_DEAD_LETTERS} dead letters kept: the oldest was dropped"
+                                );
+                            }
                             inner.dead_letters.push(message.clone());
                         }
                         break;
@@ -139,6 +151,11 @@ impl Queue for MemoryQueue {
                 inner.seen_order.pop_front();
                 inner.seen.remove(&id);
             }
+            let waiting: usize = inner.groups.values().map(VecDeque::len).sum();
+            if waiting + messages.len() > MAX_BACKLOG {
+                tracing::warn!(waiting, "the in-process queue is full: jobs refused");
+                return Err(Error::Storage(format!("the in-process queue holds {MAX_BACKLOG} jobs at most")));
+            }
             for message in messages {
                 if !inner.seen.insert(message.dedup_id.clone()) {
                     continue;
@@ -159,5 +176,29 @@ impl Queue for MemoryQueue {
             self.spawn_runner(group);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::queue::Job;
+    use crate::ids::ConversationKey;
+
+    fn job(n: usize) -> QueueMessage {
+        let key = ConversationKey::new("st-b", format!("u{}", n % 50));
+        let job =
+            Job::Resume { bot_id: "st-b".into(), user_id: key.user_id.clone(), app: None, poll_id: n.to_string() };
+        QueueMessage::in_conversation(&key, format!("d{n}"), job)
+    }
+
+    #[tokio::test]
+    async fn the_backlog_is_bounded_and_a_send_beyond_it_refused_whole() {
+        let queue = MemoryQueue::new(3);
+        let all: Vec<QueueMessage> = (0..MAX_BACKLOG).map(job).collect();
+        queue.send(&all).await.unwrap();
+        assert_eq!(queue.backlog(), MAX_BACKLOG);
+        assert!(matches!(queue.send(&[job(MAX_BACKLOG)]).await, Err(Error::Storage(_))));
+        assert_eq!(queue.backlog(), MAX_BACKLOG, "nothing of a refused send is queued");
     }
 }

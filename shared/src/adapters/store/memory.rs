@@ -15,11 +15,98 @@ use crate::error::{Error, Result};
 use crate::ids::ConversationKey;
 
 const MAX_POLLS_BEFORE_SWEEP: usize = 10_000;
+/// What conversations and their logs may take by default (an estimate: their
+/// JSON size) before the least recently written go.
+pub const DEFAULT_MAX_BYTES: usize = 256 * 1024 * 1024;
+/// A conversation keeps its latest log entries, as many as any client reads back.
+const MAX_LOG_ENTRIES_KEPT: usize = 1000;
+/// Writes between two sweeps of expired conversations.
+const WRITES_PER_SWEEP: u64 = 1000;
 
 #[derive(Default)]
 struct Entry {
     conversation: Conversation,
     log: BTreeMap<u64, LogEntry>,
+    /// Its estimated size: the conversation's JSON and its log entries'.
+    bytes: usize,
+    log_bytes: usize,
+    /// Unix seconds after which it goes, as the DynamoDB items' TTL.
+    expires_at: i64,
+    /// When it was last written, in `Table::lru`.
+    stamp: u64,
+}
+
+/// Conversations, bounded: each goes when it expires, and beyond the byte
+/// budget the least recently written go first (a log line says so).
+#[derive(Default)]
+struct Table {
+    entries: HashMap<ConversationKey, Entry>,
+    lru: BTreeMap<u64, ConversationKey>,
+    stamp: u64,
+    bytes: usize,
+    writes: u64,
+}
+
+impl Table {
+    /// Stores a write's conversation and log entries into `key`'s entry.
+    fn apply(&mut self, key: &ConversationKey, write: &TurnWrite<'_>) {
+        self.stamp += 1;
+        let entry = self.entries.entry(key.clone()).or_default();
+        let before = entry.bytes;
+        entry.conversation = Conversation { version: write.expected_version + 1, ..write.conversation.clone() };
+        for log_entry in write.log {
+            entry.log_bytes += json_size(log_entry);
+            entry.log.insert(log_entry.seq, log_entry.clone());
+        }
+        while entry.log.len() > MAX_LOG_ENTRIES_KEPT {
+            if let Some((_, dropped)) = entry.log.pop_first() {
+                entry.log_bytes -= json_size(&dropped);
+            }
+        }
+        entry.bytes = json_size(&entry.conversation) + entry.log_bytes;
+        entry.expires_at = write.expires_at;
+        self.lru.remove(&entry.stamp);
+        entry.stamp = self.stamp;
+        self.lru.insert(self.stamp, key.clone());
+        self.bytes = self.bytes + entry.bytes - before;
+        self.writes += 1;
+    }
+
+    fn remove(&mut self, key: &ConversationKey) {
+        if let Some(entry) = self.entries.remove(key) {
+            self.lru.remove(&entry.stamp);
+            self.bytes -= entry.bytes;
+        }
+    }
+
+    /// Drops expired conversations (every so many writes), then the least
+    /// recently written beyond `max_bytes`, never those of the write just made.
+    fn bound(&mut self, max_bytes: usize, keep: usize, now: i64) {
+        if self.writes.is_multiple_of(WRITES_PER_SWEEP) {
+            let expired: Vec<ConversationKey> =
+                self.entries.iter().filter(|(_, e)| e.expires_at < now).map(|(k, _)| k.clone()).collect();
+            for key in &expired {
+                self.remove(key);
+            }
+        }
+        let mut evicted = 0;
+        while self.bytes > max_bytes && self.lru.len() > keep {
+            let Some((_, key)) = self.lru.pop_first() else { break };
+            self.remove(&key);
+            evicted += 1;
+        }
+        if evicted > 0 {
+            tracing::warn!(
+                evicted,
+                max_bytes,
+                "the in-memory store is full: the least recently written conversations were dropped"
+            );
+        }
+    }
+}
+
+fn json_size<T: serde::Serialize>(value: &T) -> usize {
+    serde_json::to_vec(value).map_or(0, |json| json.len())
 }
 
 struct Counter {
@@ -30,7 +117,9 @@ struct Counter {
 
 #[derive(Default)]
 pub struct MemoryStore {
-    conversations: Mutex<HashMap<ConversationKey, Entry>>,
+    conversations: Mutex<Table>,
+    /// The budget of `conversations` (0: the default).
+    max_bytes: usize,
     polls: Mutex<HashMap<String, PollRecord>>,
     files: Mutex<files::FileTables>,
     /// Single-use token ids, with when they may be forgotten.
@@ -46,7 +135,12 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<ConversationKey, Entry>>> {
+    /// A store whose conversations and logs take at most about `max_bytes`.
+    pub fn with_max_bytes(max_bytes: usize) -> Self {
+        Self { max_bytes, ..Self::default() }
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Table>> {
         self.conversations.lock().map_err(|_| Error::Internal("memory store lock poisoned".into()))
     }
 
@@ -71,13 +165,13 @@ fn insert_poll(polls: &mut HashMap<String, PollRecord>, record: &PollRecord) {
 #[async_trait]
 impl Conversations for MemoryStore {
     async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>> {
-        Ok(self.lock()?.get(key).map(|e| e.conversation.clone()))
+        Ok(self.lock()?.entries.get(key).map(|e| e.conversation.clone()))
     }
 
     async fn save_turns(&self, writes: &[(&ConversationKey, TurnWrite<'_>)]) -> Result<()> {
         let mut conversations = self.lock()?;
         for (key, write) in writes {
-            let stored = conversations.get(*key);
+            let stored = conversations.entries.get(*key);
             if stored.map_or(0, |e| e.conversation.version) != write.expected_version {
                 return Err(Error::Conflict);
             }
@@ -92,19 +186,19 @@ impl Conversations for MemoryStore {
             if let Some(record) = write.key {
                 keys.insert(record.id.clone(), record.clone());
             }
-            let entry = conversations.entry((*key).clone()).or_default();
-            entry.conversation = Conversation { version: write.expected_version + 1, ..write.conversation.clone() };
-            entry.log.extend(write.log.iter().map(|e| (e.seq, e.clone())));
+            conversations.apply(key, write);
             for record in write.polls {
                 insert_poll(&mut polls, record);
             }
         }
+        let max_bytes = if self.max_bytes == 0 { DEFAULT_MAX_BYTES } else { self.max_bytes };
+        conversations.bound(max_bytes, writes.len(), chrono::Utc::now().timestamp());
         Ok(())
     }
 
     async fn read_log(&self, key: &ConversationKey, after_seq: Option<u64>, limit: usize) -> Result<Vec<LogEntry>> {
         let conversations = self.lock()?;
-        let Some(entry) = conversations.get(key) else {
+        let Some(entry) = conversations.entries.get(key) else {
             return Ok(Vec::new());
         };
         let from = after_seq.map_or(0, |s| s + 1);
@@ -114,6 +208,7 @@ impl Conversations for MemoryStore {
     async fn idle_due(&self, now: i64, limit: usize) -> Result<Vec<(ConversationKey, i64)>> {
         let conversations = self.lock()?;
         let mut due: Vec<(ConversationKey, i64)> = conversations
+            .entries
             .iter()
             .filter_map(|(key, entry)| {
                 let closure = entry.conversation.idle_closure.as_ref()?;
@@ -263,6 +358,62 @@ mod tests {
             session_id: None,
             body: serde_json::Value::Null,
         }
+    }
+
+    fn user(n: usize) -> ConversationKey {
+        ConversationKey::new("st-b", format!("u{n}"))
+    }
+
+    async fn write(store: &MemoryStore, key: &ConversationKey, version: u64, log: &[LogEntry], expires_at: i64) {
+        let conversation = Conversation { next_seq: log.last().map_or(0, |e| e.seq + 1), ..Conversation::default() };
+        let write = TurnWrite {
+            conversation: &conversation,
+            expected_version: version,
+            log,
+            expires_at,
+            polls: &[],
+            key: None,
+        };
+        store.save_turn(key, write).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn beyond_its_budget_the_least_recently_written_conversations_go() {
+        let entries: Vec<LogEntry> = (0..10).map(entry).collect();
+        let one = json_size(&Conversation { next_seq: 10, version: 1, ..Conversation::default() })
+            + entries.iter().map(json_size).sum::<usize>();
+        // Three such conversations, one of them an entry longer.
+        let budget = one * 3 + json_size(&entry(10)) + 64;
+        let store = MemoryStore::with_max_bytes(budget);
+        let far = chrono::Utc::now().timestamp() + 3600;
+        for n in 0..3 {
+            write(&store, &user(n), 0, &entries, far).await;
+        }
+        // u0 written again: u1 is now the least recently written.
+        write(&store, &user(0), 1, &[entry(10)], far).await;
+        write(&store, &user(3), 0, &entries, far).await;
+        assert!(store.load(&user(1)).await.unwrap().is_none(), "evicted");
+        for n in [0, 2, 3] {
+            assert!(store.load(&user(n)).await.unwrap().is_some(), "u{n} kept");
+        }
+        assert!(store.lock().unwrap().bytes <= budget);
+    }
+
+    #[tokio::test]
+    async fn a_log_keeps_its_latest_entries_and_expired_conversations_go() {
+        let store = MemoryStore::new();
+        let far = chrono::Utc::now().timestamp() + 3600;
+        let entries: Vec<LogEntry> = (0..1005).map(entry).collect();
+        write(&store, &user(0), 0, &entries, far).await;
+        let kept = store.read_log(&user(0), None, 2000).await.unwrap();
+        assert_eq!((kept.len(), kept[0].seq), (MAX_LOG_ENTRIES_KEPT, 5));
+
+        write(&store, &user(1), 0, &[entry(0)], chrono::Utc::now().timestamp() - 1).await;
+        for n in 2..WRITES_PER_SWEEP as usize {
+            write(&store, &user(n), 0, &[], far).await;
+        }
+        assert!(store.load(&user(1)).await.unwrap().is_none(), "expired and swept");
+        assert!(store.load(&user(0)).await.unwrap().is_some());
     }
 
     #[tokio::test]

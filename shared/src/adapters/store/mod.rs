@@ -4,4 +4,4 @@ mod dynamodb;
 mod memory;
 
 pub use dynamodb::DynamoStore;
-pub use memory::MemoryStore;
+pub use memory::{DEFAULT_MAX_BYTES, MemoryStore};
