@@ -118,7 +118,12 @@ pub async fn update<C, R>(
 where
     C: Serialize + DeserializeOwned + Default,
 {
-    for _ in 0..5 {
+    for attempt in 0..10u32 {
+        if attempt > 0 {
+            // Writers of one user's counter at once (parallel chunks): spread out.
+            let cap = 5u64 << attempt.min(5);
+            tokio::time::sleep(std::time::Duration::from_millis(rand::random_range(cap / 2..=cap))).await;
+        }
         let (stored, version) = counters.load_counter(key, name).await?;
         let mut counter: C = match stored {
             Some(value) => {

@@ -89,11 +89,24 @@ impl Table {
                 self.remove(key);
             }
         }
-        let mut evicted = 0;
-        while self.bytes > max_bytes && self.lru.len() > keep {
-            let Some((_, key)) = self.lru.pop_first() else { break };
-            self.remove(&key);
-            evicted += 1;
+        // The least recently written first, never one of this write's (the
+        // newest `keep`), nor one that waits for a call or has messages
+        // queued: its poll would never be answered.
+        let mut over = self.bytes.saturating_sub(max_bytes);
+        let mut going = Vec::new();
+        for key in self.lru.values().take(self.lru.len().saturating_sub(keep)) {
+            if over == 0 {
+                break;
+            }
+            let Some(entry) = self.entries.get(key) else { continue };
+            if entry.conversation.pending.is_none() && entry.conversation.queued.is_empty() {
+                over = over.saturating_sub(entry.bytes);
+                going.push(key.clone());
+            }
+        }
+        let evicted = going.len();
+        for key in &going {
+            self.remove(key);
         }
         if evicted > 0 {
             tracing::warn!(
@@ -397,6 +410,48 @@ mod tests {
             assert!(store.load(&user(n)).await.unwrap().is_some(), "u{n} kept");
         }
         assert!(store.lock().unwrap().bytes <= budget);
+    }
+
+    /// A conversation waiting for its call stays (its poll must be answered);
+    /// the next least recently written goes instead.
+    #[tokio::test]
+    async fn a_conversation_waiting_for_a_call_is_never_dropped() {
+        let entries: Vec<LogEntry> = (0..10).map(entry).collect();
+        let one = json_size(&Conversation { next_seq: 10, version: 1, ..Conversation::default() })
+            + entries.iter().map(json_size).sum::<usize>();
+        let store = MemoryStore::with_max_bytes(one * 2 + 512);
+        let far = chrono::Utc::now().timestamp() + 3600;
+        let call = crate::engine::HttpCall {
+            method: "GET".into(),
+            url: "http://127.0.0.1/x".into(),
+            headers: Vec::new(),
+            body: None,
+            timeout: std::time::Duration::from_secs(1),
+            allow_private: true,
+            max_response_bytes: 1024,
+        };
+        let pending = crate::app::records::PendingCall {
+            poll_id: "p".into(),
+            call,
+            trace_id: "tr".into(),
+            calls: 1,
+            instance_id: None,
+            texts_instance: None,
+        };
+        let waiting = Conversation { next_seq: 10, pending: Some(pending), ..Conversation::default() };
+        let first = TurnWrite {
+            conversation: &waiting,
+            expected_version: 0,
+            log: &entries,
+            expires_at: far,
+            polls: &[],
+            key: None,
+        };
+        store.save_turn(&user(0), first).await.unwrap();
+        write(&store, &user(1), 0, &entries, far).await;
+        write(&store, &user(2), 0, &entries, far).await;
+        assert!(store.load(&user(0)).await.unwrap().is_some(), "waiting: kept");
+        assert!(store.load(&user(1)).await.unwrap().is_none(), "dropped in its place");
     }
 
     #[tokio::test]

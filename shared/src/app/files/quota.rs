@@ -56,12 +56,14 @@ pub(super) async fn count(
             } else {
                 format!("a user may upload at most {max_bytes} bytes an hour")
             };
-            let policy = format!("\"uploads\";q={max_uploads};w=3600, \"bytes\";q={max_bytes};w=3600");
-            let current = format!(
-                "\"uploads\";r={};t={reset}, \"bytes\";r={};t={reset}",
-                max_uploads.saturating_sub(counts.uploads),
-                max_bytes.saturating_sub(counts.bytes)
-            );
+            // The quotas in force (0 is none).
+            let quotas =
+                [("uploads", u64::from(max_uploads), u64::from(counts.uploads)), ("bytes", max_bytes, counts.bytes)];
+            let quotas = quotas.iter().filter(|(_, max, _)| *max > 0);
+            let policy = quotas.clone().map(|(name, max, _)| format!("\"{name}\";q={max};w=3600"));
+            let current =
+                quotas.map(|(name, max, used)| format!("\"{name}\";r={};t={reset}", max.saturating_sub(*used)));
+            let (policy, current) = (policy.collect::<Vec<_>>().join(", "), current.collect::<Vec<_>>().join(", "));
             return Err(Error::RateLimited { reason, retry_after: reset.max(1) as u64, policy, current });
         }
         counts.uploads += uploads;
