@@ -221,6 +221,26 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// Stores `item` if `condition` holds (its `:name` values in `values`):
+    /// `false` when it does not.
+    async fn put_if(&self, item: Item, condition: &str, values: &[(&str, AttributeValue)]) -> Result<bool> {
+        let values = values.iter().map(|(name, value)| (name.to_string(), value.clone())).collect();
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_values(Some(values).filter(|v: &HashMap<_, _>| !v.is_empty()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(e) => Err(storage("PutItem", e)),
+        }
+    }
+
     /// The items of one conversation's write, each with its condition.
     fn turn_items(&self, key: &ConversationKey, write: &TurnWrite<'_>) -> Result<Vec<TransactWriteItem>> {
         let pk = partition_key(key);
@@ -443,20 +463,8 @@ impl SeenTokens for DynamoStore {
             ("expiresAt".to_string(), n(expires_at)),
         ]);
         // TTL deletes late: an expired id is as good as none.
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk) OR expiresAt < :now")
-            .expression_attribute_values(":now", n(chrono::Utc::now().timestamp()))
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
-            Err(e) => Err(storage("PutItem", e)),
-        }
+        let now = n(chrono::Utc::now().timestamp());
+        self.put_if(item, "attribute_not_exists(pk) OR expiresAt < :now", &[(":now", now)]).await
     }
 }
 
@@ -467,44 +475,20 @@ impl IdempotencyKeys for DynamoStore {
         for _ in 0..3 {
             // TTL deletes late: an expired record is as good as none.
             let now = n(chrono::Utc::now().timestamp());
-            let put = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(key_item(record)?))
-                .condition_expression("attribute_not_exists(pk) OR expiresAt < :now")
-                .expression_attribute_values(":now", now)
-                .send()
-                .await;
-            match put {
-                Ok(_) => return Ok(None),
-                Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
-                    if let Some(item) = self.get_item(format!("IDEM#{}", record.id), KEY_SK).await? {
-                        return json_attr(&item, "key").map(Some);
-                    }
-                }
-                Err(e) => return Err(storage("PutItem", e)),
+            let condition = "attribute_not_exists(pk) OR expiresAt < :now";
+            if self.put_if(key_item(record)?, condition, &[(":now", now)]).await? {
+                return Ok(None);
+            }
+            if let Some(item) = self.get_item(format!("IDEM#{}", record.id), KEY_SK).await? {
+                return json_attr(&item, "key").map(Some);
             }
         }
         Err(Error::KeyInUse)
     }
 
     async fn take_over_key(&self, record: &KeyRecord, started_at: i64) -> Result<bool> {
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(key_item(record)?))
-            .condition_expression("startedAt = :started AND done = :running")
-            .expression_attribute_values(":started", n(started_at))
-            .expression_attribute_values(":running", AttributeValue::Bool(false))
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
-            Err(e) => Err(storage("PutItem", e)),
-        }
+        let values = [(":started", n(started_at)), (":running", AttributeValue::Bool(false))];
+        self.put_if(key_item(record)?, "startedAt = :started AND done = :running", &values).await
     }
 
     async fn put_key(&self, record: &KeyRecord) -> Result<()> {
@@ -561,24 +545,11 @@ impl Counters for DynamoStore {
             ("expiresAt".to_string(), n(expires_at)),
             ("counter".to_string(), s(counter.to_string())),
         ]);
-        let (condition, value) = match version {
-            0 => ("attribute_not_exists(pk)", None),
-            _ => ("version = :v", Some(n(version))),
+        let stored = match version {
+            0 => self.put_if(item, "attribute_not_exists(pk)", &[]).await?,
+            _ => self.put_if(item, "version = :v", &[(":v", n(version))]).await?,
         };
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression(condition)
-            .set_expression_attribute_values(value.map(|v| HashMap::from([(":v".to_string(), v)])))
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Err(Error::Conflict),
-            Err(e) => Err(storage("PutItem", e)),
-        }
+        if stored { Ok(()) } else { Err(Error::Conflict) }
     }
 }
 
