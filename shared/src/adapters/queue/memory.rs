@@ -8,15 +8,18 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use crate::app::queue::{JobHandler, Queue, QueueMessage, backoff};
+use crate::app::queue::{Job, JobHandler, Queue, QueueMessage, backoff};
 use crate::error::{Error, Result};
 
-/// Deduplication ids are remembered for SQS's five minutes.
+/// Deduplication ids are remembered for SQS's five minutes, the latest
+/// 10,000 at most (a repeat older than those is run again, at least once).
 const DEDUP_WINDOW: Duration = Duration::from_secs(300);
+const MAX_DEDUP_IDS: usize = 10_000;
 /// The longest wait before an attempt, as SQS's longest visibility timeout would allow.
 const MAX_WAIT: Duration = Duration::from_secs(12 * 3600);
-/// Jobs waiting at most: beyond, a send is refused (the client is told,
-/// nothing accepted is dropped).
+/// Jobs waiting at most before a new message is refused (its client is
+/// told). What follows a message already accepted (its deliveries, a call's
+/// continuation) is always taken: refusing it would lose it.
 pub const MAX_BACKLOG: usize = 10_000;
 /// Dead letters kept, the latest: older ones are dropped with a log line.
 const MAX_DEAD_LETTERS: usize = 1000;
@@ -145,14 +148,15 @@ impl Queue for MemoryQueue {
             let mut inner = self.lock()?;
             let now = Instant::now();
             while let Some((at, id)) = inner.seen_order.front().cloned() {
-                if now.duration_since(at) < DEDUP_WINDOW {
+                if now.duration_since(at) < DEDUP_WINDOW && inner.seen_order.len() < MAX_DEDUP_IDS {
                     break;
                 }
                 inner.seen_order.pop_front();
                 inner.seen.remove(&id);
             }
             let waiting: usize = inner.groups.values().map(VecDeque::len).sum();
-            if waiting + messages.len() > MAX_BACKLOG {
+            let new_message = messages.iter().any(|m| matches!(m.job, Job::Turn(_)));
+            if new_message && waiting + messages.len() > MAX_BACKLOG {
                 tracing::warn!(waiting, "the in-process queue is full: jobs refused");
                 return Err(Error::Storage(format!("the in-process queue holds {MAX_BACKLOG} jobs at most")));
             }
@@ -182,7 +186,7 @@ impl Queue for MemoryQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::queue::Job;
+    use crate::app::queue::{QueuedAnswer, QueuedTurn};
     use crate::ids::ConversationKey;
 
     fn job(n: usize) -> QueueMessage {
@@ -192,13 +196,71 @@ mod tests {
         QueueMessage::in_conversation(&key, format!("d{n}"), job)
     }
 
+    fn new_message(n: usize) -> QueueMessage {
+        let key = ConversationKey::new("st-b", "u0");
+        let turn = QueuedTurn {
+            bot_id: "st-b".into(),
+            instance_id: "async".into(),
+            user_id: "u0".into(),
+            app: None,
+            body: serde_json::json!({}),
+            trace_id: format!("t{n}"),
+            client_ip: None,
+            answer: QueuedAnswer::PostUrl,
+            merge_from: None,
+        };
+        QueueMessage::in_conversation(&key, format!("m{n}"), Job::Turn(turn))
+    }
+
     #[tokio::test]
-    async fn the_backlog_is_bounded_and_a_send_beyond_it_refused_whole() {
+    async fn a_full_backlog_refuses_new_messages_whole_and_takes_what_follows_accepted_ones() {
         let queue = MemoryQueue::new(3);
         let all: Vec<QueueMessage> = (0..MAX_BACKLOG).map(job).collect();
         queue.send(&all).await.unwrap();
         assert_eq!(queue.backlog(), MAX_BACKLOG);
-        assert!(matches!(queue.send(&[job(MAX_BACKLOG)]).await, Err(Error::Storage(_))));
+        let refused = queue.send(&[job(MAX_BACKLOG), new_message(0)]).await;
+        assert!(matches!(refused, Err(Error::Storage(_))));
         assert_eq!(queue.backlog(), MAX_BACKLOG, "nothing of a refused send is queued");
+        queue.send(&[job(MAX_BACKLOG), job(MAX_BACKLOG + 1)]).await.unwrap();
+        assert_eq!(queue.backlog(), MAX_BACKLOG + 2, "a saved turn's jobs are taken");
+    }
+
+    /// Counts the jobs it runs.
+    #[derive(Default)]
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl JobHandler for Count {
+        async fn handle(&self, _job: &Job) -> std::result::Result<(), crate::app::queue::Retry> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    async fn run(queue: &MemoryQueue, messages: &[QueueMessage]) {
+        queue.send(messages).await.unwrap();
+        while queue.backlog() > 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn deduplication_remembers_the_latest_ids_only() {
+        let queue = MemoryQueue::new(1);
+        let count = Arc::new(Count::default());
+        queue.start(&count, Duration::from_millis(1));
+        let all: Vec<QueueMessage> = (0..=MAX_DEDUP_IDS).map(job).collect();
+        for batch in all.chunks(MAX_BACKLOG) {
+            run(&queue, batch).await;
+        }
+        run(&queue, &all[MAX_DEDUP_IDS..]).await;
+        assert_eq!(
+            count.0.load(std::sync::atomic::Ordering::SeqCst),
+            MAX_DEDUP_IDS + 1,
+            "a recent id is not run twice"
+        );
+        assert!(queue.lock().unwrap().seen.len() <= MAX_DEDUP_IDS);
+        run(&queue, &all[..1]).await;
+        assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), MAX_DEDUP_IDS + 2, "the oldest was forgotten");
     }
 }

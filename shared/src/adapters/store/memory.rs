@@ -1,27 +1,35 @@
 //! In-process store for the embedded local mode.
 
+mod expiring;
 mod files;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use serde::Serialize;
 use serde_json::Value;
 
+use self::expiring::Expiring;
 use crate::app::idempotency::{IdempotencyKeys, KeyRecord};
 use crate::app::records::{Conversation, LogEntry, PollRecord};
 use crate::app::store::{Conversations, Counters, Polls, SeenTokens, TurnWrite};
 use crate::error::{Error, Result};
 use crate::ids::ConversationKey;
 
-const MAX_POLLS_BEFORE_SWEEP: usize = 10_000;
-/// What conversations and their logs may take by default (an estimate: their
-/// JSON size) before the least recently written go.
+/// What the store may take by default, all its tables together (an
+/// estimate, see `estimated_size`).
 pub const DEFAULT_MAX_BYTES: usize = 256 * 1024 * 1024;
 /// A conversation keeps its latest log entries, as many as any client reads back.
 const MAX_LOG_ENTRIES_KEPT: usize = 1000;
 /// Writes between two sweeps of expired conversations.
 const WRITES_PER_SWEEP: u64 = 1000;
+
+/// About what a record takes in memory: parsed JSON takes about twice its
+/// text (the values, maps and their allocations), plus the table's own entry.
+fn estimated_size<T: Serialize>(value: &T) -> usize {
+    2 * serde_json::to_vec(value).map_or(0, |json| json.len()) + 64
+}
 
 #[derive(Default)]
 struct Entry {
@@ -55,15 +63,15 @@ impl Table {
         let before = entry.bytes;
         entry.conversation = Conversation { version: write.expected_version + 1, ..write.conversation.clone() };
         for log_entry in write.log {
-            entry.log_bytes += json_size(log_entry);
+            entry.log_bytes += estimated_size(log_entry);
             entry.log.insert(log_entry.seq, log_entry.clone());
         }
         while entry.log.len() > MAX_LOG_ENTRIES_KEPT {
             if let Some((_, dropped)) = entry.log.pop_first() {
-                entry.log_bytes -= json_size(&dropped);
+                entry.log_bytes -= estimated_size(&dropped);
             }
         }
-        entry.bytes = json_size(&entry.conversation) + entry.log_bytes;
+        entry.bytes = estimated_size(&entry.conversation) + entry.log_bytes;
         entry.expires_at = write.expires_at;
         self.lru.remove(&entry.stamp);
         entry.stamp = self.stamp;
@@ -118,29 +126,41 @@ impl Table {
     }
 }
 
-fn json_size<T: serde::Serialize>(value: &T) -> usize {
-    serde_json::to_vec(value).map_or(0, |json| json.len())
-}
-
+#[derive(Serialize)]
 struct Counter {
     value: Value,
     version: u64,
     expires_at: i64,
 }
 
-#[derive(Default)]
+/// Conversations with their logs take at most half of the budget; each
+/// table of records beside them a share of the rest.
 pub struct MemoryStore {
     conversations: Mutex<Table>,
-    /// The budget of `conversations` (0: the default).
+    /// The budget of `conversations`.
     max_bytes: usize,
-    polls: Mutex<HashMap<String, PollRecord>>,
+    polls: Mutex<Expiring<String, PollRecord>>,
     files: Mutex<files::FileTables>,
-    /// Single-use token ids, with when they may be forgotten.
-    seen_tokens: Mutex<HashMap<String, i64>>,
+    /// Single-use token ids.
+    seen_tokens: Mutex<Expiring<String, ()>>,
     /// Per-user counters by name.
-    counters: Mutex<HashMap<(ConversationKey, String), Counter>>,
+    counters: Mutex<Expiring<(ConversationKey, String), Counter>>,
     /// Idempotency-Key records by id.
-    keys: Mutex<HashMap<String, KeyRecord>>,
+    keys: Mutex<Expiring<String, KeyRecord>>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::with_max_bytes(DEFAULT_MAX_BYTES)
+    }
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
+    mutex.lock().map_err(|_| Error::Internal("memory store lock poisoned".into()))
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
 }
 
 impl MemoryStore {
@@ -148,41 +168,33 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// A store whose conversations and logs take at most about `max_bytes`.
+    /// A store that takes at most about `max_bytes`.
     pub fn with_max_bytes(max_bytes: usize) -> Self {
-        Self { max_bytes, ..Self::default() }
-    }
-
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Table>> {
-        self.conversations.lock().map_err(|_| Error::Internal("memory store lock poisoned".into()))
-    }
-
-    fn polls(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, PollRecord>>> {
-        self.polls.lock().map_err(|_| Error::Internal("memory store lock poisoned".into()))
-    }
-
-    fn keys(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, KeyRecord>>> {
-        self.keys.lock().map_err(|_| Error::Internal("memory store lock poisoned".into()))
+        let share = max_bytes / 16;
+        Self {
+            conversations: Mutex::default(),
+            max_bytes: max_bytes / 2,
+            polls: Mutex::new(Expiring::new("poll records", 2 * share)),
+            files: Mutex::new(files::FileTables::new(share)),
+            seen_tokens: Mutex::new(Expiring::new("used token ids", share)),
+            counters: Mutex::new(Expiring::new("counters", share)),
+            keys: Mutex::new(Expiring::new("Idempotency-Key records", 2 * share)),
+        }
     }
 }
 
-fn insert_poll(polls: &mut HashMap<String, PollRecord>, record: &PollRecord) {
-    // Expired records go, as DynamoDB's TTL removes them.
-    if polls.len() >= MAX_POLLS_BEFORE_SWEEP {
-        let now = chrono::Utc::now().timestamp();
-        polls.retain(|_, p| p.expires_at >= now);
-    }
-    polls.insert(record.poll_id.clone(), record.clone());
+fn insert_poll(polls: &mut Expiring<String, PollRecord>, record: &PollRecord) {
+    polls.insert(record.poll_id.clone(), record.clone(), record.expires_at, now());
 }
 
 #[async_trait]
 impl Conversations for MemoryStore {
     async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>> {
-        Ok(self.lock()?.entries.get(key).map(|e| e.conversation.clone()))
+        Ok(locked(&self.conversations)?.entries.get(key).map(|e| e.conversation.clone()))
     }
 
     async fn save_turns(&self, writes: &[(&ConversationKey, TurnWrite<'_>)]) -> Result<()> {
-        let mut conversations = self.lock()?;
+        let mut conversations = locked(&self.conversations)?;
         for (key, write) in writes {
             let stored = conversations.entries.get(*key);
             if stored.map_or(0, |e| e.conversation.version) != write.expected_version {
@@ -193,24 +205,24 @@ impl Conversations for MemoryStore {
             }
         }
         // Taken while the conversation lock is held: the write stays all-or-nothing.
-        let mut polls = self.polls()?;
-        let mut keys = self.keys()?;
+        let mut polls = locked(&self.polls)?;
+        let mut keys = locked(&self.keys)?;
+        let now = now();
         for (key, write) in writes {
             if let Some(record) = write.key {
-                keys.insert(record.id.clone(), record.clone());
+                keys.insert(record.id.clone(), record.clone(), record.expires_at, now);
             }
             conversations.apply(key, write);
             for record in write.polls {
                 insert_poll(&mut polls, record);
             }
         }
-        let max_bytes = if self.max_bytes == 0 { DEFAULT_MAX_BYTES } else { self.max_bytes };
-        conversations.bound(max_bytes, writes.len(), chrono::Utc::now().timestamp());
+        conversations.bound(self.max_bytes, writes.len(), now);
         Ok(())
     }
 
     async fn read_log(&self, key: &ConversationKey, after_seq: Option<u64>, limit: usize) -> Result<Vec<LogEntry>> {
-        let conversations = self.lock()?;
+        let conversations = locked(&self.conversations)?;
         let Some(entry) = conversations.entries.get(key) else {
             return Ok(Vec::new());
         };
@@ -219,7 +231,7 @@ impl Conversations for MemoryStore {
     }
 
     async fn idle_due(&self, now: i64, limit: usize) -> Result<Vec<(ConversationKey, i64)>> {
-        let conversations = self.lock()?;
+        let conversations = locked(&self.conversations)?;
         let mut due: Vec<(ConversationKey, i64)> = conversations
             .entries
             .iter()
@@ -237,18 +249,17 @@ impl Conversations for MemoryStore {
 #[async_trait]
 impl Polls for MemoryStore {
     async fn put_poll(&self, record: &PollRecord) -> Result<()> {
-        insert_poll(&mut *self.polls()?, record);
+        insert_poll(&mut *locked(&self.polls)?, record);
         Ok(())
     }
 
     async fn get_poll(&self, poll_id: &str) -> Result<Option<PollRecord>> {
-        let now = chrono::Utc::now().timestamp();
-        Ok(self.polls()?.get(poll_id).filter(|p| p.expires_at >= now).cloned())
+        Ok(locked(&self.polls)?.get(&poll_id.to_string(), now()).cloned())
     }
 
     async fn record_poll_read(&self, poll_id: &str, reads: u32, now: i64) -> Result<bool> {
-        let mut polls = self.polls()?;
-        match polls.get_mut(poll_id) {
+        let mut polls = locked(&self.polls)?;
+        match polls.get_mut(&poll_id.to_string(), now) {
             Some(record) if record.reads == reads => {
                 record.reads += 1;
                 record.read_at.get_or_insert(now);
@@ -262,45 +273,34 @@ impl Polls for MemoryStore {
 #[async_trait]
 impl SeenTokens for MemoryStore {
     async fn first_use(&self, id: &str, expires_at: i64) -> Result<bool> {
-        let mut seen = self.seen_tokens.lock().map_err(|_| Error::Internal("memory store lock poisoned".into()))?;
-        let now = chrono::Utc::now().timestamp();
-        // Expired ids go, as DynamoDB's TTL removes them.
-        if seen.len() >= MAX_POLLS_BEFORE_SWEEP {
-            seen.retain(|_, until| *until >= now);
+        let mut seen = locked(&self.seen_tokens)?;
+        let now = now();
+        if seen.get(&id.to_string(), now).is_some() {
+            return Ok(false);
         }
-        match seen.get(id) {
-            Some(until) if *until >= now => Ok(false),
-            _ => {
-                seen.insert(id.to_string(), expires_at);
-                Ok(true)
-            }
-        }
+        seen.insert(id.to_string(), (), expires_at, now);
+        Ok(true)
     }
 }
 
 #[async_trait]
 impl IdempotencyKeys for MemoryStore {
     async fn put_new_key(&self, record: &KeyRecord) -> Result<Option<KeyRecord>> {
-        let mut keys = self.keys()?;
-        let now = chrono::Utc::now().timestamp();
-        // Expired records go, as DynamoDB's TTL removes them.
-        if keys.len() >= MAX_POLLS_BEFORE_SWEEP {
-            keys.retain(|_, k| k.expires_at >= now);
+        let mut keys = locked(&self.keys)?;
+        let now = now();
+        if let Some(existing) = keys.get(&record.id, now) {
+            return Ok(Some(existing.clone()));
         }
-        match keys.get(&record.id).filter(|k| k.expires_at >= now) {
-            Some(existing) => Ok(Some(existing.clone())),
-            None => {
-                keys.insert(record.id.clone(), record.clone());
-                Ok(None)
-            }
-        }
+        keys.insert(record.id.clone(), record.clone(), record.expires_at, now);
+        Ok(None)
     }
 
     async fn take_over_key(&self, record: &KeyRecord, started_at: i64) -> Result<bool> {
-        let mut keys = self.keys()?;
-        match keys.get(&record.id) {
+        let mut keys = locked(&self.keys)?;
+        let now = now();
+        match keys.get(&record.id, now) {
             Some(existing) if existing.answer.is_none() && existing.started_at == started_at => {
-                keys.insert(record.id.clone(), record.clone());
+                keys.insert(record.id.clone(), record.clone(), record.expires_at, now);
                 Ok(true)
             }
             _ => Ok(false),
@@ -308,13 +308,13 @@ impl IdempotencyKeys for MemoryStore {
     }
 
     async fn put_key(&self, record: &KeyRecord) -> Result<()> {
-        self.keys()?.insert(record.id.clone(), record.clone());
+        locked(&self.keys)?.insert(record.id.clone(), record.clone(), record.expires_at, now());
         Ok(())
     }
 
     async fn forget_key(&self, record: &KeyRecord) -> Result<()> {
-        let mut keys = self.keys()?;
-        if keys.get(&record.id).is_some_and(|k| k.answer.is_none() && k.started_at == record.started_at) {
+        let mut keys = locked(&self.keys)?;
+        if keys.get(&record.id, now()).is_some_and(|k| k.answer.is_none() && k.started_at == record.started_at) {
             keys.remove(&record.id);
         }
         Ok(())
@@ -324,10 +324,9 @@ impl IdempotencyKeys for MemoryStore {
 #[async_trait]
 impl Counters for MemoryStore {
     async fn load_counter(&self, key: &ConversationKey, name: &str) -> Result<(Option<Value>, u64)> {
-        let counters = self.counters.lock().map_err(|_| Error::Internal("memory store lock poisoned".into()))?;
-        let now = chrono::Utc::now().timestamp();
-        Ok(match counters.get(&(key.clone(), name.to_string())) {
-            Some(counter) if counter.expires_at >= now => (Some(counter.value.clone()), counter.version),
+        let counters = locked(&self.counters)?;
+        Ok(match counters.get(&(key.clone(), name.to_string()), i64::MIN) {
+            Some(counter) if counter.expires_at >= now() => (Some(counter.value.clone()), counter.version),
             Some(counter) => (None, counter.version),
             None => (None, 0),
         })
@@ -341,17 +340,12 @@ impl Counters for MemoryStore {
         version: u64,
         expires_at: i64,
     ) -> Result<()> {
-        let mut counters = self.counters.lock().map_err(|_| Error::Internal("memory store lock poisoned".into()))?;
+        let mut counters = locked(&self.counters)?;
         let id = (key.clone(), name.to_string());
-        if counters.get(&id).map_or(0, |c| c.version) != version {
+        if counters.get(&id, i64::MIN).map_or(0, |c| c.version) != version {
             return Err(Error::Conflict);
         }
-        // Expired counters go, as DynamoDB's TTL removes them.
-        if counters.len() >= MAX_POLLS_BEFORE_SWEEP {
-            let now = chrono::Utc::now().timestamp();
-            counters.retain(|_, c| c.expires_at >= now);
-        }
-        counters.insert(id, Counter { value: value.clone(), version: version + 1, expires_at });
+        counters.insert(id, Counter { value: value.clone(), version: version + 1, expires_at }, expires_at, now());
         Ok(())
     }
 }
@@ -393,11 +387,12 @@ mod tests {
     #[tokio::test]
     async fn beyond_its_budget_the_least_recently_written_conversations_go() {
         let entries: Vec<LogEntry> = (0..10).map(entry).collect();
-        let one = json_size(&Conversation { next_seq: 10, version: 1, ..Conversation::default() })
-            + entries.iter().map(json_size).sum::<usize>();
+        let one = estimated_size(&Conversation { next_seq: 10, version: 1, ..Conversation::default() })
+            + entries.iter().map(estimated_size).sum::<usize>();
         // Three such conversations, one of them an entry longer.
-        let budget = one * 3 + json_size(&entry(10)) + 64;
-        let store = MemoryStore::with_max_bytes(budget);
+        let budget = one * 3 + estimated_size(&entry(10)) + 64;
+        // Conversations take half of the store's budget.
+        let store = MemoryStore::with_max_bytes(2 * budget);
         let far = chrono::Utc::now().timestamp() + 3600;
         for n in 0..3 {
             write(&store, &user(n), 0, &entries, far).await;
@@ -409,7 +404,7 @@ mod tests {
         for n in [0, 2, 3] {
             assert!(store.load(&user(n)).await.unwrap().is_some(), "u{n} kept");
         }
-        assert!(store.lock().unwrap().bytes <= budget);
+        assert!(locked(&store.conversations).unwrap().bytes <= budget);
     }
 
     /// A conversation waiting for its call stays (its poll must be answered);
@@ -417,9 +412,9 @@ mod tests {
     #[tokio::test]
     async fn a_conversation_waiting_for_a_call_is_never_dropped() {
         let entries: Vec<LogEntry> = (0..10).map(entry).collect();
-        let one = json_size(&Conversation { next_seq: 10, version: 1, ..Conversation::default() })
-            + entries.iter().map(json_size).sum::<usize>();
-        let store = MemoryStore::with_max_bytes(one * 2 + 512);
+        let one = estimated_size(&Conversation { next_seq: 10, version: 1, ..Conversation::default() })
+            + entries.iter().map(estimated_size).sum::<usize>();
+        let store = MemoryStore::with_max_bytes(2 * (one * 2 + 512));
         let far = chrono::Utc::now().timestamp() + 3600;
         let call = crate::engine::HttpCall {
             method: "GET".into(),
@@ -469,6 +464,28 @@ mod tests {
         }
         assert!(store.load(&user(1)).await.unwrap().is_none(), "expired and swept");
         assert!(store.load(&user(0)).await.unwrap().is_some());
+    }
+
+    /// Poll records, like every table beside the conversations, expire and
+    /// keep within their share (an eighth) of the store's budget.
+    #[tokio::test]
+    async fn poll_records_expire_and_keep_within_their_share() {
+        let now = chrono::Utc::now().timestamp();
+        let record = |n: usize, expires_at: i64| PollRecord {
+            expires_at,
+            ..PollRecord::new(&format!("poll-{n:04}"), &user(0), None, None, now)
+        };
+        let one = 2 * estimated_size(&"poll-0000") + estimated_size(&record(0, now + 60)) + expiring::ENTRY_BYTES;
+        let store = MemoryStore::with_max_bytes(8 * 100 * one);
+        store.put_poll(&record(0, now - 1)).await.unwrap();
+        assert!(store.get_poll("poll-0000").await.unwrap().is_none(), "expired");
+        for n in 1..=1000 {
+            store.put_poll(&record(n, now + 60 + n as i64)).await.unwrap();
+        }
+        assert_eq!(locked(&store.polls).unwrap().len(), 100);
+        assert!(store.get_poll("poll-0900").await.unwrap().is_none(), "the soonest to expire went");
+        assert!(store.get_poll("poll-0901").await.unwrap().is_some());
+        assert!(store.get_poll("poll-1000").await.unwrap().is_some());
     }
 
     #[tokio::test]
