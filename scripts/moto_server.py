@@ -25,7 +25,8 @@ def main() -> None:
     dynamodb = threading.Lock()
 
     def serialised(environ, start_response):
-        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+        # DynamoDB_20120810.*, not the stream's reads (DynamoDBStreams_...).
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
             with dynamodb:
                 return list(app(environ, start_response))
         return app(environ, start_response)

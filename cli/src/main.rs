@@ -229,7 +229,9 @@ async fn serve(addr: SocketAddr, bots: Option<PathBuf>, storage: Storage, behind
     let (stores, storage) = match table {
         Some(table) => {
             let client = aws::dynamodb_client(aws_endpoint.as_deref()).await;
-            let store = DynamoStore::new(client, &table);
+            // What saved turns owe is relayed from the table's stream.
+            let streams = aws::dynamodb_streams_client(aws_endpoint.as_deref()).await;
+            let store = DynamoStore::new(client, &table).reading_stream(streams);
             if create_table {
                 store.create_table().await?;
             }
@@ -287,6 +289,8 @@ async fn serve(addr: SocketAddr, bots: Option<PathBuf>, storage: Storage, behind
             (embedded, queued, Some(memory))
         }
     };
+    // Before serving: no write is made before its changes are read.
+    embedded.start_relay().await?;
     tokio::spawn(process::sweep_idle_sessions(embedded.worker.clone(), process::IDLE_SWEEP_EVERY));
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -2,6 +2,7 @@
 //! DynamoDB store on the emulator started by the test command, and tokens
 //! signed independently of the product's own code.
 
+pub mod proxy;
 pub mod runtime_api;
 
 use std::sync::Arc;
@@ -127,10 +128,35 @@ pub async fn sqs_queue() -> (SqsQueue, SqsQueue) {
         .expect("create queues on the emulator")
 }
 
-/// A DynamoDB store on a fresh table of its own.
+/// Waits (at most 10 s) until `queue` holds `count` messages.
+pub async fn wait_until_queued(queue: &SqsQueue, count: usize) {
+    let client = sqs_client().await;
+    for _ in 0..200 {
+        let attributes = client
+            .get_queue_attributes()
+            .queue_url(queue.url())
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .expect("queue attributes");
+        let queued = attributes
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
+            .and_then(|n| n.parse::<usize>().ok());
+        if queued.is_some_and(|n| n >= count) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{count} messages were not queued within 10 s");
+}
+
+/// A DynamoDB store on a fresh table of its own, reading its stream (a
+/// server started on it relays what saved turns owe from there).
 pub async fn dynamo_store(client: aws_sdk_dynamodb::Client) -> (DynamoStore, String) {
     let table = format!("hookline-test-{}", uuid::Uuid::new_v4().simple());
-    let store = DynamoStore::new(client, &table);
+    let streams = aws::dynamodb_streams_client(Some(&aws_endpoint())).await;
+    let store = DynamoStore::new(client, &table).reading_stream(streams);
     store.create_table().await.expect("create table on the emulator");
     (store, table)
 }
@@ -161,6 +187,8 @@ pub enum Queued {
     Sqs {
         queue: Arc<SqsQueue>,
         dead_letters: Arc<SqsQueue>,
+        /// The same queue as the product sends to it (through a proxy, say).
+        sends: Arc<SqsQueue>,
     },
 }
 
@@ -261,7 +289,8 @@ impl Server {
             Backend::Memory => Queued::Memory(MemoryQueue::new(TEST_MAX_RECEIVES)),
             Backend::DynamoDb => {
                 let (queue, dead_letters) = sqs_queue().await;
-                Queued::Sqs { queue: Arc::new(queue), dead_letters: Arc::new(dead_letters) }
+                let queue = Arc::new(queue);
+                Queued::Sqs { sends: queue.clone(), queue, dead_letters: Arc::new(dead_letters) }
             }
         };
         Self::serve(registry, stores(backend).await, blobs(backend).await, queued, settings, true).await
@@ -280,10 +309,26 @@ impl Server {
         Self::serve(registry, stores(Backend::Memory).await, blobs(Backend::Memory).await, queued, settings, true).await
     }
 
+    /// On `stores`, jobs sent to an SQS queue through `sends` (the same
+    /// queue, reached however the test chooses: through a fault-injecting
+    /// proxy, say), and a worker polling it directly.
+    pub async fn start_on_sqs(
+        registry: Registry,
+        stores: Stores,
+        sends: SqsQueue,
+        (queue, dead_letters): (SqsQueue, SqsQueue),
+        settings: Settings,
+    ) -> Self {
+        let (queue, sends) = (Arc::new(queue), Arc::new(sends));
+        let queued = Queued::Sqs { queue, dead_letters: Arc::new(dead_letters), sends };
+        Self::serve(registry, stores, blobs(Backend::DynamoDb).await, queued, settings, true).await
+    }
+
     /// On DynamoDB and SQS, with no worker serving the queue: the test runs it.
     pub async fn start_without_worker(registry: Registry, settings: Settings) -> Self {
         let (queue, dead_letters) = sqs_queue().await;
-        let queued = Queued::Sqs { queue: Arc::new(queue), dead_letters: Arc::new(dead_letters) };
+        let queue = Arc::new(queue);
+        let queued = Queued::Sqs { sends: queue.clone(), queue, dead_letters: Arc::new(dead_letters) };
         let (stores, blobs) = (stores(Backend::DynamoDb).await, blobs(Backend::DynamoDb).await);
         Self::serve(registry, stores, blobs, queued, settings, false).await
     }
@@ -306,9 +351,10 @@ impl Server {
             Queued::Flaky(memory, failures, failing) => {
                 Arc::new(FlakyQueue { inner: memory.clone(), failures_left: failures.clone(), failing: *failing })
             }
-            Queued::Sqs { queue, .. } => queue.clone(),
+            Queued::Sqs { sends, .. } => sends.clone(),
         };
         let embedded = Embedded::new(registry, stores.clone(), queue, blobs.clone(), settings).expect("wiring");
+        embedded.start_relay().await.expect("read the store's changes");
         let worker = embedded.worker.clone();
         match &queued {
             Queued::Memory(memory) | Queued::Flaky(memory, ..) => memory.start(&worker, worker.retry_base()),
@@ -430,6 +476,33 @@ pub fn delivery_job(bot: &str, receiver: &Receiver, path: &str, webhook_id: &str
         }
     })
     .to_string()
+}
+
+/// The records of `table`'s stream on the emulator, from its start, as a
+/// DynamoDB stream event: the records as GetRecords answers them on the
+/// wire, which is what Lambda's event source passes on.
+pub async fn stream_event(table: &str) -> Value {
+    let http = reqwest::Client::new();
+    let call = |target: &'static str, body: Value| {
+        let request = http
+            .post(aws_endpoint())
+            .header("X-Amz-Target", format!("DynamoDBStreams_20120810.{target}"))
+            .header("Content-Type", "application/x-amz-json-1.0")
+            .header("Authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0")
+            .body(body.to_string());
+        async move { request.send().await.expect("the emulator answers").json::<Value>().await.expect("JSON") }
+    };
+    let streams = call("ListStreams", json!({"TableName": table})).await;
+    let arn = streams["Streams"][0]["StreamArn"].as_str().expect("the table has a stream").to_string();
+    let stream = call("DescribeStream", json!({"StreamArn": arn})).await;
+    let shard = stream["StreamDescription"]["Shards"][0]["ShardId"].clone();
+    let at = json!({"StreamArn": arn, "ShardId": shard, "ShardIteratorType": "TRIM_HORIZON"});
+    let iterator = call("GetShardIterator", at).await["ShardIterator"].clone();
+    let mut records = call("GetRecords", json!({"ShardIterator": iterator})).await["Records"].take();
+    for record in records.as_array_mut().expect("records") {
+        record["eventSourceARN"] = json!(arn);
+    }
+    json!({"Records": records})
 }
 
 /// One record of an SQS event, as the FIFO queue's event source sends it.

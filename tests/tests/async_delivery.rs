@@ -192,7 +192,7 @@ async fn a_receiver_down_past_the_retry_budget_leaves_the_message_dead_lettered_
     answers.push(("/chatlayer-format", Answer::json(json!({}))));
     let receiver = Receiver::start(answers).await;
     let server = Server::start_on(Backend::DynamoDb, channel_bot(&receiver, ""), settings()).await;
-    let Queued::Sqs { queue, dead_letters } = server.queued.clone() else { unreachable!() };
+    let Queued::Sqs { queue, dead_letters, .. } = server.queued.clone() else { unreachable!() };
     assert_eq!(say(&server, "chatlayer-format", "eve", "survey").await.status, 200);
 
     let tried = receiver.wait_for_path("/chatlayer-format", failures, 20).await;

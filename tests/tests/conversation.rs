@@ -127,6 +127,7 @@ async fn new_session_and_idle_timeout_end_the_task(backend: Backend) {
         expires_at: now() + 3600,
         polls: &[],
         key: None,
+        owes: None,
     };
     server.stores.conversations.save_turn(&key, write).await.unwrap();
     assert_eq!(server.say("erin", "Erin").await.texts(), ["I did not understand."]);
@@ -148,6 +149,7 @@ async fn new_session_and_idle_timeout_end_the_task(backend: Backend) {
         expires_at: now() + 3600,
         polls: &[],
         key: None,
+        owes: None,
     };
     server.stores.conversations.save_turn(&key, write).await.unwrap();
     assert_eq!(server.say("frank", "Frank").await.texts(), ["Your email?"]);

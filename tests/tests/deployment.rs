@@ -142,3 +142,25 @@ fn the_webhook_timeout_leaves_room_for_a_write_started_at_the_deadline() {
     let default = deadline["Default"].as_i64().unwrap() as u128;
     assert_eq!(hookline_core::process::Settings::default().http.sync_deadline.as_millis(), default);
 }
+
+/// The outbox's relay: the table streams each conversation as written, and
+/// the worker reads it, filtered to the writes marked as owing, reporting
+/// failed records so that those after them wait.
+#[test]
+fn the_table_streams_the_writes_that_owe_to_the_worker() {
+    use hookline_core::adapters::store::OWES;
+    use yaml_rust2::YamlLoader;
+
+    let template = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml")).unwrap();
+    let template = &YamlLoader::load_from_str(&template).unwrap()[0];
+    let table = &template["Resources"]["SessionsTable"]["Properties"];
+    assert_eq!(table["StreamSpecification"]["StreamViewType"].as_str(), Some("NEW_IMAGE"));
+    let changes = &template["Resources"]["WorkerFunction"]["Properties"]["Events"]["Changes"];
+    assert_eq!(changes["Type"].as_str(), Some("DynamoDB"));
+    let properties = &changes["Properties"];
+    assert_eq!(properties["FunctionResponseTypes"][0].as_str(), Some("ReportBatchItemFailures"));
+    assert_eq!(properties["MaximumRetryAttempts"].as_i64(), Some(-1), "retried until it succeeds");
+    let pattern = properties["FilterCriteria"]["Filters"][0]["Pattern"].as_str().unwrap();
+    let pattern: serde_json::Value = serde_json::from_str(pattern).unwrap();
+    assert_eq!(pattern["dynamodb"]["NewImage"][OWES]["N"][0]["exists"], true, "{pattern}");
+}

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookline_core::adapters::store::MemoryStore;
+use hookline_core::app::queue::QueueMessage;
 use hookline_core::app::records::{Conversation, LogEntry};
+use hookline_core::app::relay::Changes;
 use hookline_core::app::store::{Conversations, Stores, TurnWrite};
 use hookline_core::ids::ConversationKey;
 use hookline_core::process::Settings;
@@ -300,6 +302,18 @@ impl Conversations for SlowStore {
 
     async fn idle_due(&self, now: i64, limit: usize) -> hookline_core::error::Result<Vec<(ConversationKey, i64)>> {
         self.inner.idle_due(now, limit).await
+    }
+
+    async fn read_outbox(
+        &self,
+        key: &ConversationKey,
+        first_seq: u64,
+    ) -> hookline_core::error::Result<Vec<QueueMessage>> {
+        self.inner.read_outbox(key, first_seq).await
+    }
+
+    async fn changes(&self) -> hookline_core::error::Result<Option<Box<dyn Changes>>> {
+        self.inner.changes().await
     }
 }
 

@@ -226,6 +226,7 @@ async fn save(server: &Server, user: &str, conversation: &Conversation) {
         expires_at: now() + 3600,
         polls: &[],
         key: None,
+        owes: None,
     };
     server.stores.conversations.save_turn(&key, write).await.unwrap();
 }

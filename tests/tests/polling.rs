@@ -271,6 +271,9 @@ async fn a_message_does_not_overtake_those_queued_before_it() {
         || hookline_core::process::sqs_worker::poll_once(&worker, &queue, std::time::Duration::from_secs(1));
 
     let p1 = poll_id(&say(&server, "poll", "jo", "weather").await);
+    // The call's job is relayed from the saved turn (the outbox); once it is
+    // queued, "hello" queues behind it.
+    wait_until_queued(&queue, 1).await;
     let p2 = poll_id(&say(&server, "poll", "jo", "hello").await);
     // The worker finishes the weather call; "hello" has not run yet.
     assert_eq!(work_once().await.unwrap(), 1);

@@ -1,20 +1,21 @@
 //! The worker function's binary under a local Lambda Runtime API, with an
 //! SQS event as the FIFO queue's event source sends it, against the AWS
-//! emulator: deliveries made, and the partial batch response; and with the
-//! schedule's event, the sweep of idle sessions.
+//! emulator: deliveries made, and the partial batch response; with the
+//! table's stream event, what saved turns owe queued (the outbox's relay);
+//! and with the schedule's event, the sweep of idle sessions.
 
 use std::path::Path;
 use std::time::Duration;
 
 use chrono::Utc;
 use hookline_core::adapters::store::DynamoStore;
-use hookline_core::app::queue::Job;
+use hookline_core::app::queue::{Job, QueueMessage};
 use hookline_core::app::records::{Conversation, IdleClosure};
 use hookline_core::app::store::{Conversations, TurnWrite};
 use hookline_core::engine::Session;
 use hookline_core::ids::ConversationKey;
 use hookline_tests::runtime_api::{Deployment, HELLO_BOT, LambdaRuntime, Outcome};
-use hookline_tests::{Answer, Receiver, delivery_job, dynamodb_client, now, sqs_record};
+use hookline_tests::{Answer, Receiver, delivery_job, dynamodb_client, now, sqs_record, stream_event};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,6 +66,7 @@ async fn the_schedule_queues_the_closure_of_idle_sessions() {
         expires_at: now() + 3600,
         polls: &[],
         key: None,
+        owes: None,
     };
     store.save_turn(&key, write).await.unwrap();
 
@@ -87,4 +89,40 @@ async fn the_schedule_queues_the_closure_of_idle_sessions() {
     let closed = store.load(&key).await.unwrap().unwrap();
     assert_eq!((closed.session, closed.idle_closure), (None, None));
     assert_eq!(closed.last_turn.map(|t| t.trace_id), Some(IdleClosure::trace_id(&key, due_at)));
+}
+
+/// The table's stream event: a write that owes has what it kept queued in
+/// its conversation's group; a write that does not, and other items, relay nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_event_queues_what_saved_turns_owe() {
+    let receiver = Receiver::start(vec![("/lead", Answer::json(json!({})))]).await;
+    let deployment = Deployment::on_emulator().await;
+    let store = DynamoStore::new(dynamodb_client().await, &deployment.table);
+    let key = ConversationKey::new(HELLO_BOT, "lea");
+    let job: Job = serde_json::from_str(&delivery_job(HELLO_BOT, &receiver, "/lead", "lead-1")).unwrap();
+    let kept = QueueMessage::in_conversation(&key, "lead-1", job.clone());
+    let last = json!({"traceId": "tr-lead", "firstSeq": 0, "jobs": [kept]});
+    let owing = Conversation { last_turn: Some(serde_json::from_value(last).unwrap()), ..Conversation::default() };
+    let write = |conversation, expected_version, owes| TurnWrite {
+        conversation,
+        expected_version,
+        log: &[],
+        expires_at: now() + 3600,
+        polls: &[],
+        key: None,
+        owes,
+    };
+    store.save_turn(&key, write(&owing, 0, Some(&[]))).await.unwrap();
+    // Written again without owing: relayed nothing more.
+    store.save_turn(&key, write(&owing, 1, None)).await.unwrap();
+
+    let function = LambdaRuntime::start(Path::new(env!("CARGO_BIN_EXE_worker")), &deployment.env).await;
+    let event = stream_event(&deployment.table).await;
+    assert_eq!(event["Records"].as_array().unwrap().len(), 2, "{event}");
+    let Outcome::Response(response) = function.invoke(event).await else { panic!("the relay failed") };
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    let queued = deployment.queue.receive(10, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(serde_json::from_str::<Job>(&queued[0].body).unwrap(), job);
+    assert_eq!(queued[0].group.as_deref(), Some(kept.group.as_str()));
 }

@@ -181,14 +181,8 @@ async fn answer(state: &WebhookState, call: Call, message: Message<'_>) -> Resul
     // would queue behind it: then the message runs after all.
     for _ in 0..3 {
         reply = match state.turns.run(&request, deadline).await? {
-            Outcome::Answered(answered) => {
-                // The turn is saved: a failure here must not turn into an error
-                // the client would retry (and so send the message twice).
-                if let Err(e) = state.queue.send(&answered.jobs).await {
-                    tracing::error!(error = %e, jobs = ?answered.jobs, "the turn is saved but its deliveries could not be queued");
-                }
-                Some(*answered)
-            }
+            // Saved: what it owes leaves through the outbox (`app::relay`).
+            Outcome::Answered(answered) => Some(*answered),
             Outcome::Busy if polling => queue_behind(state, &request, deadline).await?,
             Outcome::Busy => return Err(Error::Busy),
         };

@@ -4,6 +4,7 @@
 //! - [`turn`] runs a user's turn (the engine, the calls it waits for, the
 //!   conditional write) and [`jobs`] builds the work a saved turn leaves;
 //! - [`worker`] runs queued jobs: turns, polled continuations, deliveries;
+//!   [`relay`] queues what each saved turn owes (the outbox);
 //! - [`files`] takes uploads; [`auth`] checks callers; [`inbound`] reads
 //!   request bodies into turn requests;
 //! - ports: [`store`], [`queue`], [`outbound`], [`files::FileStore`] and
@@ -18,6 +19,7 @@ pub mod outbound;
 pub mod queue;
 pub mod rate;
 pub mod records;
+pub mod relay;
 pub mod store;
 pub mod turn;
 pub mod worker;

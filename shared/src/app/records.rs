@@ -144,10 +144,23 @@ pub struct LastTurn {
     pub answered_poll: Option<String>,
     #[serde(default)]
     pub next_poll: Option<String>,
+    /// The instance whose POST_URL received the turn's messages, and the
+    /// client's address: what the turn's deliveries are rebuilt with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
+    /// The idle closure the turn sent first, before its own messages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub closed: Vec<QueueMessage>,
     /// What the turn queued that cannot be rebuilt from the log (its
     /// continuation, session-data and async webhook node deliveries).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub jobs: Vec<QueueMessage>,
+    /// Those jobs were too large for the conversation: they are kept in an
+    /// item of their own, written with the turn.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub jobs_apart: bool,
 }
 
 /// What a poll (GET .../poll/{pollId}) reads: work in progress, then the

@@ -10,7 +10,9 @@ use serde_json::Value;
 
 use super::files::FileStore;
 use super::idempotency::{IdempotencyKeys, KeyRecord};
+use super::queue::QueueMessage;
 use super::records::{Conversation, LogEntry, PollRecord};
+use super::relay::Changes;
 use crate::error::Result;
 use crate::ids::ConversationKey;
 
@@ -28,6 +30,10 @@ pub struct TurnWrite<'a> {
     pub polls: &'a [PollRecord],
     /// The Idempotency-Key record of the message, done, written with the turn.
     pub key: Option<&'a KeyRecord>,
+    /// The write applied a turn whose deliveries are owed (the outbox, see
+    /// `app::relay`): its change reaches the relay. Given, the jobs kept
+    /// apart from the conversation (too large for it), in an item of their own.
+    pub owes: Option<&'a [QueueMessage]>,
 }
 
 /// Conversations and their log.
@@ -48,6 +54,17 @@ pub trait Conversations: Send + Sync {
 
     /// Log entries with seq greater than `after_seq`, oldest first.
     async fn read_log(&self, key: &ConversationKey, after_seq: Option<u64>, limit: usize) -> Result<Vec<LogEntry>>;
+
+    /// The jobs a turn kept apart from the conversation (`TurnWrite::owes`),
+    /// by the turn's first log seq.
+    async fn read_outbox(&self, key: &ConversationKey, first_seq: u64) -> Result<Vec<QueueMessage>>;
+
+    /// The writes that owe deliveries, in the order they are made, from now
+    /// on (`app::relay`): the in-memory store's own feed (given once), or
+    /// DynamoDB's stream when the store can read it.
+    async fn changes(&self) -> Result<Option<Box<dyn Changes>>> {
+        Ok(None)
+    }
 
     /// Conversations whose idle closure is due by `now` (Unix seconds), with
     /// when it was due: the earliest, at most `limit` per partition of the

@@ -65,12 +65,13 @@ pub struct Failure {
 }
 
 /// What the worker uses: the bots, the turn driver, the poll records (for
-/// answers it refuses), the queue (for what jobs leave) and outbound HTTP.
+/// answers it refuses), the queue (for what saved turns owe, see
+/// `app::relay`, and the idle sweep's jobs) and outbound HTTP.
 pub struct Worker {
-    bots: Arc<Registry>,
-    turns: Arc<Turns>,
+    pub(super) bots: Arc<Registry>,
+    pub(super) turns: Arc<Turns>,
     polls: Arc<dyn Polls>,
-    queue: Arc<dyn Queue>,
+    pub(super) queue: Arc<dyn Queue>,
     outbound: Arc<dyn Outbound>,
     settings: WorkerSettings,
 }
@@ -144,9 +145,7 @@ impl Worker {
             Job::CloseIdle { bot_id, user_id, app, due_at } => {
                 let bot = self.bots.require(bot_id)?;
                 let key = ConversationKey::new(bot_id, user_id).in_app(app.clone());
-                if let Some(reply) = self.turns.close_idle(&bot, &key, *due_at, self.deadline(started)).await? {
-                    self.queue.send(&reply.jobs).await?;
-                }
+                self.turns.close_idle(&bot, &key, *due_at, self.deadline(started)).await?;
                 Ok(())
             }
         }
@@ -204,7 +203,7 @@ impl Worker {
     }
 
     /// A queued message: run it (after any call its conversation still
-    /// waits for) and queue what it leaves, its continuation included.
+    /// waits for); what it owes, its continuation included, is relayed.
     async fn turn(&self, queued: &QueuedTurn, started: Instant) -> Result<(), Retry> {
         let bot = self.bots.require(&queued.bot_id)?;
         let instance = bot
@@ -234,7 +233,7 @@ impl Worker {
                 outcome => outcome?,
             };
             match outcome {
-                Outcome::Answered(reply) => return Ok(self.queue.send(&reply.jobs).await?),
+                Outcome::Answered(_) => return Ok(()),
                 // Waiting for a call whose job was lost or dead-lettered:
                 // finish that first, then the message.
                 Outcome::Busy => {
@@ -261,16 +260,15 @@ impl Worker {
         started: Instant,
     ) -> Result<(), Retry> {
         let turns = &self.turns;
-        let resumed = match turns.resume(bot, key, poll_id, self.deadline(started)).await {
+        match turns.resume(bot, key, poll_id, self.deadline(started)).await {
             // It can never be resumed: give up on it, or the conversation stays stuck.
             Err(e @ (Error::InvalidPayload(_) | Error::Internal(_))) => {
                 tracing::error!(error = %e, %poll_id, "a polled call cannot be resumed: the task is abandoned");
-                turns.abandon(bot, key, poll_id, Instant::now() + self.settings.turn_deadline).await?
+                turns.abandon(bot, key, poll_id, Instant::now() + self.settings.turn_deadline).await?;
             }
-            resumed => resumed?,
-        };
-        if let Some(reply) = resumed {
-            self.queue.send(&reply.jobs).await?;
+            resumed => {
+                resumed?;
+            }
         }
         Ok(())
     }

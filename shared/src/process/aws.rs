@@ -40,6 +40,11 @@ pub async fn dynamodb_client(endpoint: Option<&str>) -> aws_sdk_dynamodb::Client
     aws_sdk_dynamodb::Client::new(&aws_config(endpoint).await)
 }
 
+/// Reads the table's stream, for processes that relay on their own.
+pub async fn dynamodb_streams_client(endpoint: Option<&str>) -> aws_sdk_dynamodbstreams::Client {
+    aws_sdk_dynamodbstreams::Client::new(&aws_config(endpoint).await)
+}
+
 /// With a local endpoint, path-style addressing (emulators serve no bucket
 /// subdomains). Chunks and upload parts are megabytes: longer timeouts than
 /// the table's, within the files function's 29 s.

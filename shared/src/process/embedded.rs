@@ -12,10 +12,12 @@ use crate::adapters::outbound::HttpOutbound;
 use crate::api::{self, FilesState, PollState, WebhookState};
 use crate::app::files::{Blobs, Files};
 use crate::app::queue::Queue;
-use crate::app::store::Stores;
+use crate::app::relay;
+use crate::app::store::{Conversations, Stores};
 use crate::app::turn::Turns;
 use crate::app::worker::Worker;
 use crate::definition::Registry;
+use crate::error::Result;
 
 /// How often the embedded server sweeps idle sessions: an asynchronous
 /// instance hears of a session's closure at most this long after it is due.
@@ -29,6 +31,7 @@ pub struct Embedded {
     /// Runs the queue's jobs; a queue that runs them itself (the in-process
     /// one) must be started with it.
     pub worker: Arc<Worker>,
+    conversations: Arc<dyn Conversations>,
 }
 
 impl Embedded {
@@ -42,7 +45,8 @@ impl Embedded {
         let bots = Arc::new(registry);
         let http = Arc::new(settings.http);
         let outbound = Arc::new(HttpOutbound::new()?);
-        let turns = Arc::new(Turns::new(stores.conversations.clone(), outbound.clone()));
+        let conversations = stores.conversations.clone();
+        let turns = Arc::new(Turns::new(conversations.clone(), outbound.clone()));
         let webhook = WebhookState {
             bots: bots.clone(),
             turns: turns.clone(),
@@ -65,7 +69,18 @@ impl Embedded {
         let (seen_tokens, keys) = (stores.seen_tokens, stores.keys.clone());
         let files = FilesState { bots: bots.clone(), files, seen_tokens, keys, http };
         let worker = Worker::new(bots, turns, stores.polls, queue, outbound, settings.worker);
-        Ok(Self { webhook, poll, files, worker })
+        Ok(Self { webhook, poll, files, worker, conversations })
+    }
+
+    /// Relays what saved turns owe (`app::relay`) from the store's changes,
+    /// as the worker function's stream event source does on AWS: `false`
+    /// when the store gives none (a DynamoDB store not reading its stream).
+    pub async fn start_relay(&self) -> Result<bool> {
+        let Some(changes) = self.conversations.changes().await? else {
+            return Ok(false);
+        };
+        tokio::spawn(relay::relay_changes(self.worker.clone(), changes));
+        Ok(true)
     }
 
     /// Every endpoint.

@@ -1,10 +1,12 @@
 //! The worker on SQS: the worker Lambda's handler (an SQS event in, the
-//! partial batch response out, so only the failed messages come back; or the
+//! partial batch response out, so only the failed messages come back; the
+//! table's stream, whose writes that owe deliveries it relays; or the
 //! schedule that sweeps idle sessions), and a
 //! polling loop for other processes that does what Lambda's event source
 //! mapping does (receive, handle, delete what succeeded, back off the rest;
 //! the redrive policy dead-letters a message after its last receive).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,17 +14,45 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use futures_util::future::join_all;
+
 use crate::adapters::queue::SqsQueue;
+use crate::adapters::store::owed_in_image;
+use crate::app::relay::Owed;
 use crate::app::worker::{Record, Worker};
 use crate::error::Result;
+use crate::ids::ConversationKey;
 
-/// What the worker function is invoked with: jobs from the queue, or the
-/// schedule that sweeps idle sessions.
+/// What the worker function is invoked with: jobs from the queue, the
+/// table's changes (writes that owe deliveries, to relay), or the schedule
+/// that sweeps idle sessions.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum WorkerEvent {
     Schedule(ScheduledEvent),
+    Changes(StreamEvent),
     Jobs(SqsEvent),
+}
+
+/// A DynamoDB stream event: each record's sequence number and new image
+/// (the string and number attributes the relay reads).
+#[derive(Debug, Deserialize)]
+pub struct StreamEvent {
+    #[serde(rename = "Records")]
+    pub records: Vec<StreamRecord>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StreamRecord {
+    pub dynamodb: StreamChange,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StreamChange {
+    #[serde(rename = "SequenceNumber")]
+    pub sequence_number: String,
+    #[serde(rename = "NewImage", default)]
+    pub new_image: HashMap<String, HashMap<String, serde_json::Value>>,
 }
 
 /// An EventBridge schedule's event: only its time is read.
@@ -38,6 +68,7 @@ pub struct ScheduledEvent {
 pub async fn handle_invocation(worker: &Worker, event: WorkerEvent, queue: Option<&SqsQueue>) -> SqsBatchResponse {
     match event {
         WorkerEvent::Jobs(event) => handle_event(worker, event, queue).await,
+        WorkerEvent::Changes(event) => relay_changes(worker, event).await,
         WorkerEvent::Schedule(schedule) => {
             match worker.sweep_idle(schedule.time.timestamp()).await {
                 Ok(queued) => tracing::info!(queued, "idle sessions swept"),
@@ -47,6 +78,47 @@ pub async fn handle_invocation(worker: &Worker, event: WorkerEvent, queue: Optio
             SqsBatchResponse::default()
         }
     }
+}
+
+/// Relays what each record's write owes, the records of one conversation in
+/// order, conversations side by side. On a failure the earliest failed
+/// record is reported: Lambda retries the batch from it (a record relayed
+/// again is queued under the same deduplication ids and webhook-ids).
+pub async fn relay_changes(worker: &Worker, event: StreamEvent) -> SqsBatchResponse {
+    let mut conversations: Vec<Vec<(String, Owed)>> = Vec::new();
+    let mut index: HashMap<ConversationKey, usize> = HashMap::new();
+    for record in event.records {
+        let change = record.dynamodb;
+        let image = &change.new_image;
+        let attribute = |name: &str| {
+            let value = image.get(name)?;
+            value.get("S").or_else(|| value.get("N")).and_then(serde_json::Value::as_str)
+        };
+        let Some(owed) = owed_in_image(attribute) else { continue };
+        let at = *index.entry(owed.key.clone()).or_insert_with(|| {
+            conversations.push(Vec::new());
+            conversations.len() - 1
+        });
+        conversations[at].push((change.sequence_number, owed));
+    }
+    let runs = conversations.into_iter().map(|writes| async move {
+        for (sequence_number, owed) in writes {
+            if let Err(retry) = worker.relay(&owed).await {
+                tracing::warn!(reason = %retry.reason, %sequence_number, "what a turn owes could not be queued; retried");
+                return Some(sequence_number);
+            }
+        }
+        None
+    });
+    // Sequence numbers are decimal numbers of up to 40 digits.
+    let earliest = join_all(runs).await.into_iter().flatten().min_by_key(|n| (n.len(), n.clone()));
+    let mut response = SqsBatchResponse::default();
+    if let Some(sequence_number) = earliest {
+        let mut item = BatchItemFailure::default();
+        item.item_identifier = sequence_number;
+        response.batch_item_failures.push(item);
+    }
+    response
 }
 
 /// Handles the event's records; failed ones are reported, and when `queue`

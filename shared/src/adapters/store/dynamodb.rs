@@ -8,6 +8,7 @@
 //! | used token   | `JTI#{bot}#{app}#{jti}`  | `JTI`            |
 //! | counter      | `BOT#{bot}#USER#{user}`  | `COUNTER#{name}` |
 //! | message key  | `IDEM#{digest}`          | `IDEM`           |
+//! | kept jobs    | `BOT#{bot}#USER#{user}`  | `OUTBOX#{seq:012}` |
 //!
 //! An app whose users are its own (`trust: anonymous`) keys its users'
 //! conversations `BOT#{bot}#APP#{app}#USER#{user}`.
@@ -16,6 +17,12 @@
 //! of carries `idleShard` (`IDLE#{0..16}`, by its pk) and `idleDue` (Unix
 //! seconds): the keys of the sparse `idle` index the sweep queries.
 //!
+//! A conversation written by a turn that owes deliveries carries `owes`, its
+//! version in that write: the table's stream hands such writes to the relay
+//! (`app::relay`; the worker function's event source filters on it). Jobs
+//! too large for the conversation are an `OUTBOX` item of the same write, by
+//! the turn's first log seq.
+//!
 //! and the items of [`files`].
 //!
 //! A turn is one consistent GetItem and one TransactWriteItems: the
@@ -23,6 +30,9 @@
 //! not existing, so concurrent writers never lose or duplicate a message.
 
 mod files;
+mod stream;
+
+pub use stream::owed_in_image;
 
 use std::collections::HashMap;
 
@@ -33,12 +43,14 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
     GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
-    TimeToLiveSpecification, TransactWriteItem,
+    StreamSpecification, StreamViewType, TimeToLiveSpecification, TransactWriteItem,
 };
 use serde_json::Value;
 
 use crate::app::idempotency::{IdempotencyKeys, KeyRecord};
+use crate::app::queue::QueueMessage;
 use crate::app::records::{Conversation, LogEntry, PollRecord};
+use crate::app::relay::Changes;
 use crate::app::store::{Conversations, Counters, Polls, SeenTokens, TurnWrite};
 use crate::error::{Error, Result};
 use crate::ids::ConversationKey;
@@ -50,6 +62,8 @@ const KEY_SK: &str = "IDEM";
 const CONVERSATION_GRACE_SECS: i64 = 86_400;
 /// The sparse index of idle closures, and its partitions: spread so that
 /// asynchronous turns never make one of them hot.
+/// The conversation attribute marking a write that owes deliveries.
+pub const OWES: &str = "owes";
 const IDLE_INDEX: &str = "idle";
 const IDLE_SHARDS: u32 = 16;
 type Item = HashMap<String, AttributeValue>;
@@ -57,6 +71,8 @@ type Item = HashMap<String, AttributeValue>;
 pub struct DynamoStore {
     client: Client,
     table: String,
+    /// Reads the table's stream for a process that relays on its own.
+    streams: Option<aws_sdk_dynamodbstreams::Client>,
 }
 
 fn storage<E: std::error::Error + 'static>(operation: &str, e: E) -> Error {
@@ -73,6 +89,10 @@ fn n(value: impl ToString) -> AttributeValue {
 
 fn log_sk(seq: u64) -> String {
     format!("MSG#{seq:012}")
+}
+
+fn outbox_sk(first_seq: u64) -> String {
+    format!("OUTBOX#{first_seq:012}")
 }
 
 fn poll_pk(poll_id: &str) -> String {
@@ -114,7 +134,14 @@ fn json_attr<T: serde::de::DeserializeOwned>(item: &Item, name: &str) -> Result<
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self { client, table: table.into(), streams: None }
+    }
+
+    /// A store whose changes (`Conversations::changes`) are read from the
+    /// table's stream with `streams`: for processes that relay on their own.
+    /// On AWS the worker function's event source reads it instead.
+    pub fn reading_stream(self, streams: aws_sdk_dynamodbstreams::Client) -> Self {
+        Self { streams: Some(streams), ..self }
     }
 
     /// Creates the table (on-demand, TTL on expiresAt) if it does not exist;
@@ -139,11 +166,15 @@ impl DynamoStore {
                     .build()
                     .map_err(|e| storage("CreateTable", e))?,
             )
+            .stream_specification(stream_specification()?)
             .send()
             .await;
         match created {
             Ok(_) => {}
-            Err(e) if e.code() == Some("ResourceInUseException") => return self.add_idle_index().await,
+            Err(e) if e.code() == Some("ResourceInUseException") => {
+                self.add_stream().await?;
+                return self.add_idle_index().await;
+            }
             Err(e) => return Err(storage("CreateTable", e)),
         }
         let ttl = TimeToLiveSpecification::builder()
@@ -158,6 +189,29 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| storage("UpdateTimeToLive", e))?;
+        Ok(())
+    }
+
+    /// Turns on the stream of a table made without it.
+    async fn add_stream(&self) -> Result<()> {
+        let described = self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(|e| storage("DescribeTable", e))?;
+        if described.table().and_then(|t| t.stream_specification()).is_some_and(|s| s.stream_enabled()) {
+            return Ok(());
+        }
+        self.client
+            .update_table()
+            .table_name(&self.table)
+            .stream_specification(stream_specification()?)
+            .send()
+            .await
+            .map_err(|e| storage("UpdateTable", e))?;
+        tracing::info!(table = %self.table, "the table's stream is turned on");
         Ok(())
     }
 
@@ -258,6 +312,9 @@ impl DynamoStore {
             conversation.insert("idleShard".to_string(), s(idle_shard(&pk)));
             conversation.insert("idleDue".to_string(), n(closure.due_at));
         }
+        if write.owes.is_some() {
+            conversation.insert(OWES.to_string(), n(write.expected_version + 1));
+        }
         let mut items = vec![if write.expected_version == 0 {
             self.put(conversation, "attribute_not_exists(pk)", None)?
         } else {
@@ -275,6 +332,22 @@ impl DynamoStore {
             // A leftover entry past its expiry (TTL deletes late) may be replaced.
             let now = n(chrono::Utc::now().timestamp());
             items.push(self.put(item, "attribute_not_exists(pk) OR expiresAt < :now", Some((":now", now)))?);
+        }
+        let first_seq = write.conversation.last_turn.as_ref().map(|t| t.first_seq);
+        if let (Some(jobs), Some(first_seq)) = (write.owes.filter(|jobs| !jobs.is_empty()), first_seq) {
+            let body = serde_json::to_string(jobs).map_err(|e| Error::Internal(e.to_string()))?;
+            let item = HashMap::from([
+                ("pk".to_string(), s(&pk)),
+                ("sk".to_string(), s(outbox_sk(first_seq))),
+                ("expiresAt".to_string(), n(write.expires_at)),
+                ("jobs".to_string(), s(body)),
+            ]);
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .build()
+                .map_err(|e| storage("TransactWriteItems", e))?;
+            items.push(TransactWriteItem::builder().put(put).build());
         }
         let records = write.polls.iter().map(poll_item);
         for item in records.chain(write.key.map(key_item)) {
@@ -298,6 +371,15 @@ impl DynamoStore {
             .map_err(|e| storage("TransactWriteItems", e))?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
+}
+
+/// New images: each write of a conversation as written, for the relay.
+fn stream_specification() -> Result<StreamSpecification> {
+    StreamSpecification::builder()
+        .stream_enabled(true)
+        .stream_view_type(StreamViewType::NewImage)
+        .build()
+        .map_err(|e| storage("CreateTable", e))
 }
 
 fn attribute(name: &str, kind: ScalarAttributeType) -> Result<AttributeDefinition> {
@@ -421,6 +503,31 @@ impl Conversations for DynamoStore {
             }
         }
         Ok(entries)
+    }
+
+    async fn changes(&self) -> Result<Option<Box<dyn Changes>>> {
+        let Some(streams) = &self.streams else {
+            return Ok(None);
+        };
+        let described = self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(|e| storage("DescribeTable", e))?;
+        let arn = described.table().and_then(|t| t.latest_stream_arn()).ok_or_else(|| {
+            Error::Storage(format!("the table {} has no stream (--create-table turns it on)", self.table))
+        })?;
+        let stream = stream::TableStream::open(streams.clone(), arn.to_string()).await?;
+        Ok(Some(Box::new(stream)))
+    }
+
+    async fn read_outbox(&self, key: &ConversationKey, first_seq: u64) -> Result<Vec<QueueMessage>> {
+        match self.get_item(partition_key(key), &outbox_sk(first_seq)).await? {
+            Some(item) => json_attr(&item, "jobs"),
+            None => Ok(Vec::new()),
+        }
     }
 
     async fn idle_due(&self, now: i64, limit: usize) -> Result<Vec<(ConversationKey, i64)>> {

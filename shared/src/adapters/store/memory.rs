@@ -10,9 +10,13 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value;
 
+use tokio::sync::mpsc::UnboundedSender;
+
 use self::expiring::Expiring;
 use crate::app::idempotency::{IdempotencyKeys, KeyRecord};
+use crate::app::queue::QueueMessage;
 use crate::app::records::{Conversation, LogEntry, PollRecord};
+use crate::app::relay::{Changes, Owed};
 use crate::app::store::{Conversations, Counters, Polls, SeenTokens, TurnWrite};
 use crate::error::{Error, Result};
 use crate::ids::ConversationKey;
@@ -22,6 +26,9 @@ use crate::ids::ConversationKey;
 pub const DEFAULT_MAX_BYTES: usize = 256 * 1024 * 1024;
 /// A conversation keeps its latest log entries, as many as any client reads back.
 const MAX_LOG_ENTRIES_KEPT: usize = 1000;
+/// Jobs kept apart of a conversation's latest turns: the relay reads them
+/// as soon as the turn is written.
+const MAX_OUTBOX_KEPT: usize = 10;
 /// Writes between two sweeps of expired conversations.
 const WRITES_PER_SWEEP: u64 = 1000;
 
@@ -35,9 +42,12 @@ fn estimated_size<T: Serialize>(value: &T) -> usize {
 struct Entry {
     conversation: Conversation,
     log: BTreeMap<u64, LogEntry>,
-    /// Its estimated size: the conversation's JSON and its log entries'.
+    /// Jobs turns kept apart, by the turn's first seq: the latest few.
+    outbox: BTreeMap<u64, Vec<QueueMessage>>,
+    /// Its estimated size: the conversation's, its log entries' and its outbox's.
     bytes: usize,
     log_bytes: usize,
+    outbox_bytes: usize,
     /// Unix seconds after which it goes, as the DynamoDB items' TTL.
     expires_at: i64,
     /// When it was last written, in `Table::lru`.
@@ -71,7 +81,17 @@ impl Table {
                 entry.log_bytes -= estimated_size(&dropped);
             }
         }
-        entry.bytes = estimated_size(&entry.conversation) + entry.log_bytes;
+        let first_seq = write.conversation.last_turn.as_ref().map(|t| t.first_seq);
+        if let (Some(jobs), Some(first_seq)) = (write.owes.filter(|jobs| !jobs.is_empty()), first_seq) {
+            entry.outbox_bytes += estimated_size(&jobs);
+            entry.outbox.insert(first_seq, jobs.to_vec());
+        }
+        while entry.outbox.len() > MAX_OUTBOX_KEPT {
+            if let Some((_, dropped)) = entry.outbox.pop_first() {
+                entry.outbox_bytes -= estimated_size(&dropped);
+            }
+        }
+        entry.bytes = estimated_size(&entry.conversation) + entry.log_bytes + entry.outbox_bytes;
         entry.expires_at = write.expires_at;
         self.lru.remove(&entry.stamp);
         entry.stamp = self.stamp;
@@ -147,6 +167,8 @@ pub struct MemoryStore {
     counters: Mutex<Expiring<(ConversationKey, String), Counter>>,
     /// Idempotency-Key records by id.
     keys: Mutex<Expiring<String, KeyRecord>>,
+    /// Where writes that owe deliveries go, once someone relays them.
+    feed: Mutex<Option<UnboundedSender<Owed>>>,
 }
 
 impl Default for MemoryStore {
@@ -179,6 +201,7 @@ impl MemoryStore {
             seen_tokens: Mutex::new(Expiring::new("used token ids", share)),
             counters: Mutex::new(Expiring::new("counters", share)),
             keys: Mutex::new(Expiring::new("Idempotency-Key records", 2 * share)),
+            feed: Mutex::default(),
         }
     }
 }
@@ -208,6 +231,7 @@ impl Conversations for MemoryStore {
         let mut polls = locked(&self.polls)?;
         let mut keys = locked(&self.keys)?;
         let now = now();
+        let feed = locked(&self.feed)?;
         for (key, write) in writes {
             if let Some(record) = write.key {
                 keys.insert(record.id.clone(), record.clone(), record.expires_at, now);
@@ -215,6 +239,15 @@ impl Conversations for MemoryStore {
             conversations.apply(key, write);
             for record in write.polls {
                 insert_poll(&mut polls, record);
+            }
+            if let (Some(feed), Some(entry)) =
+                (feed.as_ref().filter(|_| write.owes.is_some()), conversations.entries.get(*key))
+            {
+                // Under the lock: the feed has the writes in their order.
+                let owed = Owed { key: (*key).clone(), conversation: entry.conversation.clone() };
+                if feed.send(owed).is_err() {
+                    tracing::error!("the relay has stopped: what this turn owes is not queued");
+                }
             }
         }
         conversations.bound(self.max_bytes, writes.len(), now);
@@ -228,6 +261,22 @@ impl Conversations for MemoryStore {
         };
         let from = after_seq.map_or(0, |s| s + 1);
         Ok(entry.log.range(from..).take(limit).map(|(_, e)| e.clone()).collect())
+    }
+
+    async fn read_outbox(&self, key: &ConversationKey, first_seq: u64) -> Result<Vec<QueueMessage>> {
+        let conversations = locked(&self.conversations)?;
+        let jobs = conversations.entries.get(key).and_then(|e| e.outbox.get(&first_seq));
+        Ok(jobs.cloned().unwrap_or_default())
+    }
+
+    async fn changes(&self) -> Result<Option<Box<dyn Changes>>> {
+        let mut feed = locked(&self.feed)?;
+        if feed.is_some() {
+            return Ok(None);
+        }
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        *feed = Some(sender);
+        Ok(Some(Box::new(receiver)))
     }
 
     async fn idle_due(&self, now: i64, limit: usize) -> Result<Vec<(ConversationKey, i64)>> {
@@ -380,6 +429,7 @@ mod tests {
             expires_at,
             polls: &[],
             key: None,
+            owes: None,
         };
         store.save_turn(key, write).await.unwrap();
     }
@@ -441,6 +491,7 @@ mod tests {
             expires_at: far,
             polls: &[],
             key: None,
+            owes: None,
         };
         store.save_turn(&user(0), first).await.unwrap();
         write(&store, &user(1), 0, &entries, far).await;
@@ -501,6 +552,7 @@ mod tests {
             expires_at: 0,
             polls: &[],
             key: None,
+            owes: None,
         };
         store.save_turn(&key, write(0, &first)).await.unwrap();
         // A second writer that also read version 0 loses.

@@ -1,6 +1,6 @@
-//! What a step leaves: its log entries, the conversation as it is after it,
-//! the jobs for the queue, the poll records, and the reply; each bounded so
-//! the step fits one store write.
+//! What a step leaves: its log entries, the conversation as it is after it
+//! (with what it owes), the poll records, and the reply; each bounded so the
+//! step fits one store write.
 
 use chrono::SecondsFormat;
 use serde_json::{Value, json};
@@ -11,7 +11,7 @@ use super::run::{Begun, Ran};
 use super::step::Plan;
 use crate::app::idempotency::{KeyAnswer, KeyRecord};
 use crate::app::jobs::{self, EventTurn, TurnEnd};
-use crate::app::queue::{Job, QueueMessage};
+use crate::app::queue::QueueMessage;
 use crate::app::records::{
     Conversation, Direction, IdleClosure, LastTurn, LogEntry, PendingCall, PollAnswer, PollRecord,
 };
@@ -33,8 +33,11 @@ const MAX_LOG_ENTRY_BYTES: usize = 350 * 1024;
 const MAX_TURN_LOG_BYTES: usize = 3 * 1024 * 1024;
 /// Queued messages remembered as applied.
 const MAX_APPLIED_REMEMBERED: usize = 20;
-/// Deliveries kept with a turn for a worker that stops before queuing them.
+/// What a turn keeps of its deliveries (those not rebuilt from the log) in
+/// the conversation; more goes in an item of its own, at most a DynamoDB
+/// item's worth.
 const MAX_KEPT_JOBS_BYTES: usize = 64 * 1024;
+const MAX_KEPT_APART_BYTES: usize = 350 * 1024;
 
 /// A step's reply, the new conversation, its log entries and poll records.
 pub(super) struct Finished {
@@ -44,6 +47,8 @@ pub(super) struct Finished {
     pub polls: Vec<PollRecord>,
     /// The message's Idempotency-Key record, done: its answer.
     pub key: Option<KeyRecord>,
+    /// The step owes deliveries: those kept apart from the conversation.
+    pub owes: Option<Vec<QueueMessage>>,
 }
 
 pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: Begun, ran: Ran) -> Result<Finished> {
@@ -133,11 +138,12 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
         conversation.applied.drain(..excess);
     }
 
-    // The jobs: those rebuilt from the log on a repeat, and those kept with the turn.
-    let mut jobs = closed.clone();
+    // What the step owes: rebuilt from the log by the relay (see
+    // `replies::owed_jobs`), but for what is kept with it.
+    let mut owes = !closed.is_empty();
     if let Some(instance) = plan.post_url.and_then(|id| bot.instance_by_id(id)) {
         let end = TurnEnd { completion: ran.completion.as_ref(), waiting, trace_id: &plan.trace_id };
-        jobs.extend(jobs::post_url(bot, instance, key, &sent, end));
+        owes |= !jobs::post_url(bot, instance, key, &sent, end).is_empty();
     }
     // The tasks the turn ran: the one it began in, the one it waits in, the one it ended.
     let mut tasks: Vec<String> = [active.as_ref(), conversation.session.as_ref()]
@@ -149,7 +155,7 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
     tasks.sort();
     tasks.dedup();
     let turn = EventTurn { client_ip: plan.client_ip, instance: plan.instance_id.as_deref(), tasks: &tasks };
-    jobs.extend(jobs::events(bot, key, &entries, &turn));
+    owes |= !jobs::events(bot, key, &entries, &turn).is_empty();
     let mut kept = Vec::new();
     if let Some(poll_id) = &poll_id {
         kept.push(jobs::resume(key, poll_id));
@@ -159,7 +165,8 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
         kept.extend(jobs::session_data(bot, key, session_id.as_deref(), &ended_context, completion, &created_on, id));
     }
     kept.extend(jobs::webhook_nodes(bot, key, ran.effects));
-    jobs.extend(kept.iter().cloned());
+    owes |= !kept.is_empty();
+    let (kept, apart) = keep(kept)?;
     conversation.last_turn = Some(LastTurn {
         trace_id: plan.trace_id.clone(),
         first_seq,
@@ -169,7 +176,11 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
         tasks,
         answered_poll: plan.answers_poll.clone(),
         next_poll: poll_id.clone(),
-        jobs: keepable(closed.into_iter().chain(kept).collect()),
+        post_url: plan.post_url.map(String::from),
+        client_ip: plan.client_ip.map(String::from),
+        closed,
+        jobs: kept,
+        jobs_apart: !apart.is_empty(),
     });
     check_sizes(&conversation, &entries)?;
 
@@ -202,8 +213,9 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
         record.done(KeyAnswer::Turn(answer))
     });
     let (messages, form) = split_form(sent);
-    let reply = TurnReply { messages, form, completion: ran.completion, poll_id, jobs, rate };
-    Ok(Finished { reply, conversation, log: entries, polls, key: key_record })
+    let reply = TurnReply { messages, form, completion: ran.completion, poll_id, rate };
+    let owes = owes.then_some(apart);
+    Ok(Finished { reply, conversation, log: entries, polls, key: key_record, owes })
 }
 
 /// Numbers a step's log entries.
@@ -235,15 +247,20 @@ impl Log<'_> {
     }
 }
 
-/// What a turn keeps for a worker that saved it but stopped before queuing
-/// its jobs: what cannot be rebuilt from the log, within a bound.
-fn keepable(mut kept: Vec<QueueMessage>) -> Vec<QueueMessage> {
-    if serde_json::to_vec(&kept).map_or(true, |json| json.len() > MAX_KEPT_JOBS_BYTES) {
-        tracing::warn!("this turn's deliveries are too large to keep for a worker that would stop before queuing them");
-        // The continuation is small, and without it the conversation would wait.
-        kept.retain(|job| matches!(job.job, Job::Resume { .. }));
+/// Splits what a turn keeps into what the conversation holds and what goes
+/// in an item of its own (all of it, when too large for the conversation).
+fn keep(kept: Vec<QueueMessage>) -> Result<(Vec<QueueMessage>, Vec<QueueMessage>)> {
+    let size = serde_json::to_vec(&kept).map_or(usize::MAX, |json| json.len());
+    if size <= MAX_KEPT_JOBS_BYTES {
+        return Ok((kept, Vec::new()));
     }
-    kept
+    if size > MAX_KEPT_APART_BYTES {
+        let detail = format!(
+            "this turn's deliveries (webhook node calls, session data) come to more than {MAX_KEPT_APART_BYTES} bytes"
+        );
+        return Err(Error::InvalidPayload(detail));
+    }
+    Ok((Vec::new(), kept))
 }
 
 /// The conversation stays one item, each log entry an item, and the turn one transaction.

@@ -100,6 +100,7 @@ impl Turns {
                 expires_at,
                 polls: &[],
                 key: None,
+                owes: None,
             };
             let joined = TurnWrite {
                 conversation: &to,
@@ -108,6 +109,7 @@ impl Turns {
                 expires_at,
                 polls: &[],
                 key: None,
+                owes: None,
             };
             match self.conversations.save_turns(&[(source, left), (target, joined)]).await {
                 Err(Error::Conflict) => {

@@ -5,8 +5,9 @@
 //!
 //! The parts, one job each: [`step`] works out what a step (a message, or a
 //! resumed call) implies; [`run`] runs the engine and its calls; [`finish`]
-//! turns the result into the log, the new conversation, jobs and poll
-//! records; [`replies`] reads answers back from the log; [`merge`] moves a
+//! turns the result into the log, the new conversation (with what the turn
+//! owes, see `app::relay`) and poll records; [`replies`] reads answers and
+//! what a turn owes back from the log; [`merge`] moves a
 //! conversation into the identified user's (`mergeIdentity`). This module
 //! holds the operations and the conditional-write loop around them.
 
@@ -27,7 +28,6 @@ use tokio::time::{Instant, timeout_at};
 
 use super::idempotency::{KeyAnswer, KeyRecord};
 use super::outbound::Outbound;
-use super::queue::QueueMessage;
 use super::rate::RateState;
 use super::records::{Conversation, IdleClosure, PollAnswer, PollRecord, QueuedMessage};
 use super::store::{Conversations, TurnWrite};
@@ -38,7 +38,7 @@ use crate::ids::ConversationKey;
 use crate::protocol::{Tag, TaskCompletion, V2Data, V2Response, VERSION_V2};
 use finish::finish;
 use locks::{Held, Locks};
-pub use replies::poll_answer;
+pub use replies::{owed_jobs, poll_answer};
 pub use run::KEYED_OVERRUN;
 use run::begin;
 use step::Step;
@@ -120,8 +120,6 @@ pub struct TurnReply {
     pub completion: Option<TaskCompletion>,
     /// Polling: where the rest of the turn will be found.
     pub poll_id: Option<String>,
-    /// Work for the queue now that the turn is saved.
-    pub jobs: Vec<QueueMessage>,
     /// The message was counted against the rate limits: the quotas left.
     pub rate: Option<RateState>,
 }
@@ -198,22 +196,13 @@ impl Turns {
         if let Some(last) =
             stored.as_ref().and_then(|c| c.last_turn.as_ref()).filter(|t| t.trace_id == request.trace_id)
         {
-            let (post_url, client_ip) = (request.answer_to.post_url(), request.client_ip.as_deref());
-            let saved =
-                replies::saved_answer(self.conversations.as_ref(), &request.bot, key, last, post_url, client_ip).await;
+            let saved = replies::saved_answer(self.conversations.as_ref(), key, last).await;
             return saved.map(|reply| Outcome::Answered(Box::new(reply)));
         }
         if stored.as_ref().is_some_and(|c| c.applied.contains(&request.trace_id)) {
-            // Applied before later turns: what it owed was queued then.
+            // Applied before later turns: what it owed was relayed then.
             tracing::warn!(trace_id = %request.trace_id, "a queued message delivered again after later turns: not run again");
-            let reply = TurnReply {
-                messages: Vec::new(),
-                form: None,
-                completion: None,
-                poll_id: None,
-                jobs: Vec::new(),
-                rate: None,
-            };
+            let reply = TurnReply { messages: Vec::new(), form: None, completion: None, poll_id: None, rate: None };
             return Ok(Outcome::Answered(Box::new(reply)));
         }
         let reply = self.commit(&request.bot, key, Step::Message(request), stored, deadline, request.started).await?;
@@ -234,11 +223,9 @@ impl Turns {
         let timed_out = |_| Error::Timeout(deadline.saturating_duration_since(started));
         let stored = timeout_at(deadline, self.conversations.load(key)).await.map_err(timed_out)??.unwrap_or_default();
         let Some(pending) = stored.pending.filter(|p| p.poll_id == poll_id) else {
-            // Resumed already: if that was the last step, give what it owes again.
+            // Resumed already: if that was the last step, its answer again.
             return match stored.last_turn.filter(|t| t.answered_poll.as_deref() == Some(poll_id)) {
-                Some(last) => {
-                    replies::saved_answer(self.conversations.as_ref(), bot, key, &last, None, None).await.map(Some)
-                }
+                Some(last) => replies::saved_answer(self.conversations.as_ref(), key, &last).await.map(Some),
                 None => Ok(None),
             };
         };
@@ -267,9 +254,8 @@ impl Turns {
         let (_serialised, stored) = self.lock_and_load(key, deadline, started).await?;
         let trace_id = IdleClosure::trace_id(key, due_at);
         if let Some(last) = stored.as_ref().and_then(|c| c.last_turn.as_ref()).filter(|t| t.trace_id == trace_id) {
-            // Closed already (its job delivered twice): what it owed, again.
-            let instance = last.instance_id.as_deref();
-            return replies::saved_answer(self.conversations.as_ref(), bot, key, last, instance, None).await.map(Some);
+            // Closed already (its job delivered twice): what it owed was relayed then.
+            return replies::saved_answer(self.conversations.as_ref(), key, last).await.map(Some);
         }
         let Some(mut conversation) = stored.clone() else {
             return Ok(None);
@@ -291,6 +277,7 @@ impl Turns {
                 expires_at,
                 polls: &[],
                 key: None,
+                owes: None,
             };
             return match self.conversations.save_turn(key, write).await {
                 // Written meanwhile: the next sweep sees it as it is now.
@@ -345,6 +332,7 @@ impl Turns {
                 expires_at: Utc::now().timestamp() + retention,
                 polls: std::slice::from_ref(record),
                 key: done.as_ref(),
+                owes: None,
             };
             match self.conversations.save_turn(key, write).await {
                 Err(Error::Conflict) => {
@@ -353,9 +341,8 @@ impl Turns {
                 }
                 outcome => {
                     let poll_id = Some(record.poll_id.clone());
-                    let (messages, jobs) = (Vec::new(), Vec::new());
-                    return outcome
-                        .map(|()| Some(TurnReply { messages, form: None, completion: None, poll_id, jobs, rate }));
+                    let messages = Vec::new();
+                    return outcome.map(|()| Some(TurnReply { messages, form: None, completion: None, poll_id, rate }));
                 }
             }
         }
@@ -381,6 +368,7 @@ impl Turns {
                 expires_at: Utc::now().timestamp() + retention,
                 polls: &[],
                 key: None,
+                owes: None,
             };
             match self.conversations.save_turn(key, write).await {
                 Err(Error::Conflict) => backoff(attempt).await,
@@ -445,6 +433,7 @@ impl Turns {
                 expires_at: Utc::now().timestamp() + retention,
                 polls: &finished.polls,
                 key: finished.key.as_ref(),
+                owes: finished.owes.as_deref(),
             };
             if !keyed && Instant::now() >= deadline {
                 return Err(Error::Timeout(deadline.saturating_duration_since(started)));

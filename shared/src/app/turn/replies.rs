@@ -1,12 +1,13 @@
-//! Answers read back from the log: a poll's answer, and the answer of a turn
-//! already saved (a queued turn delivered twice, a continuation run twice),
-//! with the deliveries it owes.
+//! Read back from the log: a poll's answer, the answer of a turn already
+//! saved (a queued turn delivered twice, a continuation run twice), and the
+//! deliveries a saved turn owes.
 
 use serde_json::Value;
 
 use super::TurnReply;
 use super::finish::MAX_OUTPUTS_PER_TURN;
 use crate::app::jobs::{self, EventTurn, TurnEnd};
+use crate::app::queue::QueueMessage;
 use crate::app::records::{Direction, LastTurn, LogEntry, PollAnswer};
 use crate::app::store::Conversations;
 use crate::definition::Bot;
@@ -20,33 +21,51 @@ pub async fn poll_answer(store: &dyn Conversations, key: &ConversationKey, answe
     let entries = store.read_log(key, answer.from_seq.checked_sub(1), count).await?;
     let (messages, form) = split_form(sent_messages(&entries));
     let completion = answer.completion.clone();
-    Ok(TurnReply { messages, form, completion, poll_id: answer.poll_id.clone(), jobs: Vec::new(), rate: None })
+    Ok(TurnReply { messages, form, completion, poll_id: answer.poll_id.clone(), rate: None })
 }
 
-/// The answer of a turn already saved, rebuilt from the log, with the
-/// deliveries it owes (which receivers drop by webhook-id if they had them).
+/// The answer of a turn already saved, rebuilt from the log (what it owes
+/// was relayed when it was saved).
 pub(super) async fn saved_answer(
+    store: &dyn Conversations,
+    key: &ConversationKey,
+    last: &LastTurn,
+) -> Result<TurnReply> {
+    let entries = store.read_log(key, last.first_seq.checked_sub(1), MAX_OUTPUTS_PER_TURN + 1).await?;
+    let entries: Vec<LogEntry> = entries.into_iter().filter(|e| e.trace_id == last.trace_id).collect();
+    let (messages, form) = split_form(sent_messages(&entries));
+    let completion = last.completion.clone();
+    Ok(TurnReply { messages, form, completion, poll_id: last.next_poll.clone(), rate: None })
+}
+
+/// What a saved turn owes, as the turn made it: the idle closure it sent
+/// first, its messages for the POST_URL, the event webhooks of its log
+/// entries (up to `end_seq`, the conversation's next seq as written), then
+/// what it kept. Receivers drop by webhook-id what they had already.
+pub async fn owed_jobs(
     store: &dyn Conversations,
     bot: &Bot,
     key: &ConversationKey,
     last: &LastTurn,
-    post_url: Option<&str>,
-    client_ip: Option<&str>,
-) -> Result<TurnReply> {
-    let entries = store.read_log(key, last.first_seq.checked_sub(1), MAX_OUTPUTS_PER_TURN + 1).await?;
-    let entries: Vec<LogEntry> = entries.into_iter().filter(|e| e.trace_id == last.trace_id).collect();
-    let sent = sent_messages(&entries);
-    let mut jobs = Vec::new();
-    if let Some(instance) = post_url.and_then(|id| bot.instance_by_id(id)) {
+    end_seq: u64,
+) -> Result<Vec<QueueMessage>> {
+    let count = end_seq.saturating_sub(last.first_seq) as usize;
+    let entries = store.read_log(key, last.first_seq.checked_sub(1), count).await?;
+    let mut jobs = last.closed.clone();
+    if let Some(instance) = last.post_url.as_deref().and_then(|id| bot.instance_by_id(id)) {
+        let own: Vec<LogEntry> = entries.iter().filter(|e| e.trace_id == last.trace_id).cloned().collect();
         let end = TurnEnd { completion: last.completion.as_ref(), waiting: last.waiting, trace_id: &last.trace_id };
-        jobs = jobs::post_url(bot, instance, key, &sent, end);
+        jobs.extend(jobs::post_url(bot, instance, key, &sent_messages(&own), end));
     }
-    let turn = EventTurn { client_ip, instance: last.instance_id.as_deref(), tasks: &last.tasks };
+    let turn =
+        EventTurn { client_ip: last.client_ip.as_deref(), instance: last.instance_id.as_deref(), tasks: &last.tasks };
     jobs.extend(jobs::events(bot, key, &entries, &turn));
-    jobs.extend(last.jobs.iter().cloned());
-    let (messages, form) = split_form(sent);
-    let completion = last.completion.clone();
-    Ok(TurnReply { messages, form, completion, poll_id: last.next_poll.clone(), jobs, rate: None })
+    if last.jobs_apart {
+        jobs.extend(store.read_outbox(key, last.first_seq).await?);
+    } else {
+        jobs.extend(last.jobs.iter().cloned());
+    }
+    Ok(jobs)
 }
 
 /// The messages the bot sent among `entries`.

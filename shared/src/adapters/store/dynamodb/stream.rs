@@ -1,0 +1,146 @@
+//! The table's stream, read as Lambda's event source reads it, for
+//! processes that relay on their own (`hookline serve`, the tests): each
+//! shard in order, from the moment it is opened; shards that appear later
+//! (DynamoDB splits and rolls them) from their start.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodbstreams::Client;
+use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+
+use aws_sdk_dynamodbstreams::error::DisplayErrorContext;
+
+use super::{OWES, SESSION_SK, conversation_key, storage};
+use crate::app::records::Conversation;
+use crate::app::relay::{Changes, Owed};
+use crate::error::Result;
+
+/// How long to wait when a read finds no new records: doubled while none
+/// come, up to the longest.
+const IDLE_WAIT: Duration = Duration::from_millis(50);
+const LONGEST_IDLE_WAIT: Duration = Duration::from_secs(1);
+/// Reads between two looks for new shards.
+const READS_PER_DISCOVERY: u32 = 20;
+
+pub struct TableStream {
+    client: Client,
+    arn: String,
+    /// Each open shard's id and where to read it next.
+    shards: Vec<(String, String)>,
+    /// Every shard seen, so a closed one is not read again.
+    seen: Vec<String>,
+    reads: u32,
+    idle_wait: Duration,
+}
+
+impl TableStream {
+    /// The stream `arn` (the table's LatestStreamArn), from its latest records on.
+    pub async fn open(client: Client, arn: String) -> Result<Self> {
+        let mut stream = Self { client, arn, shards: Vec::new(), seen: Vec::new(), reads: 0, idle_wait: IDLE_WAIT };
+        stream.discover(ShardIteratorType::Latest).await?;
+        Ok(stream)
+    }
+
+    /// Starts reading shards not seen before, at `from`.
+    async fn discover(&mut self, from: ShardIteratorType) -> Result<()> {
+        let described = self
+            .client
+            .describe_stream()
+            .stream_arn(&self.arn)
+            .send()
+            .await
+            .map_err(|e| storage("DescribeStream", e))?;
+        let shards = described.stream_description().map(|d| d.shards().to_vec()).unwrap_or_default();
+        for shard in shards {
+            let Some(id) = shard.shard_id().map(String::from) else { continue };
+            // A closed shard was read to its end once seen; one seen now for
+            // the first time but already closed still holds records.
+            if self.seen.contains(&id) {
+                continue;
+            }
+            let iterator = self
+                .client
+                .get_shard_iterator()
+                .stream_arn(&self.arn)
+                .shard_id(&id)
+                .shard_iterator_type(from.clone())
+                .send()
+                .await
+                .map_err(|e| storage("GetShardIterator", e))?;
+            self.seen.push(id.clone());
+            if let Some(iterator) = iterator.shard_iterator {
+                self.shards.push((id, iterator));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Changes for TableStream {
+    async fn next(&mut self) -> Result<Option<Vec<Owed>>> {
+        self.reads += 1;
+        if self.reads.is_multiple_of(READS_PER_DISCOVERY) {
+            self.discover(ShardIteratorType::TrimHorizon).await?;
+        }
+        let mut owed = Vec::new();
+        let mut index = 0;
+        while index < self.shards.len() {
+            let read = match self.client.get_records().shard_iterator(&self.shards[index].1).send().await {
+                Ok(read) => read,
+                // The shard stays where it was; what was read is handed on.
+                Err(e) if owed.is_empty() => return Err(storage("GetRecords", e)),
+                Err(e) => {
+                    tracing::warn!(error = %DisplayErrorContext(&e), "reading the table's stream failed; trying again");
+                    break;
+                }
+            };
+            for record in read.records() {
+                let Some(image) = record.dynamodb().and_then(|change| change.new_image()) else { continue };
+                let attribute =
+                    |name: &str| image.get(name).and_then(|v| v.as_s().or(v.as_n()).ok()).map(String::as_str);
+                owed.extend(owed_in_image(attribute));
+            }
+            match read.next_shard_iterator {
+                Some(next) => {
+                    self.shards[index].1 = next;
+                    index += 1;
+                }
+                // Closed and read to its end.
+                None => {
+                    self.shards.remove(index);
+                }
+            }
+        }
+        if owed.is_empty() {
+            tokio::time::sleep(self.idle_wait).await;
+            self.idle_wait = (self.idle_wait * 2).min(LONGEST_IDLE_WAIT);
+        } else {
+            self.idle_wait = IDLE_WAIT;
+        }
+        Ok(Some(owed))
+    }
+}
+
+/// The write a stream record's new image shows, if it owes deliveries: a
+/// conversation item whose `owes` is its version. `attribute` reads the
+/// image's string and number attributes. An unreadable one is logged and
+/// passed over: it could never be relayed, and would hold up those after it.
+pub fn owed_in_image<'a>(attribute: impl Fn(&str) -> Option<&'a str>) -> Option<Owed> {
+    if attribute("sk") != Some(SESSION_SK) || attribute("version")? != attribute(OWES)? {
+        return None;
+    }
+    let pk = attribute("pk").unwrap_or_default();
+    let read = || -> Option<Owed> {
+        let key = conversation_key(pk)?;
+        let version = attribute("version")?.parse().ok()?;
+        let conversation: Conversation = serde_json::from_str(attribute("conversation")?).ok()?;
+        Some(Owed { key, conversation: Conversation { version, ..conversation } })
+    };
+    let owed = read();
+    if owed.is_none() {
+        tracing::error!(%pk, "a stream record of a conversation that owes deliveries is unreadable: passed over");
+    }
+    owed
+}
