@@ -166,8 +166,8 @@ impl Conversations for Conflicting {
         self.inner.idle_due(now, limit).await
     }
 
-    async fn read_outbox(&self, key: &ConversationKey, first_seq: u64) -> Result<Vec<QueueMessage>> {
-        self.inner.read_outbox(key, first_seq).await
+    async fn read_outbox(&self, key: &ConversationKey, version: u64) -> Result<Vec<QueueMessage>> {
+        self.inner.read_outbox(key, version).await
     }
 }
 
@@ -226,9 +226,7 @@ async fn conversation(store: &MemoryStore, user: &str) -> Conversation {
 
 /// What the user's conversation's last write owes, as the relay queues it.
 async fn owed(store: &MemoryStore, bot: &Bot, user: &str) -> Vec<QueueMessage> {
-    let conversation = conversation(store, user).await;
-    let last = conversation.last_turn.expect("a turn was saved");
-    owed_jobs(store, bot, &key(user), &last, conversation.next_seq).await.unwrap()
+    owed_jobs(store, bot, &key(user), &conversation(store, user).await).await.unwrap()
 }
 
 fn post_url_webhook_ids(jobs: &[QueueMessage]) -> Vec<String> {

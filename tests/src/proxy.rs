@@ -1,10 +1,13 @@
 //! A TCP proxy for fault injection, between the product and what it talks
-//! to (the emulator, a receiver): it forwards, or refuses every connection
-//! (accepted, then closed at once), or blackholes them (held open, silent).
-//! A fault set applies to connections already open too, as a network
-//! failure would.
+//! to (the emulator, a receiver). It forwards; or refuses every connection
+//! (accepted, then closed at once); or blackholes them (held open, silent);
+//! or cuts the connection of requests that carry a marker (an AWS target
+//! such as `TransactWriteItems`) instead of forwarding them. A fault on every
+//! connection applies to those already open too, as a network failure would.
 
-use tokio::io::copy_bidirectional;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -13,12 +16,14 @@ pub enum Fault {
     None,
     Refuse,
     Blackhole,
+    /// Requests carrying the marker are not forwarded: their connection is cut.
+    CutRequests(&'static str),
 }
 
 pub struct Proxy {
     /// `http://127.0.0.1:port`
     pub url: String,
-    fault: watch::Sender<Fault>,
+    fault: Arc<watch::Sender<Fault>>,
 }
 
 impl Proxy {
@@ -27,11 +32,11 @@ impl Proxy {
         let target = target.trim_start_matches("http://").trim_end_matches('/').to_string();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let url = format!("http://{}", listener.local_addr().expect("local addr"));
-        let (fault, faults) = watch::channel(Fault::None);
+        let fault = Arc::new(watch::channel(Fault::None).0);
+        let faults = fault.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (faults, target) = (faults.clone(), target.clone());
-                tokio::spawn(serve(client, target, faults));
+                tokio::spawn(serve(client, target.clone(), faults.clone()));
             }
         });
         Self { url, fault }
@@ -42,28 +47,61 @@ impl Proxy {
     }
 }
 
-async fn serve(mut client: TcpStream, target: String, mut faults: watch::Receiver<Fault>) {
-    let fault = *faults.borrow_and_update();
-    match fault {
-        Fault::Refuse => {}
+async fn serve(client: TcpStream, target: String, fault: Arc<watch::Sender<Fault>>) {
+    let mut faults = fault.subscribe();
+    let now = *faults.borrow_and_update();
+    match now {
+        Fault::Refuse => return,
         // Held until the fault changes; the caller's own timeout ends it first.
         Fault::Blackhole => {
             let _ = faults.changed().await;
+            return;
         }
-        Fault::None => {
-            let Ok(mut server) = TcpStream::connect(&target).await else { return };
-            let faulted = async {
-                while faults.changed().await.is_ok() {
-                    if *faults.borrow() != Fault::None {
-                        return;
-                    }
-                }
-                std::future::pending::<()>().await;
-            };
-            tokio::select! {
-                _ = copy_bidirectional(&mut client, &mut server) => {}
-                () = faulted => {}
+        _ => {}
+    }
+    let Ok(server) = TcpStream::connect(&target).await else { return };
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let upstream = async {
+        let mut buffer = vec![0; 64 * 1024];
+        while let Ok(n) = client_read.read(&mut buffer).await
+            && n > 0
+        {
+            let chunk = &buffer[..n];
+            let carries = |marker: &str| chunk.windows(marker.len()).any(|w| w == marker.as_bytes());
+            if let Fault::CutRequests(marker) = *fault.borrow()
+                && carries(marker)
+            {
+                return;
+            }
+            if server_write.write_all(chunk).await.is_err() {
+                return;
             }
         }
+    };
+    let downstream = async {
+        let mut buffer = vec![0; 64 * 1024];
+        while let Ok(n) = server_read.read(&mut buffer).await
+            && n > 0
+        {
+            if client_write.write_all(&buffer[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    // Refusing or blackholing cuts connections already open.
+    let cut = async {
+        while faults.changed().await.is_ok() {
+            if matches!(*faults.borrow(), Fault::Refuse | Fault::Blackhole) {
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    };
+    // Whichever ends first closes both connections.
+    tokio::select! {
+        () = upstream => {}
+        () = downstream => {}
+        () = cut => {}
     }
 }

@@ -307,9 +307,9 @@ impl Conversations for SlowStore {
     async fn read_outbox(
         &self,
         key: &ConversationKey,
-        first_seq: u64,
+        version: u64,
     ) -> hookline_core::error::Result<Vec<QueueMessage>> {
-        self.inner.read_outbox(key, first_seq).await
+        self.inner.read_outbox(key, version).await
     }
 
     async fn changes(&self) -> hookline_core::error::Result<Option<Box<dyn Changes>>> {

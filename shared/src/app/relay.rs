@@ -34,15 +34,12 @@ impl Worker {
     /// Queues what the write owes, rebuilt as the turn made it. A bot no
     /// longer deployed owes nothing.
     pub async fn relay(&self, owed: &Owed) -> Result<(), Retry> {
-        let Some(last) = &owed.conversation.last_turn else {
-            return Ok(());
-        };
         let Some(bot) = self.bots.get(&owed.key.bot_id) else {
             tracing::warn!(bot_id = %owed.key.bot_id, "deliveries of a bot no longer deployed: dropped");
             return Ok(());
         };
         let store = self.turns.conversations();
-        let jobs = owed_jobs(store.as_ref(), bot, &owed.key, last, owed.conversation.next_seq).await?;
+        let jobs = owed_jobs(store.as_ref(), bot, &owed.key, &owed.conversation).await?;
         self.queue.send(&jobs).await?;
         Ok(())
     }

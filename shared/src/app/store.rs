@@ -56,8 +56,8 @@ pub trait Conversations: Send + Sync {
     async fn read_log(&self, key: &ConversationKey, after_seq: Option<u64>, limit: usize) -> Result<Vec<LogEntry>>;
 
     /// The jobs a turn kept apart from the conversation (`TurnWrite::owes`),
-    /// by the turn's first log seq.
-    async fn read_outbox(&self, key: &ConversationKey, first_seq: u64) -> Result<Vec<QueueMessage>>;
+    /// by the version its write made.
+    async fn read_outbox(&self, key: &ConversationKey, version: u64) -> Result<Vec<QueueMessage>>;
 
     /// The writes that owe deliveries, in the order they are made, from now
     /// on (`app::relay`): the in-memory store's own feed (given once), or

@@ -198,6 +198,7 @@ impl Queue for SqsQueue {
         let mut pending: Vec<(&QueueMessage, String)> = Vec::new();
         for message in messages {
             let body = serde_json::to_string(&message.job).map_err(|e| Error::Internal(e.to_string()))?;
+            let body = sqs_safe(body);
             if body.len() > MAX_JOB_BYTES {
                 // It can never be sent; the rest still can.
                 tracing::error!(bytes = body.len(), dedup_id = %message.dedup_id, "job too large for the queue: not sent");
@@ -235,6 +236,16 @@ impl Queue for SqsQueue {
     }
 }
 
+/// SQS refuses bodies holding U+FFFE or U+FFFF (outside the XML character
+/// range), which a user's text may hold; in JSON (only ever inside strings)
+/// they are written as escapes instead, which read back the same.
+fn sqs_safe(json: String) -> String {
+    if !json.contains(['\u{fffe}', '\u{ffff}']) {
+        return json;
+    }
+    json.replace('\u{fffe}', "\\ufffe").replace('\u{ffff}', "\\uffff")
+}
+
 impl SqsQueue {
     /// A batch with any failed entry is an error.
     async fn send_batch(&self, entries: Vec<SendMessageBatchRequestEntry>) -> Result<()> {
@@ -255,5 +266,19 @@ impl SqsQueue {
             ))),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn characters_sqs_refuses_are_escaped_and_read_back_the_same() {
+        let text = "a\u{fffe}b\u{ffff}c";
+        let body = sqs_safe(serde_json::to_string(&serde_json::json!({"val": text})).unwrap());
+        assert!(!body.contains(['\u{fffe}', '\u{ffff}']), "{body}");
+        let read: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(read["val"], text);
     }
 }

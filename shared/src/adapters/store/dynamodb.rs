@@ -8,7 +8,7 @@
 //! | used token   | `JTI#{bot}#{app}#{jti}`  | `JTI`            |
 //! | counter      | `BOT#{bot}#USER#{user}`  | `COUNTER#{name}` |
 //! | message key  | `IDEM#{digest}`          | `IDEM`           |
-//! | kept jobs    | `BOT#{bot}#USER#{user}`  | `OUTBOX#{seq:012}` |
+//! | kept jobs    | `BOT#{bot}#USER#{user}`  | `OUTBOX#{version:012}` |
 //!
 //! An app whose users are its own (`trust: anonymous`) keys its users'
 //! conversations `BOT#{bot}#APP#{app}#USER#{user}`.
@@ -21,7 +21,7 @@
 //! version in that write: the table's stream hands such writes to the relay
 //! (`app::relay`; the worker function's event source filters on it). Jobs
 //! too large for the conversation are an `OUTBOX` item of the same write, by
-//! the turn's first log seq.
+//! that write's version.
 //!
 //! and the items of [`files`].
 //!
@@ -91,8 +91,8 @@ fn log_sk(seq: u64) -> String {
     format!("MSG#{seq:012}")
 }
 
-fn outbox_sk(first_seq: u64) -> String {
-    format!("OUTBOX#{first_seq:012}")
+fn outbox_sk(version: u64) -> String {
+    format!("OUTBOX#{version:012}")
 }
 
 fn poll_pk(poll_id: &str) -> String {
@@ -333,12 +333,11 @@ impl DynamoStore {
             let now = n(chrono::Utc::now().timestamp());
             items.push(self.put(item, "attribute_not_exists(pk) OR expiresAt < :now", Some((":now", now)))?);
         }
-        let first_seq = write.conversation.last_turn.as_ref().map(|t| t.first_seq);
-        if let (Some(jobs), Some(first_seq)) = (write.owes.filter(|jobs| !jobs.is_empty()), first_seq) {
+        if let Some(jobs) = write.owes.filter(|jobs| !jobs.is_empty()) {
             let body = serde_json::to_string(jobs).map_err(|e| Error::Internal(e.to_string()))?;
             let item = HashMap::from([
                 ("pk".to_string(), s(&pk)),
-                ("sk".to_string(), s(outbox_sk(first_seq))),
+                ("sk".to_string(), s(outbox_sk(write.expected_version + 1))),
                 ("expiresAt".to_string(), n(write.expires_at)),
                 ("jobs".to_string(), s(body)),
             ]);
@@ -523,10 +522,10 @@ impl Conversations for DynamoStore {
         Ok(Some(Box::new(stream)))
     }
 
-    async fn read_outbox(&self, key: &ConversationKey, first_seq: u64) -> Result<Vec<QueueMessage>> {
-        match self.get_item(partition_key(key), &outbox_sk(first_seq)).await? {
+    async fn read_outbox(&self, key: &ConversationKey, version: u64) -> Result<Vec<QueueMessage>> {
+        match self.get_item(partition_key(key), &outbox_sk(version)).await? {
             Some(item) => json_attr(&item, "jobs"),
-            None => Ok(Vec::new()),
+            None => Err(Error::Storage(format!("no kept jobs of version {version}"))),
         }
     }
 

@@ -42,7 +42,7 @@ fn estimated_size<T: Serialize>(value: &T) -> usize {
 struct Entry {
     conversation: Conversation,
     log: BTreeMap<u64, LogEntry>,
-    /// Jobs turns kept apart, by the turn's first seq: the latest few.
+    /// Jobs turns kept apart, by the version of their write: the latest few.
     outbox: BTreeMap<u64, Vec<QueueMessage>>,
     /// Its estimated size: the conversation's, its log entries' and its outbox's.
     bytes: usize,
@@ -81,10 +81,9 @@ impl Table {
                 entry.log_bytes -= estimated_size(&dropped);
             }
         }
-        let first_seq = write.conversation.last_turn.as_ref().map(|t| t.first_seq);
-        if let (Some(jobs), Some(first_seq)) = (write.owes.filter(|jobs| !jobs.is_empty()), first_seq) {
+        if let Some(jobs) = write.owes.filter(|jobs| !jobs.is_empty()) {
             entry.outbox_bytes += estimated_size(&jobs);
-            entry.outbox.insert(first_seq, jobs.to_vec());
+            entry.outbox.insert(write.expected_version + 1, jobs.to_vec());
         }
         while entry.outbox.len() > MAX_OUTBOX_KEPT {
             if let Some((_, dropped)) = entry.outbox.pop_first() {
@@ -263,10 +262,10 @@ impl Conversations for MemoryStore {
         Ok(entry.log.range(from..).take(limit).map(|(_, e)| e.clone()).collect())
     }
 
-    async fn read_outbox(&self, key: &ConversationKey, first_seq: u64) -> Result<Vec<QueueMessage>> {
+    async fn read_outbox(&self, key: &ConversationKey, version: u64) -> Result<Vec<QueueMessage>> {
         let conversations = locked(&self.conversations)?;
-        let jobs = conversations.entries.get(key).and_then(|e| e.outbox.get(&first_seq));
-        Ok(jobs.cloned().unwrap_or_default())
+        let jobs = conversations.entries.get(key).and_then(|e| e.outbox.get(&version));
+        jobs.cloned().ok_or_else(|| Error::Storage(format!("no kept jobs of version {version}")))
     }
 
     async fn changes(&self) -> Result<Option<Box<dyn Changes>>> {

@@ -8,7 +8,7 @@ use super::TurnReply;
 use super::finish::MAX_OUTPUTS_PER_TURN;
 use crate::app::jobs::{self, EventTurn, TurnEnd};
 use crate::app::queue::QueueMessage;
-use crate::app::records::{Direction, LastTurn, LogEntry, PollAnswer};
+use crate::app::records::{Conversation, Direction, LastTurn, LogEntry, PollAnswer};
 use crate::app::store::Conversations;
 use crate::definition::Bot;
 use crate::error::Result;
@@ -38,18 +38,20 @@ pub(super) async fn saved_answer(
     Ok(TurnReply { messages, form, completion, poll_id: last.next_poll.clone(), rate: None })
 }
 
-/// What a saved turn owes, as the turn made it: the idle closure it sent
-/// first, its messages for the POST_URL, the event webhooks of its log
-/// entries (up to `end_seq`, the conversation's next seq as written), then
-/// what it kept. Receivers drop by webhook-id what they had already.
+/// What the write of `written` owes, as its turn made it: the idle closure
+/// it sent first, its messages for the POST_URL, the event webhooks of its
+/// log entries (up to the conversation's next seq as written), then what it
+/// kept. Receivers drop by webhook-id what they had already.
 pub async fn owed_jobs(
     store: &dyn Conversations,
     bot: &Bot,
     key: &ConversationKey,
-    last: &LastTurn,
-    end_seq: u64,
+    written: &Conversation,
 ) -> Result<Vec<QueueMessage>> {
-    let count = end_seq.saturating_sub(last.first_seq) as usize;
+    let Some(last) = &written.last_turn else {
+        return Ok(Vec::new());
+    };
+    let count = written.next_seq.saturating_sub(last.first_seq) as usize;
     let entries = store.read_log(key, last.first_seq.checked_sub(1), count).await?;
     let mut jobs = last.closed.clone();
     if let Some(instance) = last.post_url.as_deref().and_then(|id| bot.instance_by_id(id)) {
@@ -61,7 +63,7 @@ pub async fn owed_jobs(
         EventTurn { client_ip: last.client_ip.as_deref(), instance: last.instance_id.as_deref(), tasks: &last.tasks };
     jobs.extend(jobs::events(bot, key, &entries, &turn));
     if last.jobs_apart {
-        jobs.extend(store.read_outbox(key, last.first_seq).await?);
+        jobs.extend(store.read_outbox(key, written.version).await?);
     } else {
         jobs.extend(last.jobs.iter().cloned());
     }

@@ -23,11 +23,20 @@ const LONGEST_IDLE_WAIT: Duration = Duration::from_secs(1);
 /// Reads between two looks for new shards.
 const READS_PER_DISCOVERY: u32 = 20;
 
+struct Shard {
+    id: String,
+    /// Where to read next.
+    iterator: String,
+    /// The last record read: where to start again if the iterator expires
+    /// (15 minutes unused, while the relay waits for the queue).
+    after: Option<String>,
+}
+
 pub struct TableStream {
     client: Client,
     arn: String,
-    /// Each open shard's id and where to read it next.
-    shards: Vec<(String, String)>,
+    /// Each open shard being read.
+    shards: Vec<Shard>,
     /// Every shard seen, so a closed one is not read again.
     seen: Vec<String>,
     reads: u32,
@@ -59,21 +68,27 @@ impl TableStream {
             if self.seen.contains(&id) {
                 continue;
             }
-            let iterator = self
-                .client
-                .get_shard_iterator()
-                .stream_arn(&self.arn)
-                .shard_id(&id)
-                .shard_iterator_type(from.clone())
-                .send()
-                .await
-                .map_err(|e| storage("GetShardIterator", e))?;
+            let iterator = self.iterator(&id, from.clone(), None).await?;
             self.seen.push(id.clone());
-            if let Some(iterator) = iterator.shard_iterator {
-                self.shards.push((id, iterator));
+            if let Some(iterator) = iterator {
+                self.shards.push(Shard { id, iterator, after: None });
             }
         }
         Ok(())
+    }
+
+    async fn iterator(&self, shard: &str, from: ShardIteratorType, after: Option<&str>) -> Result<Option<String>> {
+        let iterator = self
+            .client
+            .get_shard_iterator()
+            .stream_arn(&self.arn)
+            .shard_id(shard)
+            .shard_iterator_type(from)
+            .set_sequence_number(after.map(String::from))
+            .send()
+            .await
+            .map_err(|e| storage("GetShardIterator", e))?;
+        Ok(iterator.shard_iterator)
     }
 }
 
@@ -87,8 +102,24 @@ impl Changes for TableStream {
         let mut owed = Vec::new();
         let mut index = 0;
         while index < self.shards.len() {
-            let read = match self.client.get_records().shard_iterator(&self.shards[index].1).send().await {
+            let read = match self.client.get_records().shard_iterator(&self.shards[index].iterator).send().await {
                 Ok(read) => read,
+                // Expired while unused: again after the last record read (or
+                // from the shard's start: what was relayed comes again).
+                Err(e) if e.as_service_error().is_some_and(|e| e.is_expired_iterator_exception()) => {
+                    let shard = &self.shards[index];
+                    let (from, after) = match &shard.after {
+                        Some(after) => (ShardIteratorType::AfterSequenceNumber, Some(after.as_str())),
+                        None => (ShardIteratorType::TrimHorizon, None),
+                    };
+                    match self.iterator(&shard.id, from, after).await? {
+                        Some(iterator) => self.shards[index].iterator = iterator,
+                        None => {
+                            self.shards.remove(index);
+                        }
+                    }
+                    continue;
+                }
                 // The shard stays where it was; what was read is handed on.
                 Err(e) if owed.is_empty() => return Err(storage("GetRecords", e)),
                 Err(e) => {
@@ -97,14 +128,18 @@ impl Changes for TableStream {
                 }
             };
             for record in read.records() {
-                let Some(image) = record.dynamodb().and_then(|change| change.new_image()) else { continue };
+                let change = record.dynamodb();
+                if let Some(sequence) = change.and_then(|c| c.sequence_number()) {
+                    self.shards[index].after = Some(sequence.to_string());
+                }
+                let Some(image) = change.and_then(|change| change.new_image()) else { continue };
                 let attribute =
                     |name: &str| image.get(name).and_then(|v| v.as_s().or(v.as_n()).ok()).map(String::as_str);
                 owed.extend(owed_in_image(attribute));
             }
             match read.next_shard_iterator {
                 Some(next) => {
-                    self.shards[index].1 = next;
+                    self.shards[index].iterator = next;
                     index += 1;
                 }
                 // Closed and read to its end.
