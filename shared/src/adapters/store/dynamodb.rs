@@ -43,7 +43,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
     GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
-    StreamSpecification, StreamViewType, TimeToLiveSpecification, TransactWriteItem,
+    StreamSpecification, StreamViewType, TableDescription, TimeToLiveSpecification, TransactWriteItem,
 };
 use serde_json::Value;
 
@@ -192,8 +192,7 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Turns on the stream of a table made without it.
-    async fn add_stream(&self) -> Result<()> {
+    async fn describe(&self) -> Result<TableDescription> {
         let described = self
             .client
             .describe_table()
@@ -201,7 +200,12 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| storage("DescribeTable", e))?;
-        if described.table().and_then(|t| t.stream_specification()).is_some_and(|s| s.stream_enabled()) {
+        described.table.ok_or_else(|| Error::Storage(format!("DynamoDB DescribeTable: no table {}", self.table)))
+    }
+
+    /// Turns on the stream of a table made without it.
+    async fn add_stream(&self) -> Result<()> {
+        if self.describe().await?.stream_specification().is_some_and(|s| s.stream_enabled()) {
             return Ok(());
         }
         self.client
@@ -218,15 +222,8 @@ impl DynamoStore {
     /// Adds the idle index to a table made without it (DynamoDB builds it
     /// in the background; the sweep fails until it is active).
     async fn add_idle_index(&self) -> Result<()> {
-        let described = self
-            .client
-            .describe_table()
-            .table_name(&self.table)
-            .send()
-            .await
-            .map_err(|e| storage("DescribeTable", e))?;
-        let indexes = described.table().map(|t| t.global_secondary_indexes()).unwrap_or_default();
-        if indexes.iter().any(|i| i.index_name() == Some(IDLE_INDEX)) {
+        let described = self.describe().await?;
+        if described.global_secondary_indexes().iter().any(|i| i.index_name() == Some(IDLE_INDEX)) {
             return Ok(());
         }
         let create = CreateGlobalSecondaryIndexAction::builder()
@@ -235,16 +232,24 @@ impl DynamoStore {
             .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
             .build()
             .map_err(|e| storage("UpdateTable", e))?;
-        self.client
+        let updated = self
+            .client
             .update_table()
             .table_name(&self.table)
             .attribute_definitions(attribute("idleShard", ScalarAttributeType::S)?)
             .attribute_definitions(attribute("idleDue", ScalarAttributeType::N)?)
             .global_secondary_index_updates(GlobalSecondaryIndexUpdate::builder().create(create).build())
             .send()
-            .await
-            .map_err(|e| storage("UpdateTable", e))?;
-        tracing::info!(table = %self.table, "the idle index is being added to the table");
+            .await;
+        match updated {
+            Ok(_) => tracing::info!(table = %self.table, "the idle index is being added to the table"),
+            // Still taking the stream just turned on: one change at a time.
+            Err(e) if e.code() == Some("ResourceInUseException") => tracing::warn!(
+                table = %self.table,
+                "the table is being updated: create it again (--create-table) once it is active to add the idle index"
+            ),
+            Err(e) => return Err(storage("UpdateTable", e)),
+        }
         Ok(())
     }
 
@@ -508,17 +513,10 @@ impl Conversations for DynamoStore {
         let Some(streams) = &self.streams else {
             return Ok(None);
         };
-        let described = self
-            .client
-            .describe_table()
-            .table_name(&self.table)
-            .send()
-            .await
-            .map_err(|e| storage("DescribeTable", e))?;
-        let arn = described.table().and_then(|t| t.latest_stream_arn()).ok_or_else(|| {
+        let arn = self.describe().await?.latest_stream_arn.ok_or_else(|| {
             Error::Storage(format!("the table {} has no stream (--create-table turns it on)", self.table))
         })?;
-        let stream = stream::TableStream::open(streams.clone(), arn.to_string()).await?;
+        let stream = stream::TableStream::open(streams.clone(), arn).await?;
         Ok(Some(Box::new(stream)))
     }
 

@@ -417,6 +417,14 @@ impl Turns {
         let mut made = Vec::new();
         loop {
             let mut conversation = stored.clone().unwrap_or_default();
+            if let Step::Message(request) = &step
+                && attempt > 0
+                && let Some(last) = conversation.last_turn.as_ref().filter(|t| t.trace_id == request.trace_id)
+            {
+                // Our write landed though its answer was lost (the store's
+                // retry of it then failed its condition): saved once, answered.
+                return replies::saved_answer(self.conversations.as_ref(), key, last).await.map(Some);
+            }
             conversation.drop_stale_queued(Utc::now().timestamp());
             if !step.applies(&conversation) {
                 return Ok(None);
