@@ -513,15 +513,7 @@ async fn a_session_idle_past_the_timeout_ends_and_the_next_message_starts_afresh
     let mut idle = conversation(&store, "u1").await;
     let idle_ms = i64::from(bot.def.session.idle_timeout_minutes) * 60_000;
     idle.session.as_mut().expect("a session").last_active_at -= idle_ms + 1_000;
-    let write = TurnWrite {
-        conversation: &idle,
-        expected_version: idle.version,
-        log: &[],
-        expires_at: i64::MAX,
-        polls: &[],
-        key: None,
-        owes: None,
-    };
+    let write = TurnWrite::of(&idle, idle.version, i64::MAX);
     store.save_turn(&key("u1"), write).await.unwrap();
 
     let reply = answered(turns.run(&message(&bot, "u1", "Ada", "tr-2"), far_deadline()).await.unwrap());

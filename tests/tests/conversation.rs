@@ -120,15 +120,7 @@ async fn new_session_and_idle_timeout_end_the_task(backend: Backend) {
         next_seq: 0,
         ..Conversation::default()
     };
-    let write = TurnWrite {
-        conversation: &stale,
-        expected_version: 0,
-        log: &[],
-        expires_at: now() + 3600,
-        polls: &[],
-        key: None,
-        owes: None,
-    };
+    let write = TurnWrite::of(&stale, 0, now() + 3600);
     server.stores.conversations.save_turn(&key, write).await.unwrap();
     assert_eq!(server.say("erin", "Erin").await.texts(), ["I did not understand."]);
 
@@ -142,15 +134,7 @@ async fn new_session_and_idle_timeout_end_the_task(backend: Backend) {
         ..stale.clone()
     };
     let key = ConversationKey::new(TEST_BOT, "frank");
-    let write = TurnWrite {
-        conversation: &fresh,
-        expected_version: 0,
-        log: &[],
-        expires_at: now() + 3600,
-        polls: &[],
-        key: None,
-        owes: None,
-    };
+    let write = TurnWrite::of(&fresh, 0, now() + 3600);
     server.stores.conversations.save_turn(&key, write).await.unwrap();
     assert_eq!(server.say("frank", "Frank").await.texts(), ["Your email?"]);
 }

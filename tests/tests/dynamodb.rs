@@ -185,15 +185,7 @@ async fn an_expired_conversation_reads_as_empty() {
         session_id: None,
         body: serde_json::Value::Null,
     }];
-    let write = TurnWrite {
-        conversation: &conversation,
-        expected_version: version,
-        log: &log,
-        expires_at: now() - 2 * 86_400,
-        polls: &[],
-        key: None,
-        owes: None,
-    };
+    let write = TurnWrite { log: &log, ..TurnWrite::of(&conversation, version, now() - 2 * 86_400) };
     store.save_turn(&key, write).await.unwrap();
 
     let expired = store.load(&key).await.unwrap().unwrap();

@@ -219,15 +219,7 @@ async fn a_closure_due_too_early_is_put_off(backend: Backend) {
 
 async fn save(server: &Server, user: &str, conversation: &Conversation) {
     let key = ConversationKey::new(BOT, user);
-    let write = TurnWrite {
-        conversation,
-        expected_version: conversation.version,
-        log: &[],
-        expires_at: now() + 3600,
-        polls: &[],
-        key: None,
-        owes: None,
-    };
+    let write = TurnWrite::of(conversation, conversation.version, now() + 3600);
     server.stores.conversations.save_turn(&key, write).await.unwrap();
 }
 

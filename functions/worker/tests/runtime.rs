@@ -59,15 +59,7 @@ async fn the_schedule_queues_the_closure_of_idle_sessions() {
         idle_closure: Some(IdleClosure { due_at, instance_id: "default".into() }),
         ..Conversation::default()
     };
-    let write = TurnWrite {
-        conversation: &idle,
-        expected_version: 0,
-        log: &[],
-        expires_at: now() + 3600,
-        polls: &[],
-        key: None,
-        owes: None,
-    };
+    let write = TurnWrite::of(&idle, 0, now() + 3600);
     store.save_turn(&key, write).await.unwrap();
 
     let function = LambdaRuntime::start(Path::new(env!("CARGO_BIN_EXE_worker")), &deployment.env).await;
@@ -104,13 +96,8 @@ async fn the_stream_event_queues_what_saved_turns_owe() {
     let last = json!({"traceId": "tr-lead", "firstSeq": 0, "jobs": [kept]});
     let owing = Conversation { last_turn: Some(serde_json::from_value(last).unwrap()), ..Conversation::default() };
     let write = |conversation, expected_version, owes| TurnWrite {
-        conversation,
-        expected_version,
-        log: &[],
-        expires_at: now() + 3600,
-        polls: &[],
-        key: None,
         owes,
+        ..TurnWrite::of(conversation, expected_version, now() + 3600)
     };
     store.save_turn(&key, write(&owing, 0, Some(&[]))).await.unwrap();
     // Written again without owing: relayed nothing more.

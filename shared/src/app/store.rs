@@ -36,6 +36,13 @@ pub struct TurnWrite<'a> {
     pub owes: Option<&'a [QueueMessage]>,
 }
 
+impl<'a> TurnWrite<'a> {
+    /// A write of the conversation alone: no log entries, records or debts.
+    pub fn of(conversation: &'a Conversation, expected_version: u64, expires_at: i64) -> Self {
+        Self { conversation, expected_version, log: &[], expires_at, polls: &[], key: None, owes: None }
+    }
+}
+
 /// Conversations and their log.
 #[async_trait]
 pub trait Conversations: Send + Sync {

@@ -421,15 +421,7 @@ mod tests {
 
     async fn write(store: &MemoryStore, key: &ConversationKey, version: u64, log: &[LogEntry], expires_at: i64) {
         let conversation = Conversation { next_seq: log.last().map_or(0, |e| e.seq + 1), ..Conversation::default() };
-        let write = TurnWrite {
-            conversation: &conversation,
-            expected_version: version,
-            log,
-            expires_at,
-            polls: &[],
-            key: None,
-            owes: None,
-        };
+        let write = TurnWrite { log, ..TurnWrite::of(&conversation, version, expires_at) };
         store.save_turn(key, write).await.unwrap();
     }
 
@@ -483,15 +475,7 @@ mod tests {
             texts_instance: None,
         };
         let waiting = Conversation { next_seq: 10, pending: Some(pending), ..Conversation::default() };
-        let first = TurnWrite {
-            conversation: &waiting,
-            expected_version: 0,
-            log: &entries,
-            expires_at: far,
-            polls: &[],
-            key: None,
-            owes: None,
-        };
+        let first = TurnWrite { log: &entries, ..TurnWrite::of(&waiting, 0, far) };
         store.save_turn(&user(0), first).await.unwrap();
         write(&store, &user(1), 0, &entries, far).await;
         write(&store, &user(2), 0, &entries, far).await;
@@ -544,15 +528,7 @@ mod tests {
         let key = ConversationKey::new("st-b", "u");
         let conversation = Conversation { next_seq: 1, ..Conversation::default() };
         let (first, second) = ([entry(0)], [entry(1)]);
-        let write = |expected_version, log| TurnWrite {
-            conversation: &conversation,
-            expected_version,
-            log,
-            expires_at: 0,
-            polls: &[],
-            key: None,
-            owes: None,
-        };
+        let write = |expected_version, log| TurnWrite { log, ..TurnWrite::of(&conversation, expected_version, 0) };
         store.save_turn(&key, write(0, &first)).await.unwrap();
         // A second writer that also read version 0 loses.
         assert!(matches!(store.save_turn(&key, write(0, &first)).await, Err(Error::Conflict)));

@@ -93,24 +93,9 @@ impl Turns {
             to.user_tags = tags;
 
             let expires_at = Utc::now().timestamp() + retention;
-            let left = TurnWrite {
-                conversation: &from,
-                expected_version: from.version,
-                log: &[],
-                expires_at,
-                polls: &[],
-                key: None,
-                owes: None,
-            };
-            let joined = TurnWrite {
-                conversation: &to,
-                expected_version: stored.as_ref().map_or(0, |c| c.version),
-                log: &carried,
-                expires_at,
-                polls: &[],
-                key: None,
-                owes: None,
-            };
+            let left = TurnWrite::of(&from, from.version, expires_at);
+            let joined =
+                TurnWrite { log: &carried, ..TurnWrite::of(&to, stored.as_ref().map_or(0, |c| c.version), expires_at) };
             match self.conversations.save_turns(&[(source, left), (target, joined)]).await {
                 Err(Error::Conflict) => {
                     timeout_at(deadline, backoff(attempt)).await.map_err(timed_out)?;

@@ -270,15 +270,7 @@ impl Turns {
             conversation.idle_closure = due;
             let retention = i64::from(bot.def.session.retention_days) * 86_400;
             let expires_at = Utc::now().timestamp() + retention;
-            let write = TurnWrite {
-                conversation: &conversation,
-                expected_version: conversation.version,
-                log: &[],
-                expires_at,
-                polls: &[],
-                key: None,
-                owes: None,
-            };
+            let write = TurnWrite::of(&conversation, conversation.version, expires_at);
             return match self.conversations.save_turn(key, write).await {
                 // Written meanwhile: the next sweep sees it as it is now.
                 Ok(()) | Err(Error::Conflict) => Ok(None),
@@ -326,13 +318,9 @@ impl Turns {
             let answer = PollAnswer { poll_id: Some(record.poll_id.clone()), ..PollAnswer::default() };
             let done = request.key.as_ref().map(|k| k.done(KeyAnswer::Turn(answer)));
             let write = TurnWrite {
-                conversation: &conversation,
-                expected_version: conversation.version,
-                log: &[],
-                expires_at: Utc::now().timestamp() + retention,
                 polls: std::slice::from_ref(record),
                 key: done.as_ref(),
-                owes: None,
+                ..TurnWrite::of(&conversation, conversation.version, Utc::now().timestamp() + retention)
             };
             match self.conversations.save_turn(key, write).await {
                 Err(Error::Conflict) => {
@@ -361,15 +349,7 @@ impl Turns {
                 return Ok(());
             }
             conversation.queued.retain(|q| q.trace_id != trace_id);
-            let write = TurnWrite {
-                conversation: &conversation,
-                expected_version: conversation.version,
-                log: &[],
-                expires_at: Utc::now().timestamp() + retention,
-                polls: &[],
-                key: None,
-                owes: None,
-            };
+            let write = TurnWrite::of(&conversation, conversation.version, Utc::now().timestamp() + retention);
             match self.conversations.save_turn(key, write).await {
                 Err(Error::Conflict) => backoff(attempt).await,
                 outcome => return outcome,
@@ -435,13 +415,15 @@ impl Turns {
             let finished = finish(bot, key, &plan, begun, ran)?;
             let retention = i64::from(bot.def.session.retention_days) * 86_400;
             let write = TurnWrite {
-                conversation: &finished.conversation,
-                expected_version: stored.as_ref().map_or(0, |c| c.version),
                 log: &finished.log,
-                expires_at: Utc::now().timestamp() + retention,
                 polls: &finished.polls,
                 key: finished.key.as_ref(),
                 owes: finished.owes.as_deref(),
+                ..TurnWrite::of(
+                    &finished.conversation,
+                    stored.as_ref().map_or(0, |c| c.version),
+                    Utc::now().timestamp() + retention,
+                )
             };
             if !keyed && Instant::now() >= deadline {
                 return Err(Error::Timeout(deadline.saturating_duration_since(started)));
