@@ -282,6 +282,18 @@ impl Server {
         Self::serve(registry, stores, blobs(Backend::Memory).await, queued, settings, true).await
     }
 
+    /// State in `stores`, files in `blobs` (reached however the test
+    /// chooses: through a fault-injecting proxy, say), jobs in memory.
+    pub async fn start_with_blobs(
+        registry: Registry,
+        stores: Stores,
+        blobs: Arc<dyn Blobs>,
+        settings: Settings,
+    ) -> Self {
+        let queued = Queued::Memory(MemoryQueue::new(TEST_MAX_RECEIVES));
+        Self::serve(registry, stores, (blobs, None), queued, settings, true).await
+    }
+
     /// Everything on `backend`: memory for both, or DynamoDB and SQS on the
     /// emulator with a worker polling the queue (as Lambda's event source does).
     pub async fn start_on(backend: Backend, registry: Registry, settings: Settings) -> Self {
@@ -573,6 +585,9 @@ pub struct Received {
     pub body: Value,
     /// The body as sent, for signature checks.
     pub raw: Vec<u8>,
+    /// The status the receiver answered (or began to: a slow answer may
+    /// reach a caller that gave up).
+    pub answered: u16,
 }
 
 /// How the receiver answers a path: status, body, and a delay first.
@@ -610,7 +625,7 @@ impl Receiver {
     pub async fn start(answers: Vec<(&str, Answer)>) -> Self {
         let answers: Arc<Vec<(String, Answer)>> =
             Arc::new(answers.into_iter().map(|(p, a)| (p.to_string(), a)).collect());
-        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let received = Arc::new(std::sync::Mutex::new(Vec::<Received>::new()));
         let seen = received.clone();
         let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
             let answers = answers.clone();
@@ -619,35 +634,37 @@ impl Receiver {
                 let (parts, body) = request.into_parts();
                 let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
                 let path_and_query = parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
-                seen.lock().unwrap().push(Received {
-                    method: parts.method.to_string(),
-                    path_and_query: path_and_query.clone(),
-                    headers: parts.headers,
-                    body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-                    raw: bytes.to_vec(),
-                });
-                // Answers listed for one prefix are given in turn, the last one repeated.
+                // Answers listed for one prefix are given in turn, the last one
+                // repeated; chosen and recorded under one lock.
                 let longest = answers
                     .iter()
                     .filter(|(prefix, _)| path_and_query.starts_with(prefix.as_str()))
                     .map(|(prefix, _)| prefix.len())
                     .max();
-                let answer = match longest {
-                    Some(len) => {
-                        let listed: Vec<&Answer> = answers
-                            .iter()
-                            .filter(|(p, _)| p.len() == len && path_and_query.starts_with(p.as_str()))
-                            .map(|(_, a)| a)
-                            .collect();
-                        let asked = seen
-                            .lock()
-                            .unwrap()
-                            .iter()
-                            .filter(|r| r.path_and_query.starts_with(&path_and_query[..len]))
-                            .count();
-                        listed[(asked - 1).min(listed.len() - 1)].clone()
-                    }
-                    None => Answer::raw(404, "{}"),
+                let answer = {
+                    let mut seen = seen.lock().unwrap();
+                    let answer = match longest {
+                        Some(len) => {
+                            let listed: Vec<&Answer> = answers
+                                .iter()
+                                .filter(|(p, _)| p.len() == len && path_and_query.starts_with(p.as_str()))
+                                .map(|(_, a)| a)
+                                .collect();
+                            let asked =
+                                seen.iter().filter(|r| r.path_and_query.starts_with(&path_and_query[..len])).count();
+                            listed[asked.min(listed.len() - 1)].clone()
+                        }
+                        None => Answer::raw(404, "{}"),
+                    };
+                    seen.push(Received {
+                        method: parts.method.to_string(),
+                        path_and_query,
+                        headers: parts.headers,
+                        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                        raw: bytes.to_vec(),
+                        answered: answer.status,
+                    });
+                    answer
                 };
                 tokio::time::sleep(std::time::Duration::from_millis(answer.delay_ms)).await;
                 let status = http::StatusCode::from_u16(answer.status).unwrap_or(http::StatusCode::OK);

@@ -7,9 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use hookline_core::app::queue::{Job, JobHandler, QueuedAnswer, QueuedTurn};
-use hookline_core::app::worker::Record;
 use hookline_core::process::Settings;
-use hookline_core::process::sqs_worker;
 use hookline_tests::*;
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
@@ -180,45 +178,6 @@ async fn a_post_url_failing_twice_then_succeeding_gets_every_message_once_in_ord
     assert_eq!(data_texts(&deduplicated(posts)), expected);
 }
 
-/// Dead-lettering after the retry budget, then replay from the dead-letter
-/// queue. One message per conversation (Chatlayer's format sends no
-/// end-of-task message): the emulator keeps FIFO order across redrives only
-/// for single-message groups.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_receiver_down_past_the_retry_budget_leaves_the_message_dead_lettered_and_replay_delivers_it() {
-    // Three receives of three attempts each fail; the next attempt succeeds.
-    let failures = (TEST_MAX_RECEIVES * 3) as usize;
-    let mut answers = vec![("/chatlayer-format", Answer::raw(503, "{}")); failures];
-    answers.push(("/chatlayer-format", Answer::json(json!({}))));
-    let receiver = Receiver::start(answers).await;
-    let server = Server::start_on(Backend::DynamoDb, channel_bot(&receiver, ""), settings()).await;
-    let Queued::Sqs { queue, dead_letters, .. } = server.queued.clone() else { unreachable!() };
-    assert_eq!(say(&server, "chatlayer-format", "eve", "survey").await.status, 200);
-
-    let tried = receiver.wait_for_path("/chatlayer-format", failures, 20).await;
-    assert_eq!(tried.len(), failures);
-    assert!(tried.iter().all(|t| t.body["message"]["text"] == "Rate us from 1 to 5"));
-    // The redrive policy moves it on its next receive.
-    let mut moved = 0;
-    for _ in 0..100 {
-        moved = dead_letters.move_messages(&queue, 10).await.unwrap();
-        if moved > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(moved, 1, "the delivery is in the dead-letter queue");
-    let delivered = receiver.wait_for_path("/chatlayer-format", failures + 1, 10).await;
-    assert_eq!(delivered.len(), failures + 1);
-    let last = delivered.last().unwrap();
-    assert_eq!(last.headers["webhook-id"], tried[0].headers["webhook-id"]);
-    assert!(verify_signature(BOT_SIGNING_SECRET, last, &last.raw));
-    // Nothing else is left anywhere.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(receiver.received().len(), failures + 1);
-    assert_eq!(dead_letters.move_messages(&queue, 10).await.unwrap(), 0);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_memory_a_delivery_that_always_fails_is_dead_lettered() {
     let (server, receiver) = setup(Backend::Memory, vec![("/post", Answer::raw(500, "{}"))]).await;
@@ -235,55 +194,6 @@ async fn in_memory_a_delivery_that_always_fails_is_dead_lettered() {
     assert_eq!(dead.len(), 1);
     let Job::Deliver(delivery) = &dead[0].job else { panic!("{:?}", dead[0].job) };
     assert_eq!(delivery.call.body.as_ref().unwrap()["data"][0]["val"], "Rate us from 1 to 5");
-}
-
-/// A worker killed mid-batch: what it delivered comes again after the
-/// visibility timeout, under the same webhook-id, so a receiver that drops
-/// duplicates sees every message once. (Chatlayer's format: one delivery per
-/// turn here.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_mid_batch_loses_and_duplicates_nothing() {
-    let answer = Answer { delay_ms: 400, ..Answer::json(json!({})) };
-    let receiver = Receiver::start(vec![("/chatlayer-format", answer)]).await;
-    let server = Server::start_without_worker(channel_bot(&receiver, ""), settings()).await;
-    let Queued::Sqs { queue, .. } = server.queued.clone() else { unreachable!() };
-    let users = ["u1", "u2", "u3"];
-    for user in users {
-        assert_eq!(say(&server, "chatlayer-format", user, "survey").await.status, 200);
-    }
-    // The turns run; each leaves one delivery.
-    let worker = server.worker();
-    let mut turns = 0;
-    while turns < users.len() {
-        turns += sqs_worker::poll_once(&worker, &queue, Duration::from_secs(1)).await.unwrap();
-    }
-    // A batch of the deliveries, as Lambda would hand it over, is cut short
-    // once the first has reached the receiver: nothing of it is deleted.
-    let mut batch = Vec::new();
-    while batch.len() < users.len() {
-        batch.extend(queue.receive(10, Duration::from_secs(1)).await.unwrap());
-    }
-    let records: Vec<Record> = batch
-        .into_iter()
-        .map(|m| Record { id: m.message_id, group: m.group, body: m.body, receive_count: m.receive_count })
-        .collect();
-    let batch = tokio::spawn({
-        let worker = worker.clone();
-        async move { worker.handle_batch(records).await }
-    });
-    receiver.wait_for_path("/chatlayer-format", 1, 10).await;
-    batch.abort();
-    // A new worker takes over once the messages are visible again.
-    tokio::spawn(sqs_worker::run(worker, queue));
-    let posts = receiver.wait_for_path("/chatlayer-format", users.len() + 1, 15).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // What the killed worker had sent came again.
-    assert!(receiver.received().len() > users.len(), "{} requests", receiver.received().len());
-    let unique = deduplicated(receiver.received());
-    let mut recipients: Vec<&str> = unique.iter().map(|p| p.body["recipient"]["id"].as_str().unwrap()).collect();
-    recipients.sort();
-    assert_eq!(recipients, users, "{} requests in all", posts.len());
-    assert!(unique.iter().all(|p| p.body["message"]["text"] == "Rate us from 1 to 5"));
 }
 
 /// A queued turn delivered twice runs once: the second time its saved answer

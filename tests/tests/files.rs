@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use hookline_core::adapters::blobs::S3Blobs;
 use hookline_core::adapters::store::MemoryStore;
 use hookline_core::app::files::{ChunkRecord, FileLimits, FileRecord, FileStore, MAX_CHUNK_BYTES, Upload};
 use hookline_core::app::store::Stores;
-use hookline_core::process::Settings;
-use hookline_tests::*;
+use hookline_core::process::{Settings, aws};
+use hookline_tests::{proxy, *};
 use jsonwebtoken::Algorithm;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -557,3 +558,43 @@ on_both_stores!(
     a_commit_with_a_key_is_answered_again,
     upload_quotas_are_per_user,
 );
+
+/// S3 failing in the middle of a commit (its second part cannot be
+/// uploaded): the commit is refused in the envelope, neither a file nor an
+/// unfinished multipart upload is left, and the same commit, retried once S3
+/// is back, makes the whole file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_failing_mid_commit_leaves_no_half_file_and_the_commit_can_be_retried() {
+    let proxy = proxy::Proxy::start(&aws_endpoint()).await;
+    let bucket = format!("hookline-test-{}", uuid::Uuid::new_v4().simple());
+    let blobs = S3Blobs::new(aws::s3_client(Some(&proxy.url)).await, bucket.clone());
+    blobs.create_bucket().await.unwrap();
+    let registry = registry_with(&[("files-bot.yaml".into(), include_str!("../fixtures/bots/files-bot.yaml").into())]);
+    let stores = stores(Backend::DynamoDb).await;
+    let server = Server::start_with_blobs(registry, stores, Arc::new(blobs), Settings::default()).await;
+    let user = token("ann");
+    let file_token = open(&server, &user).await;
+    // Eleven MiB: three parts of the joined file, the first two 5 MiB.
+    let mut whole = Vec::new();
+    for n in 0..11u8 {
+        let part = content(n, MIB);
+        assert_eq!(chunk(&server, &user, &file_token, json!(n), &part).await.status, 200);
+        whole.extend_from_slice(&part);
+    }
+    let path = &commit_paths(&file_token)[1];
+
+    proxy.set(proxy::Fault::CutRequests("partNumber=2&"));
+    let refused = commit(&server, &user, path, "recording.mp4", json!(11)).await;
+    assert_eq!((refused.status, refused.error_msg().as_str()), (503, "Service temporarily unavailable"));
+    proxy.set(proxy::Fault::None);
+    let s3 = s3_client().await;
+    let files = s3.list_objects_v2().bucket(&bucket).prefix("files/").send().await.unwrap();
+    assert_eq!(files.key_count(), Some(0), "no file, whole or half");
+    let unfinished = s3.list_multipart_uploads().bucket(&bucket).send().await.unwrap();
+    assert!(unfinished.uploads().is_empty(), "the multipart upload was aborted: {unfinished:?}");
+
+    let reply = commit(&server, &user, path, "recording.mp4", json!(11)).await;
+    let (stored_bytes, hash) = stored(&server, &reply).await;
+    assert!(stored_bytes == whole, "the whole file, in order");
+    assert_eq!(hash, sha256_by_python(&whole));
+}
