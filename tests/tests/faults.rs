@@ -475,3 +475,30 @@ async fn a_write_whose_answer_is_lost_is_answered_from_the_log_not_run_twice() {
     assert_eq!(answered.texts(), again.texts(), "answered as the turn ran");
     assert_eq!(logged(&store, "wes").await, ["hello", "balance", "balance"], "each message logged once");
 }
+
+/// SQS unreachable when an asynchronous message comes: it is not
+/// acknowledged (503 in the envelope) and nothing of it runs later; the
+/// client's retry once SQS is back is acknowledged and delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_unreachable_at_an_async_message_answers_503_and_runs_nothing() {
+    let receiver = Receiver::start(vec![("/post", Answer::json(json!({})))]).await;
+    let proxy = Proxy::start(&aws_endpoint()).await;
+    let (queue, dead_letters) = sqs_queue().await;
+    let through_proxy = SqsQueue::new(aws::sqs_client(Some(&proxy.url)).await, queue.url());
+    let stores = stores(Backend::DynamoDb).await;
+    let registry = channel_bot(&receiver.addr, 2000);
+    let server = Server::start_on_sqs(registry, stores, through_proxy, (queue, dead_letters), settings()).await;
+
+    proxy.set(Fault::Refuse);
+    let refused = say(&server, "async", "ida", "hello").await;
+    assert_eq!((refused.status, refused.error_msg().as_str()), (503, "Service temporarily unavailable"));
+    proxy.set(Fault::None);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(receiver.received().is_empty(), "the refused message never ran");
+
+    assert_eq!(say(&server, "async", "ida", "hello").await.status, 200);
+    let received = taken(&receiver, "/post", 3, 15).await;
+    let tally = Tally::of(&[("ida", &["Hello!", "How can I help?", "end:Fulfilled"])], &received, post_url_message);
+    assert_eq!((tally.delivered, tally.duplicated, tally.out_of_order), (3, 0, 0), "{tally:?}");
+    assert_eq!(received.len(), 3, "once each");
+}
