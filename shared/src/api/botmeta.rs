@@ -2,21 +2,20 @@
 //! before the first message; and the icon the server draws for a bot that
 //! names none, so a chat window never shows a broken image.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
-use http::{HeaderMap, header};
+use http::{HeaderMap, Method, header};
 
-use super::{WebhookState, authenticate, every_app};
+use super::{Routes, WebhookState, authenticate, every_app};
 use crate::definition::Bot;
 use crate::error::Result;
 use crate::protocol::BotMeta;
 
-pub fn router(state: WebhookState) -> Router {
-    Router::new()
-        .route("/api/botmeta/{bot_id}", get(botmeta))
-        .route("/api/botmeta/{bot_id}/icon", get(icon))
+pub fn router(state: WebhookState) -> Routes {
+    Routes::new()
+        .add(Method::GET, "/api/botmeta/{bot_id}", botmeta)
+        .add(Method::GET, "/api/botmeta/{bot_id}/icon", icon)
         .with_state(state)
 }
 

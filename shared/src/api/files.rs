@@ -5,18 +5,18 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
+use axum::handler::Handler;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{post, put};
-use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use http::{HeaderMap, header};
+use http::{HeaderMap, Method, header};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{FilesState, authenticate, bearer_token, every_app, idempotency_key, read_body, replayed};
+use super::{FilesState, Routes, authenticate, bearer_token, every_app, idempotency_key, read_body, replayed};
 use crate::app::auth;
 use crate::app::files::{Described, FileRecord, MAX_CHUNK_BYTES, Owner, check_channel_type};
 use crate::app::idempotency::{self, Claim, KeyAnswer, KeyRecord};
@@ -35,20 +35,16 @@ const _: () = assert!(CHUNK_BODY_BYTES.div_ceil(3) * 4 < 6_000_000, "a chunk req
 /// The channelType of uploads through /api/public/uploadfile.
 const PUBLIC_CHANNEL: &str = "public";
 
-pub fn router(state: FilesState) -> Router {
-    let whole = state.files.limits().max_upload_bytes + FORM_OVERHEAD_BYTES;
-    let base = "/api/attachments/{stream_id}/{channel_type}/token";
+pub fn router(state: FilesState) -> Routes {
+    let whole = DefaultBodyLimit::max(state.files.limits().max_upload_bytes + FORM_OVERHEAD_BYTES);
     let (chunk, small) = (DefaultBodyLimit::max(CHUNK_BODY_BYTES), DefaultBodyLimit::max(SMALL_BODY_BYTES));
-    Router::new()
-        .route("/api/public/uploadfile", post(upload_file).layer(DefaultBodyLimit::max(whole)))
-        .route(
-            "/api/attachments/file/{stream_id}/{channel_type}",
-            post(upload_single).layer(DefaultBodyLimit::max(whole)),
-        )
-        .route(base, post(open_upload).layer(small))
-        .route(&format!("{base}/{{token}}/chunk"), post(put_chunk).layer(chunk))
-        .route(&format!("{base}/{{token}}/chunk"), put(commit).layer(small))
-        .route(&format!("{base}/{{token}}"), put(commit).layer(small))
+    Routes::new()
+        .add(Method::POST, "/api/public/uploadfile", upload_file.layer(whole))
+        .add(Method::POST, "/api/attachments/file/{stream_id}/{channel_type}", upload_single.layer(whole))
+        .add(Method::POST, "/api/attachments/{stream_id}/{channel_type}/token", open_upload.layer(small))
+        .add(Method::POST, "/api/attachments/{stream_id}/{channel_type}/token/{token}/chunk", put_chunk.layer(chunk))
+        .add(Method::PUT, "/api/attachments/{stream_id}/{channel_type}/token/{token}/chunk", commit.layer(small))
+        .add(Method::PUT, "/api/attachments/{stream_id}/{channel_type}/token/{token}", commit.layer(small))
         .with_state(state)
 }
 

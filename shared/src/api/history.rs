@@ -7,14 +7,13 @@
 //! `after=SEQ` asks for everything after a message the client already has.
 //! Each message also carries its `seq`, for `after=`.
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
-use http::HeaderMap;
+use http::{HeaderMap, Method};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{WebhookState, authenticate, every_app, icon_url};
+use super::{Routes, WebhookState, authenticate, every_app, icon_url};
 use crate::app::auth;
 use crate::app::records::{Direction, LogEntry};
 use crate::error::{Error, Result};
@@ -23,8 +22,8 @@ use crate::ids::ConversationKey;
 const DEFAULT_LIMIT: u64 = 20;
 const MAX_LIMIT: u64 = 100;
 
-pub fn router(state: WebhookState) -> Router {
-    Router::new().route("/api/chathistory/{bot_id}/{channel_type}", get(history)).with_state(state)
+pub fn router(state: WebhookState) -> Routes {
+    Routes::new().add(Method::GET, "/api/chathistory/{bot_id}/{channel_type}", history).with_state(state)
 }
 
 #[derive(Deserialize)]

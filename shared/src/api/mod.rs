@@ -6,6 +6,7 @@ mod botmeta;
 mod envelope;
 mod files;
 mod history;
+mod openapi;
 mod poll;
 mod webhook;
 
@@ -15,6 +16,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use axum::handler::Handler;
+use axum::routing::MethodFilter;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -160,34 +163,94 @@ pub fn proxied_ip(request: &axum::extract::Request) -> Option<String> {
     }
 }
 
+/// One route as served: its method and its path as axum matches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+}
+
+/// A family's routes, each added with its method, so that what is served can
+/// be listed (an axum `Router` cannot list its routes): the OpenAPI document
+/// is checked against the list.
+pub struct Routes<S = ()> {
+    router: Router<S>,
+    listed: Vec<Route>,
+}
+
+impl<S: Clone + Send + Sync + 'static> Routes<S> {
+    fn new() -> Self {
+        Self { router: Router::new(), listed: Vec::new() }
+    }
+
+    /// Serves `handler` for `method` requests to `path`.
+    fn add<H, T>(mut self, method: Method, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, S>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).expect("a method axum routes");
+        self.router = self.router.route(path, axum::routing::on(filter, handler));
+        self.listed.push(Route { method, path });
+        self
+    }
+
+    fn with_state(self, state: S) -> Routes {
+        Routes { router: self.router.with_state(state), listed: self.listed }
+    }
+}
+
+impl Routes {
+    fn merge(mut self, other: Routes) -> Self {
+        self.router = self.router.merge(other.router);
+        self.listed.extend(other.listed);
+        self
+    }
+
+    /// Every route, in the order added.
+    pub fn listed(&self) -> &[Route] {
+        &self.listed
+    }
+
+    fn into_router(self) -> Router {
+        self.router
+    }
+}
+
 /// The message ingress family: v1 and v2 webhooks, bot metadata and chat history.
 pub fn webhook_router(state: WebhookState) -> Router {
     let http = state.http.clone();
     let routes = webhook::router(state.clone()).merge(botmeta::router(state.clone())).merge(history::router(state));
-    with_layers(routes, &http)
+    with_layers(routes.into_router(), &http)
 }
 
 /// GET .../poll/{pollId}.
 pub fn poll_router(state: PollState) -> Router {
     let http = state.http.clone();
-    with_layers(poll::router(state), &http)
+    with_layers(poll::router(state).into_router(), &http)
 }
 
 /// File uploads: single-shot, uploadfile, and chunked (token, chunk, commit).
 pub fn files_router(state: FilesState) -> Router {
     let http = state.http.clone();
-    with_layers(files::router(state), &http)
+    with_layers(files::router(state).into_router(), &http)
 }
 
 /// Every endpoint family, for the single local process.
 pub fn app(webhook: WebhookState, poll: PollState, files: FilesState) -> Router {
     let http = webhook.http.clone();
-    let routes = webhook::router(webhook.clone())
+    with_layers(app_routes(webhook, poll, files).into_router(), &http)
+}
+
+/// What [`app`] serves: every endpoint family and the OpenAPI document
+/// (`GET /openapi.json`) that describes them.
+pub fn app_routes(webhook: WebhookState, poll: PollState, files: FilesState) -> Routes {
+    webhook::router(webhook.clone())
         .merge(botmeta::router(webhook.clone()))
         .merge(history::router(webhook))
         .merge(poll::router(poll))
-        .merge(files::router(files));
-    with_layers(routes, &http)
+        .merge(files::router(files))
+        .merge(openapi::router())
 }
 
 /// Panic safety net, CORS, and outermost the trace id and error envelope, so

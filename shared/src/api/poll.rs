@@ -1,16 +1,15 @@
 //! GET /chatbot/v2/webhook/{streamId}/poll/{pollId}: the rest of a turn that
 //! answered with a pollId, once it is ready.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use chrono::Utc;
-use http::HeaderMap;
+use http::{HeaderMap, Method};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{PollState, authenticate};
+use super::{PollState, Routes, authenticate};
 use crate::app::records::PollRecord;
 use crate::app::{auth, jobs, turn};
 use crate::definition::WebhookVersion;
@@ -20,10 +19,10 @@ use crate::protocol::VERSION_V2;
 /// An answer still in progress after this long gets its continuation queued again.
 const STALLED_SECS: i64 = 3;
 
-pub fn router(state: PollState) -> Router {
-    Router::new()
-        .route("/chatbot/v2/webhook/{bot_id}/poll/{poll_id}", get(poll))
-        .route("/chatbot/v2/webhook/{bot_id}/hookInstance/{instance_id}/poll/{poll_id}", get(poll))
+pub fn router(state: PollState) -> Routes {
+    Routes::new()
+        .add(Method::GET, "/chatbot/v2/webhook/{bot_id}/poll/{poll_id}", poll)
+        .add(Method::GET, "/chatbot/v2/webhook/{bot_id}/hookInstance/{instance_id}/poll/{poll_id}", poll)
         .with_state(state)
 }
 

@@ -6,16 +6,15 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use chrono::Utc;
-use http::{HeaderMap, header};
+use http::{HeaderMap, Method, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::envelope::rate_limit_headers;
-use super::{ClientIp, TraceId, WebhookState, authenticate, idempotency_key, read_body, replayed};
+use super::{ClientIp, Routes, TraceId, WebhookState, authenticate, idempotency_key, read_body, replayed};
 use crate::app::auth;
 use crate::app::files;
 use crate::app::idempotency::{self, Claim, KeyAnswer, KeyRecord};
@@ -30,12 +29,12 @@ use crate::error::{Error, Result};
 use crate::ids::{self, ConversationKey};
 use crate::protocol::{V1Response, V2Data, VERSION_V2};
 
-pub fn router(state: WebhookState) -> Router {
-    Router::new()
-        .route("/chatbot/hooks/{bot_id}", post(v1))
-        .route("/chatbot/hooks/{bot_id}/hookInstance/{instance_id}", post(v1))
-        .route("/chatbot/v2/webhook/{bot_id}", post(v2))
-        .route("/chatbot/v2/webhook/{bot_id}/hookInstance/{instance_id}", post(v2))
+pub fn router(state: WebhookState) -> Routes {
+    Routes::new()
+        .add(Method::POST, "/chatbot/hooks/{bot_id}", v1)
+        .add(Method::POST, "/chatbot/hooks/{bot_id}/hookInstance/{instance_id}", v1)
+        .add(Method::POST, "/chatbot/v2/webhook/{bot_id}", v2)
+        .add(Method::POST, "/chatbot/v2/webhook/{bot_id}/hookInstance/{instance_id}", v2)
         .with_state(state)
 }
 

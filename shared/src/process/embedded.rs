@@ -87,6 +87,11 @@ impl Embedded {
     pub fn router(&self) -> Router {
         api::app(self.webhook.clone(), self.poll.clone(), self.files.clone())
     }
+
+    /// What [`Embedded::router`] serves, route by route.
+    pub fn routes(&self) -> Vec<api::Route> {
+        api::app_routes(self.webhook.clone(), self.poll.clone(), self.files.clone()).listed().to_vec()
+    }
 }
 
 /// Queues the closure of idle sessions every `every` until the task is
