@@ -36,9 +36,19 @@ pub struct YamlError {
 
 pub fn parse(source: &str) -> Result<Document, YamlError> {
     let mut builder = Builder::default();
-    Parser::new_from_str(source)
-        .load(&mut builder, false)
-        .map_err(|e| YamlError { line: e.marker().line(), message: e.info().to_string() })?;
+    // Event by event up to the first document's end, as `Parser::load` reads
+    // it, but without its recursion (a call per level of nesting), which a
+    // deep enough document (`- - - ...`) turns into a stack overflow.
+    let mut parser = Parser::new_from_str(source);
+    loop {
+        let (event, mark) =
+            parser.next_token().map_err(|e| YamlError { line: e.marker().line(), message: e.info().to_string() })?;
+        let end = matches!(event, Event::DocumentEnd | Event::StreamEnd);
+        builder.on_event(event, mark);
+        if end {
+            break;
+        }
+    }
     if let Some(message) = builder.error {
         return Err(message);
     }
@@ -63,6 +73,9 @@ struct Builder {
 
 /// Far beyond any bot, small enough that alias bombs cannot exhaust memory.
 const MAX_NODES: usize = 200_000;
+/// Far beyond any bot, shallow enough for what walks the values recursively
+/// (deserializing, dropping) on any thread's stack.
+const MAX_DEPTH: usize = 64;
 
 fn size(value: &Value) -> usize {
     match value {
@@ -85,7 +98,8 @@ impl Builder {
         }
     }
 
-    fn place(&mut self, value: Value, anchor: usize) {
+    /// `line`: where the value is, for an error about it.
+    fn place(&mut self, value: Value, anchor: usize, line: usize) {
         if anchor > 0 {
             self.anchors.insert(anchor, value.clone());
         }
@@ -103,7 +117,7 @@ impl Builder {
                     _ => {
                         // Complex keys cannot become JSON; report instead of guessing.
                         self.error
-                            .get_or_insert(YamlError { line: 0, message: "mapping keys must be plain scalars".into() });
+                            .get_or_insert(YamlError { line, message: "mapping keys must be plain scalars".into() });
                     }
                 },
             },
@@ -138,6 +152,11 @@ impl MarkedEventReceiver for Builder {
             self.error = Some(YamlError { line: mark.line(), message });
             return;
         }
+        if matches!(event, Event::SequenceStart(..) | Event::MappingStart(..)) && self.stack.len() >= MAX_DEPTH {
+            let message = format!("values are nested more than {MAX_DEPTH} levels deep");
+            self.error = Some(YamlError { line: mark.line(), message });
+            return;
+        }
         let path = self.next_path();
         if let (None, Event::Scalar(key, ..), Some(Frame::Map { path: parent, entries, .. })) =
             (&path, &event, self.stack.last())
@@ -155,10 +174,10 @@ impl MarkedEventReceiver for Builder {
             self.lines.entry(p.clone()).or_insert(mark.line());
         }
         match event {
-            Event::Scalar(text, style, anchor, _) => self.place(scalar(text, style), anchor),
+            Event::Scalar(text, style, anchor, _) => self.place(scalar(text, style), anchor, mark.line()),
             Event::Alias(id) => {
                 let value = self.anchors.get(&id).cloned().unwrap_or(Value::Null);
-                self.place(value, 0);
+                self.place(value, 0, mark.line());
             }
             Event::SequenceStart(anchor, _) => {
                 self.stack.push(Frame::Seq { path: path.unwrap_or_default(), items: Vec::new(), anchor })
@@ -168,12 +187,12 @@ impl MarkedEventReceiver for Builder {
             }
             Event::SequenceEnd => {
                 if let Some(Frame::Seq { items, anchor, .. }) = self.stack.pop() {
-                    self.place(Value::Array(items), anchor);
+                    self.place(Value::Array(items), anchor, mark.line());
                 }
             }
             Event::MappingEnd => {
                 if let Some(Frame::Map { entries, anchor, .. }) = self.stack.pop() {
-                    self.place(Value::Object(entries), anchor);
+                    self.place(Value::Object(entries), anchor, mark.line());
                 }
             }
             _ => {}
@@ -206,9 +225,31 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_is_refused_without_overflowing_the_stack() {
+        let block_sequences = "- ".repeat(5000);
+        let block_mappings: String = (0..200).map(|depth| format!("{}a:\n", "  ".repeat(depth))).collect();
+        for source in [block_sequences, block_mappings] {
+            let err = parse(&source).err().unwrap();
+            assert!(err.message.contains(&format!("more than {MAX_DEPTH} levels")), "{err:?}");
+        }
+        let nested = (0..MAX_DEPTH).fold("x".to_string(), |inner, _| format!("[{inner}]"));
+        assert!(parse(&nested).is_ok());
+        assert!(parse(&format!("[{nested}]")).is_err());
+    }
+
+    #[test]
     fn duplicate_keys_are_errors() {
         let err = parse("nodes:\n  a: 1\n  b: 2\n  a: 3\n").err().unwrap();
         assert_eq!((err.line, err.message.as_str()), (4, "duplicate key \"a\""));
+    }
+
+    #[test]
+    fn keys_that_are_not_plain_scalars_are_errors_with_their_line() {
+        for (source, line) in [(": x\n", 1), ("a: 1\n~: 2\n", 2), ("a: 1\n\n[b]: 2\n", 3), ("a: 1\n? {b: 1}\n: 2\n", 2)]
+        {
+            let err = parse(source).err().unwrap();
+            assert_eq!((err.line, err.message.as_str()), (line, "mapping keys must be plain scalars"), "{source:?}");
+        }
     }
 
     #[test]
