@@ -111,15 +111,25 @@ where
     D: serde::Deserializer<'de>,
     T: serde::de::DeserializeOwned,
 {
-    match Option::<Value>::deserialize(deserializer)? {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) if text.trim().is_empty() => Ok(None),
+    use serde::de::Error;
+    let value = match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(text)) if text.trim().is_empty() => return Ok(None),
         Some(Value::String(text)) => {
-            serde_json::from_str(&text).map(Some).map_err(|e| serde::de::Error::custom(format!("as JSON text: {e}")))
+            serde_json::from_str(&text).map_err(|e| D::Error::custom(format!("as JSON text: {e}")))?
         }
-        Some(value) => serde_json::from_value(value).map(Some).map_err(serde::de::Error::custom),
+        Some(value) => value,
+    };
+    // serde would also fill the structs from arrays of their fields.
+    let tags = TAG_LEVELS.iter().filter_map(|level| value.get(level)).filter_map(Value::as_array).flatten();
+    if value.is_array() || tags.clone().any(Value::is_array) {
+        return Err(D::Error::custom("must be an object with lists of {name, value} objects"));
     }
+    serde_json::from_value(value).map(Some).map_err(D::Error::custom)
 }
+
+/// The lists of `MetaTags`, as the wire names them.
+pub const TAG_LEVELS: [&str; 3] = ["userLevelTags", "sessionLevelTags", "messageLevelTags"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -91,6 +91,27 @@ async fn invalid_payloads_are_400() {
             &v2,
             json!({"message": {"type": "text", "val": "hi"}, "from": {"id": "u".repeat(300)}}),
         ),
+        // serde would fill these structs from arrays of their fields.
+        ("v2: message an array", &v2, json!({"message": ["text", "hi"], "from": {"id": "u1"}})),
+        ("v2: from an array", &v2, json!({"message": {"type": "text", "val": "hi"}, "from": ["u1"]})),
+        ("v2: session an array", &v2, json!({"session": [true], "message": {"type": "text", "val": "hi"}})),
+        (
+            "v2: an attachment an array",
+            &v2,
+            json!({"message": {"type": "text", "val": "see", "attachments": [["https://x.io/a.png"]]}, "from": {"id": "u1"}}),
+        ),
+        (
+            "v2: metaTags an array",
+            &v2,
+            json!({"message": {"type": "text", "val": "hi"}, "from": {"id": "u1"}, "metaTags": [[["vip", 1]]]}),
+        ),
+        (
+            "v2: a tag an array, in JSON text",
+            &v2,
+            json!({"message": {"type": "text", "val": "hi"}, "from": {"id": "u1"}, "metaTags": "{\"userLevelTags\": [[\"vip\", 1]]}"}),
+        ),
+        ("v1: message an array", &v1, json!({"message": ["hi"], "from": {"id": "u1"}})),
+        ("v1: a top-level tag an array", &v1, json!({"message": {"text": "hi"}, "userLevelTags": [["vip", 1]]})),
         ("v1: no text", &v1, json!({"message": {}, "from": {"id": "u1"}})),
         ("v1: text not a string", &v1, json!({"message": {"text": ["a"]}, "from": {"id": "u1"}})),
         (

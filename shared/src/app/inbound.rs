@@ -14,7 +14,7 @@ use crate::definition::Bot;
 use crate::engine::{Input, UserEvent};
 use crate::error::{Error, Result};
 use crate::ids::ConversationKey;
-use crate::protocol::{Attachment, Envelope, Flag, MetaTags, V1Request, V2MessageType, V2Request};
+use crate::protocol::{Attachment, Envelope, Flag, MetaTags, TAG_LEVELS, V1Request, V2MessageType, V2Request};
 
 const MAX_ATTACHMENTS: usize = 20;
 const MAX_URL_CHARS: usize = 2048;
@@ -79,11 +79,35 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<(T, Value)> {
     if !payload.is_object() {
         return Err(invalid("the body must be a JSON object"));
     }
+    check_objects(&payload)?;
     let request = serde_path_to_error::deserialize(&payload).map_err(|e| {
         let path = e.path().to_string();
         invalid(format!("{path}: {}", e.into_inner()))
     })?;
     Ok((request, payload))
+}
+
+/// serde fills a struct from an array of its fields, in order, as well as
+/// from an object: where the spec has an object (or a list of them), an
+/// array is refused here as the wrong type it is (`protocol::MetaTags` too).
+fn check_objects(payload: &Value) -> Result<()> {
+    let not_an_array = |path: String, value: Option<&Value>| match value {
+        Some(Value::Array(_)) => Err(invalid(format!("{path} must be an object"))),
+        _ => Ok(()),
+    };
+    let each = |path: &str, list: Option<&Value>| -> Result<()> {
+        let items = list.and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+        items.iter().enumerate().try_for_each(|(i, item)| not_an_array(format!("{path}[{i}]"), Some(item)))
+    };
+    for field in ["message", "from", "session"] {
+        not_an_array(field.into(), payload.get(field))?;
+    }
+    each("message.attachments", payload.get("message").and_then(|m| m.get("attachments")))?;
+    // v1's tags at the top level; metaTags, which may be JSON text, are checked as read.
+    for level in TAG_LEVELS {
+        each(level, payload.get(level))?;
+    }
+    Ok(())
 }
 
 pub fn parse_v1(body: &[u8]) -> Result<Inbound> {
