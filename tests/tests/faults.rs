@@ -307,6 +307,16 @@ async fn dead_lettered_then_replayed() -> Tally {
     Tally::of(&[("eve", &["Rate us from 1 to 5"])], &received, chatlayer_message)
 }
 
+/// A server on DynamoDB and SQS whose jobs reach the queue through the
+/// proxy; its worker reaches the queue directly.
+async fn sending_through_a_proxy(registry: hookline_core::definition::Registry) -> (Server, Proxy) {
+    let proxy = Proxy::start(&aws_endpoint()).await;
+    let (queue, dead_letters) = sqs_queue().await;
+    let through_proxy = SqsQueue::new(aws::sqs_client(Some(&proxy.url)).await, queue.url());
+    let stores = stores(Backend::DynamoDb).await;
+    (Server::start_on_sqs(registry, stores, through_proxy, (queue, dead_letters), settings()).await, proxy)
+}
+
 /// SQS unreachable from the product after synchronous turns are saved: each
 /// client is answered 200 at once, and once the queue is back every event
 /// webhook the turns owe arrives in the conversation's order. (The worker
@@ -314,12 +324,7 @@ async fn dead_lettered_then_replayed() -> Tally {
 /// behind a message received by a request its client gave up on.)
 async fn queue_down_after_sync_turns() -> Tally {
     let receiver = Receiver::start(vec![("/events", Answer::json(json!({})))]).await;
-    let proxy = Proxy::start(&aws_endpoint()).await;
-    let (queue, dead_letters) = sqs_queue().await;
-    let through_proxy = SqsQueue::new(aws::sqs_client(Some(&proxy.url)).await, queue.url());
-    let stores = stores(Backend::DynamoDb).await;
-    let registry = bot_with_events(&receiver);
-    let server = Server::start_on_sqs(registry, stores, through_proxy, (queue, dead_letters), settings()).await;
+    let (server, proxy) = sending_through_a_proxy(bot_with_events(&receiver)).await;
 
     proxy.set(Fault::Refuse);
     for (said, answer) in [("survey", "Rate us from 1 to 5"), ("4", "Thanks for 4!"), ("hello", "Hello!")] {
@@ -482,12 +487,7 @@ async fn a_write_whose_answer_is_lost_is_answered_from_the_log_not_run_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_unreachable_at_an_async_message_answers_503_and_runs_nothing() {
     let receiver = Receiver::start(vec![("/post", Answer::json(json!({})))]).await;
-    let proxy = Proxy::start(&aws_endpoint()).await;
-    let (queue, dead_letters) = sqs_queue().await;
-    let through_proxy = SqsQueue::new(aws::sqs_client(Some(&proxy.url)).await, queue.url());
-    let stores = stores(Backend::DynamoDb).await;
-    let registry = channel_bot(&receiver.addr, 2000);
-    let server = Server::start_on_sqs(registry, stores, through_proxy, (queue, dead_letters), settings()).await;
+    let (server, proxy) = sending_through_a_proxy(channel_bot(&receiver.addr, 2000)).await;
 
     proxy.set(Fault::Refuse);
     let refused = say(&server, "async", "ida", "hello").await;
