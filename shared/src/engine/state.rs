@@ -1,5 +1,7 @@
 //! What the engine keeps between turns: the session and where it stands in a task.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -25,9 +27,10 @@ pub struct Session {
     /// The full last request message, with customData.
     #[serde(default)]
     pub last_message: Value,
-    /// Recent `Bot: ...` / `User: ...` lines, sent by webhook nodes.
+    /// Recent `Bot: ...` / `User: ...` lines, sent by webhook nodes. Shared,
+    /// not copied, when the session is: a turn clones the session it runs.
     #[serde(default)]
-    pub transcript: Vec<String>,
+    pub transcript: Vec<Arc<str>>,
 }
 
 /// Where the session stands inside a task.

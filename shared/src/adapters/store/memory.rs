@@ -35,7 +35,20 @@ const WRITES_PER_SWEEP: u64 = 1000;
 /// About what a record takes in memory: parsed JSON takes about twice its
 /// text (the values, maps and their allocations), plus the table's own entry.
 fn estimated_size<T: Serialize>(value: &T) -> usize {
-    2 * serde_json::to_vec(value).map_or(0, |json| json.len()) + 64
+    /// Counts the JSON's bytes without keeping them.
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut json = Counter(0);
+    let counted = serde_json::to_writer(&mut json, value).map_or(0, |()| json.0);
+    2 * counted + 64
 }
 
 #[derive(Default)]

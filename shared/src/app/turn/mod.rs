@@ -396,7 +396,9 @@ impl Turns {
         let mut attempt = 0;
         let mut made = Vec::new();
         loop {
-            let mut conversation = stored.clone().unwrap_or_default();
+            // Taken, not copied: a retry reloads it.
+            let expected_version = stored.as_ref().map_or(0, |c| c.version);
+            let mut conversation = stored.take().unwrap_or_default();
             if let Step::Message(request) = &step
                 && attempt > 0
                 && let Some(last) = conversation.last_turn.as_ref().filter(|t| t.trace_id == request.trace_id)
@@ -419,11 +421,7 @@ impl Turns {
                 polls: &finished.polls,
                 key: finished.key.as_ref(),
                 owes: finished.owes.as_deref(),
-                ..TurnWrite::of(
-                    &finished.conversation,
-                    stored.as_ref().map_or(0, |c| c.version),
-                    Utc::now().timestamp() + retention,
-                )
+                ..TurnWrite::of(&finished.conversation, expected_version, Utc::now().timestamp() + retention)
             };
             if !keyed && Instant::now() >= deadline {
                 return Err(Error::Timeout(deadline.saturating_duration_since(started)));
