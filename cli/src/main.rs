@@ -226,12 +226,18 @@ async fn serve(addr: SocketAddr, bots: Option<PathBuf>, storage: Storage, behind
     let demo = bots.is_none();
     let registry = load_registry(bots.as_deref(), &format!("http://{addr}/demo"))?;
     let limits = serve::Limits::from_env().map_err(CliError::Limits)?;
+    // Loaded only when something is kept on AWS (or its emulator).
+    let uses_aws =
+        table.is_some() || !matches!(queue, QueueChoice::Memory) || matches!(files, FilesChoice::Bucket { .. });
+    let aws = match uses_aws {
+        true => Some(aws::config(aws_endpoint.as_deref()).await),
+        false => None,
+    };
+    let aws = || aws.as_ref().expect("loaded when something is kept on AWS");
     let (stores, storage) = match table {
         Some(table) => {
-            let client = aws::dynamodb_client(aws_endpoint.as_deref()).await;
             // What saved turns owe is relayed from the table's stream.
-            let streams = aws::dynamodb_streams_client(aws_endpoint.as_deref()).await;
-            let store = DynamoStore::new(client, &table).reading_stream(streams);
+            let store = DynamoStore::new(aws().dynamodb(), &table).reading_stream(aws().dynamodb_streams());
             if create_table {
                 store.create_table().await?;
             }
@@ -248,7 +254,7 @@ async fn serve(addr: SocketAddr, bots: Option<PathBuf>, storage: Storage, behind
             (local, at)
         }
         FilesChoice::Bucket { name, create } => {
-            let blobs = S3Blobs::new(aws::s3_client(aws_endpoint.as_deref()).await, &name);
+            let blobs = S3Blobs::new(aws().s3(), &name);
             if create {
                 blobs.create_bucket().await?;
             }
@@ -258,9 +264,9 @@ async fn serve(addr: SocketAddr, bots: Option<PathBuf>, storage: Storage, behind
     let first_bot = registry.bots().map(|b| b.def.clone()).min_by(|a, b| a.id.cmp(&b.id));
     let sqs = match queue {
         QueueChoice::Memory => None,
-        QueueChoice::Url(url) => Some(SqsQueue::new(aws::sqs_client(aws_endpoint.as_deref()).await, url)),
+        QueueChoice::Url(url) => Some(SqsQueue::new(aws().sqs(), url)),
         QueueChoice::Create(name) => {
-            let client = aws::sqs_client(aws_endpoint.as_deref()).await;
+            let client = aws().sqs();
             let visibility = Duration::from_secs(60);
             let (queue, dlq) = SqsQueue::create_fifo(&client, &name, visibility, DELIVERY_RECEIVES).await?;
             println!("Queue {} (dead letters: {})", queue.url(), dlq.url());

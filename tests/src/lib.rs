@@ -155,7 +155,7 @@ pub async fn wait_until_queued(queue: &SqsQueue, count: usize) {
 /// server started on it relays what saved turns owe from there).
 pub async fn dynamo_store(client: aws_sdk_dynamodb::Client) -> (DynamoStore, String) {
     let table = format!("hookline-test-{}", uuid::Uuid::new_v4().simple());
-    let streams = aws::dynamodb_streams_client(Some(&aws_endpoint())).await;
+    let streams = aws::config(Some(&aws_endpoint())).await.dynamodb_streams();
     let store = DynamoStore::new(client, &table).reading_stream(streams);
     store.create_table().await.expect("create table on the emulator");
     (store, table)

@@ -15,7 +15,11 @@ pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 /// AWS configuration from the standard environment (region, credentials,
 /// AWS_ENDPOINT_URL). With `endpoint`, talks to a local AWS-compatible server
 /// and falls back to dummy credentials and us-east-1 when none are set.
-async fn aws_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
+///
+/// Each load builds an HTTPS client, which reads the system's root
+/// certificates: most of a function's cold start. A process loads it once
+/// and builds every client it needs from it (they share the HTTPS client).
+pub async fn config(endpoint: Option<&str>) -> Config {
     // Bounded calls: a turn's write, once started, is awaited (never abandoned
     // at the sync deadline), so it must not be able to hang.
     let timeouts = TimeoutConfig::builder()
@@ -33,33 +37,54 @@ async fn aws_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
             loader = loader.credentials_provider(Credentials::new("local", "local", None, None, "hookline-local"));
         }
     }
-    loader.load().await
+    Config { sdk: loader.load().await, local: endpoint.is_some() }
 }
 
+/// One process's AWS configuration, from which its clients are built.
+#[derive(Clone)]
+pub struct Config {
+    sdk: aws_config::SdkConfig,
+    /// A local AWS-compatible server, not AWS itself.
+    local: bool,
+}
+
+impl Config {
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.sdk)
+    }
+
+    /// Reads the table's stream, for processes that relay on their own.
+    pub fn dynamodb_streams(&self) -> aws_sdk_dynamodbstreams::Client {
+        aws_sdk_dynamodbstreams::Client::new(&self.sdk)
+    }
+
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.sdk)
+    }
+
+    /// Locally, path-style addressing (emulators serve no bucket
+    /// subdomains). Chunks and upload parts are megabytes: longer timeouts
+    /// than the table's, within the files function's 29 s.
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .operation_attempt_timeout(Duration::from_secs(20))
+            .operation_timeout(Duration::from_secs(25))
+            .build();
+        let config = aws_sdk_s3::config::Builder::from(&self.sdk).timeout_config(timeouts).force_path_style(self.local);
+        aws_sdk_s3::Client::from_conf(config.build())
+    }
+}
+
+/// A DynamoDB client of its own (a process that needs one client only).
 pub async fn dynamodb_client(endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
-    aws_sdk_dynamodb::Client::new(&aws_config(endpoint).await)
+    config(endpoint).await.dynamodb()
 }
 
-/// Reads the table's stream, for processes that relay on their own.
-pub async fn dynamodb_streams_client(endpoint: Option<&str>) -> aws_sdk_dynamodbstreams::Client {
-    aws_sdk_dynamodbstreams::Client::new(&aws_config(endpoint).await)
-}
-
-/// With a local endpoint, path-style addressing (emulators serve no bucket
-/// subdomains). Chunks and upload parts are megabytes: longer timeouts than
-/// the table's, within the files function's 29 s.
 pub async fn s3_client(endpoint: Option<&str>) -> aws_sdk_s3::Client {
-    let timeouts = TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .operation_attempt_timeout(Duration::from_secs(20))
-        .operation_timeout(Duration::from_secs(25))
-        .build();
-    let config = aws_sdk_s3::config::Builder::from(&aws_config(endpoint).await)
-        .timeout_config(timeouts)
-        .force_path_style(endpoint.is_some());
-    aws_sdk_s3::Client::from_conf(config.build())
+    config(endpoint).await.s3()
 }
 
 pub async fn sqs_client(endpoint: Option<&str>) -> aws_sdk_sqs::Client {
-    aws_sdk_sqs::Client::new(&aws_config(endpoint).await)
+    config(endpoint).await.sqs()
 }

@@ -31,35 +31,34 @@ fn required(name: &'static str) -> Result<String, ConfigError> {
     std::env::var(name).map_err(|_| ConfigError::Missing(name))
 }
 
-/// What every function reads: the endpoint, the bots and the settings.
+/// What every function reads: the AWS configuration (loaded once), the bots
+/// and the settings.
 struct Common {
-    endpoint: Option<String>,
+    aws: aws::Config,
     bots: Arc<Registry>,
     settings: Settings,
 }
 
 impl Common {
     async fn read() -> Result<Self, ConfigError> {
-        let endpoint = local_endpoint();
-        let bots = Arc::new(bot_registry(&required("HOOKLINE_BOTS")?, endpoint.as_deref()).await?);
-        Ok(Self { endpoint, bots, settings: Settings::from_env()? })
+        let aws = aws::config(local_endpoint().as_deref()).await;
+        let bots = Arc::new(bot_registry(&required("HOOKLINE_BOTS")?, &aws).await?);
+        Ok(Self { aws, bots, settings: Settings::from_env()? })
     }
 
-    async fn table(&self) -> Result<Arc<DynamoStore>, ConfigError> {
-        let client = aws::dynamodb_client(self.endpoint.as_deref()).await;
-        Ok(Arc::new(DynamoStore::new(client, required("HOOKLINE_TABLE")?)))
+    fn table(&self) -> Result<Arc<DynamoStore>, ConfigError> {
+        Ok(Arc::new(DynamoStore::new(self.aws.dynamodb(), required("HOOKLINE_TABLE")?)))
     }
 
-    async fn queue(&self) -> Result<Arc<SqsQueue>, ConfigError> {
-        let client = aws::sqs_client(self.endpoint.as_deref()).await;
-        Ok(Arc::new(SqsQueue::new(client, required("HOOKLINE_QUEUE_URL")?)))
+    fn queue(&self) -> Result<Arc<SqsQueue>, ConfigError> {
+        Ok(Arc::new(SqsQueue::new(self.aws.sqs(), required("HOOKLINE_QUEUE_URL")?)))
     }
 }
 
 /// The webhook function: table, queue and outbound HTTP.
 pub async fn webhook_state() -> Result<WebhookState, ConfigError> {
     let common = Common::read().await?;
-    let (table, queue) = (common.table().await?, common.queue().await?);
+    let (table, queue) = (common.table()?, common.queue()?);
     let turns = Arc::new(Turns::new(table.clone(), Arc::new(HttpOutbound::new()?)));
     let http = Arc::new(common.settings.http);
     let (files, seen_tokens, counters, keys) = (table.clone(), table.clone(), table.clone(), table);
@@ -69,7 +68,7 @@ pub async fn webhook_state() -> Result<WebhookState, ConfigError> {
 /// The poll function: table and queue.
 pub async fn poll_state() -> Result<PollState, ConfigError> {
     let common = Common::read().await?;
-    let (table, queue) = (common.table().await?, common.queue().await?);
+    let (table, queue) = (common.table()?, common.queue()?);
     let http = Arc::new(common.settings.http);
     let (polls, conversations) = (table.clone(), table.clone());
     Ok(PollState { bots: common.bots, polls, conversations, queue, seen_tokens: table, http })
@@ -78,8 +77,8 @@ pub async fn poll_state() -> Result<PollState, ConfigError> {
 /// The files function: table and bucket.
 pub async fn files_state() -> Result<FilesState, ConfigError> {
     let common = Common::read().await?;
-    let table = common.table().await?;
-    let client = aws::s3_client(common.endpoint.as_deref()).await;
+    let table = common.table()?;
+    let client = common.aws.s3();
     let blobs = Arc::new(S3Blobs::new(client, required("HOOKLINE_BUCKET")?));
     let files = Files::new(table.clone(), blobs, table.clone(), common.settings.files);
     let (seen_tokens, keys) = (table.clone(), table);
@@ -90,7 +89,7 @@ pub async fn files_state() -> Result<FilesState, ConfigError> {
 /// too, to set each failed message's backoff.
 pub async fn worker() -> Result<(Arc<Worker>, Arc<SqsQueue>), ConfigError> {
     let common = Common::read().await?;
-    let (table, queue) = (common.table().await?, common.queue().await?);
+    let (table, queue) = (common.table()?, common.queue()?);
     let outbound = Arc::new(HttpOutbound::new()?);
     let turns = Arc::new(Turns::new(table.clone(), outbound.clone()));
     let worker = Worker::new(common.bots, turns, table, queue.clone(), outbound, common.settings.worker);
@@ -104,13 +103,13 @@ const MAX_S3_DEFINITION_BYTES: i64 = 1 << 20;
 /// Bot definitions from `location`: a file, a directory (its .yaml and .yml
 /// files), or `s3://bucket/folder/` (the .yaml and .yml objects directly in
 /// it). Read once per cold start; the instance keeps them for its life.
-async fn bot_registry(location: &str, endpoint: Option<&str>) -> Result<Registry, ConfigError> {
+async fn bot_registry(location: &str, aws: &aws::Config) -> Result<Registry, ConfigError> {
     let Some(rest) = location.strip_prefix("s3://") else {
         return Ok(Registry::load(Path::new(location), Purpose::Deployed)?);
     };
     let (bucket, folder) = rest.split_once('/').unwrap_or((rest, ""));
     let folder = if folder.is_empty() || folder.ends_with('/') { folder.to_string() } else { format!("{folder}/") };
-    let client = aws::s3_client(endpoint).await;
+    let client = aws.s3();
     let failed = |e: &dyn std::fmt::Display| ConfigError::DefinitionsUnreadable {
         location: location.to_string(),
         reason: e.to_string(),
