@@ -397,13 +397,7 @@ async fn validate(paths: &[PathBuf], verify: bool) -> ExitCode {
 
 /// Each bot's delivery URLs, verified: `true` when every one answered 2xx.
 async fn verify_urls(registry: &Registry) -> bool {
-    let outbound = match HttpOutbound::new() {
-        Ok(outbound) => outbound,
-        Err(e) => {
-            eprintln!("hookline: no HTTP client: {e}");
-            return false;
-        }
-    };
+    let outbound = HttpOutbound::new();
     let mut bots: Vec<_> = registry.bots().collect();
     bots.sort_by(|a, b| a.id().cmp(b.id()));
     let mut all_ok = true;

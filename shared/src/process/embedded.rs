@@ -44,7 +44,7 @@ impl Embedded {
     ) -> Result<Self, ConfigError> {
         let bots = Arc::new(registry);
         let http = Arc::new(settings.http);
-        let outbound = Arc::new(HttpOutbound::new()?);
+        let outbound = Arc::new(HttpOutbound::new());
         let conversations = stores.conversations.clone();
         let turns = Arc::new(Turns::new(conversations.clone(), outbound.clone()));
         let webhook = WebhookState {

@@ -59,7 +59,7 @@ impl Common {
 pub async fn webhook_state() -> Result<WebhookState, ConfigError> {
     let common = Common::read().await?;
     let (table, queue) = (common.table()?, common.queue()?);
-    let turns = Arc::new(Turns::new(table.clone(), Arc::new(HttpOutbound::new()?)));
+    let turns = Arc::new(Turns::new(table.clone(), Arc::new(HttpOutbound::new())));
     let http = Arc::new(common.settings.http);
     let (files, seen_tokens, counters, keys) = (table.clone(), table.clone(), table.clone(), table);
     Ok(WebhookState { bots: common.bots, turns, queue, files, seen_tokens, counters, keys, http })
@@ -90,7 +90,7 @@ pub async fn files_state() -> Result<FilesState, ConfigError> {
 pub async fn worker() -> Result<(Arc<Worker>, Arc<SqsQueue>), ConfigError> {
     let common = Common::read().await?;
     let (table, queue) = (common.table()?, common.queue()?);
-    let outbound = Arc::new(HttpOutbound::new()?);
+    let outbound = Arc::new(HttpOutbound::new());
     let turns = Arc::new(Turns::new(table.clone(), outbound.clone()));
     let worker = Worker::new(common.bots, turns, table, queue.clone(), outbound, common.settings.worker);
     Ok((worker, queue))

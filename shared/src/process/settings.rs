@@ -22,8 +22,6 @@ pub enum ConfigError {
     Definitions(#[from] LoadError),
     #[error("reading the bot definitions in {location}: {reason}")]
     DefinitionsUnreadable { location: String, reason: String },
-    #[error("no HTTP client for outbound calls: {0}")]
-    HttpClient(#[from] reqwest::Error),
 }
 
 /// Every setting a process reads from the environment, by the part that owns it.

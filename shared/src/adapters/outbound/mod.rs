@@ -6,7 +6,7 @@
 
 mod guard;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,17 +23,28 @@ const MAX_REDIRECTS: usize = 3;
 
 /// The client for outbound calls: two connection pools, one that refuses
 /// private, loopback and link-local addresses and one that allows them (for
-/// bots whose definition says so).
-#[derive(Clone)]
+/// bots whose definition says so). Each is built at its first call: a
+/// reqwest client reads the system's root certificates as it is built, a
+/// large part of a cold start (BENCHMARKS.md), and many processes never call
+/// out.
+#[derive(Default)]
 pub struct HttpOutbound {
-    public_only: reqwest::Client,
-    any_address: reqwest::Client,
+    public_only: OnceLock<reqwest::Client>,
+    any_address: OnceLock<reqwest::Client>,
 }
 
 impl HttpOutbound {
-    /// Fails only if no TLS client can be built.
-    pub fn new() -> Result<Self, reqwest::Error> {
-        Ok(Self { public_only: client(false)?, any_address: client(true)? })
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn client(&self, allow_private: bool) -> Result<&reqwest::Client, CallError> {
+        let pool = if allow_private { &self.any_address } else { &self.public_only };
+        if let Some(client) = pool.get() {
+            return Ok(client);
+        }
+        let built = client(allow_private).map_err(|e| CallError::Transport(format!("no HTTP client: {e}")))?;
+        Ok(pool.get_or_init(|| built))
     }
 }
 
@@ -45,7 +56,7 @@ impl Outbound for HttpOutbound {
         guard::check_url(&url, call.allow_private).map_err(CallError::Refused)?;
         let method =
             reqwest::Method::from_bytes(call.method.as_bytes()).map_err(|e| CallError::Refused(e.to_string()))?;
-        let client = if call.allow_private { &self.any_address } else { &self.public_only };
+        let client = self.client(call.allow_private)?;
         let mut request = client.request(method, url);
         // The body's type and the signature headers are the client's own.
         let reserved = |name: &str| {
