@@ -9,6 +9,23 @@ use crate::engine::{HttpCall, Session};
 use crate::ids::ConversationKey;
 use crate::protocol::{Tag, TaskCompletion};
 
+/// A record's size as JSON, as the table bounds items, counted without
+/// keeping the text (`usize::MAX` for what cannot be serialised).
+pub fn json_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, value).map_or(usize::MAX, |()| counter.0)
+}
+
 /// Everything kept per user and bot. It outlives sessions: the `seq` counter
 /// must keep growing for as long as log entries exist, and user-level tags and
 /// profile survive the end of a session.
@@ -266,4 +283,16 @@ pub struct LogEntry {
     /// In: `{"request": <the request body>, "messageLevelTags": [...]}`.
     /// Out: the message as sent in v2 `data`.
     pub body: Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_len_is_the_length_of_the_json_text() {
+        let value = serde_json::json!({"text": "héllo \"quoted\"\n", "n": [1, 2.5, null], "deep": {"x": true}});
+        assert_eq!(json_len(&value), serde_json::to_vec(&value).unwrap().len());
+        assert_eq!(json_len(&Conversation::default()), serde_json::to_vec(&Conversation::default()).unwrap().len());
+    }
 }

@@ -15,7 +15,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use self::expiring::Expiring;
 use crate::app::idempotency::{IdempotencyKeys, KeyRecord};
 use crate::app::queue::QueueMessage;
-use crate::app::records::{Conversation, LogEntry, PollRecord};
+use crate::app::records::{Conversation, LogEntry, PollRecord, json_len};
 use crate::app::relay::{Changes, Owed};
 use crate::app::store::{Conversations, Counters, Polls, SeenTokens, TurnWrite};
 use crate::error::{Error, Result};
@@ -35,20 +35,7 @@ const WRITES_PER_SWEEP: u64 = 1000;
 /// About what a record takes in memory: parsed JSON takes about twice its
 /// text (the values, maps and their allocations), plus the table's own entry.
 fn estimated_size<T: Serialize>(value: &T) -> usize {
-    /// Counts the JSON's bytes without keeping them.
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len();
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut json = Counter(0);
-    let counted = serde_json::to_writer(&mut json, value).map_or(0, |()| json.0);
-    2 * counted + 64
+    2 * json_len(value).min(usize::MAX / 4) + 64
 }
 
 #[derive(Default)]

@@ -13,7 +13,7 @@ use crate::app::idempotency::{KeyAnswer, KeyRecord};
 use crate::app::jobs::{self, EventTurn, TurnEnd};
 use crate::app::queue::QueueMessage;
 use crate::app::records::{
-    Conversation, Direction, IdleClosure, LastTurn, LogEntry, PendingCall, PollAnswer, PollRecord,
+    Conversation, Direction, IdleClosure, LastTurn, LogEntry, PendingCall, PollAnswer, PollRecord, json_len,
 };
 use crate::definition::Bot;
 use crate::engine::{self, Output};
@@ -250,7 +250,7 @@ impl Log<'_> {
 /// Splits what a turn keeps into what the conversation holds and what goes
 /// in an item of its own (all of it, when too large for the conversation).
 fn keep(kept: Vec<QueueMessage>) -> Result<(Vec<QueueMessage>, Vec<QueueMessage>)> {
-    let size = serde_json::to_vec(&kept).map_or(usize::MAX, |json| json.len());
+    let size = json_len(&kept);
     if size <= MAX_KEPT_JOBS_BYTES {
         return Ok((kept, Vec::new()));
     }
@@ -265,12 +265,12 @@ fn keep(kept: Vec<QueueMessage>) -> Result<(Vec<QueueMessage>, Vec<QueueMessage>
 
 /// The conversation stays one item, each log entry an item, and the turn one transaction.
 fn check_sizes(conversation: &Conversation, log: &[LogEntry]) -> Result<()> {
-    let size = serde_json::to_vec(conversation).map_or(usize::MAX, |json| json.len());
+    let size = json_len(conversation);
     if size > MAX_CONVERSATION_BYTES {
         let detail = "the conversation's state has grown too large; start a new session (session.new)";
         return Err(Error::InvalidPayload(detail.into()));
     }
-    let sizes: Vec<usize> = log.iter().map(|e| serde_json::to_vec(e).map_or(usize::MAX, |json| json.len())).collect();
+    let sizes: Vec<usize> = log.iter().map(json_len).collect();
     if sizes.iter().any(|&n| n > MAX_LOG_ENTRY_BYTES) || sizes.iter().sum::<usize>() > MAX_TURN_LOG_BYTES {
         let detail = format!(
             "a message of this turn is larger than {MAX_LOG_ENTRY_BYTES} bytes, or all of them than {MAX_TURN_LOG_BYTES}"

@@ -9,7 +9,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::run::MAX_USER_KEYS;
 use super::{Turns, backoff};
-use crate::app::records::LogEntry;
+use crate::app::records::{LogEntry, json_len};
 use crate::app::store::TurnWrite;
 use crate::definition::Bot;
 use crate::engine::merge_tags;
@@ -63,13 +63,13 @@ impl Turns {
             let after = from.next_seq.saturating_sub(MAX_MERGED_ENTRIES).checked_sub(1);
             let entries = self.conversations.read_log(source, after, MAX_MERGED_ENTRIES as usize).await?;
             // The session's latest entries, as many as fit beside the two conversations.
-            let mut bytes = 0;
+            let mut bytes: usize = 0;
             let mut latest: Vec<LogEntry> = entries
                 .into_iter()
                 .rev()
                 .filter(|e| e.session_id.as_deref() == Some(session.id.as_str()))
                 .take_while(|e| {
-                    bytes += serde_json::to_vec(e).map_or(usize::MAX, |json| json.len());
+                    bytes = bytes.saturating_add(json_len(e));
                     bytes <= MAX_MERGED_BYTES
                 })
                 .collect();
