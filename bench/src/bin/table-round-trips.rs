@@ -14,7 +14,7 @@ use hookline_core::process::aws;
 async fn main() {
     let mut args = std::env::args().skip(1);
     let (endpoint, table) = (args.next().expect("ENDPOINT"), args.next().expect("TABLE"));
-    let client = aws::dynamodb_client(Some(&endpoint)).await;
+    let client = aws::from_environment(Some(&endpoint)).expect("the AWS configuration").dynamodb();
     let key = |pk: &str| {
         [("pk".to_string(), AttributeValue::S(pk.into())), ("sk".to_string(), AttributeValue::S("SESSION".into()))]
     };

@@ -68,3 +68,17 @@ async fn reads_bot_definitions_from_s3() {
     let stderr = LambdaRuntime::failed_start(binary, &env).await;
     assert!(stderr.contains("s3://no-such-bucket-for-hookline/bots/") && stderr.contains("NoSuchBucket"), "{stderr}");
 }
+
+/// A function takes its region and credentials from the environment Lambda
+/// gives it, nowhere else: without a region it stops its cold start naming
+/// the variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_region_the_cold_start_names_the_variable() {
+    let deployment = Deployment::on_emulator().await;
+    let mut env = deployment.env.clone();
+    for name in ["AWS_REGION", "AWS_DEFAULT_REGION", "HOOKLINE_AWS_ENDPOINT"] {
+        env.push((name, String::new()));
+    }
+    let stderr = LambdaRuntime::failed_start(Path::new(env!("CARGO_BIN_EXE_webhook")), &env).await;
+    assert!(stderr.contains("environment variable AWS_REGION is not set"), "{stderr}");
+}

@@ -4,8 +4,11 @@
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
+use aws_config::environment::EnvironmentVariableCredentialsProvider;
 use aws_config::timeout::TimeoutConfig;
-use aws_sdk_dynamodb::config::{Credentials, Region};
+use aws_sdk_dynamodb::config::{Credentials, Region, SharedCredentialsProvider};
+
+use super::settings::ConfigError;
 
 /// The longest a DynamoDB or SQS request may take, retries included. A
 /// function's timeout leaves room for its deadline plus this, so that a
@@ -20,24 +23,65 @@ pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 /// certificates: most of a function's cold start. A process loads it once
 /// and builds every client it needs from it (they share the HTTPS client).
 pub async fn config(endpoint: Option<&str>) -> Config {
-    // Bounded calls: a turn's write, once started, is awaited (never abandoned
-    // at the sync deadline), so it must not be able to hang.
-    let timeouts = TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .operation_attempt_timeout(Duration::from_secs(4))
-        .operation_timeout(OPERATION_TIMEOUT)
-        .build();
-    let mut loader = aws_config::defaults(BehaviorVersion::v2026_01_12()).timeout_config(timeouts);
+    let mut loader = aws_config::defaults(behavior()).timeout_config(timeouts());
     if let Some(endpoint) = endpoint {
         loader = loader.endpoint_url(endpoint);
-        if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
-            loader = loader.region(Region::new("us-east-1"));
+        if region_from_env().is_none() {
+            loader = loader.region(Region::new(LOCAL_REGION));
         }
         if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-            loader = loader.credentials_provider(Credentials::new("local", "local", None, None, "hookline-local"));
+            loader = loader.credentials_provider(local_credentials());
         }
     }
     Config { sdk: loader.load().await, local: endpoint.is_some() }
+}
+
+/// The functions' configuration: Lambda hands a function its region and
+/// credentials in the environment (AWS_REGION, AWS_ACCESS_KEY_ID,
+/// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), so the functions read only
+/// those. The default chain's other sources (profile files, SSO, STS,
+/// instance metadata) are neither consulted at a cold start nor linked into
+/// the function binaries. With `endpoint`, as [`config`].
+pub fn from_environment(endpoint: Option<&str>) -> Result<Config, ConfigError> {
+    let region = match (region_from_env(), endpoint) {
+        (Some(region), _) => region,
+        (None, Some(_)) => LOCAL_REGION.to_string(),
+        (None, None) => return Err(ConfigError::Missing("AWS_REGION")),
+    };
+    let credentials = match endpoint.is_some() && std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        true => SharedCredentialsProvider::new(local_credentials()),
+        false => SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new()),
+    };
+    let mut sdk = aws_config::SdkConfig::builder()
+        .behavior_version(behavior())
+        .region(Region::new(region))
+        .credentials_provider(credentials)
+        .timeout_config(timeouts());
+    sdk.set_endpoint_url(endpoint.map(str::to_string));
+    Ok(Config { sdk: sdk.build(), local: endpoint.is_some() })
+}
+
+fn behavior() -> BehaviorVersion {
+    BehaviorVersion::v2026_01_12()
+}
+const LOCAL_REGION: &str = "us-east-1";
+
+/// Bounded calls: a turn's write, once started, is awaited (never abandoned
+/// at the sync deadline), so it must not be able to hang.
+fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_attempt_timeout(Duration::from_secs(4))
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
+}
+
+fn region_from_env() -> Option<String> {
+    ["AWS_REGION", "AWS_DEFAULT_REGION"].into_iter().find_map(|name| std::env::var(name).ok().filter(|r| !r.is_empty()))
+}
+
+fn local_credentials() -> Credentials {
+    Credentials::new("local", "local", None, None, "hookline-local")
 }
 
 /// One process's AWS configuration, from which its clients are built.

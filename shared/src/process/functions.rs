@@ -41,7 +41,7 @@ struct Common {
 
 impl Common {
     async fn read() -> Result<Self, ConfigError> {
-        let aws = aws::config(local_endpoint().as_deref()).await;
+        let aws = aws::from_environment(local_endpoint().as_deref())?;
         let bots = Arc::new(bot_registry(&required("HOOKLINE_BOTS")?, &aws).await?);
         Ok(Self { aws, bots, settings: Settings::from_env()? })
     }

@@ -9,7 +9,7 @@ use crate::app::worker::WorkerSettings;
 use crate::definition::LoadError;
 
 /// Why a process could not start.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum ConfigError {
     #[error("environment variable {0} is not set")]
     Missing(&'static str),
@@ -22,6 +22,14 @@ pub enum ConfigError {
     Definitions(#[from] LoadError),
     #[error("reading the bot definitions in {location}: {reason}")]
     DefinitionsUnreadable { location: String, reason: String },
+}
+
+/// As its message: a function's `main` returns it, and a returned error is
+/// printed with `Debug` (the cold start's log line a reader sees).
+impl std::fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 /// Every setting a process reads from the environment, by the part that owns it.
