@@ -1,11 +1,14 @@
 //! What a plain text turn's first invoke cannot go below: a fresh process
-//! that builds a DynamoDB client as the functions do, reads one item and
-//! writes one in a transaction (a turn's two requests), and prints the
-//! milliseconds those two requests took.
+//! that builds a DynamoDB client as the functions do and makes a first
+//! turn's two requests: a GetItem of the conversation, then a
+//! TransactWriteItems of the three items a first turn writes (the
+//! conversation and two log entries, of their sizes, each put on the same
+//! condition). Prints the milliseconds those two requests took.
 //!
 //!     table-round-trips ENDPOINT TABLE
 
-use std::time::Instant;
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime};
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use hookline_core::process::aws;
@@ -15,24 +18,38 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let (endpoint, table) = (args.next().expect("ENDPOINT"), args.next().expect("TABLE"));
     let client = aws::from_environment(Some(&endpoint)).expect("the AWS configuration").dynamodb();
-    let key = |pk: &str| {
-        [("pk".to_string(), AttributeValue::S(pk.into())), ("sk".to_string(), AttributeValue::S("SESSION".into()))]
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("after 1970").as_nanos();
+    let pk = format!("BOT#st-bench#USER#round-trips-{now}");
+    let item = |sk: &str, body: (&str, usize)| -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("pk".to_string(), AttributeValue::S(pk.clone())),
+            ("sk".to_string(), AttributeValue::S(sk.to_string())),
+            ("expiresAt".to_string(), AttributeValue::N("4102444800".into())),
+            (body.0.to_string(), AttributeValue::S("x".repeat(body.1))),
+        ])
     };
     let started = Instant::now();
     client
         .get_item()
         .table_name(&table)
-        .set_key(Some(key("bench#round-trips").into()))
+        .set_key(Some(HashMap::from([
+            ("pk".to_string(), AttributeValue::S(pk.clone())),
+            ("sk".to_string(), AttributeValue::S("SESSION".into())),
+        ])))
         .consistent_read(true)
         .send()
         .await
         .expect("GetItem");
-    let mut item: std::collections::HashMap<_, _> = key("bench#round-trips").into();
-    item.insert("body".to_string(), AttributeValue::S("x".repeat(1024)));
-    let put = Put::builder().table_name(&table).set_item(Some(item)).build().expect("a put");
+    let put = |item| {
+        let put =
+            Put::builder().table_name(&table).set_item(Some(item)).condition_expression("attribute_not_exists(pk)");
+        TransactWriteItem::builder().put(put.build().expect("a put")).build()
+    };
     client
         .transact_write_items()
-        .transact_items(TransactWriteItem::builder().put(put).build())
+        .transact_items(put(item("SESSION", ("conversation", 850))))
+        .transact_items(put(item("LOG#00000000000000000001", ("entry", 560))))
+        .transact_items(put(item("LOG#00000000000000000002", ("entry", 610))))
         .send()
         .await
         .expect("TransactWriteItems");
