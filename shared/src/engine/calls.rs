@@ -60,11 +60,7 @@ pub fn service_call(bot: &Bot, node: &ServiceNode, scope: &Value) -> HttpCall {
 /// transcript as "Bot: ...\nUser: ...\n" lines.
 pub fn webhook_call(bot: &Bot, node: &WebhookNode, session: &Session, scope: &Value) -> HttpCall {
     let mut body = session.context.clone();
-    let mut conversation = session.transcript.join("\n");
-    if !conversation.is_empty() {
-        conversation.push('\n');
-    }
-    body.insert("conversation".into(), Value::String(conversation));
+    body.insert("conversation".into(), Value::String(session.transcript.text()));
     let headers: Vec<_> = node.headers.iter().collect();
     HttpCall { body: Some(Value::Object(body)), ..call(bot, "POST", &node.url, &headers, node.timeout_ms, scope) }
 }

@@ -511,12 +511,7 @@ impl<'a> Run<'a> {
 
     /// The `Bot:` / `User:` lines webhook nodes send as `conversation`.
     fn transcript(&mut self, who: &str, text: &str) {
-        let lines = &mut self.session.transcript;
-        lines.push(format!("{who}: {text}").into());
-        let mut bytes: usize = lines.iter().map(|line| line.len()).sum();
-        while lines.len() > 1 && (lines.len() > MAX_TRANSCRIPT_LINES || bytes > MAX_TRANSCRIPT_BYTES) {
-            bytes -= lines.remove(0).len();
-        }
+        self.session.transcript.push(format!("{who}: {text}"), MAX_TRANSCRIPT_LINES, MAX_TRANSCRIPT_BYTES);
     }
 
     /// The instance whose text variants apply.
