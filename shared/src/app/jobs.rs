@@ -85,6 +85,17 @@ pub fn post_url(
         .collect()
 }
 
+/// Whether [`post_url`] delivers anything for these messages, without
+/// building the bodies (a turn asks; the relay builds them from the log).
+pub fn owes_post_url(instance: &Instance, messages: &[V2Data]) -> bool {
+    instance.post_url.is_some()
+        && match instance.delivery_format {
+            // The end of the turn is always delivered.
+            DeliveryFormat::Kore => true,
+            DeliveryFormat::Chatlayer => messages.iter().any(|message| chatlayer_message(message).is_some()),
+        }
+}
+
 fn kore_bodies(
     bot: &Bot,
     instance: &Instance,
@@ -203,25 +214,10 @@ pub struct EventTurn<'a> {
 /// the message JSON-encoded in `data` as the spec shows it; only those its
 /// filters (directions, tasks, instances) let through.
 pub fn events(bot: &Bot, key: &ConversationKey, log: &[LogEntry], turn: &EventTurn<'_>) -> Vec<QueueMessage> {
-    let events = &bot.def.events;
-    let Some(url) = events.url.as_deref() else {
+    let Some(url) = bot.def.events.url.as_deref() else {
         return Vec::new();
     };
-    let task_wanted = events.tasks.as_ref().is_none_or(|tasks| turn.tasks.iter().any(|t| tasks.contains(t)));
-    let instance_wanted =
-        events.instances.as_ref().is_none_or(|ids| turn.instance.is_some_and(|i| ids.iter().any(|id| id == i)));
-    if !(task_wanted && instance_wanted) {
-        return Vec::new();
-    }
-    let direction_wanted = |entry: &&LogEntry| {
-        let direction = match entry.direction {
-            Direction::In => EventDirection::Received,
-            Direction::Out => EventDirection::Sent,
-        };
-        events.directions.as_ref().is_none_or(|wanted| wanted.contains(&direction))
-    };
-    log.iter()
-        .filter(direction_wanted)
+    events_wanted(bot, log, turn)
         .map(|entry| {
             let (direction, message) = match entry.direction {
                 Direction::In => ("received", &entry.body["request"]["message"]),
@@ -244,6 +240,29 @@ pub fn events(bot: &Bot, key: &ConversationKey, log: &[LogEntry], turn: &EventTu
             QueueMessage::beside_conversation(key, webhook_id, job)
         })
         .collect()
+}
+
+/// Whether [`events`] delivers anything for these log entries, without
+/// building the bodies (a turn asks; the relay builds them from the log).
+pub fn owes_events(bot: &Bot, log: &[LogEntry], turn: &EventTurn<'_>) -> bool {
+    events_wanted(bot, log, turn).next().is_some()
+}
+
+/// The log entries the event webhook's filters let through: none without its URL.
+fn events_wanted<'l>(bot: &Bot, log: &'l [LogEntry], turn: &EventTurn<'_>) -> impl Iterator<Item = &'l LogEntry> {
+    let events = &bot.def.events;
+    let task_wanted = events.tasks.as_ref().is_none_or(|tasks| turn.tasks.iter().any(|t| tasks.contains(t)));
+    let instance_wanted =
+        events.instances.as_ref().is_none_or(|ids| turn.instance.is_some_and(|i| ids.iter().any(|id| id == i)));
+    let wanted = events.url.is_some() && task_wanted && instance_wanted;
+    let directions = events.directions.clone();
+    log.iter().filter(move |entry| {
+        let direction = match entry.direction {
+            Direction::In => EventDirection::Received,
+            Direction::Out => EventDirection::Sent,
+        };
+        wanted && directions.as_ref().is_none_or(|d| d.contains(&direction))
+    })
 }
 
 /// The session-data webhook when a task ends: the fields the session collected.

@@ -26,8 +26,11 @@ const MAX_DEAD_LETTERS: usize = 1000;
 
 #[derive(Default)]
 struct Inner {
-    /// Messages waiting per group; a group is present while its runner runs.
-    groups: HashMap<String, VecDeque<QueueMessage>>,
+    /// Messages waiting per group; a group is present while its runner
+    /// runs. Shared with the runner running the first, not copied.
+    groups: HashMap<String, VecDeque<Arc<QueueMessage>>>,
+    /// Messages in `groups`, counted as they come and go.
+    waiting: usize,
     seen: HashSet<String>,
     seen_order: VecDeque<(Instant, String)>,
     dead_letters: Vec<QueueMessage>,
@@ -73,7 +76,7 @@ impl MemoryQueue {
 
     /// Messages queued or running, not yet done (nor dead-lettered).
     pub fn backlog(&self) -> usize {
-        self.lock().map(|i| i.groups.values().map(VecDeque::len).sum()).unwrap_or_default()
+        self.lock().map(|i| i.waiting).unwrap_or_default()
     }
 
     /// Messages that failed every attempt, oldest first.
@@ -118,7 +121,7 @@ impl MemoryQueue {
                                     "{MAX_DEAD_LETTERS} dead letters kept: the oldest was dropped"
                                 );
                             }
-                            inner.dead_letters.push(message.clone());
+                            inner.dead_letters.push(QueueMessage::clone(&message));
                         }
                         break;
                     }
@@ -131,8 +134,10 @@ impl MemoryQueue {
             }
             let Ok(mut inner) = self.lock() else { return };
             let queue = inner.groups.entry(group.clone()).or_default();
-            queue.pop_front();
-            if queue.is_empty() {
+            let done = queue.pop_front().is_some();
+            let empty = queue.is_empty();
+            inner.waiting -= usize::from(done);
+            if empty {
                 inner.groups.remove(&group);
                 return;
             }
@@ -154,10 +159,9 @@ impl Queue for MemoryQueue {
                 inner.seen_order.pop_front();
                 inner.seen.remove(&id);
             }
-            let waiting: usize = inner.groups.values().map(VecDeque::len).sum();
             let new_message = messages.iter().any(|m| matches!(m.job, Job::Turn(_)));
-            if new_message && waiting + messages.len() > MAX_BACKLOG {
-                tracing::warn!(waiting, "the in-process queue is full: jobs refused");
+            if new_message && inner.waiting + messages.len() > MAX_BACKLOG {
+                tracing::warn!(waiting = inner.waiting, "the in-process queue is full: jobs refused");
                 return Err(Error::Storage(format!("the in-process queue holds {MAX_BACKLOG} jobs at most")));
             }
             for message in messages {
@@ -169,7 +173,8 @@ impl Queue for MemoryQueue {
                 if queue.is_empty() {
                     start.push(message.group.clone());
                 }
-                queue.push_back(message.clone());
+                queue.push_back(Arc::new(message.clone()));
+                inner.waiting += 1;
             }
             if inner.handler.is_none() {
                 // `start` spawns the runners.

@@ -142,8 +142,7 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
     // `replies::owed_jobs`), but for what is kept with it.
     let mut owes = !closed.is_empty();
     if let Some(instance) = plan.post_url.and_then(|id| bot.instance_by_id(id)) {
-        let end = TurnEnd { completion: ran.completion.as_ref(), waiting, trace_id: &plan.trace_id };
-        owes |= !jobs::post_url(bot, instance, key, &sent, end).is_empty();
+        owes |= jobs::owes_post_url(instance, &sent);
     }
     // The tasks the turn ran: the one it began in, the one it waits in, the one it ended.
     let mut tasks: Vec<String> = [active.as_ref(), conversation.session.as_ref()]
@@ -155,7 +154,7 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
     tasks.sort();
     tasks.dedup();
     let turn = EventTurn { client_ip: plan.client_ip, instance: plan.instance_id.as_deref(), tasks: &tasks };
-    owes |= !jobs::events(bot, key, &entries, &turn).is_empty();
+    owes |= jobs::owes_events(bot, &entries, &turn);
     let mut kept = Vec::new();
     if let Some(poll_id) = &poll_id {
         kept.push(jobs::resume(key, poll_id));
