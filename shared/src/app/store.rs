@@ -34,12 +34,17 @@ pub struct TurnWrite<'a> {
     /// `app::relay`): its change reaches the relay. Given, the jobs kept
     /// apart from the conversation (too large for it), in an item of their own.
     pub owes: Option<&'a [QueueMessage]>,
+    /// The conversation's JSON length, when the turn measured it (against
+    /// the item limit): the memory store's budget counts it without
+    /// measuring again.
+    pub conversation_bytes: Option<usize>,
 }
 
 impl<'a> TurnWrite<'a> {
     /// A write of the conversation alone: no log entries, records or debts.
     pub fn of(conversation: &'a Conversation, expected_version: u64, expires_at: i64) -> Self {
-        Self { conversation, expected_version, log: &[], expires_at, polls: &[], key: None, owes: None }
+        let (log, polls) = (&[][..], &[][..]);
+        Self { conversation, expected_version, log, expires_at, polls, key: None, owes: None, conversation_bytes: None }
     }
 }
 

@@ -35,7 +35,12 @@ const WRITES_PER_SWEEP: u64 = 1000;
 /// About what a record takes in memory: parsed JSON takes about twice its
 /// text (the values, maps and their allocations), plus the table's own entry.
 fn estimated_size<T: Serialize>(value: &T) -> usize {
-    2 * json_len(value).min(usize::MAX / 4) + 64
+    estimate(json_len(value))
+}
+
+/// The estimate for a value of `json_bytes` bytes of JSON.
+fn estimate(json_bytes: usize) -> usize {
+    2 * json_bytes.min(usize::MAX / 4) + 64
 }
 
 #[derive(Default)]
@@ -90,7 +95,8 @@ impl Table {
                 entry.outbox_bytes -= estimated_size(&dropped);
             }
         }
-        entry.bytes = estimated_size(&entry.conversation) + entry.log_bytes + entry.outbox_bytes;
+        let conversation_bytes = write.conversation_bytes.unwrap_or_else(|| json_len(&entry.conversation));
+        entry.bytes = estimate(conversation_bytes) + entry.log_bytes + entry.outbox_bytes;
         entry.expires_at = write.expires_at;
         self.lru.remove(&entry.stamp);
         entry.stamp = self.stamp;

@@ -49,6 +49,8 @@ pub(super) struct Finished {
     pub key: Option<KeyRecord>,
     /// The step owes deliveries: those kept apart from the conversation.
     pub owes: Option<Vec<QueueMessage>>,
+    /// The conversation's JSON length.
+    pub conversation_bytes: usize,
 }
 
 pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: Begun, ran: Ran) -> Result<Finished> {
@@ -181,7 +183,7 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
         jobs: kept,
         jobs_apart: !apart.is_empty(),
     });
-    check_sizes(&conversation, &entries)?;
+    let conversation_bytes = check_sizes(&conversation, &entries)?;
 
     let mut polls = Vec::new();
     let instance = plan.instance_id.as_deref();
@@ -214,7 +216,7 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
     let (messages, form) = split_form(sent);
     let reply = TurnReply { messages, form, completion: ran.completion, poll_id, rate };
     let owes = owes.then_some(apart);
-    Ok(Finished { reply, conversation, log: entries, polls, key: key_record, owes })
+    Ok(Finished { reply, conversation, log: entries, polls, key: key_record, owes, conversation_bytes })
 }
 
 /// Numbers a step's log entries.
@@ -262,8 +264,9 @@ fn keep(kept: Vec<QueueMessage>) -> Result<(Vec<QueueMessage>, Vec<QueueMessage>
     Ok((Vec::new(), kept))
 }
 
-/// The conversation stays one item, each log entry an item, and the turn one transaction.
-fn check_sizes(conversation: &Conversation, log: &[LogEntry]) -> Result<()> {
+/// The conversation stays one item, each log entry an item, and the turn
+/// one transaction. The conversation's JSON length.
+fn check_sizes(conversation: &Conversation, log: &[LogEntry]) -> Result<usize> {
     let size = json_len(conversation);
     if size > MAX_CONVERSATION_BYTES {
         let detail = "the conversation's state has grown too large; start a new session (session.new)";
@@ -276,7 +279,7 @@ fn check_sizes(conversation: &Conversation, log: &[LogEntry]) -> Result<()> {
         );
         return Err(Error::InvalidPayload(detail));
     }
-    Ok(())
+    Ok(size)
 }
 
 /// A bot message as the v2 answer's `data` carries it, shown `delay_ms` after

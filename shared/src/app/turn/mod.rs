@@ -421,6 +421,7 @@ impl Turns {
                 polls: &finished.polls,
                 key: finished.key.as_ref(),
                 owes: finished.owes.as_deref(),
+                conversation_bytes: Some(finished.conversation_bytes),
                 ..TurnWrite::of(&finished.conversation, expected_version, Utc::now().timestamp() + retention)
             };
             if !keyed && Instant::now() >= deadline {
