@@ -27,7 +27,8 @@ use crate::ids::ConversationKey;
 #[derive(Debug, Clone)]
 pub struct Owed {
     pub key: ConversationKey,
-    pub conversation: Conversation,
+    /// Shared with the store that wrote it, where it is kept.
+    pub conversation: Arc<Conversation>,
 }
 
 impl Worker {

@@ -4,7 +4,7 @@ mod expiring;
 mod files;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -45,7 +45,8 @@ fn estimate(json_bytes: usize) -> usize {
 
 #[derive(Default)]
 struct Entry {
-    conversation: Conversation,
+    /// As written: shared with the readers and the relay, never changed in place.
+    conversation: Arc<Conversation>,
     log: BTreeMap<u64, LogEntry>,
     /// Jobs turns kept apart, by the version of their write: the latest few.
     outbox: BTreeMap<u64, Vec<QueueMessage>>,
@@ -71,12 +72,13 @@ struct Table {
 }
 
 impl Table {
-    /// Stores a write's conversation and log entries into `key`'s entry.
-    fn apply(&mut self, key: &ConversationKey, write: &TurnWrite<'_>) {
+    /// Stores a write's conversation (copied before the lock was taken, of
+    /// `conversation_bytes` bytes of JSON) and log entries into `key`'s entry.
+    fn apply(&mut self, key: &ConversationKey, write: &TurnWrite<'_>, prepared: Prepared) {
         self.stamp += 1;
         let entry = self.entries.entry(key.clone()).or_default();
         let before = entry.bytes;
-        entry.conversation = Conversation { version: write.expected_version + 1, ..write.conversation.clone() };
+        entry.conversation = prepared.conversation;
         for log_entry in write.log {
             entry.log_bytes += estimated_size(log_entry);
             entry.log.insert(log_entry.seq, log_entry.clone());
@@ -95,8 +97,7 @@ impl Table {
                 entry.outbox_bytes -= estimated_size(&dropped);
             }
         }
-        let conversation_bytes = write.conversation_bytes.unwrap_or_else(|| json_len(&entry.conversation));
-        entry.bytes = estimate(conversation_bytes) + entry.log_bytes + entry.outbox_bytes;
+        entry.bytes = estimate(prepared.conversation_bytes) + entry.log_bytes + entry.outbox_bytes;
         entry.expires_at = write.expires_at;
         self.lru.remove(&entry.stamp);
         entry.stamp = self.stamp;
@@ -211,6 +212,20 @@ impl MemoryStore {
     }
 }
 
+/// A write's conversation as it will be stored, and its JSON length.
+struct Prepared {
+    conversation: Arc<Conversation>,
+    conversation_bytes: usize,
+}
+
+impl Prepared {
+    fn of(write: &TurnWrite<'_>) -> Self {
+        let conversation = Conversation { version: write.expected_version + 1, ..write.conversation.clone() };
+        let conversation_bytes = write.conversation_bytes.unwrap_or_else(|| json_len(&conversation));
+        Self { conversation: Arc::new(conversation), conversation_bytes }
+    }
+}
+
 fn insert_poll(polls: &mut Expiring<String, PollRecord>, record: &PollRecord) {
     polls.insert(record.poll_id.clone(), record.clone(), record.expires_at, now());
 }
@@ -218,10 +233,14 @@ fn insert_poll(polls: &mut Expiring<String, PollRecord>, record: &PollRecord) {
 #[async_trait]
 impl Conversations for MemoryStore {
     async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>> {
-        Ok(locked(&self.conversations)?.entries.get(key).map(|e| e.conversation.clone()))
+        let stored = locked(&self.conversations)?.entries.get(key).map(|e| e.conversation.clone());
+        // Copied once the lock is released: other turns need not wait for it.
+        Ok(stored.map(Arc::unwrap_or_clone))
     }
 
     async fn save_turns(&self, writes: &[(&ConversationKey, TurnWrite<'_>)]) -> Result<()> {
+        // Copied and measured before the lock is taken, for the same reason.
+        let prepared: Vec<Prepared> = writes.iter().map(|(_, write)| Prepared::of(write)).collect();
         let mut conversations = locked(&self.conversations)?;
         for (key, write) in writes {
             let stored = conversations.entries.get(*key);
@@ -237,11 +256,11 @@ impl Conversations for MemoryStore {
         let mut keys = locked(&self.keys)?;
         let now = now();
         let feed = locked(&self.feed)?;
-        for (key, write) in writes {
+        for ((key, write), prepared) in writes.iter().zip(prepared) {
             if let Some(record) = write.key {
                 keys.insert(record.id.clone(), record.clone(), record.expires_at, now);
             }
-            conversations.apply(key, write);
+            conversations.apply(key, write, prepared);
             for record in write.polls {
                 insert_poll(&mut polls, record);
             }
@@ -249,7 +268,7 @@ impl Conversations for MemoryStore {
                 (feed.as_ref().filter(|_| write.owes.is_some()), conversations.entries.get(*key))
             {
                 // Under the lock: the feed has the writes in their order.
-                let owed = Owed { key: (*key).clone(), conversation: entry.conversation.clone() };
+                let owed = Owed { key: (*key).clone(), conversation: Arc::clone(&entry.conversation) };
                 if feed.send(owed).is_err() {
                     tracing::error!("the relay has stopped: what this turn owes is not queued");
                 }

@@ -3,6 +3,7 @@
 //! shard in order, from the moment it is opened; shards that appear later
 //! (DynamoDB splits and rolls them) from their start.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -171,7 +172,7 @@ pub fn owed_in_image<'a>(attribute: impl Fn(&str) -> Option<&'a str>) -> Option<
         let key = conversation_key(pk)?;
         let version = attribute("version")?.parse().ok()?;
         let conversation: Conversation = serde_json::from_str(attribute("conversation")?).ok()?;
-        Some(Owed { key, conversation: Conversation { version, ..conversation } })
+        Some(Owed { key, conversation: Arc::new(Conversation { version, ..conversation }) })
     };
     let owed = read();
     if owed.is_none() {
