@@ -73,12 +73,13 @@ struct Table {
 
 impl Table {
     /// Stores a write's conversation (copied before the lock was taken, of
-    /// `conversation_bytes` bytes of JSON) and log entries into `key`'s entry.
-    fn apply(&mut self, key: &ConversationKey, write: &TurnWrite<'_>, prepared: Prepared) {
+    /// `conversation_bytes` bytes of JSON) and log entries into `key`'s
+    /// entry. The conversation it replaces, to be dropped after the lock.
+    fn apply(&mut self, key: &ConversationKey, write: &TurnWrite<'_>, prepared: Prepared) -> Arc<Conversation> {
         self.stamp += 1;
         let entry = self.entries.entry(key.clone()).or_default();
         let before = entry.bytes;
-        entry.conversation = prepared.conversation;
+        let replaced = std::mem::replace(&mut entry.conversation, prepared.conversation);
         for log_entry in write.log {
             entry.log_bytes += estimated_size(log_entry);
             entry.log.insert(log_entry.seq, log_entry.clone());
@@ -104,6 +105,7 @@ impl Table {
         self.lru.insert(self.stamp, key.clone());
         self.bytes = self.bytes + entry.bytes - before;
         self.writes += 1;
+        replaced
     }
 
     fn remove(&mut self, key: &ConversationKey) {
@@ -241,6 +243,8 @@ impl Conversations for MemoryStore {
     async fn save_turns(&self, writes: &[(&ConversationKey, TurnWrite<'_>)]) -> Result<()> {
         // Copied and measured before the lock is taken, for the same reason.
         let prepared: Vec<Prepared> = writes.iter().map(|(_, write)| Prepared::of(write)).collect();
+        // Declared before the locks: dropped (freed) after they are released.
+        let mut replaced = Vec::with_capacity(writes.len());
         let mut conversations = locked(&self.conversations)?;
         for (key, write) in writes {
             let stored = conversations.entries.get(*key);
@@ -260,7 +264,7 @@ impl Conversations for MemoryStore {
             if let Some(record) = write.key {
                 keys.insert(record.id.clone(), record.clone(), record.expires_at, now);
             }
-            conversations.apply(key, write, prepared);
+            replaced.push(conversations.apply(key, write, prepared));
             for record in write.polls {
                 insert_poll(&mut polls, record);
             }
