@@ -35,6 +35,8 @@ mod stream;
 pub use stream::owed_in_image;
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -71,9 +73,13 @@ type Item = HashMap<String, AttributeValue>;
 pub struct DynamoStore {
     client: Client,
     table: String,
-    /// Reads the table's stream for a process that relays on its own.
-    streams: Option<aws_sdk_dynamodbstreams::Client>,
+    /// Opens the table's stream, by its ARN, for a process that relays on
+    /// its own. A function behind a pointer: the deployed functions, which
+    /// never read the stream, do not link its client.
+    streams: Option<OpenStream>,
 }
+
+type OpenStream = Box<dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<Box<dyn Changes>>> + Send>> + Send + Sync>;
 
 fn storage<E: std::error::Error + 'static>(operation: &str, e: E) -> Error {
     Error::Storage(format!("DynamoDB {operation}: {}", DisplayErrorContext(e)))
@@ -141,7 +147,11 @@ impl DynamoStore {
     /// table's stream with `streams`: for processes that relay on their own.
     /// On AWS the worker function's event source reads it instead.
     pub fn reading_stream(self, streams: aws_sdk_dynamodbstreams::Client) -> Self {
-        Self { streams: Some(streams), ..self }
+        let open: OpenStream = Box::new(move |arn| {
+            let streams = streams.clone();
+            Box::pin(async move { Ok(Box::new(stream::TableStream::open(streams, arn).await?) as Box<dyn Changes>) })
+        });
+        Self { streams: Some(open), ..self }
     }
 
     /// Creates the table (on-demand, TTL on expiresAt) if it does not exist;
@@ -510,14 +520,13 @@ impl Conversations for DynamoStore {
     }
 
     async fn changes(&self) -> Result<Option<Box<dyn Changes>>> {
-        let Some(streams) = &self.streams else {
+        let Some(open) = &self.streams else {
             return Ok(None);
         };
         let arn = self.describe().await?.latest_stream_arn.ok_or_else(|| {
             Error::Storage(format!("the table {} has no stream (--create-table turns it on)", self.table))
         })?;
-        let stream = stream::TableStream::open(streams.clone(), arn).await?;
-        Ok(Some(Box::new(stream)))
+        Ok(Some(open(arn).await?))
     }
 
     async fn read_outbox(&self, key: &ConversationKey, version: u64) -> Result<Vec<QueueMessage>> {
