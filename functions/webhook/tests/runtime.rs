@@ -70,15 +70,20 @@ async fn reads_bot_definitions_from_s3() {
 }
 
 /// A function takes its region and credentials from the environment Lambda
-/// gives it, nowhere else: without a region it stops its cold start naming
-/// the variable.
+/// gives it, nowhere else (not a profile file): without a region it stops
+/// its cold start naming the variable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_region_the_cold_start_names_the_variable() {
     let deployment = Deployment::on_emulator().await;
+    let profiles = std::env::temp_dir().join(format!("hookline-profiles-{}", std::process::id()));
+    std::fs::write(&profiles, "[default]\nregion = eu-west-1\n").unwrap();
     let mut env = deployment.env.clone();
     for name in ["AWS_REGION", "AWS_DEFAULT_REGION", "HOOKLINE_AWS_ENDPOINT"] {
         env.push((name, String::new()));
     }
+    env.push(("AWS_CONFIG_FILE", profiles.display().to_string()));
+    env.push(("AWS_PROFILE", "default".to_string()));
     let stderr = LambdaRuntime::failed_start(Path::new(env!("CARGO_BIN_EXE_webhook")), &env).await;
+    std::fs::remove_file(&profiles).unwrap();
     assert!(stderr.contains("environment variable AWS_REGION is not set"), "{stderr}");
 }
