@@ -38,27 +38,47 @@ impl ConversationKey {
     }
 }
 
+/// A random (version 4) UUID from the thread's generator, a CSPRNG seeded
+/// from the system: a turn makes several, and `Uuid::new_v4` asks the kernel
+/// for each.
+pub fn random_uuid() -> Uuid {
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid()
+}
+
 /// `ms-<uuid>`: unique per bot (random 122 bits), URL-safe.
 pub fn message_id() -> String {
-    format!("ms-{}", Uuid::new_v4())
+    format!("ms-{}", random_uuid())
 }
 
 /// Trace id returned in `_t`, the `x-trace-id` header and every log line.
 pub fn trace_id() -> String {
-    format!("tr-{}", Uuid::new_v4().simple())
+    format!("tr-{}", random_uuid().simple())
 }
 
 /// Identifier of one conversation session.
 pub fn session_id() -> String {
-    format!("se-{}", Uuid::new_v4().simple())
+    format!("se-{}", random_uuid().simple())
 }
 
 /// User id given to an anonymous caller that sent neither from.id nor a userIdentity.
 pub fn anonymous_user_id() -> String {
-    format!("anonymous-{}", Uuid::new_v4().simple())
+    format!("anonymous-{}", random_uuid().simple())
 }
 
 /// A pollId: 32 hex digits like the spec's samples, 122 of its bits random.
 pub fn poll_id() -> String {
-    Uuid::new_v4().simple().to_string()
+    random_uuid().simple().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_uuids_are_version_4_and_differ() {
+        let (a, b) = (random_uuid(), random_uuid());
+        assert_eq!((a.get_version_num(), a.get_variant()), (4, uuid::Variant::RFC4122));
+        assert_ne!(a, b);
+        assert_eq!(poll_id().len(), 32);
+    }
 }

@@ -298,7 +298,7 @@ pub fn webhook_nodes(bot: &Bot, key: &ConversationKey, calls: Vec<HttpCall>) -> 
     calls
         .into_iter()
         .map(|call| {
-            let webhook_id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+            let webhook_id = format!("msg_{}", crate::ids::random_uuid().simple());
             let job = delivery(bot, DeliveryKind::WebhookNode, None, webhook_id.clone(), call);
             QueueMessage::beside_conversation(key, webhook_id, job)
         })

@@ -117,7 +117,7 @@ pub async fn verify_urls(outbound: &dyn Outbound, bot: &Bot, allow_private: bool
             verified.push(Verified { field, url: url.to_string(), outcome });
             continue;
         }
-        let challenge = uuid::Uuid::new_v4().simple().to_string();
+        let challenge = crate::ids::random_uuid().simple().to_string();
         let call = HttpCall {
             method: "POST".into(),
             url: url.to_string(),

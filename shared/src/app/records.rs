@@ -5,26 +5,10 @@ use serde_json::{Map, Value};
 
 use super::queue::QueueMessage;
 use super::rate::MessageCounts;
-use crate::engine::{HttpCall, Session};
+use crate::engine::{HttpCall, Session, Transcript};
 use crate::ids::ConversationKey;
 use crate::protocol::{Tag, TaskCompletion};
-
-/// A record's size as JSON, as the table bounds items, counted without
-/// keeping the text (`usize::MAX` for what cannot be serialised).
-pub fn json_len<T: Serialize + ?Sized>(value: &T) -> usize {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len();
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    serde_json::to_writer(&mut counter, value).map_or(usize::MAX, |()| counter.0)
-}
+use crate::text::json_len;
 
 /// Everything kept per user and bot. It outlives sessions: the `seq` counter
 /// must keep growing for as long as log entries exist, and user-level tags and
@@ -117,6 +101,21 @@ impl Conversation {
     /// Messages still waiting to run (stale ones are forgotten).
     pub fn drop_stale_queued(&mut self, now_secs: i64) {
         self.queued.retain(|q| now_secs - q.queued_at < QUEUED_STALE_SECS);
+    }
+
+    /// The length of its JSON text (see [`json_len`]). The session's
+    /// transcript, most of it, keeps its own: it is set aside while the rest
+    /// is counted.
+    pub fn json_len(&mut self) -> usize {
+        let Some(transcript) = self.session.as_mut().map(|s| std::mem::take(&mut s.transcript)) else {
+            return json_len(self);
+        };
+        let rest = json_len(self).saturating_sub(Transcript::default().json_len());
+        let total = rest.saturating_add(transcript.json_len());
+        if let Some(session) = self.session.as_mut() {
+            session.transcript = transcript;
+        }
+        total
     }
 }
 
@@ -293,6 +292,14 @@ mod tests {
     fn json_len_is_the_length_of_the_json_text() {
         let value = serde_json::json!({"text": "héllo \"quoted\"\n", "n": [1, 2.5, null], "deep": {"x": true}});
         assert_eq!(json_len(&value), serde_json::to_vec(&value).unwrap().len());
-        assert_eq!(json_len(&Conversation::default()), serde_json::to_vec(&Conversation::default()).unwrap().len());
+        let mut conversation = Conversation::default();
+        assert_eq!(conversation.json_len(), serde_json::to_vec(&conversation).unwrap().len());
+        let mut session = Session { id: "se-1".into(), ..Session::default() };
+        session.transcript.push("User: \"hi\"".into(), 10, 1000);
+        session.transcript.push("Bot: héllo\n".into(), 10, 1000);
+        conversation.session = Some(session);
+        let json = serde_json::to_vec(&conversation).unwrap();
+        assert_eq!(conversation.json_len(), json.len(), "with a transcript");
+        assert_eq!(serde_json::to_vec(&conversation).unwrap(), json, "the transcript is put back");
     }
 }

@@ -21,7 +21,7 @@ use crate::text::matcher::Utterance;
 use crate::text::template;
 
 pub use effects::{CallError, CallOutcome, HttpCall, HttpReply};
-pub use state::{ActiveTask, Session};
+pub use state::{ActiveTask, Session, Transcript};
 
 /// The longest a message waits for a webhook's Joonbot `delay`: an answer or
 /// a delivery is not held up longer.
@@ -491,7 +491,9 @@ impl<'a> Run<'a> {
 
     fn say(&mut self, text: &Text) {
         let template = self.bot.localize(text, &self.session.language, self.instance());
-        let rendered = template::render(template, &self.scope());
+        // Most texts have no placeholder: they need no scope built.
+        let rendered =
+            if template.contains("{{") { template::render(template, &self.scope()) } else { template.to_string() };
         self.transcript("Bot", &rendered);
         self.outputs.push(Output::Text(rendered));
     }

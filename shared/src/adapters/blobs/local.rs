@@ -37,7 +37,7 @@ impl LocalBlobs {
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent).await.map_err(|e| io("create", parent, e))?;
         }
-        let temporary = path.with_extension(format!("partial-{}", uuid::Uuid::new_v4().simple()));
+        let temporary = path.with_extension(format!("partial-{}", crate::ids::random_uuid().simple()));
         let file = tokio::fs::File::create(&temporary).await.map_err(|e| io("create", &temporary, e))?;
         Ok((file, temporary))
     }
@@ -146,7 +146,7 @@ mod tests {
 
     #[tokio::test]
     async fn old_entries_are_removed_and_recent_ones_kept() {
-        let root = std::env::temp_dir().join(format!("hookline-local-{}", uuid::Uuid::new_v4().simple()));
+        let root = std::env::temp_dir().join(format!("hookline-local-{}", crate::ids::random_uuid().simple()));
         let blobs = LocalBlobs::new(&root);
         blobs.put("uploads/tok1/00000", Bytes::from_static(b"a")).await.unwrap();
         blobs.put("uploads/tok1/00001", Bytes::from_static(b"b")).await.unwrap();

@@ -170,7 +170,7 @@ impl SqsQueue {
             for message in batch {
                 let group = message.group.clone().unwrap_or_else(|| "replayed".into());
                 // A fresh deduplication id: the original may still be remembered.
-                let dedup = format!("replay-{}", uuid::Uuid::new_v4().simple());
+                let dedup = format!("replay-{}", crate::ids::random_uuid().simple());
                 self.client
                     .send_message()
                     .queue_url(&target.url)

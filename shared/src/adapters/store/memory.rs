@@ -15,11 +15,12 @@ use tokio::sync::mpsc::UnboundedSender;
 use self::expiring::Expiring;
 use crate::app::idempotency::{IdempotencyKeys, KeyRecord};
 use crate::app::queue::QueueMessage;
-use crate::app::records::{Conversation, LogEntry, PollRecord, json_len};
+use crate::app::records::{Conversation, LogEntry, PollRecord};
 use crate::app::relay::{Changes, Owed};
 use crate::app::store::{Conversations, Counters, Polls, SeenTokens, TurnWrite};
 use crate::error::{Error, Result};
 use crate::ids::ConversationKey;
+use crate::text::json_len;
 
 /// What the store may take by default, all its tables together (an
 /// estimate, see `estimated_size`).
@@ -47,7 +48,8 @@ fn estimate(json_bytes: usize) -> usize {
 struct Entry {
     /// As written: shared with the readers and the relay, never changed in place.
     conversation: Arc<Conversation>,
-    log: BTreeMap<u64, LogEntry>,
+    /// By seq, each with its estimated size.
+    log: BTreeMap<u64, (LogEntry, usize)>,
     /// Jobs turns kept apart, by the version of their write: the latest few.
     outbox: BTreeMap<u64, Vec<QueueMessage>>,
     /// Its estimated size: the conversation's, its log entries' and its outbox's.
@@ -75,18 +77,22 @@ impl Table {
     /// Stores a write's conversation (copied before the lock was taken, of
     /// `conversation_bytes` bytes of JSON) and log entries into `key`'s
     /// entry. The conversation it replaces, to be dropped after the lock.
-    fn apply(&mut self, key: &ConversationKey, write: &TurnWrite<'_>, prepared: Prepared) -> Arc<Conversation> {
+    /// Applies a checked write; returns what it replaced or dropped, to be
+    /// freed once the locks are released.
+    fn apply(&mut self, key: &ConversationKey, write: &TurnWrite<'_>, prepared: Prepared) -> Replaced {
         self.stamp += 1;
         let entry = self.entries.entry(key.clone()).or_default();
         let before = entry.bytes;
-        let replaced = std::mem::replace(&mut entry.conversation, prepared.conversation);
-        for log_entry in write.log {
-            entry.log_bytes += estimated_size(log_entry);
-            entry.log.insert(log_entry.seq, log_entry.clone());
+        let conversation = std::mem::replace(&mut entry.conversation, prepared.conversation);
+        let mut log = Vec::new();
+        for (log_entry, size) in prepared.log {
+            entry.log_bytes += size;
+            entry.log.insert(log_entry.seq, (log_entry, size));
         }
         while entry.log.len() > MAX_LOG_ENTRIES_KEPT {
-            if let Some((_, dropped)) = entry.log.pop_first() {
-                entry.log_bytes -= estimated_size(&dropped);
+            if let Some((_, (dropped, size))) = entry.log.pop_first() {
+                entry.log_bytes -= size;
+                log.push(dropped);
             }
         }
         if let Some(jobs) = write.owes.filter(|jobs| !jobs.is_empty()) {
@@ -105,7 +111,7 @@ impl Table {
         self.lru.insert(self.stamp, key.clone());
         self.bytes = self.bytes + entry.bytes - before;
         self.writes += 1;
-        replaced
+        Replaced { _conversation: conversation, _log: log }
     }
 
     fn remove(&mut self, key: &ConversationKey) {
@@ -214,18 +220,27 @@ impl MemoryStore {
     }
 }
 
-/// A write's conversation as it will be stored, and its JSON length.
+/// A write's conversation and log entries as they will be stored, with
+/// their sizes: made before the lock is taken.
 struct Prepared {
     conversation: Arc<Conversation>,
     conversation_bytes: usize,
+    log: Vec<(LogEntry, usize)>,
 }
 
 impl Prepared {
     fn of(write: &TurnWrite<'_>) -> Self {
         let conversation = Conversation { version: write.expected_version + 1, ..write.conversation.clone() };
         let conversation_bytes = write.conversation_bytes.unwrap_or_else(|| json_len(&conversation));
-        Self { conversation: Arc::new(conversation), conversation_bytes }
+        let log = write.log.iter().map(|entry| (entry.clone(), estimated_size(entry))).collect();
+        Self { conversation: Arc::new(conversation), conversation_bytes, log }
     }
+}
+
+/// What a write replaced or dropped, kept until the locks are released.
+struct Replaced {
+    _conversation: Arc<Conversation>,
+    _log: Vec<LogEntry>,
 }
 
 fn insert_poll(polls: &mut Expiring<String, PollRecord>, record: &PollRecord) {
@@ -288,7 +303,7 @@ impl Conversations for MemoryStore {
             return Ok(Vec::new());
         };
         let from = after_seq.map_or(0, |s| s + 1);
-        Ok(entry.log.range(from..).take(limit).map(|(_, e)| e.clone()).collect())
+        Ok(entry.log.range(from..).take(limit).map(|(_, (e, _))| e.clone()).collect())
     }
 
     async fn read_outbox(&self, key: &ConversationKey, version: u64) -> Result<Vec<QueueMessage>> {

@@ -164,7 +164,7 @@ fn invalid(detail: impl Into<String>) -> Error {
 
 /// Ids handed out for files and uploads: 32 hex digits, 122 bits random.
 fn new_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    crate::ids::random_uuid().simple().to_string()
 }
 
 fn is_id(id: &str) -> bool {

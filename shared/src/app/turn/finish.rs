@@ -13,13 +13,14 @@ use crate::app::idempotency::{KeyAnswer, KeyRecord};
 use crate::app::jobs::{self, EventTurn, TurnEnd};
 use crate::app::queue::QueueMessage;
 use crate::app::records::{
-    Conversation, Direction, IdleClosure, LastTurn, LogEntry, PendingCall, PollAnswer, PollRecord, json_len,
+    Conversation, Direction, IdleClosure, LastTurn, LogEntry, PendingCall, PollAnswer, PollRecord,
 };
 use crate::definition::Bot;
 use crate::engine::{self, Output};
 use crate::error::{Error, Result};
 use crate::ids::{self, ConversationKey};
 use crate::protocol::V2Data;
+use crate::text::json_len;
 
 /// A conversation item stays well under DynamoDB's 400 KB item limit.
 const MAX_CONVERSATION_BYTES: usize = 300 * 1024;
@@ -183,7 +184,7 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
         jobs: kept,
         jobs_apart: !apart.is_empty(),
     });
-    let conversation_bytes = check_sizes(&conversation, &entries)?;
+    let conversation_bytes = check_sizes(&mut conversation, &entries)?;
 
     let mut polls = Vec::new();
     let instance = plan.instance_id.as_deref();
@@ -266,8 +267,8 @@ fn keep(kept: Vec<QueueMessage>) -> Result<(Vec<QueueMessage>, Vec<QueueMessage>
 
 /// The conversation stays one item, each log entry an item, and the turn
 /// one transaction. The conversation's JSON length.
-fn check_sizes(conversation: &Conversation, log: &[LogEntry]) -> Result<usize> {
-    let size = json_len(conversation);
+fn check_sizes(conversation: &mut Conversation, log: &[LogEntry]) -> Result<usize> {
+    let size = conversation.json_len();
     if size > MAX_CONVERSATION_BYTES {
         let detail = "the conversation's state has grown too large; start a new session (session.new)";
         return Err(Error::InvalidPayload(detail.into()));

@@ -9,12 +9,13 @@ use tokio::time::{Instant, timeout_at};
 
 use super::run::MAX_USER_KEYS;
 use super::{Turns, backoff};
-use crate::app::records::{LogEntry, json_len};
+use crate::app::records::LogEntry;
 use crate::app::store::TurnWrite;
 use crate::definition::Bot;
 use crate::engine::merge_tags;
 use crate::error::{Error, Result};
 use crate::ids::ConversationKey;
+use crate::text::json_len;
 
 /// Log entries of the merged session carried over (with the two
 /// conversations, one transaction's worth).

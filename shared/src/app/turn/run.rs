@@ -203,7 +203,7 @@ impl Turns {
             return Err(Error::Timeout(deadline.saturating_duration_since(started)));
         }
         let call = HttpCall { timeout: call.timeout.min(remaining), ..call.clone() };
-        let webhook_id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+        let webhook_id = format!("msg_{}", crate::ids::random_uuid().simple());
         let outcome = self.outbound.call(&call, bot, bot.signing_keys(), &webhook_id).await;
         match &outcome {
             Ok(reply) => {
