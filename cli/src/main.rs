@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod demo_api;
+mod listen;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,7 @@ use hookline_core::definition::{
     self, ALLOW_PRIVATE_NETWORKS, DEMO_BOT, DEMO_BOT_FILE, LoadError, Loaded, Purpose, Registry, Severity,
 };
 use hookline_core::process::{self, ConfigError, Embedded, Settings, aws, sqs_worker, telemetry};
+use hookline_core::signing::SigningKey;
 
 /// Attempts of a job before it is dead-lettered.
 const DELIVERY_RECEIVES: u32 = 5;
@@ -46,6 +48,8 @@ enum CliError {
     Io { what: String, source: std::io::Error },
     #[error("{0}")]
     Limits(String),
+    #[error("{0}")]
+    Listen(String),
 }
 
 #[derive(Parser)]
@@ -104,6 +108,30 @@ enum Command {
         /// A local AWS-compatible endpoint, e.g. http://127.0.0.1:5000
         #[arg(long)]
         aws_endpoint: Option<String>,
+    },
+    /// Receive POST_URL deliveries and event webhooks locally: check each
+    /// signature, print a line per delivery, optionally forward them.
+    Listen {
+        #[arg(long, default_value = "127.0.0.1:4000")]
+        addr: SocketAddr,
+        /// Check signatures with this secret (whsec_...); repeat while rotating.
+        #[arg(long, value_name = "WHSEC", env = "HOOKLINE_LISTEN_SECRET")]
+        secret: Vec<String>,
+        /// Check signatures with this bot's keys: its event webhooks', or
+        /// with --instance that instance's POST_URL keys.
+        #[arg(long, conflicts_with = "secret")]
+        bot: Option<String>,
+        #[arg(long, requires = "bot")]
+        instance: Option<String>,
+        /// Bot definition file or directory [default: the built-in demo bot]
+        #[arg(long, requires = "bot")]
+        config: Option<PathBuf>,
+        /// Send each delivery on to this URL; the sender gets its answer.
+        #[arg(long, value_name = "URL")]
+        forward_to: Option<reqwest::Url>,
+        /// Print each body in full after its line.
+        #[arg(long)]
+        raw: bool,
     },
     /// Print a signed JWT for calling a bot locally.
     Token {
@@ -167,6 +195,13 @@ async fn main() -> ExitCode {
         }
         Command::DeadLetters { dlq_url, replay_to, aws_endpoint } => {
             report(dead_letters(&dlq_url, replay_to.as_deref(), aws_endpoint.as_deref()).await)
+        }
+        Command::Listen { addr, secret, bot, instance, config, forward_to, raw } => {
+            let listening = async {
+                let keys = listen_keys(&secret, bot.as_deref(), instance.as_deref(), config.as_deref())?;
+                listen::run(listen::Options { addr, keys, forward_to, raw }).await.map_err(CliError::Listen)
+            };
+            report(listening.await)
         }
         Command::Token { bot, user, app, config, private_key, ttl } => {
             report(token(&bot, &user, app.as_deref(), config.as_deref(), private_key.as_deref(), ttl))
@@ -358,6 +393,28 @@ async fn dead_letters(dlq_url: &str, replay_to: Option<&str>, endpoint: Option<&
     }
     println!("{} message(s) shown", messages.len());
     Ok(())
+}
+
+/// The keys `listen` checks signatures with: given secrets, or a bot's.
+fn listen_keys(
+    secrets: &[String],
+    bot_id: Option<&str>,
+    instance: Option<&str>,
+    config: Option<&Path>,
+) -> Result<Vec<SigningKey>, CliError> {
+    let Some(bot_id) = bot_id else {
+        return secrets
+            .iter()
+            .map(|s| SigningKey::parse(s).map_err(|e| CliError::Listen(format!("--secret: {e}"))))
+            .collect();
+    };
+    let registry = load_registry(config, demo_api::DEMO_API)?;
+    let bot = registry.get(bot_id).ok_or_else(|| CliError::NoBot(bot_id.into()))?;
+    match instance {
+        None => Ok(bot.signing_keys().to_vec()),
+        Some(id) if bot.instance_by_id(id).is_some() => Ok(bot.post_url_keys(id).to_vec()),
+        Some(id) => Err(CliError::Listen(format!("no instance {id} in bot {bot_id}"))),
+    }
 }
 
 fn token(

@@ -119,7 +119,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: &Limits, drained:
 }
 
 /// SIGTERM (how service managers and containers stop a process) or Ctrl-C.
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     #[cfg(unix)]
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

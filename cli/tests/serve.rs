@@ -1,75 +1,14 @@
 //! `hookline serve` as a newcomer runs it: the printed curl works, and every
 //! log line of a request is JSON carrying the request's trace id.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// The server, and the request its ready-made curl command makes.
-struct Served {
-    child: Child,
-    addr: String,
-    path: String,
-    token: String,
-    body: String,
-    /// With --create-queue: the job queue's and the dead-letter queue's URLs.
-    queues: Option<(String, String)>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
-fn serve(extra: &[&str]) -> Served {
-    serve_with(extra, &[])
-}
-
-fn serve_with(extra: &[&str], env: &[(&str, &str)]) -> Served {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookline"))
-        .args(["serve", "--addr", &addr])
-        .args(extra)
-        .env("HOOKLINE_LOG", "info")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start hookline serve");
-    let (mut path, mut token, mut body, mut queues) = (None, None, None, None);
-    let unquote = |s: &str| s.trim_end_matches([' ', '\\']).trim_end_matches('\'').to_string();
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        let line = line.trim();
-        if let Some(rest) = line.strip_prefix("Queue ") {
-            let (queue, dlq) = rest.split_once(" (dead letters: ").expect("queue line");
-            queues = Some((queue.to_string(), dlq.trim_end_matches(')').to_string()));
-        } else if let Some(url) = line.strip_prefix("curl -s http://") {
-            path = url.split_once('/').map(|(_, p)| format!("/{}", unquote(p)));
-        } else if let Some(rest) = line.strip_prefix("-H 'Authorization: bearer ") {
-            token = Some(unquote(rest));
-        } else if let Some(rest) = line.strip_prefix("-d '") {
-            body = Some(unquote(rest));
-            break;
-        }
-    }
-    let printed = |part: Option<String>| part.expect("serve prints a complete curl command");
-    Served { child, addr, path: printed(path), token: printed(token), body: printed(body), queues }
-}
-
-fn get(addr: &str, path: &str) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response.split_once("\r\n\r\n").unwrap().1.to_string()
-}
+use common::{Served, get, post, read_request, serve, serve_with};
 
 /// Waits (up to ten seconds) for the demo's POST_URL inbox to hold a delivery containing `needle`.
 fn wait_for_inbox(served: &Served, needle: &str) -> String {
@@ -92,23 +31,6 @@ fn check_async_delivery(served: &Served) {
     let inbox = wait_for_inbox(served, "Hello, how can I help you?");
     assert!(inbox.contains(r#""to":"demo-user""#), "{inbox}");
 }
-
-/// One HTTP/1.1 exchange; returns the status line, the headers and the body.
-fn post(addr: &str, path: &str, token: &str, body: &str) -> (String, String, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    let (status, headers) = head.split_once("\r\n").unwrap();
-    (status.to_string(), headers.to_lowercase(), body.to_string())
-}
-
 fn check_conversation(served: &mut Served) {
     assert_eq!(served.path, "/chatbot/v2/webhook/st-hookline-demo");
     let (status, headers, body) = post(&served.addr, &served.path, &served.token, &served.body);
@@ -296,25 +218,4 @@ fn sigterm_finishes_queued_deliveries_before_exiting() {
     assert!(bodies[0].contains("Heard you."), "{bodies:?}");
     assert!(bodies[1].contains("endOfMessage"), "{bodies:?}");
     std::fs::remove_dir_all(bots).ok();
-}
-
-/// One whole HTTP/1.1 request with a Content-Length, as text.
-fn read_request(stream: &mut TcpStream) -> String {
-    let mut request = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut chunk).unwrap();
-        request.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&request).to_string();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let length = head
-                .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_string))
-                .and_then(|l| l.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            if body.len() >= length || n == 0 {
-                return text;
-            }
-        }
-    }
 }
