@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod dead_letters;
 mod demo_api;
 mod listen;
 mod serve;
@@ -33,7 +34,7 @@ const DELIVERY_RECEIVES: u32 = 5;
 
 /// Why a command failed; printed as `hookline: <error>`.
 #[derive(Debug, thiserror::Error)]
-enum CliError {
+pub(crate) enum CliError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("bot definitions are not valid:\n{0}")]
@@ -50,6 +51,8 @@ enum CliError {
     Limits(String),
     #[error("{0}")]
     Listen(String),
+    #[error("{0}")]
+    DeadLetters(String),
 }
 
 #[derive(Parser)]
@@ -97,17 +100,25 @@ enum Command {
         #[arg(long)]
         behind_proxy: bool,
     },
-    /// List the first messages of a dead-letter queue, or move them all back for another try.
+    /// List the first jobs that failed every attempt, or move them all back
+    /// for another try: from an SQS dead-letter queue, or from a running
+    /// `hookline serve`'s in-process queue.
     DeadLetters {
         /// The dead-letter queue's URL.
-        #[arg(long)]
-        dlq_url: String,
+        #[arg(long, required_unless_present = "serve", conflicts_with = "serve")]
+        dlq_url: Option<String>,
         /// Move every message back to this queue (the worker's), in order per conversation.
-        #[arg(long)]
+        #[arg(long, requires = "dlq_url")]
         replay_to: Option<String>,
         /// A local AWS-compatible endpoint, e.g. http://127.0.0.1:5000
-        #[arg(long)]
+        #[arg(long, requires = "dlq_url")]
         aws_endpoint: Option<String>,
+        /// A running `hookline serve` with its in-process queue, e.g. http://127.0.0.1:3000
+        #[arg(long, value_name = "URL")]
+        serve: Option<reqwest::Url>,
+        /// With --serve: move them all back for another try.
+        #[arg(long, requires = "serve")]
+        replay: bool,
     },
     /// Receive POST_URL deliveries and event webhooks locally: check each
     /// signature, print a line per delivery, optionally forward them.
@@ -193,8 +204,16 @@ async fn main() -> ExitCode {
             let storage = Storage { table, aws_endpoint, create_table, queue, files };
             report(serve(addr, bots, storage, behind_proxy).await)
         }
-        Command::DeadLetters { dlq_url, replay_to, aws_endpoint } => {
-            report(dead_letters(&dlq_url, replay_to.as_deref(), aws_endpoint.as_deref()).await)
+        Command::DeadLetters { dlq_url, replay_to, aws_endpoint, serve, replay } => {
+            let source = match (serve, dlq_url) {
+                (Some(url), _) => dead_letters::Source::Serve { url, replay },
+                (None, dlq_url) => dead_letters::Source::Sqs {
+                    dlq_url: dlq_url.unwrap_or_default(),
+                    replay_to,
+                    endpoint: aws_endpoint,
+                },
+            };
+            report(dead_letters::run(source).await)
         }
         Command::Listen { addr, secret, bot, instance, config, forward_to, raw } => {
             let listening = async {
@@ -350,6 +369,11 @@ async fn serve(addr: SocketAddr, bots: Option<PathBuf>, storage: Storage, behind
     }
     let app = embedded.router();
     let app = if demo { app.merge(demo_api::router()) } else { app };
+    // Replaying jobs is for the developer at this machine: only on loopback.
+    let app = match &in_process {
+        Some(queue) if addr.ip().is_loopback() && !behind_proxy => app.merge(dead_letters::router(queue.clone())),
+        _ => app,
+    };
     let app = api::with_client_ip(app, if behind_proxy { api::proxied_ip } else { api::peer_ip });
     // Stopping, the in-process queue's jobs get to finish (SQS keeps its own).
     let draining = in_process.clone();
@@ -377,22 +401,6 @@ async fn sweep_files(blobs: Arc<LocalBlobs>, limits: FileLimits) {
             }
         }
     }
-}
-
-async fn dead_letters(dlq_url: &str, replay_to: Option<&str>, endpoint: Option<&str>) -> Result<(), CliError> {
-    let client = aws::sqs_client(endpoint).await;
-    let dlq = SqsQueue::new(client.clone(), dlq_url);
-    if let Some(target) = replay_to {
-        let moved = dlq.move_messages(&SqsQueue::new(client, target), usize::MAX).await?;
-        println!("{moved} message(s) moved back to {target}");
-        return Ok(());
-    }
-    let messages = dlq.peek(10).await?;
-    for message in &messages {
-        println!("{} (received {} times)\n{}\n", message.message_id, message.receive_count, message.body);
-    }
-    println!("{} message(s) shown", messages.len());
-    Ok(())
 }
 
 /// The keys `listen` checks signatures with: given secrets, or a bot's.

@@ -68,32 +68,48 @@ fn serve_on_dynamodb_creates_its_table() {
     check_conversation(&mut served);
 }
 
-/// A job in the dead-letter queue is listed by `hookline dead-letters` and,
-/// replayed, done by the serving worker.
+/// Jobs in the dead-letter queue are listed by `hookline dead-letters` and,
+/// replayed with progress shown, done by the serving worker.
 fn check_dead_letter_replay(served: &Served, endpoint: &str) {
     let (queue, dlq) = served.queues.clone().expect("serve printed its queues");
-    let job = serde_json::json!({
-        "job": "deliver", "botId": "st-hookline-demo", "kind": "postUrl", "instanceId": "async",
-        "webhookId": "msg_replayed",
-        "call": {"method": "POST", "url": format!("http://{}/demo/inbox", served.addr), "headers": [],
-                 "body": {"replayed": "from the dead-letter queue"}, "timeout": {"secs": 2, "nanos": 0},
-                 "allow_private": true, "max_response_bytes": 1024}
-    });
+    const JOBS: usize = 25;
+    let jobs: Vec<String> = (1..=JOBS)
+        .map(|n| {
+            serde_json::json!({
+                "job": "deliver", "botId": "st-hookline-demo", "kind": "postUrl", "instanceId": "async",
+                "webhookId": format!("msg_replayed_{n}"),
+                "call": {"method": "POST", "url": format!("http://{}/demo/inbox", served.addr), "headers": [],
+                         "body": {"replayed": format!("dead letter {n}")}, "timeout": {"secs": 2, "nanos": 0},
+                         "allow_private": true, "max_response_bytes": 1024}
+            })
+            .to_string()
+        })
+        .collect();
     let script = "import sys, boto3\n\
-                  boto3.client('sqs', endpoint_url=sys.argv[1], region_name='us-east-1').send_message(QueueUrl=sys.argv[2], \
-                  MessageBody=sys.argv[3], MessageGroupId='g', MessageDeduplicationId='d')";
-    let sent = Command::new("python3").args(["-c", script, endpoint, &dlq, &job.to_string()]).status().unwrap();
+                  sqs = boto3.client('sqs', endpoint_url=sys.argv[1], region_name='us-east-1')\n\
+                  for n, body in enumerate(sys.argv[4:]):\n    \
+                  sqs.send_message(QueueUrl=sys.argv[2], MessageBody=body, MessageGroupId='g', MessageDeduplicationId=sys.argv[3] + str(n))";
+    let sent = Command::new("python3").args(["-c", script, endpoint, &dlq, "a"]).args(&jobs).status().unwrap();
     assert!(sent.success());
     let hookline = |args: &[&str]| {
         let output = Command::new(env!("CARGO_BIN_EXE_hookline")).args(args).output().unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8(output.stdout).unwrap()
     };
-    let listed = hookline(&["dead-letters", "--dlq-url", &dlq, "--aws-endpoint", endpoint]);
-    assert!(listed.contains("msg_replayed") && listed.contains("1 message(s) shown"), "{listed}");
     let replayed = hookline(&["dead-letters", "--dlq-url", &dlq, "--replay-to", &queue, "--aws-endpoint", endpoint]);
-    assert!(replayed.contains("1 message(s) moved"), "{replayed}");
-    wait_for_inbox(served, "from the dead-letter queue");
+    assert!(replayed.starts_with(&format!("Moving about {JOBS} message(s) back to {queue}\n")), "{replayed}");
+    assert!(replayed.contains(&format!("moved 10 of about {JOBS}\nmoved 12 of about {JOBS}\n")), "{replayed}");
+    assert!(replayed.ends_with(&format!("{JOBS} message(s) moved back to {queue}\n")), "{replayed}");
+    let inbox = wait_for_inbox(served, &format!("dead letter {JOBS}\""));
+    let order: Vec<usize> = (1..=JOBS).map(|n| inbox.find(&format!("dead letter {n}\"")).expect("delivered")).collect();
+    assert!(order.is_sorted(), "replayed in their order: {inbox}");
+
+    // Listed after the replay: the emulator reorders a FIFO group that was
+    // received without hiding it (SQS does not).
+    let sent = Command::new("python3").args(["-c", script, endpoint, &dlq, "b"]).args(&jobs[..12]).status().unwrap();
+    assert!(sent.success());
+    let listed = hookline(&["dead-letters", "--dlq-url", &dlq, "--aws-endpoint", endpoint]);
+    assert!(listed.contains("msg_replayed_1\"") && listed.ends_with("10 message(s) shown\n"), "{listed}");
 }
 
 #[test]

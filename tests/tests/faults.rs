@@ -292,7 +292,7 @@ async fn dead_lettered_then_replayed() -> Tally {
     // The redrive policy moves it on its next receive.
     let mut moved = 0;
     for _ in 0..100 {
-        moved = dead_letters.move_messages(&queue, 10).await.unwrap();
+        moved = dead_letters.move_messages(&queue, 10, |_| {}).await.unwrap();
         if moved > 0 {
             break;
         }
@@ -303,7 +303,7 @@ async fn dead_lettered_then_replayed() -> Tally {
     let last = received.last().unwrap();
     assert_eq!(last.headers["webhook-id"], tried[0].headers["webhook-id"]);
     assert!(verify_signature(BOT_SIGNING_SECRET, last, &last.raw));
-    assert_eq!(dead_letters.move_messages(&queue, 10).await.unwrap(), 0, "nothing left");
+    assert_eq!(dead_letters.move_messages(&queue, 10, |_| {}).await.unwrap(), 0, "nothing left");
     Tally::of(&[("eve", &["Rate us from 1 to 5"])], &received, chatlayer_message)
 }
 

@@ -84,6 +84,24 @@ impl MemoryQueue {
         self.lock().map(|i| i.dead_letters.clone()).unwrap_or_default()
     }
 
+    /// Sends every dead letter back for another try, each in its group and
+    /// under a fresh deduplication id (the original may still be remembered);
+    /// returns how many. Refused (the queue full), they stay dead letters.
+    pub async fn replay_dead_letters(&self) -> Result<usize> {
+        let letters = std::mem::take(&mut self.lock()?.dead_letters);
+        let again: Vec<QueueMessage> = letters
+            .iter()
+            .map(|m| QueueMessage { dedup_id: format!("replay-{}", crate::ids::random_uuid().simple()), ..m.clone() })
+            .collect();
+        if let Err(e) = self.send(&again).await {
+            let mut inner = self.lock()?;
+            let newer = std::mem::replace(&mut inner.dead_letters, letters);
+            inner.dead_letters.extend(newer);
+            return Err(e);
+        }
+        Ok(again.len())
+    }
+
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>> {
         self.inner.lock().map_err(|_| Error::Internal("memory queue lock poisoned".into()))
     }
@@ -267,5 +285,47 @@ mod tests {
         assert!(queue.lock().unwrap().seen.len() <= MAX_DEDUP_IDS);
         run(&queue, &all[..1]).await;
         assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), MAX_DEDUP_IDS + 2, "the oldest was forgotten");
+    }
+
+    /// Fails every job while `failing` is set; counts those it runs.
+    #[derive(Default)]
+    struct Flaky {
+        failing: std::sync::atomic::AtomicBool,
+        ran: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl JobHandler for Flaky {
+        async fn handle(&self, _job: &Job) -> std::result::Result<(), crate::app::queue::Retry> {
+            if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(crate::app::queue::Retry { reason: "failing".into(), after: None });
+            }
+            self.ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn dead_letters_replayed_run_again_and_stay_when_refused() {
+        let queue = MemoryQueue::new(2);
+        let flaky = Arc::new(Flaky { failing: true.into(), ..Flaky::default() });
+        queue.start(&flaky, Duration::from_millis(1));
+        run(&queue, &[job(1), job(2), new_message(3)]).await;
+        assert_eq!(queue.dead_letters().len(), 3);
+
+        // As full as the queue gets: a new message is refused.
+        queue.lock().unwrap().waiting = MAX_BACKLOG;
+        let refused = queue.replay_dead_letters().await;
+        assert!(matches!(refused, Err(Error::Storage(_))), "{refused:?}");
+        assert_eq!(queue.dead_letters().len(), 3, "refused, they stay dead letters");
+        queue.lock().unwrap().waiting = 0;
+
+        flaky.failing.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(queue.replay_dead_letters().await.unwrap(), 3);
+        assert!(queue.dead_letters().is_empty());
+        while queue.backlog() > 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(flaky.ran.load(std::sync::atomic::Ordering::SeqCst), 3, "each ran again, under a new id");
     }
 }

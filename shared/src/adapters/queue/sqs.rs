@@ -157,10 +157,29 @@ impl SqsQueue {
         Ok(())
     }
 
+    /// About how many messages the queue holds (SQS counts approximately).
+    pub async fn approximate_count(&self) -> Result<usize> {
+        let attributes = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(|e| failed("GetQueueAttributes", e))?;
+        let count = attributes.attributes().and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages));
+        Ok(count.and_then(|n| n.parse().ok()).unwrap_or(0))
+    }
+
     /// Moves up to `limit` messages from this (dead-letter) queue back to
-    /// `target`, keeping each one's group and so its order. Returns how many
-    /// moved.
-    pub async fn move_messages(&self, target: &SqsQueue, limit: usize) -> Result<usize> {
+    /// `target`, keeping each one's group and so its order, telling
+    /// `progress` the count after each. Returns how many moved.
+    pub async fn move_messages(
+        &self,
+        target: &SqsQueue,
+        limit: usize,
+        mut progress: impl FnMut(usize),
+    ) -> Result<usize> {
         let mut moved = 0;
         while moved < limit {
             let batch = self.receive(i32::try_from(limit - moved).unwrap_or(10), Duration::ZERO).await?;
@@ -182,6 +201,7 @@ impl SqsQueue {
                     .map_err(|e| failed("SendMessage", e))?;
                 self.delete(&message.receipt_handle).await?;
                 moved += 1;
+                progress(moved);
             }
         }
         Ok(moved)
