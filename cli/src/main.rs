@@ -369,6 +369,7 @@ async fn serve(addr: SocketAddr, bots: Option<PathBuf>, storage: Storage, behind
     }
     let app = embedded.router();
     let app = if demo { app.merge(demo_api::router()) } else { app };
+    let app = app.route("/metrics", axum::routing::get(metrics));
     // Replaying jobs is for the developer at this machine: only on loopback.
     let app = match &in_process {
         Some(queue) if addr.ip().is_loopback() && !behind_proxy => app.merge(dead_letters::router(queue.clone())),
@@ -387,6 +388,12 @@ async fn serve(addr: SocketAddr, bots: Option<PathBuf>, storage: Storage, behind
         tracing::warn!(jobs = left, "stopped with in-process jobs unfinished: they are lost");
     }
     Ok(())
+}
+
+/// The process's counters, for Prometheus.
+async fn metrics() -> impl axum::response::IntoResponse {
+    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    ([(axum::http::header::CONTENT_TYPE, content_type)], hookline_core::metrics::prometheus())
 }
 
 /// Removes, every ten minutes, the chunks of uploads whose token has expired

@@ -112,6 +112,36 @@ fn check_dead_letter_replay(served: &Served, endpoint: &str) {
     assert!(listed.contains("msg_replayed_1\"") && listed.ends_with("10 message(s) shown\n"), "{listed}");
 }
 
+/// `/metrics` counts what the server did: answers by status, turns, calls
+/// and deliveries.
+#[test]
+fn metrics_count_what_the_server_did() {
+    let served = serve(&[]);
+    check_async_delivery(&served);
+    wait_for_inbox(&served, "endOfMessage");
+    let (status, _, _) = post(&served.addr, &served.path, "not-a-token", &served.body);
+    assert_eq!(status, "HTTP/1.1 401 Unauthorized");
+    let (status, _, _) = post(&served.addr, &served.path, &served.token, &served.body);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let metrics = get(&served.addr, "/metrics");
+    let value = |name: &str| {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name}: {metrics}"));
+        line.rsplit(' ').next().unwrap().to_string()
+    };
+    assert_eq!(value("hookline_responses_total{status=\"200\"}"), "2", "the async acknowledgement and the sync answer");
+    assert_eq!(value("hookline_responses_total{status=\"401\"}"), "1");
+    assert_eq!(value("hookline_turn_seconds_count"), "2");
+    assert_eq!(value("hookline_turn_seconds_bucket{le=\"+Inf\"}"), "2");
+    assert_eq!(value("hookline_deliveries_total"), "2", "the async message and its end of turn");
+    assert_eq!(value("hookline_call_seconds_count"), "2");
+    assert_eq!(value("hookline_call_failures_total"), "0");
+    assert_eq!(value("hookline_dead_letters_total"), "0");
+    assert!(metrics.contains("# TYPE hookline_turn_seconds histogram\n"), "{metrics}");
+}
+
 #[test]
 fn the_demo_bot_calls_its_stand_in_api() {
     let served = serve(&[]);

@@ -27,6 +27,7 @@ pub mod definition;
 pub mod engine;
 pub mod error;
 pub mod ids;
+pub mod metrics;
 pub mod process;
 pub mod protocol;
 pub mod signing;

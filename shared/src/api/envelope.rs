@@ -103,6 +103,7 @@ pub async fn trace_and_envelope(mut request: Request, next: Next) -> Response {
     let mut response = next.run(request).instrument(span.clone()).await;
 
     let status = response.status();
+    crate::metrics::responded(status.as_u16());
     let reply = response.extensions_mut().remove::<ErrorReply>();
     let is_error = status.is_client_error() || status.is_server_error();
     let reply = reply.or_else(|| is_error.then(|| span.in_scope(|| reply_for(status))));

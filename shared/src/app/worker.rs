@@ -115,6 +115,7 @@ impl Worker {
                 }
                 if let Err(retry) = self.handle_body(&record.body).await {
                     let retry_after = retry.after.unwrap_or_else(|| backoff(self.retry_base(), record.receive_count));
+                    crate::metrics::retried();
                     tracing::warn!(message_id = %record.id, receive_count = record.receive_count, reason = %retry.reason, "job failed; it will be retried");
                     failures.push(Failure { id: record.id, retry_after });
                 }
@@ -189,10 +190,12 @@ impl Worker {
         }
         match outbound::deliver(self.outbound.as_ref(), call, &bot, keys, &delivery.webhook_id).await {
             Delivered::Yes(status) => {
+                crate::metrics::delivered();
                 tracing::info!(kind = ?delivery.kind, url = %call.url, webhook_id = %delivery.webhook_id, status, "delivered");
                 Ok(())
             }
             Delivered::Gone => {
+                crate::metrics::delivered();
                 tracing::warn!(kind = ?delivery.kind, url = %call.url, webhook_id = %delivery.webhook_id, "410 Gone: the receiver asked not to be sent this again");
                 Ok(())
             }

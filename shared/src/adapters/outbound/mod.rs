@@ -97,7 +97,11 @@ impl Outbound for HttpOutbound {
             }
             Ok(HttpReply { status, body, retry_after })
         };
-        tokio::time::timeout(call.timeout, exchange).await.map_err(|_| CallError::Timeout(call.timeout))?
+        let started = std::time::Instant::now();
+        let outcome = tokio::time::timeout(call.timeout, exchange).await.map_err(|_| CallError::Timeout(call.timeout));
+        let outcome = outcome.and_then(|answered| answered);
+        crate::metrics::call(started.elapsed(), outcome.is_ok());
+        outcome
     }
 }
 

@@ -126,6 +126,7 @@ impl MemoryQueue {
                 match handler.handle(&message.job).await {
                     Ok(()) => break,
                     Err(retry) if receive >= self.max_receives => {
+                        crate::metrics::dead_lettered();
                         tracing::error!(
                             reason = %retry.reason,
                             job = %serde_json::to_string(&message.job).unwrap_or_default(),
@@ -144,6 +145,7 @@ impl MemoryQueue {
                         break;
                     }
                     Err(retry) => {
+                        crate::metrics::retried();
                         let wait = retry.after.unwrap_or_else(|| backoff(retry_base, receive));
                         tokio::time::sleep(wait.min(MAX_WAIT)).await;
                         receive += 1;

@@ -188,6 +188,13 @@ impl Turns {
     /// never told "timed out" about a turn that was saved. A queued turn
     /// delivered a second time is not run again: its saved answer comes back.
     pub async fn run(&self, request: &TurnRequest, deadline: Instant) -> Result<Outcome> {
+        let started = std::time::Instant::now();
+        let outcome = self.run_turn(request, deadline).await;
+        crate::metrics::turn(started.elapsed());
+        outcome
+    }
+
+    async fn run_turn(&self, request: &TurnRequest, deadline: Instant) -> Result<Outcome> {
         let key = &request.user;
         if let Some(source) = request.merge_from.as_ref().filter(|source| *source != key) {
             self.merge(&request.bot, source, key, deadline, request.started).await?;
