@@ -1,11 +1,14 @@
 //! What the process has done, counted: requests answered (by status),
 //! turns and their latency, outbound calls and theirs, deliveries, their
 //! retries and dead letters. Process-wide, so that each layer records where
-//! the thing happens without being handed a registry; `hookline serve`
-//! shows them at `/metrics` in Prometheus' text format.
+//! the thing happens without being handed a registry. `hookline serve`
+//! shows them at `/metrics` in Prometheus' text format; the Lambda functions
+//! print what each invocation added as CloudWatch Embedded Metric Format
+//! lines, which CloudWatch turns into metrics.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// The latency histograms' bucket bounds, in seconds.
@@ -83,11 +86,13 @@ pub fn responded(status: u16) {
 /// A turn run to its end (answered or failed), and how long it took.
 pub fn turn(took: Duration) {
     METRICS.turns.observe(took);
+    keep_value(|values| &mut values.turns, took);
 }
 
 /// An outbound call (a node's, or a delivery's), answered or not.
 pub fn call(took: Duration, answered: bool) {
     METRICS.calls.observe(took);
+    keep_value(|values| &mut values.calls, took);
     if !answered {
         METRICS.call_failures.fetch_add(1, Relaxed);
     }
@@ -150,6 +155,124 @@ pub fn prometheus() -> String {
         METRICS.dead_letters.load(Relaxed),
     );
     out
+}
+
+/// The Embedded Metric Format takes at most this many values of a metric a line.
+const MAX_VALUES: usize = 100;
+
+/// The latencies since the last invocation's lines, in milliseconds: kept
+/// only by a process that prints them (`None` in `hookline serve`).
+#[derive(Default)]
+struct Values {
+    turns: Vec<f64>,
+    calls: Vec<f64>,
+}
+
+static VALUES: Mutex<Option<Values>> = Mutex::new(None);
+
+/// The counters as the last invocation's lines left them.
+struct Printed {
+    cold_start: bool,
+    responses: [u64; STATUSES],
+    turns: u64,
+    calls: u64,
+    call_failures: u64,
+    deliveries: u64,
+    retries: u64,
+    dead_letters: u64,
+}
+
+static PRINTED: Mutex<Printed> = Mutex::new(Printed {
+    cold_start: true,
+    responses: [0; STATUSES],
+    turns: 0,
+    calls: 0,
+    call_failures: 0,
+    deliveries: 0,
+    retries: 0,
+    dead_letters: 0,
+});
+
+static KEEPING: AtomicBool = AtomicBool::new(false);
+
+fn keep_value(of: impl FnOnce(&mut Values) -> &mut Vec<f64>, took: Duration) {
+    if !KEEPING.load(Relaxed) {
+        return;
+    }
+    if let Some(values) = VALUES.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_mut() {
+        let values = of(values);
+        if values.len() < MAX_VALUES {
+            values.push(took.as_secs_f64() * 1000.0);
+        }
+    }
+}
+
+/// For a Lambda function, from its cold start on: [`embedded_metrics`] then
+/// gives each invocation's latencies too.
+pub fn keep_invocation_values() {
+    *VALUES.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Values::default());
+    KEEPING.store(true, Relaxed);
+}
+
+/// What happened since the last call, as CloudWatch Embedded Metric Format
+/// lines (dimension `Function`): one with the counts (`ColdStart` is 1 on a
+/// process's first; `ServerErrors` counts 5xx answers) and the latencies,
+/// and one per error status answered (`Errors`, dimensions `Function` and
+/// `Status`).
+pub fn embedded_metrics(namespace: &str, function: &str, timestamp_ms: i64) -> Vec<String> {
+    let mut printed = PRINTED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let values = VALUES.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_mut().map(std::mem::take);
+    let values = values.unwrap_or_default();
+    let since = |counter: &AtomicU64, before: &mut u64| {
+        let now = counter.load(Relaxed);
+        let delta = now.saturating_sub(*before);
+        *before = now;
+        delta
+    };
+    let errors: Vec<(u16, u64)> = (100..)
+        .zip(&METRICS.responses)
+        .zip(printed.responses.iter_mut())
+        .map(|((status, count), before)| (status, since(count, before)))
+        .filter(|&(status, count)| status >= 400 && count > 0)
+        .collect();
+    let counts = [
+        ("ColdStart", u64::from(std::mem::take(&mut printed.cold_start))),
+        ("Turns", since(&METRICS.turns.count, &mut printed.turns)),
+        ("ServerErrors", errors.iter().filter(|(status, _)| *status >= 500).map(|(_, count)| count).sum()),
+        ("Calls", since(&METRICS.calls.count, &mut printed.calls)),
+        ("CallFailures", since(&METRICS.call_failures, &mut printed.call_failures)),
+        ("Deliveries", since(&METRICS.deliveries, &mut printed.deliveries)),
+        ("Retries", since(&METRICS.retries, &mut printed.retries)),
+        ("DeadLetters", since(&METRICS.dead_letters, &mut printed.dead_letters)),
+    ];
+    let mut names: Vec<serde_json::Value> =
+        counts.iter().map(|(name, _)| serde_json::json!({"Name": name, "Unit": "Count"})).collect();
+    let mut line = serde_json::Map::new();
+    line.insert("Function".into(), function.into());
+    for (name, count) in counts {
+        line.insert(name.into(), count.into());
+    }
+    for (name, latencies) in [("TurnLatency", values.turns), ("CallLatency", values.calls)] {
+        if !latencies.is_empty() {
+            names.push(serde_json::json!({"Name": name, "Unit": "Milliseconds"}));
+            line.insert(name.into(), latencies.into());
+        }
+    }
+    let envelope = |dimensions: serde_json::Value, metrics: serde_json::Value| {
+        serde_json::json!({"Timestamp": timestamp_ms, "CloudWatchMetrics": [
+            {"Namespace": namespace, "Dimensions": dimensions, "Metrics": metrics}
+        ]})
+    };
+    line.insert("_aws".into(), envelope(serde_json::json!([["Function"]]), names.into()));
+    let mut lines = vec![serde_json::Value::Object(line).to_string()];
+    for (status, count) in errors {
+        let metrics = serde_json::json!([{"Name": "Errors", "Unit": "Count"}]);
+        let aws = envelope(serde_json::json!([["Function", "Status"]]), metrics);
+        let line =
+            serde_json::json!({"_aws": aws, "Function": function, "Status": status.to_string(), "Errors": count});
+        lines.push(line.to_string());
+    }
+    lines
 }
 
 #[cfg(test)]

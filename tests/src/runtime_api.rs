@@ -40,6 +40,8 @@ pub struct LambdaRuntime {
     events: mpsc::Sender<(String, Value)>,
     shared: Arc<Shared>,
     process: Child,
+    /// What the function printed on stdout, a line each.
+    printed: Arc<Mutex<Vec<String>>>,
 }
 
 type Events = Arc<tokio::sync::Mutex<mpsc::Receiver<(String, Value)>>>;
@@ -61,9 +63,16 @@ impl LambdaRuntime {
         tokio::spawn(async move { axum::serve(listener, app).await });
 
         let mut command = function_command(binary, &addr, env);
-        command.stdout(Stdio::null());
-        let process = command.spawn().unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
-        Self { events, shared, process }
+        command.stdout(Stdio::piped());
+        let mut process = command.spawn().unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
+        let printed = Arc::new(Mutex::new(Vec::new()));
+        let (stdout, lines) = (process.stdout.take().expect("piped"), printed.clone());
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+                lines.lock().expect("lock").push(line);
+            }
+        });
+        Self { events, shared, process, printed }
     }
 
     /// Starts `binary` expecting its cold start to fail; what it printed on stderr.
@@ -90,6 +99,21 @@ impl LambdaRuntime {
                 self.shared.init_errors.lock().expect("lock")
             ),
         }
+    }
+
+    /// The Embedded Metric Format lines the function printed, once there
+    /// are `count` of them (or what there is after ten seconds).
+    pub async fn embedded_metrics(&self, count: usize) -> Vec<Value> {
+        let metrics = || -> Vec<Value> {
+            let printed = self.printed.lock().expect("lock");
+            let lines = printed.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok());
+            lines.filter(|line| line.get("_aws").is_some()).collect()
+        };
+        let started = std::time::Instant::now();
+        while metrics().len() < count && started.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        metrics()
     }
 
     /// The API Gateway response of an HTTP function, or a panic naming the error.

@@ -1,7 +1,8 @@
 //! What the SAM template deploys: the bot definitions it ships (bots/) load
 //! the way the deployed functions load them (secrets only from the
 //! environment), its HTTP API routes reach the functions they name, and the
-//! sam local environment file sets only variables SAM passes on.
+//! sam local environment file sets only variables SAM passes on, and its
+//! alarms and dashboard read metrics the functions print.
 
 use std::path::Path;
 
@@ -163,4 +164,43 @@ fn the_table_streams_the_writes_that_owe_to_the_worker() {
     let pattern = properties["FilterCriteria"]["Filters"][0]["Pattern"].as_str().unwrap();
     let pattern: serde_json::Value = serde_json::from_str(pattern).unwrap();
     assert_eq!(pattern["dynamodb"]["NewImage"][OWES]["N"][0]["exists"], true, "{pattern}");
+}
+
+/// The alarms and the dashboard read metrics the functions print: every
+/// metric name the template names in the stack's namespace is one that the
+/// Embedded Metric Format lines declare.
+#[test]
+fn the_dashboard_and_alarms_read_metrics_the_functions_print() {
+    use hookline_core::metrics;
+    metrics::keep_invocation_values();
+    metrics::turn(std::time::Duration::from_millis(3));
+    metrics::call(std::time::Duration::from_millis(2), true);
+    metrics::responded(404);
+    let declared: Vec<String> = metrics::embedded_metrics("Hookline/stack", "webhook", 0)
+        .iter()
+        .flat_map(|line| {
+            let line: serde_json::Value = serde_json::from_str(line).unwrap();
+            let names = line["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().clone();
+            names.into_iter().map(|m| m["Name"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let template = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml")).unwrap();
+    let alarm_metrics =
+        template.lines().filter_map(|l| l.trim().strip_prefix("MetricName: ")).filter(|m| !m.contains("Approximate"));
+    let dashboard_metrics = template.match_indices("[\"${Namespace}\", \"").map(|(i, m)| {
+        let rest = &template[i + m.len()..];
+        &rest[..rest.find('"').unwrap()]
+    });
+    let searched = template.match_indices("MetricName=\\\"").map(|(i, m)| {
+        let rest = &template[i + m.len()..];
+        &rest[..rest.find('\\').unwrap()]
+    });
+    let named: Vec<&str> = alarm_metrics.chain(dashboard_metrics).chain(searched).collect();
+    assert!(named.len() >= 10, "{named:?}");
+    for name in named {
+        assert!(
+            declared.iter().any(|d| d == name),
+            "the template reads {name}, which no function prints: {declared:?}"
+        );
+    }
 }

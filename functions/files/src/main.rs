@@ -9,5 +9,5 @@ use hookline_core::process::{functions, telemetry};
 async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init();
     let state = functions::files_state().await?;
-    lambda_http::run(api::files_router(state)).await
+    lambda_http::run(functions::with_metrics(api::files_router(state), "files")).await
 }

@@ -8,5 +8,5 @@ use hookline_core::process::{functions, telemetry};
 async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init();
     let state = functions::poll_state().await?;
-    lambda_http::run(api::poll_router(state)).await
+    lambda_http::run(functions::with_metrics(api::poll_router(state), "poll")).await
 }

@@ -10,7 +10,8 @@ use lambda_http::request::RequestContext;
 async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init();
     let state = functions::webhook_state().await?;
-    lambda_http::run(api::with_client_ip(api::webhook_router(state), source_ip)).await
+    let router = api::with_client_ip(api::webhook_router(state), source_ip);
+    lambda_http::run(functions::with_metrics(router, "webhook")).await
 }
 
 /// The caller's address as API Gateway saw it.

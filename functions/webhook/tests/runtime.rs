@@ -36,6 +36,39 @@ async fn answers_api_gateway_events() {
     assert_eq!(response_json(&response)["errors"][0]["msg"], "Invalid Access token");
 }
 
+/// Each invocation prints CloudWatch Embedded Metric Format lines: the
+/// first counts the cold start, a turn its latency, an error answer its status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_invocation_prints_its_metrics() {
+    let deployment = Deployment::on_emulator().await;
+    let mut env = deployment.env.clone();
+    env.push(("HOOKLINE_METRICS_NAMESPACE", "Hookline/test-stack".into()));
+    let function = LambdaRuntime::start(Path::new(env!("CARGO_BIN_EXE_webhook")), &env).await;
+    let token = format!("bearer {}", deployment.token("em"));
+    let body = json!({"message": {"type": "text", "val": "hello"}, "from": {"id": "em"}}).to_string();
+    let path = format!("/chatbot/v2/webhook/{HELLO_BOT}");
+    for (authorization, status) in [(token.as_str(), 200), ("bearer nope", 401)] {
+        let headers = [("authorization", authorization), ("content-type", "application/json")];
+        let response = function.invoke_http(http_event("POST", &path, &headers, body.as_bytes())).await;
+        assert_eq!(response["statusCode"], status, "{response}");
+    }
+    let lines = function.embedded_metrics(3).await;
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let (turn, error, by_status) = (&lines[0], &lines[1], &lines[2]);
+    let declared = &turn["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(
+        (&declared["Namespace"], &declared["Dimensions"]),
+        (&json!("Hookline/test-stack"), &json!([["Function"]]))
+    );
+    assert!(declared["Metrics"].as_array().unwrap().contains(&json!({"Name": "TurnLatency", "Unit": "Milliseconds"})));
+    assert_eq!((&turn["Function"], &turn["ColdStart"], &turn["Turns"]), (&json!("webhook"), &json!(1), &json!(1)));
+    assert!(turn["TurnLatency"][0].as_f64().is_some_and(|ms| ms > 0.0), "{turn}");
+    assert_eq!((&error["ColdStart"], &error["Turns"], error.get("TurnLatency")), (&json!(0), &json!(0), None));
+    assert_eq!((&turn["ServerErrors"], &error["ServerErrors"]), (&json!(0), &json!(0)), "a 401 is not the server's");
+    assert_eq!(by_status["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["Function", "Status"]]));
+    assert_eq!((&by_status["Status"], &by_status["Errors"]), (&json!("401"), &json!(1)));
+}
+
 /// HOOKLINE_BOTS may name a folder in S3: its .yaml files are the bots, read
 /// at cold start; nothing else there, and nothing in its subfolders, is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         let (worker, queue) = (worker.clone(), queue.clone());
         async move {
             let response = sqs_worker::handle_invocation(&worker, event.payload, Some(&queue)).await;
+            functions::print_metrics("worker");
             Ok::<SqsBatchResponse, lambda_runtime::Error>(response)
         }
     });

@@ -44,6 +44,21 @@ async fn reports_partial_batch_failures() {
     let seen: Vec<String> = receiver.received().iter().map(|r| r.path_and_query.clone()).collect();
     assert!(seen.contains(&"/ok".to_string()) && seen.iter().filter(|p| *p == "/ok").count() == 1, "{seen:?}");
     assert!(seen.iter().all(|p| p == "/ok" || p == "/down"), "{seen:?}");
+
+    // What the invocation did, as Embedded Metric Format: a call for each
+    // request the receiver saw, a1 and c1 failed their attempt (a2 was not
+    // tried), b1 was delivered.
+    let metrics = function.embedded_metrics(1).await;
+    assert_eq!(metrics.len(), 1, "{metrics:?}");
+    let counts: Vec<&serde_json::Value> = ["Function", "ColdStart", "Calls", "CallFailures", "Deliveries", "Retries"]
+        .iter()
+        .map(|n| &metrics[0][n])
+        .collect();
+    assert_eq!(
+        counts,
+        [&json!("worker"), &json!(1), &json!(seen.len()), &json!(0), &json!(1), &json!(2)],
+        "{metrics:?}"
+    );
 }
 
 /// The schedule's event sweeps idle sessions: each due closure is queued in

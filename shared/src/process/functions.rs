@@ -41,6 +41,7 @@ struct Common {
 
 impl Common {
     async fn read() -> Result<Self, ConfigError> {
+        crate::metrics::keep_invocation_values();
         let aws = aws::from_environment(local_endpoint().as_deref())?;
         let bots = Arc::new(bot_registry(&required("HOOKLINE_BOTS")?, &aws).await?);
         Ok(Self { aws, bots, settings: Settings::from_env()? })
@@ -158,5 +159,27 @@ where
     match e.code() {
         Some(code) => format!("{code}: {}", e.message().unwrap_or_default()),
         None => aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+    }
+}
+
+/// An HTTP function's router that prints, after each request, what it added
+/// to the metrics ([`crate::metrics::embedded_metrics`]).
+pub fn with_metrics(router: axum::Router, function: &'static str) -> axum::Router {
+    router.layer(axum::middleware::map_response(move |response: axum::response::Response| async move {
+        print_metrics(function);
+        response
+    }))
+}
+
+/// Prints what the invocation added to the metrics, for CloudWatch to read
+/// from the function's log, in the namespace HOOKLINE_METRICS_NAMESPACE
+/// (the template gives each stack its own; `Hookline` without it).
+pub fn print_metrics(function: &str) {
+    static NAMESPACE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let namespace = NAMESPACE.get_or_init(|| {
+        std::env::var("HOOKLINE_METRICS_NAMESPACE").ok().filter(|n| !n.trim().is_empty()).unwrap_or("Hookline".into())
+    });
+    for line in crate::metrics::embedded_metrics(namespace, function, chrono::Utc::now().timestamp_millis()) {
+        println!("{line}");
     }
 }
