@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod chat;
 mod dead_letters;
 mod demo_api;
 mod listen;
@@ -53,6 +54,8 @@ pub(crate) enum CliError {
     Listen(String),
     #[error("{0}")]
     DeadLetters(String),
+    #[error("{0}")]
+    Chat(String),
 }
 
 #[derive(Parser)]
@@ -120,6 +123,8 @@ enum Command {
         #[arg(long, requires = "serve")]
         replay: bool,
     },
+    /// Chat with a bot in the terminal, local or deployed, on any v2 instance.
+    Chat(ChatArgs),
     /// Receive POST_URL deliveries and event webhooks locally: check each
     /// signature, print a line per delivery, optionally forward them.
     Listen {
@@ -176,6 +181,35 @@ enum Command {
     Schema,
 }
 
+/// `hookline chat`'s options.
+#[derive(clap::Args)]
+struct ChatArgs {
+    /// The server.
+    #[arg(long, default_value = "http://127.0.0.1:3000")]
+    url: reqwest::Url,
+    /// The bot [default: the definitions' first]
+    #[arg(long)]
+    bot: Option<String>,
+    /// The instance (its hookInstance id) [default: the bot's first v2 instance]
+    #[arg(long)]
+    instance: Option<String>,
+    #[arg(long, default_value = "chat-user")]
+    user: String,
+    /// The token to send [default: one signed for --user from the definitions]
+    #[arg(long, env = "HOOKLINE_CHAT_TOKEN")]
+    token: Option<String>,
+    /// Bot definition file or directory [default: the built-in demo bot]
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where an asynchronous instance's replies can be read (a JSON array)
+    /// [default with the demo bot: the demo's inbox]
+    #[arg(long)]
+    inbox: Option<reqwest::Url>,
+    /// Print each request and answer as JSON too.
+    #[arg(long)]
+    raw: bool,
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match Cli::parse().command {
@@ -214,6 +248,10 @@ async fn main() -> ExitCode {
                 },
             };
             report(dead_letters::run(source).await)
+        }
+        Command::Chat(args) => {
+            let chatting = async { chat::run(chat_options(args)?).await.map_err(CliError::Chat) };
+            report(chatting.await)
         }
         Command::Listen { addr, secret, bot, instance, config, forward_to, raw } => {
             let listening = async {
@@ -408,6 +446,35 @@ async fn sweep_files(blobs: Arc<LocalBlobs>, limits: FileLimits) {
             }
         }
     }
+}
+
+/// What `chat` talks to and as whom: the bot's webhook URL and a token,
+/// minted from the definitions unless given.
+fn chat_options(args: ChatArgs) -> Result<chat::Options, CliError> {
+    let ChatArgs { url, bot, instance, user, token, config, inbox, raw } = args;
+    let config = config.as_deref();
+    let registry = load_registry(config, demo_api::DEMO_API)?;
+    let first = || registry.bots().map(|b| b.id().to_string()).min();
+    let bot_id = bot.or_else(first).ok_or_else(|| CliError::Chat("no bot in the definitions".into()))?;
+    let token = match token {
+        Some(token) => token,
+        None => {
+            let bot = registry.get(&bot_id).ok_or_else(|| CliError::NoBot(bot_id.clone()))?;
+            dev_token::sign(&bot.def, None, &user, 3600, None)?
+        }
+    };
+    let path = match &instance {
+        Some(instance) => format!("chatbot/v2/webhook/{bot_id}/hookInstance/{instance}"),
+        None => format!("chatbot/v2/webhook/{bot_id}"),
+    };
+    let invalid = |e: <reqwest::Url as std::str::FromStr>::Err| CliError::Chat(format!("{url}: {e}"));
+    let webhook = url.join(&path).map_err(invalid)?;
+    let inbox = match (inbox, config) {
+        (Some(inbox), _) => Some(inbox),
+        (None, None) => Some(url.join("demo/inbox").map_err(invalid)?),
+        (None, Some(_)) => None,
+    };
+    Ok(chat::Options { webhook, token, user, inbox, raw })
 }
 
 /// The keys `listen` checks signatures with: given secrets, or a bot's.
