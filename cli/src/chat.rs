@@ -2,8 +2,9 @@
 //! deployed. Each line typed is a message; the bot's answers are shown as
 //! text (buttons, quick replies and carousels numbered: typing a number picks
 //! one; forms listed with their fields, answered with `/form name=value ...`).
-//! It follows pollIds, reads an asynchronous instance's replies from an
-//! inbox URL, and prints each exchange's JSON with `--raw`.
+//! `/upload PATH [text]` uploads a file and sends it. It follows pollIds,
+//! reads an asynchronous instance's replies from an inbox URL, and prints
+//! each exchange's JSON with `--raw`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -17,6 +18,8 @@ const POLL_EVERY: Duration = Duration::from_millis(500);
 pub struct Options {
     /// The v2 webhook URL of the bot (and instance).
     pub webhook: reqwest::Url,
+    /// The bot's single-request file upload URL.
+    pub upload: reqwest::Url,
     pub token: String,
     pub user: String,
     /// Where an asynchronous instance's POST_URL deliveries can be read (a
@@ -43,7 +46,7 @@ pub async fn run(options: Options) -> Result<(), String> {
         chat.seen = chat.inbox(&inbox).await?.len();
     }
     println!(
-        "Talking to {} as {} (a number picks a button; /form name=value ...; /quit)",
+        "Talking to {} as {} (a number picks a button; /form name=value ...; /upload PATH [text]; /quit)",
         chat.options.webhook, chat.options.user
     );
     let mut lines = std::io::stdin().lock().lines();
@@ -58,13 +61,15 @@ pub async fn run(options: Options) -> Result<(), String> {
         let message = match line {
             "" => continue,
             "/quit" => break,
-            _ => match chat.message(line) {
-                Ok(message) => message,
-                Err(problem) => {
-                    println!("! {problem}");
-                    continue;
-                }
-            },
+            _ if line.starts_with("/upload") => chat.upload(line.trim_start_matches("/upload").trim()).await,
+            _ => chat.message(line),
+        };
+        let message = match message {
+            Ok(message) => message,
+            Err(problem) => {
+                println!("! {problem}");
+                continue;
+            }
         };
         if let Err(problem) = chat.send(message).await {
             println!("! {problem}");
@@ -94,6 +99,36 @@ impl Chat {
             return Ok(json!({"type": "text", "val": payload}));
         }
         Ok(json!({"type": "text", "val": line}))
+    }
+
+    /// Uploads the file (one multipart request); the message that sends it.
+    async fn upload(&self, command: &str) -> Result<Value, String> {
+        let (path, text) = command.split_once(' ').unwrap_or((command, ""));
+        if path.is_empty() {
+            return Err("/upload PATH [text]".into());
+        }
+        let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+        let filename = std::path::Path::new(path).file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        let boundary = format!("hookline-chat-{}", hookline_core::ids::random_uuid().simple());
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"filename\"\r\n\r\n{filename}\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(&bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let request = self
+            .client
+            .post(self.options.upload.clone())
+            .bearer_auth(&self.options.token)
+            .header(reqwest::header::CONTENT_TYPE, format!("multipart/form-data; boundary={boundary}"))
+            .body(body);
+        let uploaded = self.exchange(request).await?;
+        let file_id = uploaded["fileId"].as_str().ok_or(format!("no fileId in {uploaded}"))?;
+        println!("   (uploaded {filename}: {file_id})");
+        let text = if text.is_empty() { filename } else { text };
+        Ok(json!({"type": "text", "val": text, "attachments": [{"fileId": file_id}]}))
     }
 
     async fn send(&mut self, message: Value) -> Result<(), String> {

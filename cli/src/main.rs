@@ -474,7 +474,8 @@ fn chat_options(args: ChatArgs) -> Result<chat::Options, CliError> {
         (None, None) => Some(url.join("demo/inbox").map_err(invalid)?),
         (None, Some(_)) => None,
     };
-    Ok(chat::Options { webhook, token, user, inbox, raw })
+    let upload = url.join(&format!("api/attachments/file/{bot_id}/rtm")).map_err(invalid)?;
+    Ok(chat::Options { webhook, upload, token, user, inbox, raw })
 }
 
 /// The keys `listen` checks signatures with: given secrets, or a bot's.

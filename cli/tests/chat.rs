@@ -1,6 +1,6 @@
 //! `hookline chat` driven as a person would type into it: buttons picked by
-//! number, a polled answer followed, a form answered, an asynchronous
-//! instance's replies read from the demo's inbox.
+//! number, a polled answer followed, a form answered, a file uploaded, an
+//! asynchronous instance's replies read from the demo's inbox.
 
 mod common;
 
@@ -59,6 +59,20 @@ fn chat_follows_polls_and_reads_asynchronous_replies() {
     assert!(lines[2].starts_with(r#"< {"status":"ok""#), "the acknowledgement:\n{shown}");
     assert!(lines[3].starts_with(r#"< {"to":"asy""#) && lines[4] == "bot: Hello, how can I help you?", "{shown}");
     assert!(shown.ends_with("   (end of task: Fulfilled)\n"), "{shown}");
+}
+
+#[test]
+fn chat_uploads_a_file_and_sends_it() {
+    let served = serve(&[]);
+    let receipt = std::env::temp_dir().join(format!("hookline-chat-receipt-{}.txt", std::process::id()));
+    std::fs::write(&receipt, "lunch with a client: 21\n").unwrap();
+    let typed = format!("expense claim\n/upload {} here it is\n/upload /no/such/file\n", receipt.display());
+    let shown = chat(&served, &["--user", "ada"], &typed);
+    let name = receipt.file_name().unwrap().to_str().unwrap();
+    assert!(shown.contains("bot: Please attach the receipt.\n   (uploaded "), "{shown}");
+    assert!(shown.contains(&format!("bot: Thanks, {name} (24 bytes) is with accounting.\n")), "{shown}");
+    assert!(shown.ends_with("! /no/such/file: No such file or directory (os error 2)\n"), "{shown}");
+    std::fs::remove_file(receipt).ok();
 }
 
 #[test]
