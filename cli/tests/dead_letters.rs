@@ -88,6 +88,18 @@ fallback: "Heard you."
     std::fs::remove_dir_all(bots).ok();
 }
 
+/// Replaying jobs is for the developer at the machine: behind a proxy (so
+/// reachable from elsewhere) serve does not offer its dead letters.
+#[test]
+fn behind_a_proxy_serve_keeps_its_dead_letters_to_itself() {
+    let served = serve_with(&["--behind-proxy"], &[]);
+    let (ok, _, stderr) = hookline(&["dead-letters", "--serve", &format!("http://{}", served.addr)]);
+    assert!(!ok);
+    assert!(stderr.contains("serves no in-process dead letters"), "{stderr}");
+    let (status, _, _) = post(&served.addr, "/dev/dead-letters/replay", &served.token, "{}");
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+}
+
 #[test]
 fn an_address_without_in_process_dead_letters_says_so() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
