@@ -35,15 +35,16 @@ struct Chat {
     choices: Vec<(String, String)>,
     /// The last form's id and its fields' names.
     form: Option<(String, Vec<String>)>,
-    /// Inbox entries already shown.
-    seen: usize,
+    /// The inbox as last read: an inbox keeps only its latest entries, so
+    /// once it is full the new ones are found by where the old ones went.
+    seen: Vec<Value>,
 }
 
 pub async fn run(options: Options) -> Result<(), String> {
     let client = reqwest::Client::builder().no_proxy().build().map_err(|e| e.to_string())?;
-    let mut chat = Chat { client, options, choices: Vec::new(), form: None, seen: 0 };
+    let mut chat = Chat { client, options, choices: Vec::new(), form: None, seen: Vec::new() };
     if let Some(inbox) = chat.options.inbox.clone() {
-        chat.seen = chat.inbox(&inbox).await?.len();
+        chat.seen = chat.inbox(&inbox).await?;
     }
     println!(
         "Talking to {} as {} (a number picks a button; /form name=value ...; /upload PATH [text]; /quit)",
@@ -61,7 +62,7 @@ pub async fn run(options: Options) -> Result<(), String> {
         let message = match line {
             "" => continue,
             "/quit" => break,
-            _ if line.starts_with("/upload") => chat.upload(line.trim_start_matches("/upload").trim()).await,
+            _ if line == "/upload" || line.starts_with("/upload ") => chat.upload(line["/upload".len()..].trim()).await,
             _ => chat.message(line),
         };
         let message = match message {
@@ -81,7 +82,7 @@ pub async fn run(options: Options) -> Result<(), String> {
 impl Chat {
     /// The v2 `message` for what the user typed.
     fn message(&self, line: &str) -> Result<Value, String> {
-        if let Some(fields) = line.strip_prefix("/form") {
+        if let Some(fields) = line.strip_prefix("/form").filter(|rest| rest.is_empty() || rest.starts_with(' ')) {
             let (form_id, names) = self.form.as_ref().ok_or("no form to answer")?;
             let mut data = Vec::new();
             for field in fields.split_whitespace() {
@@ -109,6 +110,8 @@ impl Chat {
         }
         let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
         let filename = std::path::Path::new(path).file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        // Its name goes in a quoted header parameter.
+        let filename: String = filename.chars().filter(|c| !matches!(c, '"' | '\\' | '\r' | '\n')).collect();
         let boundary = format!("hookline-chat-{}", hookline_core::ids::random_uuid().simple());
         let mut body = format!(
             "--{boundary}\r\nContent-Disposition: form-data; name=\"filename\"\r\n\r\n{filename}\r\n\
@@ -127,11 +130,13 @@ impl Chat {
         let uploaded = self.exchange(request).await?;
         let file_id = uploaded["fileId"].as_str().ok_or(format!("no fileId in {uploaded}"))?;
         println!("   (uploaded {filename}: {file_id})");
-        let text = if text.is_empty() { filename } else { text };
+        let text = if text.is_empty() { filename.as_str() } else { text };
         Ok(json!({"type": "text", "val": text, "attachments": [{"fileId": file_id}]}))
     }
 
     async fn send(&mut self, message: Value) -> Result<(), String> {
+        // A number picks from the next answer's buttons only.
+        self.choices.clear();
         let body = json!({"message": message, "from": {"id": self.options.user}});
         self.show_raw(">", &body);
         let request = self.client.post(self.options.webhook.clone()).bearer_auth(&self.options.token).json(&body);
@@ -180,8 +185,11 @@ impl Chat {
         let started = Instant::now();
         while started.elapsed() < ANSWER_WAIT {
             let entries = self.inbox(&inbox).await?;
-            let new: Vec<Value> = entries.into_iter().skip(self.seen).collect();
-            self.seen += new.len();
+            // The fewest entries dropped from the front that leave the rest
+            // of what was seen at the start of what is there now.
+            let dropped = (0..=self.seen.len()).find(|&d| entries.starts_with(&self.seen[d..])).unwrap_or(0);
+            let new: Vec<Value> = entries[self.seen.len() - dropped..].to_vec();
+            self.seen = entries;
             let mut ended = false;
             let user = self.options.user.clone();
             for entry in new.iter().filter(|e| e["to"] == user.as_str()) {
@@ -199,6 +207,9 @@ impl Chat {
 
     async fn inbox(&self, inbox: &reqwest::Url) -> Result<Vec<Value>, String> {
         let response = self.client.get(inbox.clone()).send().await.map_err(|e| format!("{inbox}: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("{inbox} answered {}: give --inbox where the replies can be read", response.status()));
+        }
         let entries: Value = response.json().await.map_err(|e| format!("{inbox}: not JSON: {e}"))?;
         Ok(entries.as_array().cloned().unwrap_or_default())
     }

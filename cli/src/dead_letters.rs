@@ -59,6 +59,7 @@ async fn from_serve(url: &reqwest::Url, replay: bool) -> Result<(), String> {
         true => client.post(at("/dev/dead-letters/replay")?),
         false => client.get(at("/dev/dead-letters")?),
     };
+    let request = request.header(DEV_HEADER, "1");
     let response = request.send().await.map_err(|e| format!("{url}: {e}"))?;
     let status = response.status();
     let answer: Value = response.json().await.unwrap_or_default();
@@ -114,12 +115,39 @@ impl Progress {
     }
 }
 
-/// `hookline serve`'s routes for its in-process queue's dead letters.
+/// The header the routes ask for: a browser sends it to another origin only
+/// after a preflight, which they do not answer, so no web page can replay.
+const DEV_HEADER: &str = "x-hookline-dev";
+
+/// `hookline serve`'s routes for its in-process queue's dead letters (serve
+/// mounts them only when it listens on loopback, not behind a proxy).
 pub fn router(queue: MemoryQueue) -> Router {
     Router::new()
         .route("/dev/dead-letters", get(list))
         .route("/dev/dead-letters/replay", post(replay))
+        .layer(axum::middleware::from_fn(from_this_machine))
         .with_state(queue)
+}
+
+/// Refuses what may come from elsewhere: a request from another address,
+/// relayed (forwarding headers), for another host name (a DNS rebinding
+/// page), or without [`DEV_HEADER`] (a cross-origin form or fetch).
+async fn from_this_machine(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let headers = request.headers();
+    let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
+    let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let host = host.rsplit_once(':').map_or(host, |(name, port)| if port.contains(']') { host } else { name });
+    let local = peer.is_none_or(|peer| peer.ip().is_loopback())
+        && !headers.contains_key("forwarded")
+        && !headers.contains_key("x-forwarded-for")
+        && matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+        && headers.contains_key(DEV_HEADER);
+    if !local {
+        let error =
+            format!("only from this machine, with the {DEV_HEADER} header (hookline dead-letters --serve sends it)");
+        return (StatusCode::FORBIDDEN, Json(json!({"error": error}))).into_response();
+    }
+    next.run(request).await
 }
 
 async fn list(State(queue): State<MemoryQueue>) -> Json<Value> {

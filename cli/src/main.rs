@@ -131,7 +131,7 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:4000")]
         addr: SocketAddr,
         /// Check signatures with this secret (whsec_...); repeat while rotating.
-        #[arg(long, value_name = "WHSEC", env = "HOOKLINE_LISTEN_SECRET")]
+        #[arg(long, value_name = "WHSEC")]
         secret: Vec<String>,
         /// Check signatures with this bot's keys: its event webhooks', or
         /// with --instance that instance's POST_URL keys.
@@ -467,12 +467,19 @@ fn chat_options(args: ChatArgs) -> Result<chat::Options, CliError> {
         Some(instance) => format!("chatbot/v2/webhook/{bot_id}/hookInstance/{instance}"),
         None => format!("chatbot/v2/webhook/{bot_id}"),
     };
+    // Joined below it, a path such as an API stage (`.../prod`) is kept.
+    let mut url = url;
+    if !url.path().ends_with('/') {
+        url.set_path(&format!("{}/", url.path()));
+    }
     let invalid = |e: <reqwest::Url as std::str::FromStr>::Err| CliError::Chat(format!("{url}: {e}"));
     let webhook = url.join(&path).map_err(invalid)?;
+    // The demo's inbox: only `hookline serve`'s own demo, on this machine.
+    let local = url.host_str().is_some_and(|h| matches!(h, "localhost" | "127.0.0.1" | "[::1]"));
     let inbox = match (inbox, config) {
         (Some(inbox), _) => Some(inbox),
-        (None, None) => Some(url.join("demo/inbox").map_err(invalid)?),
-        (None, Some(_)) => None,
+        (None, None) if local => Some(url.join("demo/inbox").map_err(invalid)?),
+        (None, _) => None,
     };
     let upload = url.join(&format!("api/attachments/file/{bot_id}/rtm")).map_err(invalid)?;
     Ok(chat::Options { webhook, upload, token, user, inbox, raw })

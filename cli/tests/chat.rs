@@ -7,7 +7,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::{Served, serve};
+use common::{Served, serve, serve_with};
 
 /// What chat prints for these typed lines (stdin closed after them).
 fn chat(served: &Served, args: &[&str], typed: &str) -> String {
@@ -73,6 +73,27 @@ fn chat_uploads_a_file_and_sends_it() {
     assert!(shown.contains(&format!("bot: Thanks, {name} (24 bytes) is with accounting.\n")), "{shown}");
     assert!(shown.ends_with("! /no/such/file: No such file or directory (os error 2)\n"), "{shown}");
     std::fs::remove_file(receipt).ok();
+}
+
+/// A number picks from the last answer's buttons only; after an answer
+/// without any, it is sent as typed.
+#[test]
+fn a_number_picks_from_the_last_answer_only() {
+    let served = serve(&[]);
+    let shown = chat(&served, &["--user", "num"], "menu\nhello\n2\n");
+    let after_hello = shown.split("bot: Hello, how can I help you?").nth(1).expect("the greeting");
+    assert!(!after_hello.contains("Which city?"), "2 was not button 2 any more:\n{shown}");
+}
+
+/// The demo inbox keeps its latest 100 deliveries: chat still shows each
+/// turn's replies once it is full.
+#[test]
+fn chat_reads_a_full_inbox() {
+    // Quiet: nobody reads the server's log, whose pipe would fill.
+    let served = serve_with(&[], &[("HOOKLINE_LOG", "warn")]);
+    let shown = chat(&served, &["--instance", "async", "--user", "full"], &"hello\n".repeat(60));
+    assert_eq!(shown.matches("bot: Hello, how can I help you?\n").count(), 60, "{shown}");
+    assert!(!shown.contains("! "), "{shown}");
 }
 
 #[test]

@@ -76,6 +76,13 @@ fallback: "Heard you."
     };
     assert!(listed.contains("Heard you.") && listed.contains("endOfMessage"), "{listed}");
 
+    // Not from a browser, nor relayed: the dev header and a loopback host are needed.
+    let (status, _, answer) = post(&served.addr, "/dev/dead-letters/replay", &served.token, "{}");
+    assert_eq!(status, "HTTP/1.1 403 Forbidden", "{answer}");
+    let headers = [("x-hookline-dev", "1"), ("x-forwarded-for", "203.0.113.9")];
+    let (status, _, _) = common::post_with(&served.addr, "/dev/dead-letters/replay", &headers, "{}");
+    assert_eq!(status, "HTTP/1.1 403 Forbidden");
+
     down.store(false, Ordering::SeqCst);
     let (ok, replayed, stderr) = hookline(&["dead-letters", "--serve", &url, "--replay"]);
     assert!(ok, "{stderr}");

@@ -103,12 +103,14 @@ pub fn delivered() {
     METRICS.deliveries.fetch_add(1, Relaxed);
 }
 
-/// A job that failed this attempt and will be tried again or dead-lettered.
+/// A job attempt that failed: it is tried again, or dead-lettered after its
+/// last (the in-process queue's count; on AWS, SQS moves it).
 pub fn retried() {
     METRICS.retries.fetch_add(1, Relaxed);
 }
 
-/// A job that failed its every attempt.
+/// A job that failed its every attempt, in the in-process queue (on AWS the
+/// dead-letter queue's depth counts them).
 pub fn dead_lettered() {
     METRICS.dead_letters.fetch_add(1, Relaxed);
 }
@@ -145,7 +147,7 @@ pub fn prometheus() -> String {
     counter(
         &mut out,
         "hookline_retries_total",
-        "Job attempts that failed and were tried again.",
+        "Job attempts that failed (tried again, or dead-lettered after the last).",
         METRICS.retries.load(Relaxed),
     );
     counter(
@@ -179,7 +181,6 @@ struct Printed {
     call_failures: u64,
     deliveries: u64,
     retries: u64,
-    dead_letters: u64,
 }
 
 static PRINTED: Mutex<Printed> = Mutex::new(Printed {
@@ -190,7 +191,6 @@ static PRINTED: Mutex<Printed> = Mutex::new(Printed {
     call_failures: 0,
     deliveries: 0,
     retries: 0,
-    dead_letters: 0,
 });
 
 static KEEPING: AtomicBool = AtomicBool::new(false);
@@ -243,7 +243,6 @@ pub fn embedded_metrics(namespace: &str, function: &str, timestamp_ms: i64) -> V
         ("CallFailures", since(&METRICS.call_failures, &mut printed.call_failures)),
         ("Deliveries", since(&METRICS.deliveries, &mut printed.deliveries)),
         ("Retries", since(&METRICS.retries, &mut printed.retries)),
-        ("DeadLetters", since(&METRICS.dead_letters, &mut printed.dead_letters)),
     ];
     let mut names: Vec<serde_json::Value> =
         counts.iter().map(|(name, _)| serde_json::json!({"Name": name, "Unit": "Count"})).collect();

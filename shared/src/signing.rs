@@ -69,7 +69,7 @@ pub fn verify(
     let timestamp = timestamp.ok_or(Unverified::Missing("webhook-timestamp"))?;
     let signatures = signatures.ok_or(Unverified::Missing("webhook-signature"))?;
     match timestamp.parse::<i64>() {
-        Ok(sent) if (now - sent).abs() <= TOLERANCE_SECS => {}
+        Ok(sent) if now.abs_diff(sent) <= TOLERANCE_SECS.unsigned_abs() => {}
         _ => return Err(Unverified::Timestamp(timestamp.into())),
     }
     let mut signed = format!("{webhook_id}.{timestamp}.").into_bytes();

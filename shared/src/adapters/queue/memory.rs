@@ -126,6 +126,7 @@ impl MemoryQueue {
                 match handler.handle(&message.job).await {
                     Ok(()) => break,
                     Err(retry) if receive >= self.max_receives => {
+                        crate::metrics::retried();
                         crate::metrics::dead_lettered();
                         tracing::error!(
                             reason = %retry.reason,

@@ -74,11 +74,9 @@ struct Table {
 }
 
 impl Table {
-    /// Stores a write's conversation (copied before the lock was taken, of
-    /// `conversation_bytes` bytes of JSON) and log entries into `key`'s
-    /// entry. The conversation it replaces, to be dropped after the lock.
-    /// Applies a checked write; returns what it replaced or dropped, to be
-    /// freed once the locks are released.
+    /// Stores a checked write (prepared before the lock was taken) into
+    /// `key`'s entry; returns what it replaced or dropped, to be freed once
+    /// the locks are released.
     fn apply(&mut self, key: &ConversationKey, write: &TurnWrite<'_>, prepared: Prepared) -> Replaced {
         self.stamp += 1;
         let entry = self.entries.entry(key.clone()).or_default();
