@@ -1,7 +1,7 @@
 //! `hookline dead-letters`: the jobs that failed every attempt, listed or
 //! moved back for another try, from an SQS dead-letter queue or from the
 //! in-process queue of a running `hookline serve` (its `/dev/dead-letters`
-//! routes, served on loopback addresses only).
+//! routes, for this machine only: `this_machine`).
 
 use std::io::{IsTerminal, Write};
 
@@ -15,6 +15,7 @@ use hookline_core::process::aws;
 use serde_json::{Value, json};
 
 use crate::CliError;
+use crate::this_machine::{self, DEV_HEADER};
 
 /// Jobs listed (the oldest first).
 const SHOWN: usize = 10;
@@ -115,39 +116,13 @@ impl Progress {
     }
 }
 
-/// The header the routes ask for: a browser sends it to another origin only
-/// after a preflight, which they do not answer, so no web page can replay.
-const DEV_HEADER: &str = "x-hookline-dev";
-
-/// `hookline serve`'s routes for its in-process queue's dead letters (serve
-/// mounts them only when it listens on loopback, not behind a proxy).
+/// `hookline serve`'s routes for its in-process queue's dead letters.
 pub fn router(queue: MemoryQueue) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/dev/dead-letters", get(list))
         .route("/dev/dead-letters/replay", post(replay))
-        .layer(axum::middleware::from_fn(from_this_machine))
-        .with_state(queue)
-}
-
-/// Refuses what may come from elsewhere: a request from another address,
-/// relayed (forwarding headers), for another host name (a DNS rebinding
-/// page), or without [`DEV_HEADER`] (a cross-origin form or fetch).
-async fn from_this_machine(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let headers = request.headers();
-    let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
-    let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
-    let host = host.rsplit_once(':').map_or(host, |(name, port)| if port.contains(']') { host } else { name });
-    let local = peer.is_none_or(|peer| peer.ip().is_loopback())
-        && !headers.contains_key("forwarded")
-        && !headers.contains_key("x-forwarded-for")
-        && matches!(host, "localhost" | "127.0.0.1" | "[::1]")
-        && headers.contains_key(DEV_HEADER);
-    if !local {
-        let error =
-            format!("only from this machine, with the {DEV_HEADER} header (hookline dead-letters --serve sends it)");
-        return (StatusCode::FORBIDDEN, Json(json!({"error": error}))).into_response();
-    }
-    next.run(request).await
+        .with_state(queue);
+    this_machine::only_here(Router::new(), api)
 }
 
 async fn list(State(queue): State<MemoryQueue>) -> Json<Value> {

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod chat;
+mod console;
 mod dead_letters;
 mod demo_api;
 mod listen;
 mod serve;
+mod this_machine;
 
 use clap::{Parser, Subcommand};
 use hookline_core::adapters::blobs::{LocalBlobs, S3Blobs};
@@ -395,6 +397,9 @@ async fn serve(addr: SocketAddr, bots: Option<PathBuf>, storage: Storage, behind
         .map_err(|source| CliError::Io { what: format!("cannot listen on {addr}"), source })?;
 
     println!("Hookline is listening on http://{addr} (state: {storage}; queue: {queued}; files: {files_at})");
+    if addr.ip().is_loopback() && !behind_proxy {
+        println!("Console: http://{addr}/console");
+    }
     if let Some(bot) = first_bot {
         println!("Talk to {} ({}):\n", bot.name, bot.id);
         match dev_token::sign(&bot, None, "demo-user", 24 * 3600, None) {
@@ -408,9 +413,16 @@ async fn serve(addr: SocketAddr, bots: Option<PathBuf>, storage: Storage, behind
     let app = embedded.router();
     let app = if demo { app.merge(demo_api::router()) } else { app };
     let app = app.route("/metrics", axum::routing::get(metrics));
-    // Replaying jobs is for the developer at this machine: only on loopback.
+    // The console and replaying jobs are for the developer at this machine.
+    let here = addr.ip().is_loopback() && !behind_proxy;
+    let app = match here {
+        true => {
+            app.merge(console::router(embedded.webhook.bots.clone(), console::Deliveries::watching(&embedded.worker)))
+        }
+        false => app,
+    };
     let app = match &in_process {
-        Some(queue) if addr.ip().is_loopback() && !behind_proxy => app.merge(dead_letters::router(queue.clone())),
+        Some(queue) if here => app.merge(dead_letters::router(queue.clone())),
         _ => app,
     };
     let app = api::with_client_ip(app, if behind_proxy { api::proxied_ip } else { api::peer_ip });

@@ -69,6 +69,24 @@ pub fn get(addr: &str, path: &str) -> String {
     stream.read_to_string(&mut response).unwrap();
     response.split_once("\r\n\r\n").unwrap().1.to_string()
 }
+/// A GET with these headers; returns the status line, the headers (lower
+/// case) and the body.
+pub fn get_with(addr: &str, path: &str, headers: &[(&str, &str)]) -> (String, String, String) {
+    request(addr, "GET", path, headers)
+}
+
+/// A request without a body; answers as [`get_with`].
+pub fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> (String, String, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let headers: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let (status, headers) = head.split_once("\r\n").unwrap();
+    (status.to_string(), headers.to_lowercase(), body.to_string())
+}
+
 /// One HTTP/1.1 exchange; returns the status line, the headers and the body.
 pub fn post(addr: &str, path: &str, token: &str, body: &str) -> (String, String, String) {
     post_with(addr, path, &[("Authorization", &format!("bearer {token}"))], body)

@@ -29,9 +29,17 @@ fn post(bot: &Bot, url: &str, body: Value) -> HttpCall {
     }
 }
 
-fn delivery(bot: &Bot, kind: DeliveryKind, instance_id: Option<&str>, webhook_id: String, call: HttpCall) -> Job {
+fn delivery(
+    key: &ConversationKey,
+    kind: DeliveryKind,
+    instance_id: Option<&str>,
+    webhook_id: String,
+    call: HttpCall,
+) -> Job {
     Job::Deliver(Delivery {
-        bot_id: bot.id().to_string(),
+        bot_id: key.bot_id.clone(),
+        user_id: key.user_id.clone(),
+        app: key.app.clone(),
         kind,
         instance_id: instance_id.map(String::from),
         webhook_id,
@@ -76,7 +84,7 @@ pub fn post_url(
         .into_iter()
         .map(|(webhook_id, body)| {
             let mut job =
-                delivery(bot, DeliveryKind::PostUrl, Some(&instance.id), webhook_id.clone(), post(bot, url, body));
+                delivery(key, DeliveryKind::PostUrl, Some(&instance.id), webhook_id.clone(), post(bot, url, body));
             if let Job::Deliver(delivery) = &mut job {
                 delivery.delay_ms = delays.get(&webhook_id).copied();
             }
@@ -236,7 +244,7 @@ pub fn events(bot: &Bot, key: &ConversationKey, log: &[LogEntry], turn: &EventTu
                 "seq": entry.seq,
             });
             let webhook_id = format!("evt_{}", entry.message_id);
-            let job = delivery(bot, DeliveryKind::Event, None, webhook_id.clone(), post(bot, url, body));
+            let job = delivery(key, DeliveryKind::Event, None, webhook_id.clone(), post(bot, url, body));
             QueueMessage::beside_conversation(key, webhook_id, job)
         })
         .collect()
@@ -289,17 +297,17 @@ pub fn session_data(
     });
     // One per step of a turn: a continued turn can end a task again.
     let webhook_id = format!("ses_{trace_id}_{first_seq}");
-    let job = delivery(bot, DeliveryKind::SessionData, None, webhook_id.clone(), post(bot, url, body));
+    let job = delivery(key, DeliveryKind::SessionData, None, webhook_id.clone(), post(bot, url, body));
     Some(QueueMessage::beside_conversation(key, webhook_id, job))
 }
 
 /// Async webhook nodes' calls, fire and forget.
-pub fn webhook_nodes(bot: &Bot, key: &ConversationKey, calls: Vec<HttpCall>) -> Vec<QueueMessage> {
+pub fn webhook_nodes(key: &ConversationKey, calls: Vec<HttpCall>) -> Vec<QueueMessage> {
     calls
         .into_iter()
         .map(|call| {
             let webhook_id = format!("msg_{}", crate::ids::random_uuid().simple());
-            let job = delivery(bot, DeliveryKind::WebhookNode, None, webhook_id.clone(), call);
+            let job = delivery(key, DeliveryKind::WebhookNode, None, webhook_id.clone(), call);
             QueueMessage::beside_conversation(key, webhook_id, job)
         })
         .collect()

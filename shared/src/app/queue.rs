@@ -105,6 +105,12 @@ pub enum DeliveryKind {
 #[serde(rename_all = "camelCase")]
 pub struct Delivery {
     pub bot_id: String,
+    /// The conversation's user and app, that a delivery's watcher (the
+    /// local console) can tell conversations apart.
+    #[serde(default)]
+    pub user_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
     pub kind: DeliveryKind,
     /// POST_URL deliveries: the instance whose signing secrets apply.
     #[serde(default)]

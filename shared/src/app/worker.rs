@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -74,7 +74,12 @@ pub struct Worker {
     pub(super) queue: Arc<dyn Queue>,
     outbound: Arc<dyn Outbound>,
     settings: WorkerSettings,
+    /// Told how each delivery's run ended (the local console shows them).
+    watcher: OnceLock<DeliveryWatcher>,
 }
+
+/// Sees a delivery and how its run ended.
+pub type DeliveryWatcher = Box<dyn Fn(&Delivery, &Delivered) + Send + Sync>;
 
 impl Worker {
     pub fn new(
@@ -85,7 +90,13 @@ impl Worker {
         outbound: Arc<dyn Outbound>,
         settings: WorkerSettings,
     ) -> Arc<Self> {
-        Arc::new(Self { bots, turns, polls, queue, outbound, settings })
+        Arc::new(Self { bots, turns, polls, queue, outbound, settings, watcher: OnceLock::new() })
+    }
+
+    /// Has `watcher` told how each delivery's run ends (the first watcher
+    /// given is kept).
+    pub fn watch_deliveries(&self, watcher: DeliveryWatcher) {
+        let _ = self.watcher.set(watcher);
     }
 
     pub fn retry_base(&self) -> Duration {
@@ -188,7 +199,11 @@ impl Worker {
             // Spaced as the bot's webhook asked; the group's next delivery waits behind it.
             tokio::time::sleep(Duration::from_millis(delay.min(MAX_DELAY_MS))).await;
         }
-        match outbound::deliver(self.outbound.as_ref(), call, &bot, keys, &delivery.webhook_id).await {
+        let delivered = outbound::deliver(self.outbound.as_ref(), call, &bot, keys, &delivery.webhook_id).await;
+        if let Some(watcher) = self.watcher.get() {
+            watcher(delivery, &delivered);
+        }
+        match delivered {
             Delivered::Yes(status) => {
                 crate::metrics::delivered();
                 tracing::info!(kind = ?delivery.kind, url = %call.url, webhook_id = %delivery.webhook_id, status, "delivered");

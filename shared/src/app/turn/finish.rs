@@ -166,7 +166,7 @@ pub(super) fn finish(bot: &Bot, key: &ConversationKey, plan: &Plan<'_>, begun: B
         let id = (plan.trace_id.as_str(), first_seq);
         kept.extend(jobs::session_data(bot, key, session_id.as_deref(), &ended_context, completion, &created_on, id));
     }
-    kept.extend(jobs::webhook_nodes(bot, key, ran.effects));
+    kept.extend(jobs::webhook_nodes(key, ran.effects));
     owes |= !kept.is_empty();
     let (kept, apart) = keep(kept)?;
     conversation.last_turn = Some(LastTurn {
