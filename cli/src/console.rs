@@ -4,6 +4,7 @@
 //! shows the deliveries the worker made for the conversation.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Query, State};
@@ -45,9 +46,16 @@ struct Console {
 }
 
 /// The most recent deliveries the worker made, each numbered, with how its
-/// run ended.
+/// run ended: kept once a console has been opened, so that a server no one
+/// watches spends nothing on them.
 #[derive(Clone, Default)]
-pub struct Deliveries(Arc<Mutex<Kept>>);
+pub struct Deliveries(Arc<Watched>);
+
+#[derive(Default)]
+struct Watched {
+    opened: AtomicBool,
+    kept: Mutex<Kept>,
+}
 
 #[derive(Default)]
 struct Kept {
@@ -67,12 +75,15 @@ impl Deliveries {
     }
 
     fn record(&self, delivery: &Delivery, delivered: &Delivered) {
+        if !self.0.opened.load(Ordering::Relaxed) {
+            return;
+        }
         let outcome = match delivered {
             Delivered::Yes(status) => json!({"status": status}),
             Delivered::Gone => json!({"status": 410}),
             Delivered::No { reason, .. } => json!({"failed": reason}),
         };
-        let mut kept = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut kept = self.0.kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         kept.last += 1;
         let entry = json!({
             "seq": kept.last,
@@ -92,7 +103,7 @@ impl Deliveries {
 
     /// The conversation's deliveries after number `after`, and the last number.
     fn of(&self, bot_id: &str, user_id: &str, after: u64) -> (Vec<Value>, u64) {
-        let kept = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let kept = self.0.kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let entries = kept
             .entries
             .iter()
@@ -111,6 +122,8 @@ async fn page() -> Response {
 
 /// Each bot with its instances and where each answers.
 async fn list_bots(State(console): State<Console>) -> Json<Value> {
+    // The page asks first: from now on, deliveries are kept.
+    console.deliveries.0.opened.store(true, Ordering::Relaxed);
     let mut bots: Vec<&Arc<Bot>> = console.bots.bots().collect();
     bots.sort_by(|a, b| a.id().cmp(b.id()));
     let bots: Vec<Value> = bots
