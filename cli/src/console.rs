@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use crate::this_machine;
 
 const PAGE: &str = include_str!("console.html");
+const SCRIPT: &str = include_str!("console.js");
 /// Deliveries kept, the most recent (every conversation's).
 const KEPT: usize = 500;
 /// The console's tokens live a day: a developer's session.
@@ -30,7 +31,7 @@ const TOKEN_TTL_SECS: i64 = 24 * 3600;
 
 /// The console's routes.
 pub fn router(bots: Arc<Registry>, deliveries: Deliveries) -> Router {
-    let pages = Router::new().route("/console", get(page));
+    let pages = Router::new().route("/console", get(page)).route("/console/console.js", get(script));
     let api = Router::new()
         .route("/console/api/bots", get(list_bots))
         .route("/console/api/token", post(token))
@@ -61,8 +62,16 @@ struct Watched {
 struct Kept {
     /// The number of the last delivery recorded.
     last: u64,
-    /// Each with its conversation's bot and user.
-    entries: VecDeque<((String, String), Value)>,
+    entries: VecDeque<Recorded>,
+}
+
+/// A delivery as the page shows it, and whose conversation it is.
+struct Recorded {
+    seq: u64,
+    bot_id: String,
+    user_id: String,
+    app: Option<String>,
+    shown: Value,
 }
 
 impl Deliveries {
@@ -85,7 +94,7 @@ impl Deliveries {
         };
         let mut kept = self.0.kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         kept.last += 1;
-        let entry = json!({
+        let shown = json!({
             "seq": kept.last,
             "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "kind": delivery.kind,
@@ -98,26 +107,36 @@ impl Deliveries {
         if kept.entries.len() == KEPT {
             kept.entries.pop_front();
         }
-        kept.entries.push_back(((delivery.bot_id.clone(), delivery.user_id.clone()), entry));
+        let (bot_id, user_id, app) = (delivery.bot_id.clone(), delivery.user_id.clone(), delivery.app.clone());
+        let seq = kept.last;
+        kept.entries.push_back(Recorded { seq, bot_id, user_id, app, shown });
     }
 
-    /// The conversation's deliveries after number `after`, and the last number.
-    fn of(&self, bot_id: &str, user_id: &str, after: u64) -> (Vec<Value>, u64) {
+    /// The deliveries after number `after` of the user's conversation as
+    /// `app` sees it (its own users' if it keeps them apart, and those the
+    /// bot's apps share), and the last number.
+    fn of(&self, bot_id: &str, user_id: &str, app: &str, after: u64) -> (Vec<Value>, u64) {
         let kept = self.0.kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let entries = kept
             .entries
             .iter()
-            .filter(|((bot, user), entry)| bot == bot_id && user == user_id && entry["seq"].as_u64() > Some(after))
-            .map(|(_, entry)| entry.clone())
+            .filter(|r| r.seq > after && r.bot_id == bot_id && r.user_id == user_id)
+            .filter(|r| r.app.as_deref().is_none_or(|own| own == app))
+            .map(|r| r.shown.clone())
             .collect();
         (entries, kept.last)
     }
 }
 
 async fn page() -> Response {
-    // The page runs nothing from elsewhere, and no other page may frame it.
-    let policy = "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'";
+    // The page runs its own script only (no inline script, no `javascript:`
+    // link), and no other page may frame it.
+    let policy = "default-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'";
     ([(header::CONTENT_SECURITY_POLICY, policy), (header::X_FRAME_OPTIONS, "DENY")], Html(PAGE)).into_response()
+}
+
+async fn script() -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], SCRIPT).into_response()
 }
 
 /// Each bot with its instances and where each answers.
@@ -194,11 +213,85 @@ async fn token(State(console): State<Console>, Json(asked): Json<TokenFor>) -> R
 struct DeliveriesOf {
     bot: String,
     user: String,
+    /// The app the console signs as.
+    app: String,
     #[serde(default)]
     after: u64,
 }
 
 async fn deliveries_of(State(console): State<Console>, Query(of): Query<DeliveriesOf>) -> Json<Value> {
-    let (deliveries, last) = console.deliveries.of(&of.bot, &of.user, of.after);
+    let (deliveries, last) = console.deliveries.of(&of.bot, &of.user, &of.app, of.after);
     Json(json!({"deliveries": deliveries, "last": last}))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use hookline_core::app::queue::DeliveryKind;
+    use hookline_core::engine::HttpCall;
+
+    use super::*;
+
+    fn delivery(user: &str, app: Option<&str>, webhook_id: &str) -> Delivery {
+        let call = HttpCall {
+            method: "POST".into(),
+            url: "http://127.0.0.1:4000/events".into(),
+            headers: Vec::new(),
+            body: Some(json!({"userId": user})),
+            timeout: Duration::from_secs(1),
+            allow_private: true,
+            max_response_bytes: 1024,
+        };
+        Delivery {
+            bot_id: "st-bot".into(),
+            user_id: user.into(),
+            app: app.map(String::from),
+            kind: DeliveryKind::Event,
+            instance_id: None,
+            webhook_id: webhook_id.into(),
+            call,
+            delay_ms: None,
+        }
+    }
+
+    fn ids(listed: &[Value]) -> Vec<&str> {
+        listed.iter().map(|d| d["webhookId"].as_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn each_conversation_sees_its_own_deliveries_once_opened() {
+        let deliveries = Deliveries::default();
+        deliveries.record(&delivery("ann", None, "before"), &Delivered::Yes(200));
+        deliveries.0.opened.store(true, Ordering::Relaxed);
+        deliveries.record(&delivery("ann", None, "shared"), &Delivered::Yes(200));
+        deliveries.record(&delivery("ann", Some("cs-kiosk"), "kiosk"), &Delivered::Gone);
+        deliveries.record(&delivery("ann", Some("cs-web"), "web"), &Delivered::Yes(204));
+        let failed = Delivered::No { reason: "status 500".into(), retry_after: None };
+        deliveries.record(&delivery("bob", None, "bob"), &failed);
+
+        // The users the bot's apps share, and the app's own.
+        let (listed, last) = deliveries.of("st-bot", "ann", "cs-kiosk", 0);
+        assert_eq!(ids(&listed), ["shared", "kiosk"]);
+        assert_eq!(listed[1]["outcome"], json!({"status": 410}));
+        assert_eq!(last, 4);
+        assert_eq!(ids(&deliveries.of("st-bot", "ann", "cs-web", 0).0), ["shared", "web"]);
+        let (listed, _) = deliveries.of("st-bot", "bob", "cs-web", 0);
+        assert_eq!(listed[0]["outcome"], json!({"failed": "status 500"}));
+        assert_eq!(ids(&deliveries.of("st-bot", "ann", "cs-kiosk", 1).0), ["kiosk"]);
+        assert!(deliveries.of("st-other", "ann", "cs-kiosk", 0).0.is_empty());
+    }
+
+    #[test]
+    fn only_the_latest_are_kept() {
+        let deliveries = Deliveries::default();
+        deliveries.0.opened.store(true, Ordering::Relaxed);
+        for n in 0..KEPT + 3 {
+            deliveries.record(&delivery("ann", None, &format!("d{n}")), &Delivered::Yes(200));
+        }
+        let (listed, last) = deliveries.of("st-bot", "ann", "cs-web", 0);
+        assert_eq!(listed.len(), KEPT);
+        assert_eq!(listed[0]["webhookId"], "d3");
+        assert_eq!(last, KEPT as u64 + 3);
+    }
 }

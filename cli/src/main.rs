@@ -397,7 +397,9 @@ async fn serve(addr: SocketAddr, bots: Option<PathBuf>, storage: Storage, behind
         .map_err(|source| CliError::Io { what: format!("cannot listen on {addr}"), source })?;
 
     println!("Hookline is listening on http://{addr} (state: {storage}; queue: {queued}; files: {files_at})");
-    if addr.ip().is_loopback() && !behind_proxy {
+    // The console and replaying jobs are for the developer at this machine.
+    let here = addr.ip().is_loopback() && !behind_proxy;
+    if here {
         println!("Console: http://{addr}/console");
     }
     if let Some(bot) = first_bot {
@@ -413,8 +415,6 @@ async fn serve(addr: SocketAddr, bots: Option<PathBuf>, storage: Storage, behind
     let app = embedded.router();
     let app = if demo { app.merge(demo_api::router()) } else { app };
     let app = app.route("/metrics", axum::routing::get(metrics));
-    // The console and replaying jobs are for the developer at this machine.
-    let here = addr.ip().is_loopback() && !behind_proxy;
     let app = match here {
         true => {
             app.merge(console::router(embedded.webhook.bots.clone(), console::Deliveries::watching(&embedded.worker)))

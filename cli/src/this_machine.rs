@@ -3,6 +3,8 @@
 //! loopback address, not behind a proxy, and refuses each request that may
 //! come from elsewhere.
 
+use std::net::{IpAddr, SocketAddr};
+
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
@@ -22,19 +24,20 @@ pub fn only_here(pages: Router, api: Router) -> Router {
     pages.merge(api).layer(axum::middleware::from_fn(from_this_machine))
 }
 
-/// Refuses a request from another address, relayed (forwarding headers), or
-/// for another host name (a DNS rebinding page).
+/// Refuses a request from another address (or none known), relayed
+/// (forwarding headers), or for another host name (a DNS rebinding page).
 async fn from_this_machine(request: Request, next: Next) -> Response {
     let headers = request.headers();
-    let peer = request.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
     let host = host.rsplit_once(':').map_or(host, |(name, port)| if port.contains(']') { host } else { name });
-    let local = peer.is_none_or(|peer| peer.ip().is_loopback())
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let local = peer.is_some_and(|peer| peer.ip().is_loopback())
         && !headers.contains_key("forwarded")
         && !headers.contains_key("x-forwarded-for")
-        && matches!(host, "localhost" | "127.0.0.1" | "[::1]");
+        && (host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()));
     if !local {
-        return forbidden("only from this machine: http://localhost or http://127.0.0.1, not through a proxy");
+        return forbidden("only from this machine, for localhost or a loopback address, not through a proxy");
     }
     next.run(request).await
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{get_with, post, post_with, request, serve, serve_with};
+use common::{post, post_with, request, serve, serve_with};
 use serde_json::{Value, json};
 
 const DEV: (&str, &str) = ("x-hookline-dev", "1");
@@ -14,13 +14,13 @@ fn the_console_lists_the_bots_and_mints_tokens_that_talk_to_them() {
     let served = serve_with(&[], &[("HOOKLINE_LOG", "warn")]);
     let addr = &served.addr;
 
-    let (status, headers, page) = get_with(addr, "/console", &[]);
+    let (status, headers, page) = request(addr, "GET", "/console", &[]);
     assert!(status.contains("200"), "{status}");
     assert!(headers.contains("content-type: text/html"), "{headers}");
     assert!(headers.contains("content-security-policy: default-src 'self'"), "{headers}");
     assert!(page.contains("<title>Hookline console</title>"));
 
-    let (status, _, listed) = get_with(addr, "/console/api/bots", &[DEV]);
+    let (status, _, listed) = request(addr, "GET", "/console/api/bots", &[DEV]);
     assert!(status.contains("200"), "{status}: {listed}");
     let listed: Value = serde_json::from_str(&listed).unwrap();
     let bot = &listed["bots"][0];
@@ -69,10 +69,11 @@ fn the_console_is_for_this_machine_only() {
     for headers in [[("X-Forwarded-For", "203.0.113.9"), DEV], [("Forwarded", "for=203.0.113.9"), DEV]] {
         let (status, _, _) = post_with(addr, "/console/api/token", &headers, &asked);
         assert!(status.contains("403"), "{status}");
-        let (status, _, _) = get_with(addr, "/console", &headers[..1]);
+        let (status, _, _) = request(addr, "GET", "/console", &headers[..1]);
         assert!(status.contains("403"), "{status}");
     }
-    let (status, _, _) = get_with(addr, "/console/api/deliveries?bot=st-hookline-demo&user=u", &[DEV]);
+    let (status, _, _) =
+        request(addr, "GET", "/console/api/deliveries?bot=st-hookline-demo&user=u&app=cs-hookline-demo", &[DEV]);
     assert!(status.contains("200"), "{status}");
     // Another origin's page must ask first to send the header: not allowed.
     let preflight = [
@@ -86,7 +87,7 @@ fn the_console_is_for_this_machine_only() {
 
     // Behind a proxy, anyone may be "this machine": no console at all.
     let proxied = serve(&["--behind-proxy"]);
-    let (status, _, _) = get_with(&proxied.addr, "/console", &[]);
+    let (status, _, _) = request(&proxied.addr, "GET", "/console", &[]);
     assert!(status.contains("404"), "{status}");
     let (status, _, _) = post_with(&proxied.addr, "/console/api/token", &[DEV], &asked);
     assert!(status.contains("404"), "{status}");

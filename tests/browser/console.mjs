@@ -9,7 +9,7 @@
 
 import { spawn } from "node:child_process";
 import { createRequire } from "node:module";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -28,7 +28,7 @@ const receiver = http.createServer((request, response) => {
   request.on("end", () => {
     const url = new URL(request.url, "http://receiver");
     if (url.pathname === "/weather") {
-      // Slow enough that the polling instance answers with a pollId first.
+      // A call still running: the polling instance answers with a pollId, then polls.
       setTimeout(() => response.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ temp: 21 })), 1500);
       return;
     }
@@ -58,7 +58,7 @@ try {
   await guarded();
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
   const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
   page.setDefaultTimeout(WAIT);
@@ -82,6 +82,7 @@ try {
   // Nothing to keep: dave's deliveries would hold a graceful stop.
   server.kill("SIGKILL");
   receiver.close();
+  rmSync(dir, { recursive: true, force: true });
 }
 
 // The console's API is for this machine's pages only.
@@ -122,6 +123,8 @@ async function syncConversation(page) {
   const buttons = page.locator("#chat [data-template=button] button");
   await buttons.first().waitFor();
   assert.deepEqual(await buttons.allInnerTexts(), ["Weather", "Form"]);
+  const links = page.locator("#chat [data-template=button] a");
+  assert.deepEqual(await links.evaluateAll((all) => all.map((a) => [a.textContent, a.href])), [["Docs", "https://docs.example/hookline"]]);
   await buttons.filter({ hasText: "Form" }).click();
   const form = page.locator("#chat form.bot-form");
   await form.waitFor();
@@ -180,6 +183,17 @@ async function asyncConversation(page) {
   await onlyTheirs(page, "carol");
   assert.equal(await page.locator("#chat .bubble.note", { hasText: "acknowledged" }).count(), 3);
   console.log("ok - an asynchronous instance's replies shown from its POST_URL deliveries");
+
+  // Started again, the conversation shows only what comes after.
+  const before = posts().length;
+  await begin(page, "async", "carol");
+  await bubble(page, "Welcome, carol!").waitFor();
+  await until(async () => (await page.locator("#deliveries [data-kind=postUrl]").count()) === posts().length - before && posts().length > before, "the new welcome's deliveries");
+  await pause(2500);
+  assert.equal(await bubble(page, "Welcome, carol!").count(), 1, "the earlier welcome is not shown again");
+  assert.equal(await bubble(page, "Which city?").count(), 0);
+  assert.equal(await page.locator("#deliveries [data-kind=postUrl]").count(), posts().length - before);
+  console.log("ok - a conversation started again shows only what comes after");
 }
 
 async function failingDeliveries(page) {
@@ -225,11 +239,15 @@ async function freePort() {
   return port;
 }
 
+function pause(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
 async function until(check, what) {
   const started = Date.now();
   while (!(await check())) {
     if (Date.now() - started > WAIT) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await pause(100);
   }
 }
 

@@ -69,13 +69,8 @@ pub fn get(addr: &str, path: &str) -> String {
     stream.read_to_string(&mut response).unwrap();
     response.split_once("\r\n\r\n").unwrap().1.to_string()
 }
-/// A GET with these headers; returns the status line, the headers (lower
+/// A request without a body; returns the status line, the headers (lower
 /// case) and the body.
-pub fn get_with(addr: &str, path: &str, headers: &[(&str, &str)]) -> (String, String, String) {
-    request(addr, "GET", path, headers)
-}
-
-/// A request without a body; answers as [`get_with`].
 pub fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> (String, String, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     let headers: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
