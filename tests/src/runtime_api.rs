@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +43,8 @@ pub struct LambdaRuntime {
     process: Child,
     /// What the function printed on stdout, a line each.
     printed: Arc<Mutex<Vec<String>>>,
+    /// Bytes it wrote to stdout and stderr: what its log would take in.
+    logged: Arc<AtomicUsize>,
 }
 
 type Events = Arc<tokio::sync::Mutex<mpsc::Receiver<(String, Value)>>>;
@@ -63,16 +66,26 @@ impl LambdaRuntime {
         tokio::spawn(async move { axum::serve(listener, app).await });
 
         let mut command = function_command(binary, &addr, env);
-        command.stdout(Stdio::piped());
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut process = command.spawn().unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
         let printed = Arc::new(Mutex::new(Vec::new()));
-        let (stdout, lines) = (process.stdout.take().expect("piped"), printed.clone());
+        let logged = Arc::new(AtomicUsize::new(0));
+        let (stdout, lines, counted) = (process.stdout.take().expect("piped"), printed.clone(), logged.clone());
         std::thread::spawn(move || {
             for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+                counted.fetch_add(line.len() + 1, Ordering::Relaxed);
                 lines.lock().expect("lock").push(line);
             }
         });
-        Self { events, shared, process, printed }
+        let (stderr, counted) = (process.stderr.take().expect("piped"), logged.clone());
+        std::thread::spawn(move || {
+            // Passed on, as if inherited: a failing test shows the function's log.
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+                counted.fetch_add(line.len() + 1, Ordering::Relaxed);
+                eprintln!("{line}");
+            }
+        });
+        Self { events, shared, process, printed, logged }
     }
 
     /// Starts `binary` expecting its cold start to fail; what it printed on stderr.
@@ -114,6 +127,11 @@ impl LambdaRuntime {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         metrics()
+    }
+
+    /// Bytes the function has written to stdout and stderr so far.
+    pub fn logged_bytes(&self) -> usize {
+        self.logged.load(Ordering::Relaxed)
     }
 
     /// The API Gateway response of an HTTP function, or a panic naming the error.
