@@ -195,3 +195,37 @@ async fn an_expired_conversation_reads_as_empty() {
     let seqs: Vec<u64> = store.read_log(&key, Some(2), 10).await.unwrap().iter().map(|e| e.seq).collect();
     assert_eq!(seqs, [3, 4]);
 }
+
+/// The conversation is kept deflated; an item written before, its JSON as
+/// text, still reads, and the next turn carries on from it.
+#[tokio::test]
+async fn the_conversation_is_kept_deflated_and_older_items_still_read() {
+    let client = dynamodb_client().await;
+    let (store, table) = dynamo_store(client.clone()).await;
+    let store = Arc::new(store);
+    let server = Server::start_with(Stores::of(store.clone()), Settings::default()).await;
+    for text in ["hello", "balance", "hello", "balance", "hello", "balance", "sign up"] {
+        server.say("cleo", text).await;
+    }
+    let key = ConversationKey::new(TEST_BOT, "cleo");
+    let pk = AttributeValue::S(format!("BOT#{TEST_BOT}#USER#cleo"));
+    let item =
+        client.get_item().table_name(&table).key("pk", pk.clone()).key("sk", AttributeValue::S("SESSION".into()));
+    let item = item.send().await.unwrap().item.unwrap();
+    let conversation = store.load(&key).await.unwrap().unwrap();
+    let json = serde_json::to_string(&conversation).unwrap();
+    let state = item["state"].as_b().unwrap().as_ref().len();
+    assert!(state * 2 < json.len(), "{state} bytes deflated, {} as JSON", json.len());
+    assert!(!item.contains_key("conversation"));
+
+    // As an older version wrote it.
+    let mut older = item.clone();
+    older.remove("state");
+    older.insert("conversation".into(), AttributeValue::S(json));
+    client.put_item().table_name(&table).set_item(Some(older)).send().await.unwrap();
+    assert_eq!(store.load(&key).await.unwrap().unwrap(), conversation);
+    assert_eq!(server.say("cleo", "Cleo").await.status, 200);
+    let carried_on = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(carried_on.version, conversation.version + 1);
+    assert_eq!(carried_on.session.unwrap().context["name"], "Cleo");
+}

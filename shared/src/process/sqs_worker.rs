@@ -17,7 +17,9 @@ use serde::Deserialize;
 use futures_util::future::join_all;
 
 use crate::adapters::queue::SqsQueue;
-use crate::adapters::store::owed_in_image;
+use base64::Engine;
+
+use crate::adapters::store::{STATE, owed_in_image};
 use crate::app::relay::Owed;
 use crate::app::worker::{Record, Worker};
 use crate::error::Result;
@@ -35,7 +37,7 @@ pub enum WorkerEvent {
 }
 
 /// A DynamoDB stream event: each record's sequence number and new image
-/// (the string and number attributes the relay reads).
+/// (the string, number and binary attributes the relay reads).
 #[derive(Debug, Deserialize)]
 pub struct StreamEvent {
     #[serde(rename = "Records")]
@@ -94,7 +96,9 @@ pub async fn relay_changes(worker: &Worker, event: StreamEvent) -> SqsBatchRespo
             let value = image.get(name)?;
             value.get("S").or_else(|| value.get("N")).and_then(serde_json::Value::as_str)
         };
-        let Some(owed) = owed_in_image(attribute) else { continue };
+        let state = image.get(STATE).and_then(|v| v.get("B")).and_then(serde_json::Value::as_str);
+        let state = state.and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
+        let Some(owed) = owed_in_image(attribute, state.as_deref()) else { continue };
         let at = *index.entry(owed.key.clone()).or_insert_with(|| {
             conversations.push(Vec::new());
             conversations.len() - 1

@@ -42,6 +42,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
     GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
@@ -128,6 +129,34 @@ fn key_item(record: &KeyRecord) -> Result<Item> {
         ("expiresAt".to_string(), n(record.expires_at)),
         ("key".to_string(), s(body)),
     ]))
+}
+
+/// The conversation's attribute: its JSON, deflated. DynamoDB bills a write
+/// by the kilobyte, and the JSON (its transcript most of all) shrinks to a
+/// third or so.
+pub const STATE: &str = "state";
+/// The attribute older writes kept the conversation in, as JSON text.
+pub const CONVERSATION_JSON: &str = "conversation";
+
+fn deflate(conversation: &Conversation) -> Result<Vec<u8>> {
+    let json = serde_json::to_vec(conversation).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(miniz_oxide::deflate::compress_to_vec(&json, 6))
+}
+
+/// The conversation in a `state` attribute's bytes.
+pub fn inflate(state: &[u8]) -> Result<Conversation> {
+    // A conversation's JSON is capped well below this.
+    let json = miniz_oxide::inflate::decompress_to_vec_with_limit(state, 4 << 20)
+        .map_err(|e| Error::Storage(format!("unreadable {STATE}: {e}")))?;
+    serde_json::from_slice(&json).map_err(|e| Error::Storage(format!("unreadable {STATE}: {e}")))
+}
+
+/// A conversation item's conversation, from either form.
+fn conversation_attr(item: &Item) -> Result<Conversation> {
+    match item.get(STATE).and_then(|v| v.as_b().ok()) {
+        Some(state) => inflate(state.as_ref()),
+        None => json_attr(item, CONVERSATION_JSON),
+    }
 }
 
 fn json_attr<T: serde::de::DeserializeOwned>(item: &Item, name: &str) -> Result<T> {
@@ -313,7 +342,7 @@ impl DynamoStore {
     /// The items of one conversation's write, each with its condition.
     fn turn_items(&self, key: &ConversationKey, write: &TurnWrite<'_>) -> Result<Vec<TransactWriteItem>> {
         let pk = partition_key(key);
-        let body = serde_json::to_string(write.conversation).map_err(|e| Error::Internal(e.to_string()))?;
+        let state = AttributeValue::B(Blob::new(deflate(write.conversation)?));
         let mut conversation = HashMap::from([
             ("pk".to_string(), s(&pk)),
             ("sk".to_string(), s(SESSION_SK)),
@@ -321,7 +350,7 @@ impl DynamoStore {
             ("nextSeq".to_string(), n(write.conversation.next_seq)),
             // Outlives its log entries, so seq never restarts under them.
             ("expiresAt".to_string(), n(write.expires_at + CONVERSATION_GRACE_SECS)),
-            ("conversation".to_string(), s(body)),
+            (STATE.to_string(), state),
         ]);
         if let Some(closure) = &write.conversation.idle_closure {
             conversation.insert("idleShard".to_string(), s(idle_shard(&pk)));
@@ -456,11 +485,8 @@ impl Conversations for DynamoStore {
         // TTL deletes late: an expired item is read as empty, but its version
         // and seq counter stay in force until it is gone.
         let expired = number("expiresAt")? < chrono::Utc::now().timestamp().max(0) as u64;
-        let conversation = if expired {
-            Conversation { next_seq, ..Conversation::default() }
-        } else {
-            json_attr(&item, "conversation")?
-        };
+        let conversation =
+            if expired { Conversation { next_seq, ..Conversation::default() } } else { conversation_attr(&item)? };
         Ok(Some(Conversation { version, ..conversation }))
     }
 

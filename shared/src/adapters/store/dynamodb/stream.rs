@@ -12,7 +12,7 @@ use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 
 use aws_sdk_dynamodbstreams::error::DisplayErrorContext;
 
-use super::{OWES, SESSION_SK, conversation_key, storage};
+use super::{CONVERSATION_JSON, OWES, SESSION_SK, STATE, conversation_key, inflate, storage};
 use crate::app::records::Conversation;
 use crate::app::relay::{Changes, Owed};
 use crate::error::Result;
@@ -136,7 +136,8 @@ impl Changes for TableStream {
                 let Some(image) = change.and_then(|change| change.new_image()) else { continue };
                 let attribute =
                     |name: &str| image.get(name).and_then(|v| v.as_s().or(v.as_n()).ok()).map(String::as_str);
-                owed.extend(owed_in_image(attribute));
+                let state = image.get(STATE).and_then(|v| v.as_b().ok()).map(|b| b.as_ref());
+                owed.extend(owed_in_image(attribute, state));
             }
             match read.next_shard_iterator {
                 Some(next) => {
@@ -161,9 +162,10 @@ impl Changes for TableStream {
 
 /// The write a stream record's new image shows, if it owes deliveries: a
 /// conversation item whose `owes` is its version. `attribute` reads the
-/// image's string and number attributes. An unreadable one is logged and
-/// passed over: it could never be relayed, and would hold up those after it.
-pub fn owed_in_image<'a>(attribute: impl Fn(&str) -> Option<&'a str>) -> Option<Owed> {
+/// image's string and number attributes, `state` is its [`STATE`] bytes. An
+/// unreadable one is logged and passed over: it could never be relayed, and
+/// would hold up those after it.
+pub fn owed_in_image<'a>(attribute: impl Fn(&str) -> Option<&'a str>, state: Option<&[u8]>) -> Option<Owed> {
     if attribute("sk") != Some(SESSION_SK) || attribute("version")? != attribute(OWES)? {
         return None;
     }
@@ -171,7 +173,10 @@ pub fn owed_in_image<'a>(attribute: impl Fn(&str) -> Option<&'a str>) -> Option<
     let read = || -> Option<Owed> {
         let key = conversation_key(pk)?;
         let version = attribute("version")?.parse().ok()?;
-        let conversation: Conversation = serde_json::from_str(attribute("conversation")?).ok()?;
+        let conversation: Conversation = match state {
+            Some(state) => inflate(state).ok()?,
+            None => serde_json::from_str(attribute(CONVERSATION_JSON)?).ok()?,
+        };
         Some(Owed { key, conversation: Arc::new(Conversation { version, ..conversation }) })
     };
     let owed = read();
@@ -179,4 +184,39 @@ pub fn owed_in_image<'a>(attribute: impl Fn(&str) -> Option<&'a str>) -> Option<
         tracing::error!(%pk, "a stream record of a conversation that owes deliveries is unreadable: passed over");
     }
     owed
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::super::deflate;
+    use super::*;
+    use crate::engine::Session;
+
+    /// A stream image's conversation reads the same from its deflated
+    /// `state` and from the JSON text of writes made before it.
+    #[test]
+    fn an_owing_image_is_read_in_either_form() {
+        let session = Session { id: "se-1".into(), language: "en".into(), ..Session::default() };
+        let conversation = Conversation { next_seq: 7, session: Some(session), ..Conversation::default() };
+        let json = serde_json::to_string(&conversation).unwrap();
+        let image = HashMap::from([
+            ("pk", "BOT#st-bot#USER#ann"),
+            ("sk", SESSION_SK),
+            ("version", "3"),
+            (OWES, "3"),
+            (CONVERSATION_JSON, json.as_str()),
+        ]);
+        let attribute = |name: &str| image.get(name).copied();
+        let state = deflate(&conversation).unwrap();
+        for state in [Some(state.as_slice()), None] {
+            let owed = owed_in_image(attribute, state).expect("owes");
+            assert_eq!(owed.key.user_id, "ann");
+            assert_eq!(*owed.conversation, Conversation { version: 3, ..conversation.clone() });
+        }
+        // Written again without owing: nothing to relay.
+        let settled = |name: &str| if name == OWES { Some("2") } else { attribute(name) };
+        assert!(owed_in_image(settled, None).is_none());
+    }
 }
