@@ -85,7 +85,8 @@ async fn items_are_keyed_by_bot_and_user_and_expire() {
         .await
         .unwrap();
     let sks: Vec<&str> = items.items().iter().map(|i| i["sk"].as_s().unwrap().as_str()).collect();
-    assert_eq!(sks, ["MSG#000000000000", "MSG#000000000001", "MSG#000000000002", "SESSION"]);
+    // The turn's three entries (the message, two answers) in one item.
+    assert_eq!(sks, ["MSG#000000000000", "SESSION"]);
     // Log entries expire after the retention (30 days); the conversation item
     // a day later, so its seq counter outlives them.
     for item in items.items() {
@@ -228,4 +229,46 @@ async fn the_conversation_is_kept_deflated_and_older_items_still_read() {
     let carried_on = store.load(&key).await.unwrap().unwrap();
     assert_eq!(carried_on.version, conversation.version + 1);
     assert_eq!(carried_on.session.unwrap().context["name"], "Cleo");
+}
+
+/// A turn's entries share an item: the log reads the same from any seq, an
+/// entry written alone (as before) among them.
+#[tokio::test]
+async fn the_log_reads_from_any_seq_across_a_turns_item() {
+    let client = dynamodb_client().await;
+    let (store, table) = dynamo_store(client.clone()).await;
+    let store = Arc::new(store);
+    let server = Server::start_with(Stores::of(store.clone()), Settings::default()).await;
+    let key = ConversationKey::new(TEST_BOT, "lou");
+    for text in ["balance", "hello", "balance"] {
+        server.say("lou", text).await;
+    }
+    let whole = store.read_log(&key, None, 100).await.unwrap();
+    let seqs: Vec<u64> = whole.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (0..8).collect::<Vec<u64>>());
+
+    // As an older version wrote an entry: alone, as JSON text.
+    let mut older = whole[7].clone();
+    older.seq = 8;
+    older.message_id = "ms-older".into();
+    let item = [
+        ("pk", AttributeValue::S(format!("BOT#{TEST_BOT}#USER#lou"))),
+        ("sk", AttributeValue::S("MSG#000000000008".into())),
+        ("seq", AttributeValue::N("8".into())),
+        ("expiresAt", AttributeValue::N((now() + 3600).to_string())),
+        ("entry", AttributeValue::S(serde_json::to_string(&older).unwrap())),
+    ];
+    let put =
+        client.put_item().table_name(&table).set_item(Some(item.into_iter().map(|(k, v)| (k.into(), v)).collect()));
+    put.send().await.unwrap();
+    let mut all = whole.clone();
+    all.push(older);
+    for after in [None].into_iter().chain((0..9).map(Some)) {
+        for limit in [1, 2, 5, 100] {
+            let read = store.read_log(&key, after, limit).await.unwrap();
+            let from = after.map_or(0, |a| a as usize + 1);
+            let expected: Vec<_> = all.iter().skip(from).take(limit).cloned().collect();
+            assert_eq!(read, expected, "after {after:?}, limit {limit}");
+        }
+    }
 }

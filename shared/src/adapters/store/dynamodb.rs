@@ -135,6 +135,10 @@ fn key_item(record: &KeyRecord) -> Result<Item> {
 /// by the kilobyte, and the JSON (its transcript most of all) shrinks to a
 /// third or so.
 pub const STATE: &str = "state";
+/// A log item's attribute: its entries' JSON array, deflated.
+const LOG: &str = "log";
+/// A log item's entries take at most this much JSON, before deflating.
+const LOG_PAGE_BYTES: usize = 300 * 1024;
 /// The attribute older writes kept the conversation in, as JSON text.
 pub const CONVERSATION_JSON: &str = "conversation";
 
@@ -364,14 +368,15 @@ impl DynamoStore {
         } else {
             self.put(conversation, "version = :v", Some((":v", n(write.expected_version))))?
         }];
-        for entry in write.log {
-            let body = serde_json::to_string(entry).map_err(|e| Error::Internal(e.to_string()))?;
+        // A turn's entries go in one item (or more, when large), keyed by its first seq.
+        for entries in log_pages(write.log) {
+            let json = serde_json::to_vec(entries).map_err(|e| Error::Internal(e.to_string()))?;
             let item = HashMap::from([
                 ("pk".to_string(), s(&pk)),
-                ("sk".to_string(), s(log_sk(entry.seq))),
-                ("seq".to_string(), n(entry.seq)),
+                ("sk".to_string(), s(log_sk(entries[0].seq))),
+                ("seq".to_string(), n(entries[0].seq)),
                 ("expiresAt".to_string(), n(write.expires_at)),
-                ("entry".to_string(), s(body)),
+                (LOG.to_string(), AttributeValue::B(Blob::new(miniz_oxide::deflate::compress_to_vec(&json, 6)))),
             ]);
             // A leftover entry past its expiry (TTL deletes late) may be replaced.
             let now = n(chrono::Utc::now().timestamp());
@@ -404,6 +409,25 @@ impl DynamoStore {
         Ok(items)
     }
 
+    /// The entries of the log item that starts last before seq `before`.
+    async fn log_item_before(&self, key: &ConversationKey, before: u64) -> Result<Vec<LogEntry>> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+            .expression_attribute_values(":pk", s(partition_key(key)))
+            .expression_attribute_values(":from", s(log_sk(0)))
+            .expression_attribute_values(":to", s(log_sk(before.saturating_sub(1))))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| storage("Query", e))?;
+        page.items().first().map(log_entries).transpose().map(Option::unwrap_or_default)
+    }
+
     fn put(&self, item: Item, condition: &str, values: Option<(&str, AttributeValue)>) -> Result<TransactWriteItem> {
         let put = Put::builder()
             .table_name(&self.table)
@@ -414,6 +438,35 @@ impl DynamoStore {
             .map_err(|e| storage("TransactWriteItems", e))?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
+}
+
+/// A log item's entries: a turn's, deflated, or (written before) one entry as JSON text.
+fn log_entries(item: &Item) -> Result<Vec<LogEntry>> {
+    let Some(log) = item.get(LOG).and_then(|v| v.as_b().ok()) else {
+        return Ok(vec![json_attr(item, "entry")?]);
+    };
+    let json = miniz_oxide::inflate::decompress_to_vec_with_limit(log.as_ref(), 4 << 20)
+        .map_err(|e| Error::Storage(format!("unreadable {LOG}: {e}")))?;
+    serde_json::from_slice(&json).map_err(|e| Error::Storage(format!("unreadable {LOG}: {e}")))
+}
+
+/// A turn's entries in pages of at most [`LOG_PAGE_BYTES`] of JSON (a
+/// single larger entry alone), each an item well within DynamoDB's 400 KB.
+fn log_pages(log: &[LogEntry]) -> Vec<&[LogEntry]> {
+    let mut pages = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, entry) in log.iter().enumerate() {
+        let size = crate::text::json_len(entry);
+        if i > start && bytes + size > LOG_PAGE_BYTES {
+            pages.push(&log[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < log.len() {
+        pages.push(&log[start..]);
+    }
+    pages
 }
 
 /// New images: each write of a conversation as written, for the relay.
@@ -519,6 +572,7 @@ impl Conversations for DynamoStore {
         let from = after_seq.map_or(0, |s| s + 1);
         let mut entries = Vec::new();
         let mut start_key = None;
+        let mut first = true;
         while entries.len() < limit {
             let page = self
                 .client
@@ -534,14 +588,21 @@ impl Conversations for DynamoStore {
                 .send()
                 .await
                 .map_err(|e| storage("Query", e))?;
+            // `from` may be inside the item before: one that starts before it.
+            let starts_at = |item: &Item| item.get("seq").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok());
+            if first && from > 0 && page.items().first().and_then(starts_at) != Some(from) {
+                entries.extend(self.log_item_before(key, from).await?.into_iter().filter(|e| e.seq >= from));
+            }
+            first = false;
             for item in page.items() {
-                entries.push(json_attr(item, "entry")?);
+                entries.extend(log_entries(item)?);
             }
             start_key = page.last_evaluated_key;
             if start_key.is_none() {
                 break;
             }
         }
+        entries.truncate(limit);
         Ok(entries)
     }
 
@@ -742,6 +803,26 @@ impl Polls for DynamoStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_turns_entries_are_paged_within_an_item() {
+        let entry = |seq: u64, bytes: usize| LogEntry {
+            seq,
+            direction: crate::app::records::Direction::Out,
+            message_id: format!("ms-{seq}"),
+            trace_id: "tr-1".into(),
+            created_on: String::new(),
+            session_id: None,
+            body: serde_json::Value::String("x".repeat(bytes)),
+        };
+        let small: Vec<LogEntry> = (0..3).map(|seq| entry(seq, 100)).collect();
+        assert_eq!(log_pages(&small), [&small[..]]);
+        // 120 KiB each: two fit in a page; one larger than a page goes alone.
+        let large = [entry(0, 120 << 10), entry(1, 120 << 10), entry(2, 120 << 10), entry(3, 350 << 10), entry(4, 10)];
+        let seqs: Vec<Vec<u64>> = log_pages(&large).iter().map(|p| p.iter().map(|e| e.seq).collect()).collect();
+        assert_eq!(seqs, [vec![0, 1], vec![2], vec![3], vec![4]]);
+        assert!(log_pages(&[]).is_empty());
+    }
 
     #[test]
     fn partition_keys_name_their_conversation_back() {
