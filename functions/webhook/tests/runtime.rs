@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use hookline_core::app::files::Blobs;
 use hookline_tests::runtime_api::{Deployment, HELLO_BOT, LambdaRuntime, http_event, response_json};
 use serde_json::json;
@@ -119,4 +120,39 @@ async fn without_a_region_the_cold_start_names_the_variable() {
     let stderr = LambdaRuntime::failed_start(Path::new(env!("CARGO_BIN_EXE_webhook")), &env).await;
     std::fs::remove_file(&profiles).unwrap();
     assert!(stderr.contains("environment variable AWS_REGION is not set"), "{stderr}");
+}
+
+/// While a deployment from before conversations were deflated is upgraded,
+/// HOOKLINE_CONVERSATION_FORMAT=json writes them as its functions read them;
+/// another value stops the cold start saying which are allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_can_write_conversations_as_json() {
+    let deployment = Deployment::on_emulator().await;
+    let binary = Path::new(env!("CARGO_BIN_EXE_webhook"));
+    let mut env = deployment.env.clone();
+    env.push(("HOOKLINE_CONVERSATION_FORMAT", "json".to_string()));
+    let function = LambdaRuntime::start(binary, &env).await;
+    let token = format!("bearer {}", deployment.token("uma"));
+    let headers = [("authorization", token.as_str()), ("content-type", "application/json")];
+    let body = json!({"message": {"type": "text", "val": "hello"}, "from": {"id": "uma"}});
+    let event = http_event("POST", &format!("/chatbot/v2/webhook/{HELLO_BOT}"), &headers, body.to_string().as_bytes());
+    assert_eq!(function.invoke_http(event).await["statusCode"], 200);
+    let item = hookline_tests::dynamodb_client()
+        .await
+        .get_item()
+        .table_name(&deployment.table)
+        .key("pk", AttributeValue::S(format!("BOT#{HELLO_BOT}#USER#uma")))
+        .key("sk", AttributeValue::S("SESSION".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let conversation: serde_json::Value = serde_json::from_str(item["conversation"].as_s().unwrap()).unwrap();
+    assert_eq!(conversation["nextSeq"], 2);
+    assert!(!item.contains_key("state"));
+
+    env.push(("HOOKLINE_CONVERSATION_FORMAT", "zipped".to_string()));
+    let stderr = LambdaRuntime::failed_start(binary, &env).await;
+    assert!(stderr.contains("HOOKLINE_CONVERSATION_FORMAT must be one of deflated, json, got \"zipped\""), "{stderr}");
 }

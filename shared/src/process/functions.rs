@@ -27,6 +27,9 @@ fn local_endpoint() -> Option<String> {
     std::env::var("HOOKLINE_AWS_ENDPOINT").ok().filter(|e| !e.trim().is_empty())
 }
 
+/// How conversation items are written: `deflated` (the default) or `json`.
+const CONVERSATION_FORMAT: &str = "HOOKLINE_CONVERSATION_FORMAT";
+
 fn required(name: &'static str) -> Result<String, ConfigError> {
     std::env::var(name).map_err(|_| ConfigError::Missing(name))
 }
@@ -48,7 +51,18 @@ impl Common {
     }
 
     fn table(&self) -> Result<Arc<DynamoStore>, ConfigError> {
-        Ok(Arc::new(DynamoStore::new(self.aws.dynamodb(), required("HOOKLINE_TABLE")?)))
+        let store = DynamoStore::new(self.aws.dynamodb(), required("HOOKLINE_TABLE")?);
+        // While a stack deployed before the conversation was kept deflated
+        // is upgraded, its functions still running read only JSON.
+        let json = match std::env::var(CONVERSATION_FORMAT).ok().as_deref().map(str::trim) {
+            None | Some("" | "deflated") => false,
+            Some("json") => true,
+            Some(other) => {
+                let (name, allowed, value) = (CONVERSATION_FORMAT, "deflated, json", other.to_string());
+                return Err(ConfigError::NotOneOf { name, allowed, value });
+            }
+        };
+        Ok(Arc::new(store.writing_conversation_as_json(json)))
     }
 
     fn queue(&self) -> Result<Arc<SqsQueue>, ConfigError> {

@@ -22,6 +22,8 @@ pub enum ConfigError {
     Definitions(#[from] LoadError),
     #[error("reading the bot definitions in {location}: {reason}")]
     DefinitionsUnreadable { location: String, reason: String },
+    #[error("{name} must be one of {allowed}, got {value:?}")]
+    NotOneOf { name: &'static str, allowed: &'static str, value: String },
 }
 
 /// As its message: a function's `main` returns it, and a returned error is

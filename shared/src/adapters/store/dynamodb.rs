@@ -78,6 +78,8 @@ pub struct DynamoStore {
     /// its own. A function behind a pointer: the deployed functions, which
     /// never read the stream, do not link its client.
     streams: Option<OpenStream>,
+    /// Conversations written as JSON text, as before they were deflated.
+    conversation_as_json: bool,
 }
 
 type OpenStream = Box<dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<Box<dyn Changes>>> + Send>> + Send + Sync>;
@@ -173,12 +175,19 @@ fn json_attr<T: serde::de::DeserializeOwned>(item: &Item, name: &str) -> Result<
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into(), streams: None }
+        Self { client, table: table.into(), streams: None, conversation_as_json: false }
     }
 
     /// A store whose changes (`Conversations::changes`) are read from the
     /// table's stream with `streams`: for processes that relay on their own.
     /// On AWS the worker function's event source reads it instead.
+    /// Writes each conversation as JSON text, as versions before it was
+    /// deflated did (and still read): for the functions of such a version
+    /// still running while a deployment is upgraded.
+    pub fn writing_conversation_as_json(self, as_json: bool) -> Self {
+        Self { conversation_as_json: as_json, ..self }
+    }
+
     pub fn reading_stream(self, streams: aws_sdk_dynamodbstreams::Client) -> Self {
         let open: OpenStream = Box::new(move |arn| {
             let streams = streams.clone();
@@ -346,7 +355,13 @@ impl DynamoStore {
     /// The items of one conversation's write, each with its condition.
     fn turn_items(&self, key: &ConversationKey, write: &TurnWrite<'_>) -> Result<Vec<TransactWriteItem>> {
         let pk = partition_key(key);
-        let state = AttributeValue::B(Blob::new(deflate(write.conversation)?));
+        let (name, state) = match self.conversation_as_json {
+            true => (
+                CONVERSATION_JSON,
+                s(serde_json::to_string(write.conversation).map_err(|e| Error::Internal(e.to_string()))?),
+            ),
+            false => (STATE, AttributeValue::B(Blob::new(deflate(write.conversation)?))),
+        };
         let mut conversation = HashMap::from([
             ("pk".to_string(), s(&pk)),
             ("sk".to_string(), s(SESSION_SK)),
@@ -354,7 +369,7 @@ impl DynamoStore {
             ("nextSeq".to_string(), n(write.conversation.next_seq)),
             // Outlives its log entries, so seq never restarts under them.
             ("expiresAt".to_string(), n(write.expires_at + CONVERSATION_GRACE_SECS)),
-            (STATE.to_string(), state),
+            (name.to_string(), state),
         ]);
         if let Some(closure) = &write.conversation.idle_closure {
             conversation.insert("idleShard".to_string(), s(idle_shard(&pk)));
