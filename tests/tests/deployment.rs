@@ -204,3 +204,36 @@ fn the_dashboard_and_alarms_read_metrics_the_functions_print() {
         );
     }
 }
+
+/// Function URLs are opt-in (FunctionUrls=true): the webhook and files
+/// functions each get a public URL and the two permissions a URL needs,
+/// lambda:InvokeFunction only through the URL.
+#[test]
+fn function_urls_are_opt_in_and_reach_the_webhook_and_files_functions() {
+    use yaml_rust2::YamlLoader;
+
+    let template = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml")).unwrap();
+    let template = &YamlLoader::load_from_str(&template).unwrap()[0];
+    assert_eq!(template["Parameters"]["FunctionUrls"]["Default"].as_str(), Some("false"));
+    let resources = template["Resources"].as_hash().unwrap();
+    let conditional = |kind: &str| -> Vec<&yaml_rust2::Yaml> {
+        resources
+            .values()
+            .filter(|r| r["Type"].as_str() == Some(kind) && r["Condition"].as_str() == Some("HasFunctionUrls"))
+            .collect()
+    };
+    let urls = conditional("AWS::Lambda::Url");
+    let targets: Vec<&str> = urls.iter().map(|u| u["Properties"]["TargetFunctionArn"].as_str().unwrap()).collect();
+    assert_eq!(targets, ["WebhookFunction.Arn", "FilesFunction.Arn"]);
+    assert!(urls.iter().all(|u| u["Properties"]["AuthType"].as_str() == Some("NONE")));
+    for function in ["WebhookFunction", "FilesFunction"] {
+        let permissions: Vec<&yaml_rust2::Yaml> = conditional("AWS::Lambda::Permission")
+            .into_iter()
+            .filter(|p| p["Properties"]["FunctionName"].as_str() == Some(function))
+            .collect();
+        let actions: Vec<&str> = permissions.iter().map(|p| p["Properties"]["Action"].as_str().unwrap()).collect();
+        assert_eq!(actions, ["lambda:InvokeFunctionUrl", "lambda:InvokeFunction"], "{function}");
+        assert_eq!(permissions[0]["Properties"]["FunctionUrlAuthType"].as_str(), Some("NONE"));
+        assert_eq!(permissions[1]["Properties"]["InvokedViaFunctionUrl"].as_bool(), Some(true), "only through the URL");
+    }
+}

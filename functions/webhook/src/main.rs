@@ -1,5 +1,6 @@
 //! Lambda: the Webhook channel message ingress (v1, v2, botmeta, chat
-//! history) behind API Gateway's HTTP API. State is built once per cold start.
+//! history) behind API Gateway's HTTP API, or its function URL (which
+//! serves the polls of its messages too). State is built once per cold start.
 
 use hookline_core::api;
 use hookline_core::process::{functions, telemetry};
@@ -9,12 +10,13 @@ use lambda_http::request::RequestContext;
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init();
-    let state = functions::webhook_state().await?;
-    let router = api::with_client_ip(api::webhook_router(state), source_ip);
+    let (webhook, poll) = functions::webhook_state().await?;
+    let router = api::webhook_router(webhook).merge(api::poll_router(poll));
+    let router = api::with_client_ip(router, source_ip);
     lambda_http::run(functions::with_metrics(router, "webhook")).await
 }
 
-/// The caller's address as API Gateway saw it.
+/// The caller's address as API Gateway (or the function URL) saw it.
 fn source_ip<B>(request: &http::Request<B>) -> Option<String> {
     match request.request_context_ref()? {
         RequestContext::ApiGatewayV2(context) => context.http.source_ip.clone(),

@@ -156,3 +156,21 @@ async fn an_upgrade_can_write_conversations_as_json() {
     let stderr = LambdaRuntime::failed_start(binary, &env).await;
     assert!(stderr.contains("HOOKLINE_CONVERSATION_FORMAT must be one of deflated, json, got \"zipped\""), "{stderr}");
 }
+
+/// Through its function URL the webhook function answers the polls of its
+/// messages too: a poll is routed to the poll handler (its envelope for an
+/// unknown pollId), not refused as an unknown path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_function_url_serves_polls_too() {
+    let deployment = Deployment::on_emulator().await;
+    let function = LambdaRuntime::start(Path::new(env!("CARGO_BIN_EXE_webhook")), &deployment.env).await;
+    let token = format!("bearer {}", deployment.token("pia"));
+    let path = format!("/chatbot/v2/webhook/{HELLO_BOT}/poll/0123456789abcdef0123456789abcdef");
+    let mut event = http_event("GET", &path, &[("authorization", token.as_str())], b"");
+    // As a function URL sends it: its own domain, no route key.
+    event["requestContext"]["domainName"] = json!("abcdefghij.lambda-url.us-east-1.on.aws");
+    event["routeKey"] = json!("$default");
+    let response = function.invoke_http(event).await;
+    assert_eq!(response["statusCode"], 400, "{response}");
+    assert_eq!(response_json(&response)["errors"][0]["msg"], "No data found");
+}

@@ -70,14 +70,20 @@ impl Common {
     }
 }
 
-/// The webhook function: table, queue and outbound HTTP.
-pub async fn webhook_state() -> Result<WebhookState, ConfigError> {
+/// The webhook function: table, queue and outbound HTTP; and its polls,
+/// which reach it through its function URL (through the HTTP API, the poll
+/// function has them).
+pub async fn webhook_state() -> Result<(WebhookState, PollState), ConfigError> {
     let common = Common::read().await?;
     let (table, queue) = (common.table()?, common.queue()?);
     let turns = Arc::new(Turns::new(table.clone(), Arc::new(HttpOutbound::new())));
     let http = Arc::new(common.settings.http);
+    let (polls, conversations) = (table.clone(), table.clone());
+    let (bots, seen_tokens) = (common.bots.clone(), table.clone());
+    let poll = PollState { bots, polls, conversations, queue: queue.clone(), seen_tokens, http: http.clone() };
     let (files, seen_tokens, counters, keys) = (table.clone(), table.clone(), table.clone(), table);
-    Ok(WebhookState { bots: common.bots, turns, queue, files, seen_tokens, counters, keys, http })
+    let webhook = WebhookState { bots: common.bots, turns, queue, files, seen_tokens, counters, keys, http };
+    Ok((webhook, poll))
 }
 
 /// The poll function: table and queue.

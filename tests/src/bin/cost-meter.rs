@@ -777,5 +777,5 @@ fn print_kind(kind: Kind, usage: &Usage, prices: &Prices, memory: &HashMap<Strin
         .map(|(kind, (n, bytes))| format!("{kind} {:.1} x {:.0} B", per_turn(*n as f64), bytes / *n as f64))
         .collect();
     println!("  items written per turn: {}", written.join(", "));
-    println!("  without API Gateway (a Lambda function URL): ${:.2}\n", total - parts[0].1);
+    println!("  through function URLs (FunctionUrls=true, no API Gateway): ${:.2}\n", total - parts[0].1);
 }
