@@ -272,3 +272,59 @@ async fn the_log_reads_from_any_seq_across_a_turns_item() {
         }
     }
 }
+
+/// A large turn is paged over items; the log reads from inside any of them,
+/// and an expired item left behind (TTL deletes late) is not read.
+#[tokio::test]
+async fn a_large_turn_spans_items_and_expired_items_are_not_read() {
+    use hookline_core::app::records::{Conversation, LogEntry};
+    let client = dynamodb_client().await;
+    let (store, table) = dynamo_store(client.clone()).await;
+    let key = ConversationKey::new(TEST_BOT, "max");
+    let entry = |seq: u64, text: String| LogEntry {
+        seq,
+        direction: Direction::Out,
+        message_id: format!("ms-{seq}"),
+        trace_id: "tr-large".into(),
+        created_on: String::new(),
+        session_id: None,
+        body: serde_json::json!({"type": "text", "val": text}),
+    };
+    // Three entries of 120 KiB: two fit an item's 300 KiB, the third starts another.
+    let log: Vec<LogEntry> = (0..3).map(|seq| entry(seq, format!("{seq}").repeat(120 << 10))).collect();
+    let conversation = Conversation { next_seq: 3, ..Conversation::default() };
+    store.save_turn(&key, TurnWrite { log: &log, ..TurnWrite::of(&conversation, 0, now() + 3600) }).await.unwrap();
+    let pk = AttributeValue::S(format!("BOT#{TEST_BOT}#USER#max"));
+    let items = client.query().table_name(&table).key_condition_expression("pk = :pk");
+    let items = items.expression_attribute_values(":pk", pk.clone()).send().await.unwrap();
+    let sks: Vec<&str> = items.items().iter().map(|i| i["sk"].as_s().unwrap().as_str()).collect();
+    assert_eq!(sks, ["MSG#000000000000", "MSG#000000000002", "SESSION"]);
+    let seqs = |entries: Vec<LogEntry>| entries.iter().map(|e| e.seq).collect::<Vec<u64>>();
+    assert_eq!(seqs(store.read_log(&key, Some(0), 10).await.unwrap()), [1, 2]);
+    assert_eq!(seqs(store.read_log(&key, Some(0), 1).await.unwrap()), [1]);
+    assert_eq!(seqs(store.read_log(&key, Some(1), 10).await.unwrap()), [2]);
+    assert_eq!(store.read_log(&key, Some(0), 10).await.unwrap()[0], log[1]);
+
+    // A stale item of an earlier conversation, expired but not yet deleted,
+    // between them: never read.
+    let stale = [entry(1, "stale".into()), entry(2, "stale".into()), entry(3, "stale".into())];
+    let bytes = serde_json::to_vec(&stale).unwrap();
+    let item = [
+        ("pk", pk),
+        ("sk", AttributeValue::S("MSG#000000000001".into())),
+        ("seq", AttributeValue::N("1".into())),
+        ("expiresAt", AttributeValue::N((now() - 60).to_string())),
+        ("log", AttributeValue::B(miniz_deflate(&bytes).into())),
+    ];
+    let put =
+        client.put_item().table_name(&table).set_item(Some(item.into_iter().map(|(k, v)| (k.into(), v)).collect()));
+    put.send().await.unwrap();
+    assert_eq!(seqs(store.read_log(&key, None, 10).await.unwrap()), [0, 1, 2]);
+    assert_eq!(seqs(store.read_log(&key, Some(1), 10).await.unwrap()), [2]);
+    assert!(store.read_log(&key, None, 10).await.unwrap().iter().all(|e| e.trace_id == "tr-large"));
+}
+
+/// Deflated as the store deflates a log item.
+fn miniz_deflate(bytes: &[u8]) -> Vec<u8> {
+    miniz_oxide::deflate::compress_to_vec(bytes, 6)
+}

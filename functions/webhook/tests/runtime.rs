@@ -122,39 +122,43 @@ async fn without_a_region_the_cold_start_names_the_variable() {
     assert!(stderr.contains("environment variable AWS_REGION is not set"), "{stderr}");
 }
 
-/// While a deployment from before conversations were deflated is upgraded,
-/// HOOKLINE_CONVERSATION_FORMAT=json writes them as its functions read them;
-/// another value stops the cold start saying which are allowed.
+/// While a deployment from before the compact items is upgraded,
+/// HOOKLINE_ITEM_FORMAT=legacy writes as its functions read: the
+/// conversation as JSON text, each log entry an item of its own. Another
+/// value stops the cold start saying which are allowed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upgrade_can_write_conversations_as_json() {
+async fn an_upgrade_can_write_legacy_items() {
     let deployment = Deployment::on_emulator().await;
     let binary = Path::new(env!("CARGO_BIN_EXE_webhook"));
     let mut env = deployment.env.clone();
-    env.push(("HOOKLINE_CONVERSATION_FORMAT", "json".to_string()));
+    env.push(("HOOKLINE_ITEM_FORMAT", "legacy".to_string()));
     let function = LambdaRuntime::start(binary, &env).await;
     let token = format!("bearer {}", deployment.token("uma"));
     let headers = [("authorization", token.as_str()), ("content-type", "application/json")];
     let body = json!({"message": {"type": "text", "val": "hello"}, "from": {"id": "uma"}});
     let event = http_event("POST", &format!("/chatbot/v2/webhook/{HELLO_BOT}"), &headers, body.to_string().as_bytes());
     assert_eq!(function.invoke_http(event).await["statusCode"], 200);
-    let item = hookline_tests::dynamodb_client()
+    let items = hookline_tests::dynamodb_client()
         .await
-        .get_item()
+        .query()
         .table_name(&deployment.table)
-        .key("pk", AttributeValue::S(format!("BOT#{HELLO_BOT}#USER#uma")))
-        .key("sk", AttributeValue::S("SESSION".into()))
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(format!("BOT#{HELLO_BOT}#USER#uma")))
         .send()
         .await
-        .unwrap()
-        .item
         .unwrap();
-    let conversation: serde_json::Value = serde_json::from_str(item["conversation"].as_s().unwrap()).unwrap();
+    let items = items.items();
+    let sks: Vec<&str> = items.iter().map(|i| i["sk"].as_s().unwrap().as_str()).collect();
+    assert_eq!(sks, ["MSG#000000000000", "MSG#000000000001", "SESSION"]);
+    let entry: serde_json::Value = serde_json::from_str(items[1]["entry"].as_s().unwrap()).unwrap();
+    assert_eq!((&entry["seq"], &entry["direction"]), (&json!(1), &json!("out")));
+    let conversation: serde_json::Value = serde_json::from_str(items[2]["conversation"].as_s().unwrap()).unwrap();
     assert_eq!(conversation["nextSeq"], 2);
-    assert!(!item.contains_key("state"));
+    assert!(!items[2].contains_key("state"));
 
-    env.push(("HOOKLINE_CONVERSATION_FORMAT", "zipped".to_string()));
+    env.push(("HOOKLINE_ITEM_FORMAT", "zipped".to_string()));
     let stderr = LambdaRuntime::failed_start(binary, &env).await;
-    assert!(stderr.contains("HOOKLINE_CONVERSATION_FORMAT must be one of deflated, json, got \"zipped\""), "{stderr}");
+    assert!(stderr.contains("HOOKLINE_ITEM_FORMAT must be one of compact, legacy, got \"zipped\""), "{stderr}");
 }
 
 /// Through its function URL the webhook function answers the polls of its

@@ -13,7 +13,7 @@ use super::settings::{ConfigError, Settings};
 use crate::adapters::blobs::S3Blobs;
 use crate::adapters::outbound::HttpOutbound;
 use crate::adapters::queue::SqsQueue;
-use crate::adapters::store::DynamoStore;
+use crate::adapters::store::{DynamoStore, ItemFormat};
 use crate::api::{FilesState, PollState, WebhookState};
 use crate::app::files::Files;
 use crate::app::turn::Turns;
@@ -27,8 +27,9 @@ fn local_endpoint() -> Option<String> {
     std::env::var("HOOKLINE_AWS_ENDPOINT").ok().filter(|e| !e.trim().is_empty())
 }
 
-/// How conversation items are written: `deflated` (the default) or `json`.
-const CONVERSATION_FORMAT: &str = "HOOKLINE_CONVERSATION_FORMAT";
+/// How conversations and log entries are written: `compact` (the default)
+/// or `legacy`.
+const ITEM_FORMAT: &str = "HOOKLINE_ITEM_FORMAT";
 
 fn required(name: &'static str) -> Result<String, ConfigError> {
     std::env::var(name).map_err(|_| ConfigError::Missing(name))
@@ -52,17 +53,16 @@ impl Common {
 
     fn table(&self) -> Result<Arc<DynamoStore>, ConfigError> {
         let store = DynamoStore::new(self.aws.dynamodb(), required("HOOKLINE_TABLE")?);
-        // While a stack deployed before the conversation was kept deflated
-        // is upgraded, its functions still running read only JSON.
-        let json = match std::env::var(CONVERSATION_FORMAT).ok().as_deref().map(str::trim) {
-            None | Some("" | "deflated") => false,
-            Some("json") => true,
+        // While a stack whose functions read only the legacy form is upgraded.
+        let format = match std::env::var(ITEM_FORMAT).ok().as_deref().map(str::trim) {
+            None | Some("" | "compact") => ItemFormat::Compact,
+            Some("legacy") => ItemFormat::Legacy,
             Some(other) => {
-                let (name, allowed, value) = (CONVERSATION_FORMAT, "deflated, json", other.to_string());
+                let (name, allowed, value) = (ITEM_FORMAT, "compact, legacy", other.to_string());
                 return Err(ConfigError::NotOneOf { name, allowed, value });
             }
         };
-        Ok(Arc::new(store.writing_conversation_as_json(json)))
+        Ok(Arc::new(store.writing(format)))
     }
 
     fn queue(&self) -> Result<Arc<SqsQueue>, ConfigError> {

@@ -579,20 +579,30 @@ impl Meter {
         writes(size.max(before.unwrap_or(0.0)))
     }
 
-    /// The sizes of the items a query reads: its partition's, within its sort key range.
+    /// The sizes of the items a query reads: its partition's, within its
+    /// sort key range or prefix, from either end, up to its limit.
     fn queried(&self, body: &Value) -> f64 {
         let values = &body["ExpressionAttributeValues"];
         let text = |name: &str| values[name]["S"].as_str().unwrap_or_default().to_string();
+        let condition = body["KeyConditionExpression"].as_str().unwrap_or_default();
         let pk = text(":pk");
+        // `sk BETWEEN :from AND :to`, or `begins_with(sk, :prefix)`.
+        let prefix = condition
+            .split_once("begins_with(sk,")
+            .and_then(|(_, rest)| rest.split(')').next())
+            .map(|name| text(name.trim()));
         let (from, to) = (text(":from"), text(":to"));
+        let in_range = |sk: &String| match &prefix {
+            Some(prefix) => sk.starts_with(prefix.as_str()),
+            None => from.is_empty() || (sk >= &from && sk <= &to),
+        };
         let limit = body["Limit"].as_u64().unwrap_or(u64::MAX) as usize;
-        let mut sizes: Vec<(&String, f64)> = self
-            .items
-            .iter()
-            .filter(|((p, s), _)| *p == pk && (from.is_empty() || (s >= &from && s <= &to)))
-            .map(|((_, s), size)| (s, *size))
-            .collect();
+        let mut sizes: Vec<(&String, f64)> =
+            self.items.iter().filter(|((p, s), _)| *p == pk && in_range(s)).map(|((_, s), size)| (s, *size)).collect();
         sizes.sort_by(|a, b| a.0.cmp(b.0));
+        if body["ScanIndexForward"] == false {
+            sizes.reverse();
+        }
         sizes.iter().take(limit).map(|(_, size)| size).sum()
     }
 }

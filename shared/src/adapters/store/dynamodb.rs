@@ -3,7 +3,7 @@
 //! | item         | pk                       | sk               |
 //! |--------------|--------------------------|------------------|
 //! | conversation | `BOT#{bot}#USER#{user}`  | `SESSION`        |
-//! | log entry    | `BOT#{bot}#USER#{user}`  | `MSG#{seq:012}`  |
+//! | a turn's log | `BOT#{bot}#USER#{user}`  | `MSG#{seq:012}`  |
 //! | poll record  | `POLL#{pollId}`          | `POLL`           |
 //! | used token   | `JTI#{bot}#{app}#{jti}`  | `JTI`            |
 //! | counter      | `BOT#{bot}#USER#{user}`  | `COUNTER#{name}` |
@@ -25,9 +25,16 @@
 //!
 //! and the items of [`files`].
 //!
+//! The conversation's JSON is kept deflated (`state`); a turn's log entries
+//! are one item, deflated (`log`), keyed by the turn's first seq (larger
+//! turns: a few). DynamoDB bills writes by the kilobyte. Items in the legacy
+//! form (the conversation as JSON text, each entry an item of its own, as
+//! written before) still read, and are written in [`ItemFormat::Legacy`].
+//!
 //! A turn is one consistent GetItem and one TransactWriteItems: the
-//! conversation put is conditioned on its version, each log put on the entry
-//! not existing, so concurrent writers never lose or duplicate a message.
+//! conversation put is conditioned on its version, each log put on its key
+//! not existing (or having expired), so concurrent writers never lose or
+//! duplicate a message.
 
 mod files;
 mod stream;
@@ -78,8 +85,18 @@ pub struct DynamoStore {
     /// its own. A function behind a pointer: the deployed functions, which
     /// never read the stream, do not link its client.
     streams: Option<OpenStream>,
-    /// Conversations written as JSON text, as before they were deflated.
-    conversation_as_json: bool,
+    format: ItemFormat,
+}
+
+/// How conversations and log entries are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ItemFormat {
+    /// Deflated, a turn's entries in one item.
+    #[default]
+    Compact,
+    /// As versions before the compact form wrote (and read only): for
+    /// their functions still running while a deployment is upgraded.
+    Legacy,
 }
 
 type OpenStream = Box<dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<Box<dyn Changes>>> + Send>> + Send + Sync>;
@@ -139,6 +156,10 @@ fn key_item(record: &KeyRecord) -> Result<Item> {
 pub const STATE: &str = "state";
 /// A log item's attribute: its entries' JSON array, deflated.
 const LOG: &str = "log";
+/// A legacy log item's attribute: its one entry's JSON text.
+const LEGACY_ENTRY: &str = "entry";
+/// The highest seq a log item's key can name.
+const MAX_SEQ: u64 = 999_999_999_999;
 /// A log item's entries take at most this much JSON, before deflating.
 const LOG_PAGE_BYTES: usize = 300 * 1024;
 /// The attribute older writes kept the conversation in, as JSON text.
@@ -175,19 +196,16 @@ fn json_attr<T: serde::de::DeserializeOwned>(item: &Item, name: &str) -> Result<
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into(), streams: None, conversation_as_json: false }
+        Self { client, table: table.into(), streams: None, format: ItemFormat::Compact }
+    }
+
+    pub fn writing(self, format: ItemFormat) -> Self {
+        Self { format, ..self }
     }
 
     /// A store whose changes (`Conversations::changes`) are read from the
     /// table's stream with `streams`: for processes that relay on their own.
     /// On AWS the worker function's event source reads it instead.
-    /// Writes each conversation as JSON text, as versions before it was
-    /// deflated did (and still read): for the functions of such a version
-    /// still running while a deployment is upgraded.
-    pub fn writing_conversation_as_json(self, as_json: bool) -> Self {
-        Self { conversation_as_json: as_json, ..self }
-    }
-
     pub fn reading_stream(self, streams: aws_sdk_dynamodbstreams::Client) -> Self {
         let open: OpenStream = Box::new(move |arn| {
             let streams = streams.clone();
@@ -355,12 +373,12 @@ impl DynamoStore {
     /// The items of one conversation's write, each with its condition.
     fn turn_items(&self, key: &ConversationKey, write: &TurnWrite<'_>) -> Result<Vec<TransactWriteItem>> {
         let pk = partition_key(key);
-        let (name, state) = match self.conversation_as_json {
-            true => (
-                CONVERSATION_JSON,
-                s(serde_json::to_string(write.conversation).map_err(|e| Error::Internal(e.to_string()))?),
-            ),
-            false => (STATE, AttributeValue::B(Blob::new(deflate(write.conversation)?))),
+        let (name, state) = match self.format {
+            ItemFormat::Legacy => {
+                let json = serde_json::to_string(write.conversation).map_err(|e| Error::Internal(e.to_string()))?;
+                (CONVERSATION_JSON, s(json))
+            }
+            ItemFormat::Compact => (STATE, AttributeValue::B(Blob::new(deflate(write.conversation)?))),
         };
         let mut conversation = HashMap::from([
             ("pk".to_string(), s(&pk)),
@@ -384,16 +402,29 @@ impl DynamoStore {
             self.put(conversation, "version = :v", Some((":v", n(write.expected_version))))?
         }];
         // A turn's entries go in one item (or more, when large), keyed by its first seq.
-        for entries in log_pages(write.log) {
-            let json = serde_json::to_vec(entries).map_err(|e| Error::Internal(e.to_string()))?;
+        let pages = match self.format {
+            ItemFormat::Compact => log_pages(write.log),
+            ItemFormat::Legacy => write.log.chunks(1).collect(),
+        };
+        for entries in pages {
+            let log = match self.format {
+                ItemFormat::Compact => {
+                    let json = serde_json::to_vec(entries).map_err(|e| Error::Internal(e.to_string()))?;
+                    (LOG, AttributeValue::B(Blob::new(miniz_oxide::deflate::compress_to_vec(&json, 6))))
+                }
+                ItemFormat::Legacy => {
+                    let json = serde_json::to_string(&entries[0]).map_err(|e| Error::Internal(e.to_string()))?;
+                    (LEGACY_ENTRY, s(json))
+                }
+            };
             let item = HashMap::from([
                 ("pk".to_string(), s(&pk)),
                 ("sk".to_string(), s(log_sk(entries[0].seq))),
                 ("seq".to_string(), n(entries[0].seq)),
                 ("expiresAt".to_string(), n(write.expires_at)),
-                (LOG.to_string(), AttributeValue::B(Blob::new(miniz_oxide::deflate::compress_to_vec(&json, 6)))),
+                (log.0.to_string(), log.1),
             ]);
-            // A leftover entry past its expiry (TTL deletes late) may be replaced.
+            // A leftover item past its expiry (TTL deletes late) may be replaced.
             let now = n(chrono::Utc::now().timestamp());
             items.push(self.put(item, "attribute_not_exists(pk) OR expiresAt < :now", Some((":now", now)))?);
         }
@@ -424,8 +455,8 @@ impl DynamoStore {
         Ok(items)
     }
 
-    /// The entries of the log item that starts last before seq `before`.
-    async fn log_item_before(&self, key: &ConversationKey, before: u64) -> Result<Vec<LogEntry>> {
+    /// The entries of the live log item that starts last before seq `before`.
+    async fn log_item_before(&self, key: &ConversationKey, before: u64, now: i64) -> Result<Vec<LogEntry>> {
         let page = self
             .client
             .query()
@@ -440,7 +471,10 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| storage("Query", e))?;
-        page.items().first().map(log_entries).transpose().map(Option::unwrap_or_default)
+        match page.items().first().filter(|item| live(item, now)) {
+            Some(item) => log_entries(item),
+            None => Ok(Vec::new()),
+        }
     }
 
     fn put(&self, item: Item, condition: &str, values: Option<(&str, AttributeValue)>) -> Result<TransactWriteItem> {
@@ -455,10 +489,16 @@ impl DynamoStore {
     }
 }
 
-/// A log item's entries: a turn's, deflated, or (written before) one entry as JSON text.
+/// Whether an item has not yet expired (TTL deletes late).
+fn live(item: &Item, now: i64) -> bool {
+    let expires = item.get("expiresAt").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
+    expires.is_none_or(|at| at >= now)
+}
+
+/// A log item's entries: a turn's, deflated, or (legacy) one entry as JSON text.
 fn log_entries(item: &Item) -> Result<Vec<LogEntry>> {
     let Some(log) = item.get(LOG).and_then(|v| v.as_b().ok()) else {
-        return Ok(vec![json_attr(item, "entry")?]);
+        return Ok(vec![json_attr(item, LEGACY_ENTRY)?]);
     };
     let json = miniz_oxide::inflate::decompress_to_vec_with_limit(log.as_ref(), 4 << 20)
         .map_err(|e| Error::Storage(format!("unreadable {LOG}: {e}")))?;
@@ -585,10 +625,16 @@ impl Conversations for DynamoStore {
 
     async fn read_log(&self, key: &ConversationKey, after_seq: Option<u64>, limit: usize) -> Result<Vec<LogEntry>> {
         let from = after_seq.map_or(0, |s| s + 1);
-        let mut entries = Vec::new();
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Seqs are contiguous: the items that start within the range hold
+        // all it asks for, but the one before may hold its start.
+        let to = from.saturating_add(limit as u64 - 1).min(MAX_SEQ);
+        let now = chrono::Utc::now().timestamp();
+        let mut items = Vec::new();
         let mut start_key = None;
-        let mut first = true;
-        while entries.len() < limit {
+        loop {
             let page = self
                 .client
                 .query()
@@ -596,28 +642,36 @@ impl Conversations for DynamoStore {
                 .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
                 .expression_attribute_values(":pk", s(partition_key(key)))
                 .expression_attribute_values(":from", s(log_sk(from)))
-                .expression_attribute_values(":to", s(log_sk(999_999_999_999)))
+                .expression_attribute_values(":to", s(log_sk(to)))
                 .consistent_read(true)
-                .limit(i32::try_from(limit - entries.len()).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start_key)
                 .send()
                 .await
                 .map_err(|e| storage("Query", e))?;
-            // `from` may be inside the item before: one that starts before it.
-            let starts_at = |item: &Item| item.get("seq").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok());
-            if first && from > 0 && page.items().first().and_then(starts_at) != Some(from) {
-                entries.extend(self.log_item_before(key, from).await?.into_iter().filter(|e| e.seq >= from));
-            }
-            first = false;
-            for item in page.items() {
-                entries.extend(log_entries(item)?);
-            }
+            items.extend(page.items().iter().filter(|item| live(item, now)).cloned());
             start_key = page.last_evaluated_key;
             if start_key.is_none() {
                 break;
             }
         }
-        entries.truncate(limit);
+        let starts_at = |item: &Item| item.get("seq").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u64>().ok());
+        let mut entries = Vec::new();
+        if from > 0 && items.first().and_then(starts_at) != Some(from) {
+            entries.extend(self.log_item_before(key, from, now).await?);
+        }
+        for item in &items {
+            entries.extend(log_entries(item)?);
+        }
+        // Within the range, each seq once, in order: a stale item (TTL
+        // deletes late) never interleaves.
+        let mut last = None;
+        entries.retain(|e| {
+            let keep = e.seq >= from && e.seq <= to && last.is_none_or(|l| e.seq > l);
+            if keep {
+                last = Some(e.seq);
+            }
+            keep
+        });
         Ok(entries)
     }
 

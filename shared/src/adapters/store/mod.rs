@@ -3,5 +3,5 @@
 mod dynamodb;
 mod memory;
 
-pub use dynamodb::{DynamoStore, OWES, STATE, owed_in_image};
+pub use dynamodb::{DynamoStore, ItemFormat, OWES, STATE, owed_in_image};
 pub use memory::{DEFAULT_MAX_BYTES, MemoryStore};
