@@ -494,16 +494,7 @@ pub fn delivery_job(bot: &str, receiver: &Receiver, path: &str, webhook_id: &str
 /// DynamoDB stream event: the records as GetRecords answers them on the
 /// wire, which is what Lambda's event source passes on.
 pub async fn stream_event(table: &str) -> Value {
-    let http = reqwest::Client::new();
-    let call = |target: &'static str, body: Value| {
-        let request = http
-            .post(aws_endpoint())
-            .header("X-Amz-Target", format!("DynamoDBStreams_20120810.{target}"))
-            .header("Content-Type", "application/x-amz-json-1.0")
-            .header("Authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0")
-            .body(body.to_string());
-        async move { request.send().await.expect("the emulator answers").json::<Value>().await.expect("JSON") }
-    };
+    let call = |action: &'static str, body: Value| aws_json(format!("DynamoDBStreams_20120810.{action}"), body);
     let streams = call("ListStreams", json!({"TableName": table})).await;
     let arn = streams["Streams"][0]["StreamArn"].as_str().expect("the table has a stream").to_string();
     let stream = call("DescribeStream", json!({"StreamArn": arn})).await;
@@ -515,6 +506,18 @@ pub async fn stream_event(table: &str) -> Value {
         record["eventSourceARN"] = json!(arn);
     }
     json!({"Records": records})
+}
+
+/// One request of an AWS JSON protocol (`target`: its X-Amz-Target) to the
+/// emulator, and its answer.
+pub async fn aws_json(target: String, body: Value) -> Value {
+    let request = reqwest::Client::new()
+        .post(aws_endpoint())
+        .header("X-Amz-Target", target)
+        .header("Content-Type", "application/x-amz-json-1.0")
+        .header("Authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0")
+        .body(body.to_string());
+    request.send().await.expect("the emulator answers").json::<Value>().await.expect("JSON")
 }
 
 /// One record of an SQS event, as the FIFO queue's event source sends it.

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use hookline_tests::runtime_api::{Deployment, LambdaRuntime, Outcome, http_event, response_json};
-use hookline_tests::{Answer, Receiver, aws_endpoint, field, file_part, multipart, sign_hs, sqs_client, sqs_record};
+use hookline_tests::{
+    Answer, Receiver, aws_endpoint, aws_json, field, file_part, multipart, sign_hs, sqs_client, sqs_record,
+};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -406,7 +408,7 @@ impl Meter {
             if let Some(key) = start.take() {
                 body["ExclusiveStartKey"] = key;
             }
-            let page = dynamodb(&self.http, "Scan", body).await;
+            let page = aws_json("DynamoDB_20120810.Scan".into(), body).await;
             for item in page["Items"].as_array().into_iter().flatten() {
                 items.insert(item_key(item), item_size(item));
                 if let Some(due) = item["idleDue"]["N"].as_str() {
@@ -654,37 +656,25 @@ fn number_size(number: &str) -> usize {
     significant.div_ceil(2) + 1
 }
 
-async fn dynamodb(http: &reqwest::Client, action: &str, body: Value) -> Value {
-    let request = http
-        .post(aws_endpoint())
-        .header("X-Amz-Target", format!("DynamoDB_20120810.{action}"))
-        .header("Content-Type", "application/x-amz-json-1.0")
-        .header("Authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0")
-        .body(body.to_string());
-    request.send().await.expect("the emulator answers").json().await.expect("JSON")
-}
-
 /// The table's stream, read on from where the last read stopped.
 struct StreamReader {
-    http: reqwest::Client,
     iterator: Value,
     arn: String,
 }
 
 impl StreamReader {
     async fn open(table: &str) -> Self {
-        let http = reqwest::Client::new();
-        let listed = stream_call(&http, "ListStreams", json!({"TableName": table})).await;
+        let listed = streams("ListStreams", json!({"TableName": table})).await;
         let arn = listed["Streams"][0]["StreamArn"].as_str().expect("the table has a stream").to_string();
-        let stream = stream_call(&http, "DescribeStream", json!({"StreamArn": arn})).await;
+        let stream = streams("DescribeStream", json!({"StreamArn": arn})).await;
         let shard = stream["StreamDescription"]["Shards"][0]["ShardId"].clone();
         let at = json!({"StreamArn": arn, "ShardId": shard, "ShardIteratorType": "LATEST"});
-        let iterator = stream_call(&http, "GetShardIterator", at).await["ShardIterator"].clone();
-        Self { http, iterator, arn }
+        let iterator = streams("GetShardIterator", at).await["ShardIterator"].clone();
+        Self { iterator, arn }
     }
 
     async fn read(&mut self) -> Vec<Value> {
-        let mut page = stream_call(&self.http, "GetRecords", json!({"ShardIterator": self.iterator})).await;
+        let mut page = streams("GetRecords", json!({"ShardIterator": self.iterator})).await;
         if let Some(next) = page.get("NextShardIterator").filter(|n| !n.is_null()) {
             self.iterator = next.clone();
         }
@@ -696,14 +686,8 @@ impl StreamReader {
     }
 }
 
-async fn stream_call(http: &reqwest::Client, action: &str, body: Value) -> Value {
-    let request = http
-        .post(aws_endpoint())
-        .header("X-Amz-Target", format!("DynamoDBStreams_20120810.{action}"))
-        .header("Content-Type", "application/x-amz-json-1.0")
-        .header("Authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0")
-        .body(body.to_string());
-    request.send().await.expect("the emulator answers").json().await.expect("JSON")
+async fn streams(action: &str, body: Value) -> Value {
+    aws_json(format!("DynamoDBStreams_20120810.{action}"), body).await
 }
 
 /// Each function's memory (MB) as template.yaml sets it.

@@ -48,6 +48,7 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
@@ -455,18 +456,23 @@ impl DynamoStore {
         Ok(items)
     }
 
-    /// The entries of the live log item that starts last before seq `before`.
-    async fn log_item_before(&self, key: &ConversationKey, before: u64, now: i64) -> Result<Vec<LogEntry>> {
-        let page = self
-            .client
+    /// A consistent query of the conversation's log items that start from seq `from` to `to`.
+    fn log_query(&self, key: &ConversationKey, from: u64, to: u64) -> QueryFluentBuilder {
+        self.client
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
             .expression_attribute_values(":pk", s(partition_key(key)))
-            .expression_attribute_values(":from", s(log_sk(0)))
-            .expression_attribute_values(":to", s(log_sk(before.saturating_sub(1))))
-            .scan_index_forward(false)
+            .expression_attribute_values(":from", s(log_sk(from)))
+            .expression_attribute_values(":to", s(log_sk(to)))
             .consistent_read(true)
+    }
+
+    /// The entries of the live log item that starts last before seq `before`.
+    async fn log_item_before(&self, key: &ConversationKey, before: u64, now: i64) -> Result<Vec<LogEntry>> {
+        let page = self
+            .log_query(key, 0, before.saturating_sub(1))
+            .scan_index_forward(false)
             .limit(1)
             .send()
             .await
@@ -636,14 +642,7 @@ impl Conversations for DynamoStore {
         let mut start_key = None;
         loop {
             let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
-                .expression_attribute_values(":pk", s(partition_key(key)))
-                .expression_attribute_values(":from", s(log_sk(from)))
-                .expression_attribute_values(":to", s(log_sk(to)))
-                .consistent_read(true)
+                .log_query(key, from, to)
                 .set_exclusive_start_key(start_key)
                 .send()
                 .await
