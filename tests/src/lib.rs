@@ -130,20 +130,8 @@ pub async fn sqs_queue() -> (SqsQueue, SqsQueue) {
 
 /// Waits (at most 10 s) until `queue` holds `count` messages.
 pub async fn wait_until_queued(queue: &SqsQueue, count: usize) {
-    let client = sqs_client().await;
     for _ in 0..200 {
-        let attributes = client
-            .get_queue_attributes()
-            .queue_url(queue.url())
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            .send()
-            .await
-            .expect("queue attributes");
-        let queued = attributes
-            .attributes()
-            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
-            .and_then(|n| n.parse::<usize>().ok());
-        if queued.is_some_and(|n| n >= count) {
+        if queue.approximate_count().await.expect("queue attributes") >= count {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -343,21 +343,10 @@ impl Meter {
         }
     }
 
-    /// Messages in the queue, visible or being handled (the meter's own
+    /// Messages waiting in the queue (the meter's own
     /// look: not priced).
     async fn queued(&self) -> usize {
-        let asked = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(self.deployment.queue.url())
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            .send()
-            .await
-            .expect("GetQueueAttributes");
-        let count = asked
-            .attributes()
-            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages));
-        count.and_then(|c| c.parse().ok()).unwrap_or(0)
+        self.deployment.queue.approximate_count().await.expect("GetQueueAttributes")
     }
 
     /// Sizes every item as it is now, then records what follows.
