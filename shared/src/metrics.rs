@@ -218,7 +218,9 @@ pub fn keep_invocation_values() {
 /// lines (dimension `Function`): one with the counts (`ColdStart` is 1 on a
 /// process's first; `ServerErrors` counts 5xx answers) and the latencies,
 /// and one per error status answered (`Errors`, dimensions `Function` and
-/// `Status`).
+/// `Status`). A count that is 0 is left out, and a line with nothing in it:
+/// CloudWatch Logs bills every byte, and a period without a point reads as
+/// none (the template's alarm fills it with 0).
 pub fn embedded_metrics(namespace: &str, function: &str, timestamp_ms: i64) -> Vec<String> {
     let mut printed = PRINTED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let values = VALUES.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_mut().map(std::mem::take);
@@ -244,11 +246,11 @@ pub fn embedded_metrics(namespace: &str, function: &str, timestamp_ms: i64) -> V
         ("Deliveries", since(&METRICS.deliveries, &mut printed.deliveries)),
         ("Retries", since(&METRICS.retries, &mut printed.retries)),
     ];
-    let mut names: Vec<serde_json::Value> =
-        counts.iter().map(|(name, _)| serde_json::json!({"Name": name, "Unit": "Count"})).collect();
+    let mut names = Vec::new();
     let mut line = serde_json::Map::new();
     line.insert("Function".into(), function.into());
-    for (name, count) in counts {
+    for (name, count) in counts.into_iter().filter(|&(_, count)| count > 0) {
+        names.push(serde_json::json!({"Name": name, "Unit": "Count"}));
         line.insert(name.into(), count.into());
     }
     for (name, latencies) in [("TurnLatency", values.turns), ("CallLatency", values.calls)] {
@@ -262,8 +264,11 @@ pub fn embedded_metrics(namespace: &str, function: &str, timestamp_ms: i64) -> V
             {"Namespace": namespace, "Dimensions": dimensions, "Metrics": metrics}
         ]})
     };
-    line.insert("_aws".into(), envelope(serde_json::json!([["Function"]]), names.into()));
-    let mut lines = vec![serde_json::Value::Object(line).to_string()];
+    let mut lines = Vec::new();
+    if !names.is_empty() {
+        line.insert("_aws".into(), envelope(serde_json::json!([["Function"]]), names.into()));
+        lines.push(serde_json::Value::Object(line).to_string());
+    }
     for (status, count) in errors {
         let metrics = serde_json::json!([{"Name": "Errors", "Unit": "Count"}]);
         let aws = envelope(serde_json::json!([["Function", "Status"]]), metrics);

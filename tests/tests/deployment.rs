@@ -174,8 +174,12 @@ fn the_dashboard_and_alarms_read_metrics_the_functions_print() {
     use hookline_core::metrics;
     metrics::keep_invocation_values();
     metrics::turn(std::time::Duration::from_millis(3));
-    metrics::call(std::time::Duration::from_millis(2), true);
+    // Every count once: one that is 0 is not declared.
+    metrics::call(std::time::Duration::from_millis(2), false);
     metrics::responded(404);
+    metrics::responded(503);
+    metrics::delivered();
+    metrics::retried();
     let declared: Vec<String> = metrics::embedded_metrics("Hookline/stack", "webhook", 0)
         .iter()
         .flat_map(|line| {

@@ -216,7 +216,12 @@ async fn the_conversation_is_kept_deflated_and_older_items_still_read() {
     let conversation = store.load(&key).await.unwrap().unwrap();
     let json = serde_json::to_string(&conversation).unwrap();
     let state = item["state"].as_b().unwrap().as_ref().len();
-    assert!(state * 2 < json.len(), "{state} bytes deflated, {} as JSON", json.len());
+    let inflated = miniz_oxide::inflate::decompress_to_vec(item["state"].as_b().unwrap().as_ref()).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&inflated).unwrap(),
+        serde_json::to_value(&conversation).unwrap()
+    );
+    assert!(state < json.len(), "{state} bytes deflated, {} as JSON", json.len());
     assert!(!item.contains_key("conversation"));
 
     // As an older version wrote it.

@@ -113,11 +113,19 @@ pub struct Bot {
     signing_keys: Vec<SigningKey>,
     instance_keys: HashMap<String, Vec<SigningKey>>,
     verify_tokens: HashMap<String, String>,
+    /// Some node sends the transcript (a webhook node): without one, the
+    /// session keeps none, and its item stays small.
+    keeps_transcript: bool,
 }
 
 impl Bot {
     pub fn id(&self) -> &str {
         &self.def.id
+    }
+
+    /// Whether sessions keep a transcript: only a webhook node reads it.
+    pub fn keeps_transcript(&self) -> bool {
+        self.keeps_transcript
     }
 
     /// The instance named in the URL, or the first instance of that version.
@@ -359,6 +367,7 @@ pub fn check(
         signing_keys: outcome.signing_keys,
         instance_keys: outcome.instance_keys,
         verify_tokens: outcome.verify_tokens,
+        keeps_transcript: def.tasks.iter().flat_map(|t| t.nodes.values()).any(|n| matches!(n, Node::Webhook(_))),
         def,
     };
     (Some(bot), diagnostics)

@@ -511,8 +511,12 @@ impl<'a> Run<'a> {
         self.outputs.push(Output::Text(text.to_string()));
     }
 
-    /// The `Bot:` / `User:` lines webhook nodes send as `conversation`.
+    /// The `Bot:` / `User:` lines webhook nodes send as `conversation`
+    /// (kept only for a bot that has one).
     fn transcript(&mut self, who: &str, text: &str) {
+        if !self.bot.keeps_transcript() {
+            return;
+        }
         self.session.transcript.push(format!("{who}: {text}"), MAX_TRANSCRIPT_LINES, MAX_TRANSCRIPT_BYTES);
     }
 

@@ -464,6 +464,19 @@ fn a_sync_webhook_waits_for_its_call_with_the_context_and_transcript() {
 }
 
 #[test]
+fn only_a_bot_with_a_webhook_node_keeps_a_transcript() {
+    let with = bot(BOT);
+    let session = after(&with, &["hello", "news"]).expect("a session");
+    assert_eq!(session.transcript.text().lines().next(), Some("User: hello"), "{:?}", session.transcript);
+    let without = bot(r#"
+tasks:
+  - { id: greet, name: greet, triggers: { phrases: [hello] }, start: hi, nodes: { hi: { type: message, text: Hi } } }
+"#);
+    let session = after(&without, &["hello", "what?"]).expect("a session");
+    assert_eq!(session.transcript, Transcript::default(), "nothing reads it");
+}
+
+#[test]
 fn an_async_webhook_is_an_effect_and_the_flow_goes_on() {
     let bot = bot(BOT);
     let turn = run_turn(&bot, after(&bot, &["lead"]), text("ann@example.com"), &ctx());
