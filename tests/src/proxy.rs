@@ -55,6 +55,11 @@ impl Proxy {
         self.fault.send_replace(fault);
     }
 
+    /// The fault now in force (a `LoseAnswer` is gone once it struck).
+    pub fn fault(&self) -> Fault {
+        *self.fault.borrow()
+    }
+
     /// Waits (up to ten seconds) until `count` connections in all have been
     /// refused or blackholed: a fault measured in the caller's attempts, not
     /// in time.

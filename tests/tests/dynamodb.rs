@@ -9,8 +9,8 @@ use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
-use hookline_core::adapters::store::DynamoStore;
-use hookline_core::app::records::Direction;
+use hookline_core::adapters::store::{DynamoStore, ItemFormat};
+use hookline_core::app::records::{Conversation, Direction, LogEntry};
 use hookline_core::app::store::{Conversations, Stores, TurnWrite};
 use hookline_core::ids::ConversationKey;
 use hookline_core::process::Settings;
@@ -53,16 +53,31 @@ async fn recorded_store() -> (Arc<DynamoStore>, Recorder, String) {
     (Arc::new(store), recorder, table)
 }
 
+/// A plain turn reads the conversation and puts it back, holding its log
+/// entries; every few turns the entries held so far move to a log item,
+/// put first. The log reads them all, in order.
 #[tokio::test]
-async fn a_plain_text_turn_is_one_read_and_one_transactional_write() {
+async fn a_plain_text_turn_is_one_read_and_one_conditioned_put() {
     let (store, recorder, _) = recorded_store().await;
-    let server = Server::start_with(Stores::of(store), Settings::default()).await;
+    let server = Server::start_with(Stores::of(store.clone()), Settings::default()).await;
     recorder.take(); // the server's start: finding the table's stream
-    for text in ["hello", "balance", "sign up", "Zoe", "not-an-email"] {
+    let said = ["hello", "balance", "sign up", "Zoe", "not-an-email", "zoe@example.com", "hello", "balance"];
+    let mut moves = 0;
+    for text in said {
         let reply = server.say("zoe", text).await;
         assert_eq!(reply.status, 200);
-        assert_eq!(recorder.take(), ["GetItem", "TransactWriteItems"], "turn {text:?}");
+        match recorder.take().as_slice() {
+            [get, put] if get == "GetItem" && put == "PutItem" => {}
+            [get, moved, put] if get == "GetItem" && moved == "PutItem" && put == "PutItem" => moves += 1,
+            other => panic!("turn {text:?}: {other:?}"),
+        }
     }
+    assert!((1..said.len()).contains(&moves), "{moves} turns moved entries");
+    let log = store.read_log(&ConversationKey::new(TEST_BOT, "zoe"), None, 100).await.unwrap();
+    let seqs: Vec<u64> = log.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+    let texts: Vec<&str> = log.iter().filter_map(|e| e.body["request"]["message"]["val"].as_str()).collect();
+    assert_eq!(texts, said);
 }
 
 #[tokio::test]
@@ -70,7 +85,9 @@ async fn items_are_keyed_by_bot_and_user_and_expire() {
     let client = dynamodb_client().await;
     let (store, table) = dynamo_store(client.clone()).await;
     let server = Server::start_with(Stores::of(Arc::new(store)), Settings::default()).await;
-    server.say("yuri", "balance").await;
+    for _ in 0..4 {
+        server.say("yuri", "balance").await;
+    }
 
     let ttl = client.describe_time_to_live().table_name(&table).send().await.unwrap();
     let ttl = ttl.time_to_live_description().unwrap();
@@ -85,7 +102,8 @@ async fn items_are_keyed_by_bot_and_user_and_expire() {
         .await
         .unwrap();
     let sks: Vec<&str> = items.items().iter().map(|i| i["sk"].as_s().unwrap().as_str()).collect();
-    // The turn's three entries (the message, two answers) in one item.
+    // The first turns' entries (each a message and two answers) moved out
+    // of the conversation's item together, keyed by the first.
     assert_eq!(sks, ["MSG#000000000000", "SESSION"]);
     // Log entries expire after the retention (30 days); the conversation item
     // a day later, so its seq counter outlives them.
@@ -95,8 +113,8 @@ async fn items_are_keyed_by_bot_and_user_and_expire() {
         assert!((expires - (now() + days * 86_400)).abs() < 120, "expiresAt {expires}");
     }
     let session = items.items().iter().find(|i| i["sk"].as_s().unwrap() == "SESSION").unwrap();
-    assert_eq!(session["version"].as_n().unwrap(), "1");
-    assert_eq!(session["nextSeq"].as_n().unwrap(), "3");
+    assert_eq!(session["version"].as_n().unwrap(), "4");
+    assert_eq!(session["nextSeq"].as_n().unwrap(), "12");
 }
 
 #[tokio::test]
@@ -217,11 +235,12 @@ async fn the_conversation_is_kept_deflated_and_older_items_still_read() {
     let json = serde_json::to_string(&conversation).unwrap();
     let state = item["state"].as_b().unwrap().as_ref().len();
     let inflated = miniz_oxide::inflate::decompress_to_vec(item["state"].as_b().unwrap().as_ref()).unwrap();
-    assert_eq!(
-        serde_json::from_slice::<serde_json::Value>(&inflated).unwrap(),
-        serde_json::to_value(&conversation).unwrap()
-    );
-    assert!(state < json.len(), "{state} bytes deflated, {} as JSON", json.len());
+    assert!(state < inflated.len(), "{state} bytes deflated, {} as JSON", inflated.len());
+    let mut stored: serde_json::Value = serde_json::from_slice(&inflated).unwrap();
+    let held = stored.as_object_mut().unwrap().remove("log").unwrap();
+    assert!(!conversation.held_log.is_empty());
+    assert_eq!(held, serde_json::to_value(&conversation.held_log).unwrap(), "the entries held beside it");
+    assert_eq!(stored, serde_json::to_value(&conversation).unwrap());
     assert!(!item.contains_key("conversation"));
 
     // As an older version wrote it.
@@ -229,6 +248,7 @@ async fn the_conversation_is_kept_deflated_and_older_items_still_read() {
     older.remove("state");
     older.insert("conversation".into(), AttributeValue::S(json));
     client.put_item().table_name(&table).set_item(Some(older)).send().await.unwrap();
+    let conversation = Conversation { held_log: Vec::new(), ..conversation };
     assert_eq!(store.load(&key).await.unwrap().unwrap(), conversation);
     assert_eq!(server.say("cleo", "Cleo").await.status, 200);
     let carried_on = store.load(&key).await.unwrap().unwrap();
@@ -236,39 +256,55 @@ async fn the_conversation_is_kept_deflated_and_older_items_still_read() {
     assert_eq!(carried_on.session.unwrap().context["name"], "Cleo");
 }
 
-/// A turn's entries share an item: the log reads the same from any seq, an
-/// entry written alone (as before) among them.
+/// Turns of `format` on `key`'s conversation, each with `entries` of its
+/// own, through the store's port as the turn code writes them.
+async fn write_turns(store: &DynamoStore, key: &ConversationKey, turns: usize, entries: u64) {
+    for _ in 0..turns {
+        let mut conversation = store.load(key).await.unwrap().unwrap_or_default();
+        let log: Vec<LogEntry> = (conversation.next_seq..conversation.next_seq + entries).map(entry).collect();
+        conversation.next_seq += entries;
+        let write = TurnWrite { log: &log, ..TurnWrite::of(&conversation, conversation.version, now() + 3600) };
+        store.save_turn(key, write).await.unwrap();
+    }
+}
+
+/// A log entry of a few hundred bytes that deflate little.
+fn entry(seq: u64) -> LogEntry {
+    LogEntry {
+        seq,
+        direction: if seq.is_multiple_of(2) { Direction::In } else { Direction::Out },
+        message_id: format!("ms-{}", uuid::Uuid::new_v4()),
+        trace_id: format!("tr-{}", uuid::Uuid::new_v4().simple()),
+        created_on: "2026-11-30T10:00:00.000Z".into(),
+        session_id: Some("se-1".into()),
+        body: serde_json::json!({"type": "text", "val": format!("{seq}: {}", uuid::Uuid::new_v4())}),
+    }
+}
+
+/// The log reads the same from any seq across every form its entries were
+/// written in: each an item (legacy), a turn an item, held in the
+/// conversation's item and moved out of it.
 #[tokio::test]
-async fn the_log_reads_from_any_seq_across_a_turns_item() {
+async fn the_log_reads_from_any_seq_across_its_forms() {
     let client = dynamodb_client().await;
     let (store, table) = dynamo_store(client.clone()).await;
-    let store = Arc::new(store);
-    let server = Server::start_with(Stores::of(store.clone()), Settings::default()).await;
     let key = ConversationKey::new(TEST_BOT, "lou");
-    for text in ["balance", "hello", "balance"] {
-        server.say("lou", text).await;
+    for format in [ItemFormat::Legacy, ItemFormat::Turns, ItemFormat::Compact] {
+        write_turns(&DynamoStore::new(client.clone(), &table).writing(format), &key, 4, 2).await;
     }
-    let whole = store.read_log(&key, None, 100).await.unwrap();
-    let seqs: Vec<u64> = whole.iter().map(|e| e.seq).collect();
-    assert_eq!(seqs, (0..8).collect::<Vec<u64>>());
+    let pk = AttributeValue::S(format!("BOT#{TEST_BOT}#USER#lou"));
+    let items = client.query().table_name(&table).key_condition_expression("pk = :pk");
+    let items = items.expression_attribute_values(":pk", pk).send().await.unwrap();
+    let sks: Vec<&str> = items.items().iter().map(|i| i["sk"].as_s().unwrap().as_str()).collect();
+    let legacy = (0..8).map(|seq| format!("MSG#{seq:012}"));
+    let turns = (8..16).step_by(2).map(|seq| format!("MSG#{seq:012}"));
+    assert!(sks.iter().map(|s| s.to_string()).take(12).eq(legacy.chain(turns)), "{sks:?}");
+    assert_eq!(sks.last(), Some(&"SESSION"));
+    assert!(store.load(&key).await.unwrap().unwrap().held_log.len() >= 2, "the latest held");
 
-    // As an older version wrote an entry: alone, as JSON text.
-    let mut older = whole[7].clone();
-    older.seq = 8;
-    older.message_id = "ms-older".into();
-    let item = [
-        ("pk", AttributeValue::S(format!("BOT#{TEST_BOT}#USER#lou"))),
-        ("sk", AttributeValue::S("MSG#000000000008".into())),
-        ("seq", AttributeValue::N("8".into())),
-        ("expiresAt", AttributeValue::N((now() + 3600).to_string())),
-        ("entry", AttributeValue::S(serde_json::to_string(&older).unwrap())),
-    ];
-    let put =
-        client.put_item().table_name(&table).set_item(Some(item.into_iter().map(|(k, v)| (k.into(), v)).collect()));
-    put.send().await.unwrap();
-    let mut all = whole.clone();
-    all.push(older);
-    for after in [None].into_iter().chain((0..9).map(Some)) {
+    let all = store.read_log(&key, None, 100).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), (0..24).collect::<Vec<u64>>());
+    for after in [None].into_iter().chain((0..24).map(Some)) {
         for limit in [1, 2, 5, 100] {
             let read = store.read_log(&key, after, limit).await.unwrap();
             let from = after.map_or(0, |a| a as usize + 1);
@@ -278,11 +314,47 @@ async fn the_log_reads_from_any_seq_across_a_turns_item() {
     }
 }
 
+/// A writer that read the conversation before others moved its entries
+/// out never shrinks the log item they moved to: its own move is refused,
+/// its turn conflicts, and every entry stays.
+#[tokio::test]
+async fn a_late_writer_never_shrinks_moved_entries() {
+    let client = dynamodb_client().await;
+    let (store, table) = dynamo_store(client.clone()).await;
+    let key = ConversationKey::new(TEST_BOT, "lea");
+    write_turns(&store, &key, 1, 1).await;
+    let late = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(late.held_log.len(), 1);
+    write_turns(&store, &key, 1, 1).await;
+    assert_eq!(store.load(&key).await.unwrap().unwrap().held_log.len(), 2, "both held");
+    // Another writes a turn the older way: the held two move to MSG#0.
+    let turns = DynamoStore::new(client.clone(), &table).writing(ItemFormat::Turns);
+    write_turns(&turns, &key, 1, 1).await;
+
+    // The late writer (its view: entry 0 held) moves entry 0, then puts.
+    let mut conversation = late.clone();
+    let log = [entry(1)];
+    conversation.next_seq = 2;
+    let write = TurnWrite { log: &log, ..TurnWrite::of(&conversation, late.version, now() + 3600) };
+    let refused = turns.save_turn(&key, write).await;
+    assert!(matches!(refused, Err(hookline_core::error::Error::Conflict)), "{refused:?}");
+    let read = store.read_log(&key, None, 10).await.unwrap();
+    assert_eq!(read.iter().map(|e| e.seq).collect::<Vec<_>>(), [0, 1, 2]);
+    let moved = client
+        .get_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S(format!("BOT#{TEST_BOT}#USER#lea")))
+        .key("sk", AttributeValue::S("MSG#000000000000".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.item().unwrap()["lastSeq"].as_n().unwrap(), "1", "still both");
+}
+
 /// A large turn is paged over items; the log reads from inside any of them,
 /// and an expired item left behind (TTL deletes late) is not read.
 #[tokio::test]
 async fn a_large_turn_spans_items_and_expired_items_are_not_read() {
-    use hookline_core::app::records::{Conversation, LogEntry};
     let client = dynamodb_client().await;
     let (store, table) = dynamo_store(client.clone()).await;
     let key = ConversationKey::new(TEST_BOT, "max");

@@ -435,7 +435,7 @@ async fn a_table_unreachable_at_the_write_answers_503_and_stores_nothing() {
     let proxy = Proxy::start(&aws_endpoint()).await;
     let (server, store) = on_proxied_table(&proxy).await;
     assert_eq!(server.say("vic", "hello").await.status, 200);
-    proxy.set(Fault::CutRequests("TransactWriteItems"));
+    proxy.set(Fault::CutRequests("version = :v"));
     let refused = server.say("vic", "balance").await;
     assert_eq!((refused.status, refused.error_msg().as_str()), (503, "Service temporarily unavailable"));
     proxy.set(Fault::None);
@@ -473,9 +473,10 @@ async fn a_write_whose_answer_is_lost_is_answered_from_the_log_not_run_twice() {
     let proxy = Proxy::start(&aws_endpoint()).await;
     let (server, store) = on_proxied_table(&proxy).await;
     assert_eq!(server.say("wes", "hello").await.status, 200);
-    proxy.set(Fault::LoseAnswer("TransactWriteItems"));
+    proxy.set(Fault::LoseAnswer("version = :v"));
     let answered = server.say("wes", "balance").await;
     assert_eq!(answered.status, 200, "{}", answered.body);
+    assert_eq!(proxy.fault(), Fault::None, "the conversation's put lost its answer");
     let again = server.say("wes", "balance").await;
     assert_eq!(answered.texts(), again.texts(), "answered as the turn ran");
     assert_eq!(logged(&store, "wes").await, ["hello", "balance", "balance"], "each message logged once");

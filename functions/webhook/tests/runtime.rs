@@ -127,41 +127,67 @@ async fn without_a_region_the_cold_start_names_the_variable() {
 
 /// While a deployment from before the compact items is upgraded,
 /// HOOKLINE_ITEM_FORMAT=legacy writes as its functions read: the
-/// conversation as JSON text, each log entry an item of its own. Another
-/// value stops the cold start saying which are allowed.
+/// conversation as JSON text, each log entry an item of its own; `turns`,
+/// as those from commit 5437eba read: a turn's entries in an item of their
+/// own, none held in the conversation's. Another value stops the cold start
+/// saying which are allowed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upgrade_can_write_legacy_items() {
+async fn an_upgrade_can_write_older_items() {
     let deployment = Deployment::on_emulator().await;
     let binary = Path::new(env!("CARGO_BIN_EXE_webhook"));
     let mut env = deployment.env.clone();
-    env.push(("HOOKLINE_ITEM_FORMAT", "legacy".to_string()));
-    let function = LambdaRuntime::start(binary, &env).await;
-    let token = format!("bearer {}", deployment.token("uma"));
-    let headers = [("authorization", token.as_str()), ("content-type", "application/json")];
-    let body = json!({"message": {"type": "text", "val": "hello"}, "from": {"id": "uma"}});
-    let event = http_event("POST", &format!("/chatbot/v2/webhook/{HELLO_BOT}"), &headers, body.to_string().as_bytes());
-    assert_eq!(function.invoke_http(event).await["statusCode"], 200);
-    let items = hookline_tests::dynamodb_client()
-        .await
-        .query()
-        .table_name(&deployment.table)
-        .key_condition_expression("pk = :pk")
-        .expression_attribute_values(":pk", AttributeValue::S(format!("BOT#{HELLO_BOT}#USER#uma")))
-        .send()
-        .await
-        .unwrap();
-    let items = items.items();
-    let sks: Vec<&str> = items.iter().map(|i| i["sk"].as_s().unwrap().as_str()).collect();
-    assert_eq!(sks, ["MSG#000000000000", "MSG#000000000001", "SESSION"]);
-    let entry: serde_json::Value = serde_json::from_str(items[1]["entry"].as_s().unwrap()).unwrap();
-    assert_eq!((&entry["seq"], &entry["direction"]), (&json!(1), &json!("out")));
-    let conversation: serde_json::Value = serde_json::from_str(items[2]["conversation"].as_s().unwrap()).unwrap();
-    assert_eq!(conversation["nextSeq"], 2);
-    assert!(!items[2].contains_key("state"));
+    for (format, user) in [("legacy", "uma"), ("turns", "ule"), ("compact", "uli")] {
+        let mut env = env.clone();
+        env.push(("HOOKLINE_ITEM_FORMAT", format.to_string()));
+        let function = LambdaRuntime::start(binary, &env).await;
+        let token = format!("bearer {}", deployment.token(user));
+        let headers = [("authorization", token.as_str()), ("content-type", "application/json")];
+        let body = json!({"message": {"type": "text", "val": "hello"}, "from": {"id": user}});
+        let path = format!("/chatbot/v2/webhook/{HELLO_BOT}");
+        let event = http_event("POST", &path, &headers, body.to_string().as_bytes());
+        assert_eq!(function.invoke_http(event).await["statusCode"], 200);
+        let items = hookline_tests::dynamodb_client()
+            .await
+            .query()
+            .table_name(&deployment.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(format!("BOT#{HELLO_BOT}#USER#{user}")))
+            .send()
+            .await
+            .unwrap();
+        let items = items.items();
+        let sks: Vec<&str> = items.iter().map(|i| i["sk"].as_s().unwrap().as_str()).collect();
+        let inflate = |item: &std::collections::HashMap<String, AttributeValue>, name: &str| -> serde_json::Value {
+            let bytes = miniz_oxide::inflate::decompress_to_vec(item[name].as_b().unwrap().as_ref()).unwrap();
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        let (entries, conversation) = match format {
+            "legacy" => {
+                assert_eq!(sks, ["MSG#000000000000", "MSG#000000000001", "SESSION"]);
+                assert!(!items[2].contains_key("state"));
+                let entry: serde_json::Value = serde_json::from_str(items[1]["entry"].as_s().unwrap()).unwrap();
+                assert_eq!(entry["seq"], 1);
+                (json!([entry]), serde_json::from_str(items[2]["conversation"].as_s().unwrap()).unwrap())
+            }
+            "turns" => {
+                assert_eq!(sks, ["MSG#000000000000", "SESSION"]);
+                (inflate(&items[0], "log"), inflate(&items[1], "state"))
+            }
+            _ => {
+                assert_eq!(sks, ["SESSION"], "the entries held");
+                let conversation = inflate(&items[0], "state");
+                (conversation["log"].clone(), conversation)
+            }
+        };
+        let seqs: Vec<&serde_json::Value> = entries.as_array().unwrap().iter().map(|e| &e["seq"]).collect();
+        assert_eq!(seqs.last(), Some(&&json!(1)), "{format}: {entries}");
+        assert_eq!(conversation["nextSeq"], 2);
+        assert_eq!(conversation.get("log").is_some(), format == "compact", "{format}: {conversation}");
+    }
 
     env.push(("HOOKLINE_ITEM_FORMAT", "zipped".to_string()));
     let stderr = LambdaRuntime::failed_start(binary, &env).await;
-    assert!(stderr.contains("HOOKLINE_ITEM_FORMAT must be one of compact, legacy, got \"zipped\""), "{stderr}");
+    assert!(stderr.contains("HOOKLINE_ITEM_FORMAT must be one of compact, turns, legacy, got \"zipped\""), "{stderr}");
 }
 
 /// Through its function URL the webhook function answers the polls of its

@@ -20,6 +20,12 @@ pub struct Conversation {
     /// store beside the serialized conversation, not inside it.
     #[serde(skip)]
     pub version: u64,
+    /// The latest log entries, when the store keeps them in the
+    /// conversation's own item (DynamoDB, until they would take another
+    /// write unit), as read with it: written back with the next turn, or
+    /// moved to an item of their own first. Not part of its JSON.
+    #[serde(skip)]
+    pub held_log: Vec<LogEntry>,
     /// The seq the next log entry gets.
     #[serde(default)]
     pub next_seq: u64,

@@ -53,12 +53,13 @@ impl Common {
 
     fn table(&self) -> Result<Arc<DynamoStore>, ConfigError> {
         let store = DynamoStore::new(self.aws.dynamodb(), required("HOOKLINE_TABLE")?);
-        // While a stack whose functions read only the legacy form is upgraded.
+        // While a stack whose functions read only an older form is upgraded.
         let format = match std::env::var(ITEM_FORMAT).ok().as_deref().map(str::trim) {
             None | Some("" | "compact") => ItemFormat::Compact,
+            Some("turns") => ItemFormat::Turns,
             Some("legacy") => ItemFormat::Legacy,
             Some(other) => {
-                let (name, allowed, value) = (ITEM_FORMAT, "compact, legacy", other.to_string());
+                let (name, allowed, value) = (ITEM_FORMAT, "compact, turns, legacy", other.to_string());
                 return Err(ConfigError::NotOneOf { name, allowed, value });
             }
         };

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 /// Turns measured per kind, after a conversation of [`WARM_UP`].
-const TURNS: usize = 10;
+const TURNS: usize = 20;
 /// What a user said before the measured turns: the conversation item grows
 /// with its transcript and context, as a real one does.
 const WARM_UP: [&str; 20] = [
@@ -209,15 +209,14 @@ async fn main() {
                 meter.say(kind, &user, text).await;
             }
         }
+        // Each measured turn follows the last, so that a turn which moves
+        // the log entries held before it is measured too.
         for _ in 0..TURNS {
-            if matches!(kind, Kind::Service | Kind::Polled) {
-                meter.say(kind, &user, "weather").await;
-            }
             meter.start_measuring().await;
             match kind {
                 Kind::Upload => meter.upload(&user).await,
                 Kind::Text | Kind::Async => meter.say(kind, &user, "hello").await,
-                Kind::Service | Kind::Polled => meter.say(kind, &user, "Paris").await,
+                Kind::Service | Kind::Polled => meter.say(kind, &user, "forecast").await,
             }
             meter.stop_measuring().await;
         }

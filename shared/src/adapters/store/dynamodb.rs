@@ -25,18 +25,21 @@
 //!
 //! and the items of [`files`].
 //!
-//! The conversation's JSON is kept deflated (`state`); a turn's log entries
-//! are one item, deflated (`log`), keyed by the turn's first seq (larger
-//! turns: a few). DynamoDB bills writes by the kilobyte. Items in the legacy
-//! form (the conversation as JSON text, each entry an item of its own, as
-//! written before) still read, and are written in [`ItemFormat::Legacy`].
+//! The conversation's JSON is kept deflated (`state`), with its latest log
+//! entries; the others are in log items, deflated (`log`), each keyed by its
+//! first seq ([`log`]). DynamoDB bills writes by the kilobyte. Items in the
+//! older forms still read, and are written in [`ItemFormat::Turns`] and
+//! [`ItemFormat::Legacy`].
 //!
-//! A turn is one consistent GetItem and one TransactWriteItems: the
-//! conversation put is conditioned on its version, each log put on its key
-//! not existing (or having expired), so concurrent writers never lose or
-//! duplicate a message.
+//! A turn is one consistent GetItem and one PutItem conditioned on the
+//! conversation's version, so concurrent writers never lose or duplicate a
+//! message; the entries it moves out of the conversation's item are put
+//! first. A turn that writes more (poll records, a message's key, kept jobs,
+//! entries too large to hold, another conversation) writes it all in one
+//! TransactWriteItems.
 
 mod files;
+mod log;
 mod stream;
 
 pub use stream::owed_in_image;
@@ -48,7 +51,6 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
@@ -89,14 +91,19 @@ pub struct DynamoStore {
     format: ItemFormat,
 }
 
-/// How conversations and log entries are written.
+/// How conversations and log entries are written: the newest form, or one
+/// that older versions read, for their functions still running while a
+/// deployment is upgraded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ItemFormat {
-    /// Deflated, a turn's entries in one item.
+    /// Deflated, the latest log entries held in the conversation's item.
     #[default]
     Compact,
-    /// As versions before the compact form wrote (and read only): for
-    /// their functions still running while a deployment is upgraded.
+    /// Deflated, a turn's entries in an item of their own (what versions
+    /// from commit 5437eba read).
+    Turns,
+    /// The conversation's JSON as text, each entry an item of its own (what
+    /// versions before it read).
     Legacy,
 }
 
@@ -112,10 +119,6 @@ fn s(value: impl Into<String>) -> AttributeValue {
 
 fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
-}
-
-fn log_sk(seq: u64) -> String {
-    format!("MSG#{seq:012}")
 }
 
 fn outbox_sk(version: u64) -> String {
@@ -151,32 +154,39 @@ fn key_item(record: &KeyRecord) -> Result<Item> {
     ]))
 }
 
-/// The conversation's attribute: its JSON, deflated. DynamoDB bills a write
-/// by the kilobyte, and the JSON (its transcript most of all) shrinks to a
-/// third or so.
+/// The conversation's attribute: its JSON, with the log entries it holds
+/// (`log`), deflated. DynamoDB bills a write by the kilobyte, and the JSON
+/// shrinks to a half or a third.
 pub const STATE: &str = "state";
-/// A log item's attribute: its entries' JSON array, deflated.
-const LOG: &str = "log";
-/// A legacy log item's attribute: its one entry's JSON text.
-const LEGACY_ENTRY: &str = "entry";
-/// The highest seq a log item's key can name.
-const MAX_SEQ: u64 = 999_999_999_999;
-/// A log item's entries take at most this much JSON, before deflating.
-const LOG_PAGE_BYTES: usize = 300 * 1024;
 /// The attribute older writes kept the conversation in, as JSON text.
 pub const CONVERSATION_JSON: &str = "conversation";
 
-fn deflate(conversation: &Conversation) -> Result<Vec<u8>> {
-    let json = serde_json::to_vec(conversation).map_err(|e| Error::Internal(e.to_string()))?;
+/// A `state` attribute's JSON: the conversation's, and the entries held.
+#[derive(serde::Serialize)]
+struct State<'a> {
+    #[serde(flatten)]
+    conversation: &'a Conversation,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    log: &'a [&'a LogEntry],
+}
+
+fn deflate(conversation: &Conversation, held: &[&LogEntry]) -> Result<Vec<u8>> {
+    let json = serde_json::to_vec(&State { conversation, log: held }).map_err(|e| Error::Internal(e.to_string()))?;
     Ok(miniz_oxide::deflate::compress_to_vec(&json, 6))
 }
 
-/// The conversation in a `state` attribute's bytes.
+fn inflate_json(state: &[u8]) -> Result<Vec<u8>> {
+    // A conversation's JSON and the entries it holds are capped well below this.
+    miniz_oxide::inflate::decompress_to_vec_with_limit(state, 4 << 20)
+        .map_err(|e| Error::Storage(format!("unreadable {STATE}: {e}")))
+}
+
+/// The conversation in a `state` attribute's bytes, with the entries held.
 pub fn inflate(state: &[u8]) -> Result<Conversation> {
-    // A conversation's JSON is capped well below this.
-    let json = miniz_oxide::inflate::decompress_to_vec_with_limit(state, 4 << 20)
-        .map_err(|e| Error::Storage(format!("unreadable {STATE}: {e}")))?;
-    serde_json::from_slice(&json).map_err(|e| Error::Storage(format!("unreadable {STATE}: {e}")))
+    let json = inflate_json(state)?;
+    let conversation: Conversation =
+        serde_json::from_slice(&json).map_err(|e| Error::Storage(format!("unreadable {STATE}: {e}")))?;
+    Ok(Conversation { held_log: log::held_in(&json)?, ..conversation })
 }
 
 /// A conversation item's conversation, from either form.
@@ -371,16 +381,10 @@ impl DynamoStore {
         }
     }
 
-    /// The items of one conversation's write, each with its condition.
-    fn turn_items(&self, key: &ConversationKey, write: &TurnWrite<'_>) -> Result<Vec<TransactWriteItem>> {
+    /// One conversation's write: the log items it moves out of the
+    /// conversation's item first, then its puts, each with its condition.
+    fn turn_items(&self, key: &ConversationKey, write: &TurnWrite<'_>) -> Result<TurnItems> {
         let pk = partition_key(key);
-        let (name, state) = match self.format {
-            ItemFormat::Legacy => {
-                let json = serde_json::to_string(write.conversation).map_err(|e| Error::Internal(e.to_string()))?;
-                (CONVERSATION_JSON, s(json))
-            }
-            ItemFormat::Compact => (STATE, AttributeValue::B(Blob::new(deflate(write.conversation)?))),
-        };
         let mut conversation = HashMap::from([
             ("pk".to_string(), s(&pk)),
             ("sk".to_string(), s(SESSION_SK)),
@@ -388,7 +392,6 @@ impl DynamoStore {
             ("nextSeq".to_string(), n(write.conversation.next_seq)),
             // Outlives its log entries, so seq never restarts under them.
             ("expiresAt".to_string(), n(write.expires_at + CONVERSATION_GRACE_SECS)),
-            (name.to_string(), state),
         ]);
         if let Some(closure) = &write.conversation.idle_closure {
             conversation.insert("idleShard".to_string(), s(idle_shard(&pk)));
@@ -397,137 +400,93 @@ impl DynamoStore {
         if write.owes.is_some() {
             conversation.insert(OWES.to_string(), n(write.expected_version + 1));
         }
-        let mut items = vec![if write.expected_version == 0 {
-            self.put(conversation, "attribute_not_exists(pk)", None)?
-        } else {
-            self.put(conversation, "version = :v", Some((":v", n(write.expected_version))))?
-        }];
-        // A turn's entries go in one item (or more, when large), keyed by its first seq.
-        let pages = match self.format {
-            ItemFormat::Compact => log_pages(write.log),
-            ItemFormat::Legacy => write.log.chunks(1).collect(),
+        let base = log::item_size(&conversation) + STATE.len();
+        let held = &write.conversation.held_log;
+        let plan = log::LogPlan::of(self.format, held, write.log, base, |held| deflate(write.conversation, held))?;
+        match plan.state {
+            Some(state) => conversation.insert(STATE.to_string(), AttributeValue::B(Blob::new(state))),
+            None => {
+                let json = serde_json::to_string(write.conversation).map_err(|e| Error::Internal(e.to_string()))?;
+                conversation.insert(CONVERSATION_JSON.to_string(), s(json))
+            }
         };
-        for entries in pages {
-            let log = match self.format {
-                ItemFormat::Compact => {
-                    let json = serde_json::to_vec(entries).map_err(|e| Error::Internal(e.to_string()))?;
-                    (LOG, AttributeValue::B(Blob::new(miniz_oxide::deflate::compress_to_vec(&json, 6))))
-                }
-                ItemFormat::Legacy => {
-                    let json = serde_json::to_string(&entries[0]).map_err(|e| Error::Internal(e.to_string()))?;
-                    (LEGACY_ENTRY, s(json))
-                }
-            };
-            let item = HashMap::from([
-                ("pk".to_string(), s(&pk)),
-                ("sk".to_string(), s(log_sk(entries[0].seq))),
-                ("seq".to_string(), n(entries[0].seq)),
-                ("expiresAt".to_string(), n(write.expires_at)),
-                (log.0.to_string(), log.1),
-            ]);
-            // A leftover item past its expiry (TTL deletes late) may be replaced.
-            let now = n(chrono::Utc::now().timestamp());
-            items.push(self.put(item, "attribute_not_exists(pk) OR expiresAt < :now", Some((":now", now)))?);
+        let moved = plan.moved.iter().map(|entries| log::log_item(&pk, entries, write.expires_at, self.format));
+        let mut puts = vec![if write.expected_version == 0 {
+            Conditioned::new(conversation, "attribute_not_exists(pk)")
+        } else {
+            Conditioned::new(conversation, "version = :v").with(":v", n(write.expected_version))
+        }];
+        let now = n(chrono::Utc::now().timestamp());
+        for entries in plan.items {
+            let item = log::log_item(&pk, entries, write.expires_at, self.format)?;
+            puts.push(Conditioned::new(item, log::NEW_ONLY).with(":now", now.clone()));
         }
         if let Some(jobs) = write.owes.filter(|jobs| !jobs.is_empty()) {
             let body = serde_json::to_string(jobs).map_err(|e| Error::Internal(e.to_string()))?;
-            let item = HashMap::from([
+            puts.push(Conditioned::always(HashMap::from([
                 ("pk".to_string(), s(&pk)),
                 ("sk".to_string(), s(outbox_sk(write.expected_version + 1))),
                 ("expiresAt".to_string(), n(write.expires_at)),
                 ("jobs".to_string(), s(body)),
-            ]);
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .build()
-                .map_err(|e| storage("TransactWriteItems", e))?;
-            items.push(TransactWriteItem::builder().put(put).build());
+            ])));
         }
         let records = write.polls.iter().map(poll_item);
         for item in records.chain(write.key.map(key_item)) {
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item?))
-                .build()
-                .map_err(|e| storage("TransactWriteItems", e))?;
-            items.push(TransactWriteItem::builder().put(put).build());
+            puts.push(Conditioned::always(item?));
         }
-        Ok(items)
+        Ok(TurnItems { moved: moved.collect::<Result<_>>()?, puts })
     }
 
-    /// A consistent query of the conversation's log items that start from seq `from` to `to`.
-    fn log_query(&self, key: &ConversationKey, from: u64, to: u64) -> QueryFluentBuilder {
-        self.client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
-            .expression_attribute_values(":pk", s(partition_key(key)))
-            .expression_attribute_values(":from", s(log_sk(from)))
-            .expression_attribute_values(":to", s(log_sk(to)))
-            .consistent_read(true)
-    }
-
-    /// The entries of the live log item that starts last before seq `before`.
-    async fn log_item_before(&self, key: &ConversationKey, before: u64, now: i64) -> Result<Vec<LogEntry>> {
-        let page = self
-            .log_query(key, 0, before.saturating_sub(1))
-            .scan_index_forward(false)
-            .limit(1)
-            .send()
-            .await
-            .map_err(|e| storage("Query", e))?;
-        match page.items().first().filter(|item| live(item, now)) {
-            Some(item) => log_entries(item),
-            None => Ok(Vec::new()),
+    /// Puts the log items of entries held before (`log::GROWS_ONLY`): one
+    /// that does not grow an item is there already.
+    async fn move_held(&self, items: Vec<Item>) -> Result<()> {
+        for item in items {
+            let last = item.get("lastSeq").cloned().unwrap_or_else(|| n(0));
+            let now = n(chrono::Utc::now().timestamp());
+            self.put_if(item, log::GROWS_ONLY, &[(":now", now), (":last", last)]).await?;
         }
+        Ok(())
+    }
+}
+
+/// One conversation's write: see [`DynamoStore::turn_items`].
+struct TurnItems {
+    moved: Vec<Item>,
+    puts: Vec<Conditioned>,
+}
+
+/// An item to put, and the condition it is put on.
+struct Conditioned {
+    item: Item,
+    condition: Option<&'static str>,
+    values: Vec<(&'static str, AttributeValue)>,
+}
+
+impl Conditioned {
+    fn new(item: Item, condition: &'static str) -> Self {
+        Self { item, condition: Some(condition), values: Vec::new() }
     }
 
-    fn put(&self, item: Item, condition: &str, values: Option<(&str, AttributeValue)>) -> Result<TransactWriteItem> {
+    fn always(item: Item) -> Self {
+        Self { item, condition: None, values: Vec::new() }
+    }
+
+    fn with(mut self, name: &'static str, value: AttributeValue) -> Self {
+        self.values.push((name, value));
+        self
+    }
+
+    fn transact_item(self, table: &str) -> Result<TransactWriteItem> {
+        let values = self.values.into_iter().map(|(name, value)| (name.to_string(), value)).collect();
         let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression(condition)
-            .set_expression_attribute_values(values.map(|(k, v)| HashMap::from([(k.to_string(), v)])))
+            .table_name(table)
+            .set_item(Some(self.item))
+            .set_condition_expression(self.condition.map(String::from))
+            .set_expression_attribute_values(Some(values).filter(|v: &HashMap<_, _>| !v.is_empty()))
             .build()
             .map_err(|e| storage("TransactWriteItems", e))?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
-}
-
-/// Whether an item has not yet expired (TTL deletes late).
-fn live(item: &Item, now: i64) -> bool {
-    let expires = item.get("expiresAt").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
-    expires.is_none_or(|at| at >= now)
-}
-
-/// A log item's entries: a turn's, deflated, or (legacy) one entry as JSON text.
-fn log_entries(item: &Item) -> Result<Vec<LogEntry>> {
-    let Some(log) = item.get(LOG).and_then(|v| v.as_b().ok()) else {
-        return Ok(vec![json_attr(item, LEGACY_ENTRY)?]);
-    };
-    let json = miniz_oxide::inflate::decompress_to_vec_with_limit(log.as_ref(), 4 << 20)
-        .map_err(|e| Error::Storage(format!("unreadable {LOG}: {e}")))?;
-    serde_json::from_slice(&json).map_err(|e| Error::Storage(format!("unreadable {LOG}: {e}")))
-}
-
-/// A turn's entries in pages of at most [`LOG_PAGE_BYTES`] of JSON (a
-/// single larger entry alone), each an item well within DynamoDB's 400 KB.
-fn log_pages(log: &[LogEntry]) -> Vec<&[LogEntry]> {
-    let mut pages = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, entry) in log.iter().enumerate() {
-        let size = crate::text::json_len(entry);
-        if i > start && bytes + size > LOG_PAGE_BYTES {
-            pages.push(&log[start..i]);
-            (start, bytes) = (i, 0);
-        }
-        bytes += size;
-    }
-    if start < log.len() {
-        pages.push(&log[start..]);
-    }
-    pages
 }
 
 /// New images: each write of a conversation as written, for the relay.
@@ -597,18 +556,36 @@ impl Conversations for DynamoStore {
         };
         let (version, next_seq) = (number("version")?, number("nextSeq")?);
         // TTL deletes late: an expired item is read as empty, but its version
-        // and seq counter stay in force until it is gone.
-        let expired = number("expiresAt")? < chrono::Utc::now().timestamp().max(0) as u64;
-        let conversation =
-            if expired { Conversation { next_seq, ..Conversation::default() } } else { conversation_attr(&item)? };
+        // and seq counter stay in force until it is gone. The entries it
+        // holds expire with the log, before it.
+        let (now, expires_at) = (chrono::Utc::now().timestamp().max(0) as u64, number("expiresAt")?);
+        let conversation = if expires_at < now {
+            Conversation { next_seq, ..Conversation::default() }
+        } else {
+            let conversation = conversation_attr(&item)?;
+            let held_log =
+                if expires_at < now + CONVERSATION_GRACE_SECS as u64 { Vec::new() } else { conversation.held_log };
+            Conversation { held_log, ..conversation }
+        };
         Ok(Some(Conversation { version, ..conversation }))
     }
 
     async fn save_turns(&self, writes: &[(&ConversationKey, TurnWrite<'_>)]) -> Result<()> {
-        let mut items = Vec::new();
+        let mut puts = Vec::new();
         for (key, write) in writes {
-            items.extend(self.turn_items(key, write)?);
+            let items = self.turn_items(key, write)?;
+            self.move_held(items.moved).await?;
+            puts.extend(items.puts);
         }
+        if let [put] = puts.as_slice()
+            && let Some(condition) = put.condition
+        {
+            // The conversation alone: a plain put, billed once.
+            let Some(put) = puts.pop() else { return Ok(()) };
+            let stored = self.put_if(put.item, condition, &put.values).await?;
+            return if stored { Ok(()) } else { Err(Error::Conflict) };
+        }
+        let items = puts.into_iter().map(|put| put.transact_item(&self.table)).collect::<Result<Vec<_>>>()?;
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(()),
             Err(SdkError::ServiceError(e)) => match e.into_err() {
@@ -630,48 +607,11 @@ impl Conversations for DynamoStore {
     }
 
     async fn read_log(&self, key: &ConversationKey, after_seq: Option<u64>, limit: usize) -> Result<Vec<LogEntry>> {
-        let from = after_seq.map_or(0, |s| s + 1);
         if limit == 0 {
             return Ok(Vec::new());
         }
-        // Seqs are contiguous: the items that start within the range hold
-        // all it asks for, but the one before may hold its start.
-        let to = from.saturating_add(limit as u64 - 1).min(MAX_SEQ);
-        let now = chrono::Utc::now().timestamp();
-        let mut items = Vec::new();
-        let mut start_key = None;
-        loop {
-            let page = self
-                .log_query(key, from, to)
-                .set_exclusive_start_key(start_key)
-                .send()
-                .await
-                .map_err(|e| storage("Query", e))?;
-            items.extend(page.items().iter().filter(|item| live(item, now)).cloned());
-            start_key = page.last_evaluated_key;
-            if start_key.is_none() {
-                break;
-            }
-        }
-        let starts_at = |item: &Item| item.get("seq").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u64>().ok());
-        let mut entries = Vec::new();
-        if from > 0 && items.first().and_then(starts_at) != Some(from) {
-            entries.extend(self.log_item_before(key, from, now).await?);
-        }
-        for item in &items {
-            entries.extend(log_entries(item)?);
-        }
-        // Within the range, each seq once, in order: a stale item (TTL
-        // deletes late) never interleaves.
-        let mut last = None;
-        entries.retain(|e| {
-            let keep = e.seq >= from && e.seq <= to && last.is_none_or(|l| e.seq > l);
-            if keep {
-                last = Some(e.seq);
-            }
-            keep
-        });
-        Ok(entries)
+        let from = after_seq.map_or(0, |s| s + 1);
+        self.log_between(key, from, from.saturating_add(limit as u64 - 1).min(log::MAX_SEQ)).await
     }
 
     async fn changes(&self) -> Result<Option<Box<dyn Changes>>> {
@@ -871,26 +811,6 @@ impl Polls for DynamoStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_turns_entries_are_paged_within_an_item() {
-        let entry = |seq: u64, bytes: usize| LogEntry {
-            seq,
-            direction: crate::app::records::Direction::Out,
-            message_id: format!("ms-{seq}"),
-            trace_id: "tr-1".into(),
-            created_on: String::new(),
-            session_id: None,
-            body: serde_json::Value::String("x".repeat(bytes)),
-        };
-        let small: Vec<LogEntry> = (0..3).map(|seq| entry(seq, 100)).collect();
-        assert_eq!(log_pages(&small), [&small[..]]);
-        // 120 KiB each: two fit in a page; one larger than a page goes alone.
-        let large = [entry(0, 120 << 10), entry(1, 120 << 10), entry(2, 120 << 10), entry(3, 350 << 10), entry(4, 10)];
-        let seqs: Vec<Vec<u64>> = log_pages(&large).iter().map(|p| p.iter().map(|e| e.seq).collect()).collect();
-        assert_eq!(seqs, [vec![0, 1], vec![2], vec![3], vec![4]]);
-        assert!(log_pages(&[]).is_empty());
-    }
 
     #[test]
     fn partition_keys_name_their_conversation_back() {

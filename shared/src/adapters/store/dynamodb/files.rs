@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 
-use super::{DynamoStore, Item, json_attr, n, s, storage};
+use super::{Conditioned, DynamoStore, Item, json_attr, n, s, storage};
 use crate::app::files::{ChunkRecord, FileRecord, FileStore, Upload};
 use crate::error::{Error, Result};
 
@@ -138,7 +138,7 @@ impl FileStore for DynamoStore {
             .map_err(|e| storage("TransactWriteItems", e))?;
         let items = vec![
             TransactWriteItem::builder().update(claim).build(),
-            self.put(file_item(file)?, "attribute_not_exists(pk)", None)?,
+            Conditioned::new(file_item(file)?, "attribute_not_exists(pk)").transact_item(&self.table)?,
         ];
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(true),

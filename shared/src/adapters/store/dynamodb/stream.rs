@@ -209,7 +209,7 @@ mod tests {
             (CONVERSATION_JSON, json.as_str()),
         ]);
         let attribute = |name: &str| image.get(name).copied();
-        let state = deflate(&conversation).unwrap();
+        let state = deflate(&conversation, &[]).unwrap();
         for state in [Some(state.as_slice()), None] {
             let owed = owed_in_image(attribute, state).expect("owes");
             assert_eq!(owed.key.user_id, "ann");
