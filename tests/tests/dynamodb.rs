@@ -315,40 +315,68 @@ async fn the_log_reads_from_any_seq_across_its_forms() {
 }
 
 /// A writer that read the conversation before others moved its entries
-/// out never shrinks the log item they moved to: its own move is refused,
-/// its turn conflicts, and every entry stays.
+/// out never shrinks the log item they moved to, in whatever form it
+/// writes: its own move is refused, its turn conflicts, and every entry
+/// stays, read from any seq.
 #[tokio::test]
 async fn a_late_writer_never_shrinks_moved_entries() {
     let client = dynamodb_client().await;
     let (store, table) = dynamo_store(client.clone()).await;
-    let key = ConversationKey::new(TEST_BOT, "lea");
-    write_turns(&store, &key, 1, 1).await;
-    let late = store.load(&key).await.unwrap().unwrap();
-    assert_eq!(late.held_log.len(), 1);
-    write_turns(&store, &key, 1, 1).await;
-    assert_eq!(store.load(&key).await.unwrap().unwrap().held_log.len(), 2, "both held");
-    // Another writes a turn the older way: the held two move to MSG#0.
-    let turns = DynamoStore::new(client.clone(), &table).writing(ItemFormat::Turns);
-    write_turns(&turns, &key, 1, 1).await;
+    for (late_format, user) in [(ItemFormat::Turns, "lea"), (ItemFormat::Legacy, "leo")] {
+        let key = ConversationKey::new(TEST_BOT, user);
+        write_turns(&store, &key, 2, 1).await;
+        let late = store.load(&key).await.unwrap().unwrap();
+        assert_eq!(late.held_log.len(), 2);
+        write_turns(&store, &key, 1, 1).await;
+        assert_eq!(store.load(&key).await.unwrap().unwrap().held_log.len(), 3, "all three held");
+        // Another writes a turn the older way: the held three move to MSG#0.
+        let turns = DynamoStore::new(client.clone(), &table).writing(ItemFormat::Turns);
+        write_turns(&turns, &key, 1, 1).await;
 
-    // The late writer (its view: entry 0 held) moves entry 0, then puts.
-    let mut conversation = late.clone();
-    let log = [entry(1)];
-    conversation.next_seq = 2;
-    let write = TurnWrite { log: &log, ..TurnWrite::of(&conversation, late.version, now() + 3600) };
-    let refused = turns.save_turn(&key, write).await;
-    assert!(matches!(refused, Err(hookline_core::error::Error::Conflict)), "{refused:?}");
-    let read = store.read_log(&key, None, 10).await.unwrap();
-    assert_eq!(read.iter().map(|e| e.seq).collect::<Vec<_>>(), [0, 1, 2]);
-    let moved = client
-        .get_item()
-        .table_name(&table)
-        .key("pk", AttributeValue::S(format!("BOT#{TEST_BOT}#USER#lea")))
-        .key("sk", AttributeValue::S("MSG#000000000000".into()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(moved.item().unwrap()["lastSeq"].as_n().unwrap(), "1", "still both");
+        // The late writer (its view: entries 0 and 1 held) moves them, then puts.
+        let mut conversation = late.clone();
+        let log = [entry(2)];
+        conversation.next_seq = 3;
+        let write = TurnWrite { log: &log, ..TurnWrite::of(&conversation, late.version, now() + 3600) };
+        let refused = DynamoStore::new(client.clone(), &table).writing(late_format).save_turn(&key, write).await;
+        assert!(matches!(refused, Err(hookline_core::error::Error::Conflict)), "{refused:?}");
+        let pk = AttributeValue::S(format!("BOT#{TEST_BOT}#USER#{user}"));
+        let items = client.query().table_name(&table).key_condition_expression("pk = :pk");
+        let items = items.expression_attribute_values(":pk", pk).send().await.unwrap();
+        let sks: Vec<&str> = items.items().iter().map(|i| i["sk"].as_s().unwrap().as_str()).collect();
+        assert_eq!(sks, ["MSG#000000000000", "MSG#000000000003", "SESSION"], "{late_format:?}");
+        assert_eq!(items.items()[0]["lastSeq"].as_n().unwrap(), "2", "still all three");
+        for after in [None, Some(0), Some(1), Some(2)] {
+            let read = store.read_log(&key, after, 10).await.unwrap();
+            let from = after.map_or(0, |a| a + 1);
+            assert_eq!(read.iter().map(|e| e.seq).collect::<Vec<_>>(), (from..4).collect::<Vec<_>>());
+        }
+    }
+}
+
+/// Reading from inside a log item looks back past expired items of an
+/// earlier conversation (TTL deletes late) to the live one holding it.
+#[tokio::test]
+async fn the_look_back_passes_expired_items_over() {
+    let client = dynamodb_client().await;
+    let (store, table) = dynamo_store(client.clone()).await;
+    let key = ConversationKey::new(TEST_BOT, "ivo");
+    write_turns(&store.writing(ItemFormat::Turns), &key, 1, 3).await;
+    let stale = serde_json::to_vec(&[entry(1), entry(2)]).unwrap();
+    let item = [
+        ("pk", AttributeValue::S(format!("BOT#{TEST_BOT}#USER#ivo"))),
+        ("sk", AttributeValue::S("MSG#000000000001".into())),
+        ("seq", AttributeValue::N("1".into())),
+        ("expiresAt", AttributeValue::N((now() - 60).to_string())),
+        ("log", AttributeValue::B(miniz_deflate(&stale).into())),
+    ];
+    let put =
+        client.put_item().table_name(&table).set_item(Some(item.into_iter().map(|(k, v)| (k.into(), v)).collect()));
+    put.send().await.unwrap();
+    let store = DynamoStore::new(client.clone(), &table);
+    let whole = store.read_log(&key, None, 10).await.unwrap();
+    assert_eq!(whole.iter().map(|e| e.seq).collect::<Vec<_>>(), [0, 1, 2]);
+    assert_eq!(store.read_log(&key, Some(1), 10).await.unwrap(), whole[2..]);
 }
 
 /// A large turn is paged over items; the log reads from inside any of them,

@@ -1,5 +1,6 @@
 //! The storage ports of conversations: their state and log, written together
-//! in one conditional write, and the poll records clients read answers from.
+//! by one write conditioned on the conversation's version, and the poll
+//! records clients read answers from.
 //! Files have a port of their own ([`FileStore`]). DynamoDB in the cloud,
 //! memory in the embedded mode; one store object usually serves all three.
 
@@ -55,7 +56,9 @@ pub trait Conversations: Send + Sync {
     async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>>;
 
     /// Stores the conversation (as `expected_version + 1`), appends the log
-    /// entries and writes the poll records, all or nothing.
+    /// entries and writes the poll records, all or nothing: what the store
+    /// may move first (DynamoDB: entries held in the conversation's item, to
+    /// a log item) was committed before, and reads the same either way.
     async fn save_turn(&self, key: &ConversationKey, write: TurnWrite<'_>) -> Result<()> {
         self.save_turns(&[(key, write)]).await
     }

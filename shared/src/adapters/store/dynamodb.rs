@@ -3,7 +3,7 @@
 //! | item         | pk                       | sk               |
 //! |--------------|--------------------------|------------------|
 //! | conversation | `BOT#{bot}#USER#{user}`  | `SESSION`        |
-//! | a turn's log | `BOT#{bot}#USER#{user}`  | `MSG#{seq:012}`  |
+//! | log entries  | `BOT#{bot}#USER#{user}`  | `MSG#{seq:012}`  |
 //! | poll record  | `POLL#{pollId}`          | `POLL`           |
 //! | used token   | `JTI#{bot}#{app}#{jti}`  | `JTI`            |
 //! | counter      | `BOT#{bot}#USER#{user}`  | `COUNTER#{name}` |
@@ -362,7 +362,8 @@ impl DynamoStore {
     }
 
     /// Stores `item` if `condition` holds (its `:name` values in `values`):
-    /// `false` when it does not.
+    /// `false` when it does not; `Error::Conflict` when a transaction in
+    /// flight holds the item (the caller's work is run again).
     async fn put_if(&self, item: Item, condition: &str, values: &[(&str, AttributeValue)]) -> Result<bool> {
         let values = values.iter().map(|(name, value)| (name.to_string(), value.clone())).collect();
         let put = self
@@ -377,6 +378,7 @@ impl DynamoStore {
         match put {
             Ok(_) => Ok(true),
             Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(e) if e.code() == Some("TransactionConflictException") => Err(Error::Conflict),
             Err(e) => Err(storage("PutItem", e)),
         }
     }
@@ -410,7 +412,9 @@ impl DynamoStore {
                 conversation.insert(CONVERSATION_JSON.to_string(), s(json))
             }
         };
-        let moved = plan.moved.iter().map(|entries| log::log_item(&pk, entries, write.expires_at, self.format));
+        // Moved in pages in every form: only functions that read them all
+        // ever meet held entries.
+        let moved = plan.moved.iter().map(|entries| log::log_item(&pk, entries, write.expires_at, ItemFormat::Compact));
         let mut puts = vec![if write.expected_version == 0 {
             Conditioned::new(conversation, "attribute_not_exists(pk)")
         } else {

@@ -25,8 +25,9 @@ use crate::text::json_len;
 /// A conversation item stays well under DynamoDB's 400 KB item limit.
 const MAX_CONVERSATION_BYTES: usize = 300 * 1024;
 /// A turn's log fits one TransactWriteItems (100 items: the conversation, the
-/// user's message and two poll records besides). Flow definitions stay well
-/// below; only what a webhook answers could go beyond.
+/// user's message and two poll records besides), should the store write an
+/// entry an item. Flow definitions stay well below; only what a webhook
+/// answers could go beyond.
 pub(super) const MAX_OUTPUTS_PER_TURN: usize = 90;
 /// A log entry stays under DynamoDB's 400 KB item limit, a turn's log under
 /// the 4 MB of one transaction.
@@ -265,7 +266,7 @@ fn keep(kept: Vec<QueueMessage>) -> Result<(Vec<QueueMessage>, Vec<QueueMessage>
     Ok((Vec::new(), kept))
 }
 
-/// The conversation stays one item, each log entry an item, and the turn
+/// The conversation stays one item, each log entry fits one, and the turn
 /// one transaction. The conversation's JSON length.
 fn check_sizes(conversation: &mut Conversation, log: &[LogEntry]) -> Result<usize> {
     let size = conversation.json_len();

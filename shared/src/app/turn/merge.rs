@@ -20,7 +20,7 @@ use crate::text::json_len;
 /// Log entries of the merged session carried over (with the two
 /// conversations, one transaction's worth).
 const MAX_MERGED_ENTRIES: u64 = 90;
-/// Within one transaction's 4 MB, with two conversations of up to 300 KiB.
+/// Within one transaction's 4 MB, with two conversations' items of up to 350 KiB.
 const MAX_MERGED_BYTES: usize = 2 * 1024 * 1024;
 
 impl Turns {

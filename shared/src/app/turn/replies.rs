@@ -51,8 +51,17 @@ pub async fn owed_jobs(
     let Some(last) = &written.last_turn else {
         return Ok(Vec::new());
     };
-    let count = written.next_seq.saturating_sub(last.first_seq) as usize;
-    let entries = store.read_log(key, last.first_seq.checked_sub(1), count).await?;
+    // The entries the write held are the turn's, as written (DynamoDB's
+    // stream image carries them): no read.
+    let entries = match written.held_log.first() {
+        Some(first) if first.seq <= last.first_seq => {
+            written.held_log.iter().filter(|e| e.seq >= last.first_seq).cloned().collect()
+        }
+        _ => {
+            let count = written.next_seq.saturating_sub(last.first_seq) as usize;
+            store.read_log(key, last.first_seq.checked_sub(1), count).await?
+        }
+    };
     let mut jobs = last.closed.clone();
     if let Some(instance) = last.post_url.as_deref().and_then(|id| bot.instance_by_id(id)) {
         let own: Vec<LogEntry> = entries.iter().filter(|e| e.trace_id == last.trace_id).cloned().collect();

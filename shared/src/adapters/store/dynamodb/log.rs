@@ -3,11 +3,12 @@
 //!
 //! DynamoDB bills a write by the kilobyte, and each turn writes the
 //! conversation anyway. So a turn's entries are held in the conversation's
-//! item, deflated with it, while holding them costs no more write units
-//! than moving them out. When it would, the entries held so far move to a
-//! log item of their own, put *before* the conversation's put that drops
-//! them: whenever they leave the conversation's item they are already in a
-//! log item, and the log's read takes the conversation's item first.
+//! item, deflated with it, while the item stays within the write units it
+//! would take without the entries held before. When it would not, those
+//! move to a log item of their own, put *before* the conversation's put
+//! that drops them: whenever they leave the conversation's item they are
+//! already in a log item, and the log's read takes the conversation's item
+//! first.
 //!
 //! Held entries were committed by an earlier write: every writer that moves
 //! them writes the same entries, or fewer from an older read. Their put only
@@ -54,7 +55,9 @@ pub(super) fn log_sk(seq: u64) -> String {
 /// Where a conversation write's log entries go.
 #[derive(Debug)]
 pub(super) struct LogPlan<'a> {
-    /// Entries held so far, moved to log items before the write.
+    /// Entries held so far, moved to log items before the write: in pages
+    /// whatever the form (held entries are met only by functions that read
+    /// every form), so a move only ever grows an item.
     pub moved: Vec<&'a [LogEntry]>,
     /// The turn's own entries, as log items of the write.
     pub items: Vec<&'a [LogEntry]>,
@@ -74,7 +77,7 @@ impl<'a> LogPlan<'a> {
         base: usize,
         state: impl Fn(&[&LogEntry]) -> Result<Vec<u8>>,
     ) -> Result<Self> {
-        let pages = |entries: &'a [LogEntry]| match format {
+        let items = |entries: &'a [LogEntry]| match format {
             ItemFormat::Legacy => entries.chunks(1).collect(),
             _ => log_pages(entries),
         };
@@ -93,7 +96,7 @@ impl<'a> LogPlan<'a> {
                             return hold_all(holding_all);
                         }
                         _ if fits(&holding_new) => {
-                            return Ok(Self { moved: pages(held), items: Vec::new(), state: Some(holding_new) });
+                            return Ok(Self { moved: log_pages(held), items: Vec::new(), state: Some(holding_new) });
                         }
                         _ => {}
                     }
@@ -101,7 +104,7 @@ impl<'a> LogPlan<'a> {
             }
         }
         let state = if format == ItemFormat::Legacy { None } else { Some(state(&[])?) };
-        Ok(Self { moved: pages(held), items: pages(new), state })
+        Ok(Self { moved: log_pages(held), items: items(new), state })
     }
 }
 
@@ -282,18 +285,27 @@ impl DynamoStore {
             .consistent_read(true)
     }
 
-    /// The entries of the live log item that starts last before seq `before`.
+    /// The entries of the live log item that starts last before seq `before`:
+    /// expired items of an earlier conversation (TTL deletes late) may lie
+    /// between, and are passed over.
     async fn log_item_before(&self, key: &ConversationKey, before: u64, now: i64) -> Result<Vec<LogEntry>> {
-        let page = self
-            .log_query(key, 0, before.saturating_sub(1))
-            .scan_index_forward(false)
-            .limit(1)
-            .send()
-            .await
-            .map_err(|e| super::storage("Query", e))?;
-        match page.items().first().filter(|item| live(item, now)) {
-            Some(item) => log_entries(item),
-            None => Ok(Vec::new()),
+        let mut start_key = None;
+        loop {
+            let page = self
+                .log_query(key, 0, before.saturating_sub(1))
+                .scan_index_forward(false)
+                .limit(4)
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(|e| super::storage("Query", e))?;
+            if let Some(item) = page.items().iter().find(|item| live(item, now)) {
+                return log_entries(item);
+            }
+            start_key = page.last_evaluated_key;
+            if start_key.is_none() {
+                return Ok(Vec::new());
+            }
         }
     }
 }
@@ -349,7 +361,7 @@ mod tests {
         let turns = plan(ItemFormat::Turns, 200);
         assert_eq!((turns.moved, turns.items, turns.state), (vec![&held[..]], vec![&new[..]], Some(Vec::new())));
         let legacy = plan(ItemFormat::Legacy, 200);
-        assert_eq!((legacy.moved.len(), legacy.items.len(), legacy.state), (2, 2, None));
+        assert_eq!((legacy.moved, legacy.items.len(), legacy.state), (vec![&held[..]], 2, None));
         // A turn too large to hold is items of its own write.
         let large = [entry(2, LOG_PAGE_BYTES)];
         let plan = LogPlan::of(ItemFormat::Compact, &held, &large, 200, state).unwrap();
