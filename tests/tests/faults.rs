@@ -503,3 +503,16 @@ async fn a_queue_unreachable_at_an_async_message_answers_503_and_runs_nothing() 
     assert_eq!((tally.delivered, tally.duplicated, tally.out_of_order), (3, 0, 0), "{tally:?}");
     assert_eq!(received.len(), 3, "once each");
 }
+
+/// The worker's long poll waits its whole wait, past the SDK's attempt
+/// timeout for other requests: cut short, SQS would hand a message to a
+/// request no one reads (hidden until its visibility ends, its receive
+/// counted, and a FIFO group's order broken on the emulator).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_is_never_cut_short() {
+    let (queue, _) = sqs_queue().await;
+    let started = std::time::Instant::now();
+    let received = queue.receive(1, Duration::from_secs(7)).await.expect("an idle queue answers");
+    assert!(received.is_empty());
+    assert!(started.elapsed() >= Duration::from_secs(7), "answered after {:?}", started.elapsed());
+}

@@ -128,7 +128,7 @@ async fn without_a_region_the_cold_start_names_the_variable() {
 /// While a deployment from before the compact items is upgraded,
 /// HOOKLINE_ITEM_FORMAT=legacy writes as its functions read: the
 /// conversation as JSON text, each log entry an item of its own; `turns`,
-/// as those from commit 5437eba read: a turn's entries in an item of their
+/// as those from commit 4af281a read: a turn's entries in an item of their
 /// own, none held in the conversation's. Another value stops the cold start
 /// saying which are allowed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -102,15 +102,26 @@ impl SqsQueue {
     }
 
     async fn receive_hiding(&self, max: i32, wait: Duration, visibility: Option<i32>) -> Result<Vec<SqsMessage>> {
+        let wait = wait.min(Duration::from_secs(20));
+        // A long poll answers when its wait ends: the attempt must outlast
+        // it. Cut short, SQS hands a message to a request no one reads: it
+        // stays hidden until its visibility ends, its receive counted
+        // towards the dead-letter queue.
+        let timeouts = aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
+            .operation_attempt_timeout(wait + Duration::from_secs(5))
+            .operation_timeout(wait + Duration::from_secs(10))
+            .build();
         let output = self
             .client
             .receive_message()
             .queue_url(&self.url)
             .max_number_of_messages(max.clamp(1, 10))
-            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .wait_time_seconds(wait.as_secs() as i32)
             .set_visibility_timeout(visibility)
             .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .customize()
+            .config_override(aws_sdk_sqs::config::Builder::default().timeout_config(timeouts))
             .send()
             .await
             .map_err(|e| failed("ReceiveMessage", e))?;

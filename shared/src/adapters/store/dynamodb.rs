@@ -100,7 +100,7 @@ pub enum ItemFormat {
     #[default]
     Compact,
     /// Deflated, a turn's entries in an item of their own (what versions
-    /// from commit 5437eba read).
+    /// from commit 4af281a read).
     Turns,
     /// The conversation's JSON as text, each entry an item of its own (what
     /// versions before it read).
@@ -363,7 +363,7 @@ impl DynamoStore {
 
     /// Stores `item` if `condition` holds (its `:name` values in `values`):
     /// `false` when it does not; `Error::Conflict` when a transaction in
-    /// flight holds the item (the caller's work is run again).
+    /// flight holds the item (a turn is run again, as for a lost race).
     async fn put_if(&self, item: Item, condition: &str, values: &[(&str, AttributeValue)]) -> Result<bool> {
         let values = values.iter().map(|(name, value)| (name.to_string(), value.clone())).collect();
         let put = self

@@ -267,7 +267,7 @@ fn keep(kept: Vec<QueueMessage>) -> Result<(Vec<QueueMessage>, Vec<QueueMessage>
 }
 
 /// The conversation stays one item, each log entry fits one, and the turn
-/// one transaction. The conversation's JSON length.
+/// fits one transaction. The conversation's JSON length.
 fn check_sizes(conversation: &mut Conversation, log: &[LogEntry]) -> Result<usize> {
     let size = conversation.json_len();
     if size > MAX_CONVERSATION_BYTES {

@@ -294,7 +294,8 @@ impl DynamoStore {
             let page = self
                 .log_query(key, 0, before.saturating_sub(1))
                 .scan_index_forward(false)
-                .limit(4)
+                // The item before, unless expired ones lie between.
+                .limit(if start_key.is_none() { 1 } else { 8 })
                 .set_exclusive_start_key(start_key)
                 .send()
                 .await
