@@ -362,17 +362,8 @@ async fn the_look_back_passes_expired_items_over() {
     let (store, table) = dynamo_store(client.clone()).await;
     let key = ConversationKey::new(TEST_BOT, "ivo");
     write_turns(&store.writing(ItemFormat::Turns), &key, 1, 3).await;
-    let stale = serde_json::to_vec(&[entry(1), entry(2)]).unwrap();
-    let item = [
-        ("pk", AttributeValue::S(format!("BOT#{TEST_BOT}#USER#ivo"))),
-        ("sk", AttributeValue::S("MSG#000000000001".into())),
-        ("seq", AttributeValue::N("1".into())),
-        ("expiresAt", AttributeValue::N((now() - 60).to_string())),
-        ("log", AttributeValue::B(miniz_deflate(&stale).into())),
-    ];
-    let put =
-        client.put_item().table_name(&table).set_item(Some(item.into_iter().map(|(k, v)| (k.into(), v)).collect()));
-    put.send().await.unwrap();
+    let pk = AttributeValue::S(format!("BOT#{TEST_BOT}#USER#ivo"));
+    put_expired_log_item(&client, &table, pk, &serde_json::to_vec(&[entry(1), entry(2)]).unwrap()).await;
     let store = DynamoStore::new(client.clone(), &table);
     let whole = store.read_log(&key, None, 10).await.unwrap();
     assert_eq!(whole.iter().map(|e| e.seq).collect::<Vec<_>>(), [0, 1, 2]);
@@ -413,23 +404,23 @@ async fn a_large_turn_spans_items_and_expired_items_are_not_read() {
     // A stale item of an earlier conversation, expired but not yet deleted,
     // between them: never read.
     let stale = [entry(1, "stale".into()), entry(2, "stale".into()), entry(3, "stale".into())];
-    let bytes = serde_json::to_vec(&stale).unwrap();
-    let item = [
-        ("pk", pk),
-        ("sk", AttributeValue::S("MSG#000000000001".into())),
-        ("seq", AttributeValue::N("1".into())),
-        ("expiresAt", AttributeValue::N((now() - 60).to_string())),
-        ("log", AttributeValue::B(miniz_deflate(&bytes).into())),
-    ];
-    let put =
-        client.put_item().table_name(&table).set_item(Some(item.into_iter().map(|(k, v)| (k.into(), v)).collect()));
-    put.send().await.unwrap();
+    put_expired_log_item(&client, &table, pk, &serde_json::to_vec(&stale).unwrap()).await;
     assert_eq!(seqs(store.read_log(&key, None, 10).await.unwrap()), [0, 1, 2]);
     assert_eq!(seqs(store.read_log(&key, Some(1), 10).await.unwrap()), [2]);
     assert!(store.read_log(&key, None, 10).await.unwrap().iter().all(|e| e.trace_id == "tr-large"));
 }
 
 /// Deflated as the store deflates a log item.
-fn miniz_deflate(bytes: &[u8]) -> Vec<u8> {
-    miniz_oxide::deflate::compress_to_vec(bytes, 6)
+/// A log item `MSG#000000000001` of an earlier conversation, expired a
+/// minute ago but not yet deleted (TTL deletes late), holding `entries`' JSON.
+async fn put_expired_log_item(client: &aws_sdk_dynamodb::Client, table: &str, pk: AttributeValue, entries: &[u8]) {
+    let item = [
+        ("pk", pk),
+        ("sk", AttributeValue::S("MSG#000000000001".into())),
+        ("seq", AttributeValue::N("1".into())),
+        ("expiresAt", AttributeValue::N((now() - 60).to_string())),
+        ("log", AttributeValue::B(miniz_oxide::deflate::compress_to_vec(entries, 6).into())),
+    ];
+    let item = item.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    client.put_item().table_name(table).set_item(Some(item)).send().await.unwrap();
 }
