@@ -478,18 +478,29 @@ pub fn delivery_job(bot: &str, receiver: &Receiver, path: &str, webhook_id: &str
     .to_string()
 }
 
+/// One request of the emulator's DynamoDB Streams API.
+pub async fn streams(action: &str, body: Value) -> Value {
+    aws_json(format!("DynamoDBStreams_20120810.{action}"), body).await
+}
+
+/// `table`'s stream on the emulator (its one shard): its ARN, and an
+/// iterator of `iterator_type` (`TRIM_HORIZON`, `LATEST`).
+pub async fn stream_iterator(table: &str, iterator_type: &str) -> (String, Value) {
+    let listed = streams("ListStreams", json!({"TableName": table})).await;
+    let arn = listed["Streams"][0]["StreamArn"].as_str().expect("the table has a stream").to_string();
+    let stream = streams("DescribeStream", json!({"StreamArn": arn})).await;
+    let shard = stream["StreamDescription"]["Shards"][0]["ShardId"].clone();
+    let at = json!({"StreamArn": arn, "ShardId": shard, "ShardIteratorType": iterator_type});
+    let iterator = streams("GetShardIterator", at).await["ShardIterator"].clone();
+    (arn, iterator)
+}
+
 /// The records of `table`'s stream on the emulator, from its start, as a
 /// DynamoDB stream event: the records as GetRecords answers them on the
 /// wire, which is what Lambda's event source passes on.
 pub async fn stream_event(table: &str) -> Value {
-    let call = |action: &'static str, body: Value| aws_json(format!("DynamoDBStreams_20120810.{action}"), body);
-    let streams = call("ListStreams", json!({"TableName": table})).await;
-    let arn = streams["Streams"][0]["StreamArn"].as_str().expect("the table has a stream").to_string();
-    let stream = call("DescribeStream", json!({"StreamArn": arn})).await;
-    let shard = stream["StreamDescription"]["Shards"][0]["ShardId"].clone();
-    let at = json!({"StreamArn": arn, "ShardId": shard, "ShardIteratorType": "TRIM_HORIZON"});
-    let iterator = call("GetShardIterator", at).await["ShardIterator"].clone();
-    let mut records = call("GetRecords", json!({"ShardIterator": iterator})).await["Records"].take();
+    let (arn, iterator) = stream_iterator(table, "TRIM_HORIZON").await;
+    let mut records = streams("GetRecords", json!({"ShardIterator": iterator})).await["Records"].take();
     for record in records.as_array_mut().expect("records") {
         record["eventSourceARN"] = json!(arn);
     }

@@ -17,6 +17,7 @@ use base64::Engine;
 use hookline_tests::runtime_api::{Deployment, LambdaRuntime, Outcome, http_event, response_json};
 use hookline_tests::{
     Answer, Receiver, aws_endpoint, aws_json, field, file_part, multipart, sign_hs, sqs_client, sqs_record,
+    stream_iterator, streams,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -652,12 +653,7 @@ struct StreamReader {
 
 impl StreamReader {
     async fn open(table: &str) -> Self {
-        let listed = streams("ListStreams", json!({"TableName": table})).await;
-        let arn = listed["Streams"][0]["StreamArn"].as_str().expect("the table has a stream").to_string();
-        let stream = streams("DescribeStream", json!({"StreamArn": arn})).await;
-        let shard = stream["StreamDescription"]["Shards"][0]["ShardId"].clone();
-        let at = json!({"StreamArn": arn, "ShardId": shard, "ShardIteratorType": "LATEST"});
-        let iterator = streams("GetShardIterator", at).await["ShardIterator"].clone();
+        let (arn, iterator) = stream_iterator(table, "LATEST").await;
         Self { iterator, arn }
     }
 
@@ -672,10 +668,6 @@ impl StreamReader {
         }
         records
     }
-}
-
-async fn streams(action: &str, body: Value) -> Value {
-    aws_json(format!("DynamoDBStreams_20120810.{action}"), body).await
 }
 
 /// Each function's memory (MB) as template.yaml sets it.
